@@ -1,0 +1,5 @@
+import sys
+
+from ednaml.cli import main
+
+sys.exit(main())

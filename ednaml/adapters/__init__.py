@@ -1,0 +1,1 @@
+"""The Lightning side: the config as a LightningModule, a LightningDataModule and callbacks."""

@@ -1,0 +1,90 @@
+"""Small callbacks: checkpoints named by SAVE, and the run's summary kept current."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from ednaml.tracking.run_folder import RunFolder, plain_metrics
+
+
+def checkpoint_callbacks(config: dict[str, Any], run: RunFolder) -> list[ModelCheckpoint]:
+    """{CORE}-v{VER}_epoch{E}_step{S}.ckpt every SAVE_FREQUENCY epochs (and STEP_SAVE_FREQUENCY steps), plus last.ckpt."""
+    save = config["SAVE"]
+    filename = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}_epoch{{epoch}}_step{{step}}"
+    common = {"dirpath": run.checkpoints, "filename": filename, "auto_insert_metric_name": False, "save_top_k": -1}
+    callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], save_last=True, **common)]
+    if save["STEP_SAVE_FREQUENCY"]:
+        callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **common))
+    return callbacks
+
+
+def better(metric: str, new: float, old: float) -> bool:
+    """Losses and errors are better lower; everything else (accuracy, F1, ...) higher."""
+    lower = any(word in metric.lower() for word in ("loss", "error", "mse", "mae"))
+    return new < old if lower else new > old
+
+
+class RunSummary(Callback):
+    """Keeps summary.json current: status, final and best metrics, checkpoints, the W&B run."""
+
+    def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None):
+        self.run, self.stage = run, stage
+        self.started = time.time()
+        self.summary: dict[str, Any] = {
+            "run_id": run.run_id, "experiment": run.experiment, "stage": stage, "status": "running", "run_dir": str(run.path),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+            "epochs": 0, "global_step": 0, "final": {}, "best": {}, "checkpoints": {}, "wandb": wandb or {},
+        }
+        self.write()
+
+    def write(self) -> None:
+        self.summary["elapsed_seconds"] = round(time.time() - self.started, 2)
+        self.run.write_json("summary.json", self.summary)
+
+    def _collect(self, trainer: pl.Trainer, prefixes: tuple[str, ...], epochs_done: int | None = None) -> None:
+        logged = trainer.callback_metrics
+        metrics = plain_metrics({
+            k: v for k, v in logged.items()
+            if k.startswith(prefixes) and not k.endswith("_step") and not (k.endswith("_epoch") and k[:-6] in logged)
+        })
+        self.summary["final"].update(metrics)
+        self.summary["epochs"] = max(self.summary["epochs"], epochs_done if epochs_done is not None else trainer.current_epoch)
+        self.summary["global_step"] = trainer.global_step
+        for key, value in metrics.items():
+            if value is None or not key.startswith("val/"):
+                continue
+            best = self.summary["best"].get(key)
+            if best is None or better(key, value, best["value"]):
+                self.summary["best"][key] = {"value": value, "epoch": trainer.current_epoch, "step": trainer.global_step}
+        if self.run.checkpoints.is_dir():
+            saved = sorted(self.run.checkpoints.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+            self.summary["checkpoints"] = {
+                "saved": [str(p) for p in saved if p.name != "last.ckpt"],
+                "last": str(self.run.checkpoints / "last.ckpt") if (self.run.checkpoints / "last.ckpt").exists() else None,
+            }
+        self.write()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._collect(trainer, ("val/",))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._collect(trainer, ("train/",), epochs_done=trainer.current_epoch + 1)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._collect(trainer, ("test/",))
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.finish("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed", error=str(exception))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        if self.summary["status"] in ("failed", "interrupted"):
+            return
+        self.summary["status"] = status
+        if error:
+            self.summary["error"] = error
+        self.write()

@@ -1,0 +1,143 @@
+"""Run one stage (fit / validate / test / predict) of a resolved config on a Lightning Trainer."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger
+
+from ednaml.adapters.callbacks import RunSummary, checkpoint_callbacks
+from ednaml.adapters.datamodule import EdnaDataModule
+from ednaml.adapters.module import EdnaModule
+from ednaml.api import BuildError
+from ednaml.data.base import DataError
+from ednaml.tracking.run_folder import RUN_ID_ENV, RunFolder
+from ednaml.tracking.wandb import wandb_logger
+
+log = logging.getLogger("ednaml")
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's advertising tips and warnings that do not apply to EdnaML's run folders."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def _instantiate(spec: Any) -> Any:
+    """A `{class_path: ..., init_args: {...}}` mapping (LightningCLI's form) -> an object."""
+    if isinstance(spec, dict) and "class_path" in spec:
+        import importlib
+
+        module_name, _, name = spec["class_path"].rpartition(".")
+        if not module_name:
+            module_name = "lightning.pytorch.callbacks"
+        cls = getattr(importlib.import_module(module_name), name)
+        return cls(**spec.get("init_args", {}))
+    return spec
+
+
+def build_trainer(config: dict[str, Any], run: RunFolder, extra_callbacks: list, loggers: list) -> pl.Trainer:
+    kwargs = dict(config["trainer"])
+    kwargs.pop("default_root_dir", None)
+    user_callbacks = kwargs.pop("callbacks", None) or []
+    user_callbacks = [_instantiate(c) for c in (user_callbacks if isinstance(user_callbacks, list) else [user_callbacks])]
+    user_logger = kwargs.pop("logger", None)
+    if user_logger is False:
+        loggers = []
+    elif user_logger not in (None, True):
+        loggers = loggers + [_instantiate(x) for x in (user_logger if isinstance(user_logger, list) else [user_logger])]
+    return pl.Trainer(default_root_dir=str(run.path), callbacks=extra_callbacks + user_callbacks, logger=loggers, **kwargs)
+
+
+def _write_predictions(run: RunFolder, batches: list[dict[str, torch.Tensor]], classes: list[str]) -> Path:
+    path = run.path / "predictions.csv"
+    if run.writer:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["index", "prediction", "confidence", "target"])
+            index = 0
+            for batch in batches:
+                for pred, conf, target in zip(batch["prediction"].tolist(), batch["confidence"].tolist(), batch["target"].tolist()):
+                    writer.writerow([index, classes[pred], f"{conf:.6f}", classes[target]])
+                    index += 1
+    return path
+
+
+def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) -> dict[str, Any]:
+    """Build everything from `config`, run `stage`, and return the run's summary."""
+    _quiet_lightning()
+    seed = config["seed_everything"]
+    if seed is not False:
+        pl.seed_everything(int(seed), workers=True, verbose=False)
+    try:
+        datamodule = EdnaDataModule(config)
+        module = EdnaModule(config, datamodule.labels)
+    except DataError:
+        raise
+    except (ValueError, KeyError, TypeError, ImportError) as err:
+        raise BuildError(str(err).strip("'\"")) from err
+
+    run = RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
+    handler = run.start_log()
+    previous_id = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = run.run_id
+    wandb = None
+    try:
+        run.write_config(config)
+        log.info("run folder: %s", run.path)
+        loggers: list[Any] = [CSVLogger(save_dir=str(run.path), name="", version="")]
+        wandb, wandb_info = wandb_logger(run, config)
+        if wandb is not None:
+            loggers.append(wandb)
+        summary = RunSummary(run, stage, wandb_info)
+        callbacks: list[Any] = [summary]
+        if stage == "fit":
+            callbacks = checkpoint_callbacks(config, run) + [LearningRateMonitor(), summary]
+        trainer = build_trainer(config, run, callbacks, loggers)
+        try:
+            if stage == "fit":
+                if not config["EXECUTION"]["SKIPEVAL"] and datamodule.has("val"):
+                    trainer.validate(module, datamodule=datamodule, verbose=False)
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+                if module.parameter_table:
+                    run.write_json("parameter_groups.json", [row.as_dict() for row in module.parameter_table])
+                if datamodule.has("test"):
+                    trainer.test(module, datamodule=datamodule, verbose=False)
+            elif stage == "validate":
+                trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            elif stage == "test":
+                trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            elif stage == "predict":
+                batches = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
+                summary.summary["predictions"] = str(_write_predictions(run, batches or [], datamodule.labels[module.target_label]))
+            summary.finish("finished")
+        except BaseException as err:
+            summary.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed", error=str(err))
+            raise
+        log.info("run %s %s; final metrics: %s", run.run_id, summary.summary["status"], summary.summary["final"])
+        return summary.summary
+    finally:
+        if wandb is not None and run.writer:
+            import wandb as wandb_lib
+
+            wandb_lib.finish()
+        if previous_id is None:
+            os.environ.pop(RUN_ID_ENV, None)
+        else:
+            os.environ[RUN_ID_ENV] = previous_id
+        RunFolder.stop_log(handler)

@@ -1,0 +1,203 @@
+"""`ednaml fit | validate | test | predict | list`: the command line, with Lightning's flag conventions."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import warnings
+from typing import Any, Sequence
+
+STAGES = ("fit", "validate", "test", "predict")
+COMMANDS = STAGES + ("list",)
+FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import")
+BARE_FLAGS = ("--print_config", "--debug", "--help")
+
+USAGE = """\
+usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
+       ednaml list [KIND] [PATTERN]
+
+Run an experiment described by an EdnaML config on a Lightning Trainer.
+
+commands:
+  fit        train (after one validation pass unless EXECUTION.SKIPEVAL), then test
+  validate   evaluate on the validation split
+  test       evaluate on the test split (--ckpt_path alone: the checkpoint's own config)
+  predict    write predictions.csv for the test split
+  list       the registered components, by kind (datareader, model, loss, ...)
+
+options:
+  -c, --config FILE        a config file; several merge left to right (mappings merge, lists replace)
+  --print_config           print the resolved config (it loads again as the same config) and exit
+  --ckpt_path PATH         checkpoint to resume (fit) or to evaluate
+  --seed_everything N      seed for every RNG (default: one is picked and recorded)
+  --import FILE|MODULE     import custom components before names are resolved (repeatable)
+  --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision bf16-mixed)
+  --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR 0.01)
+  --debug                  show Python tracebacks
+  -h, --help               show this help (with a stage: also every --trainer.* argument)
+
+Values are read as YAML: 3 is a number, [8, 8] a list, null nothing.
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
+    """Split argv into the command, config files, overrides (dotted path, value) and flags."""
+    if not argv or argv[0] in ("-h", "--help"):
+        return {"command": "help"}
+    if argv[0] in ("--version", "version"):
+        return {"command": "version"}
+    command, rest = argv[0], list(argv[1:])
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        raise UsageError(f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else f"; commands are {', '.join(COMMANDS)}"))
+    args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False, "debug": False, "help": False, "positional": []}
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        i += 1
+        if token in ("-h", "--help"):
+            args["help"] = True
+            continue
+        if not token.startswith("-"):
+            args["positional"].append(token)
+            continue
+        name, eq, value = token.partition("=")
+        name = "--config" if name == "-c" else name
+        if name in BARE_FLAGS:
+            args[name[2:]] = True
+            continue
+        if not eq:
+            if i >= len(rest) or (rest[i].startswith("--") and len(rest[i]) > 2):
+                raise UsageError(f"{name} needs a value")
+            value, i = rest[i], i + 1
+        key = name[2:]
+        if name == "--config":
+            args["config"].append(value)
+        elif name == "--import":
+            args["imports"].append(value)
+        elif name in ("--ckpt_path", "--seed_everything"):
+            args["overrides"].append((key, value))
+        elif "." in key or key.isupper() or key in ("trainer",):
+            args["overrides"].append((key, value))
+        else:
+            options = [f[2:] for f in FLAGS_WITH_VALUE + BARE_FLAGS] + ["trainer.<arg>", "SECTION.KEY"]
+            close = difflib.get_close_matches(key, options, n=1)
+            raise UsageError(f"unknown option --{key}" + (f"; did you mean --{close[0]}?" if close else ""))
+    return args
+
+
+def _trainer_help() -> str:
+    import inspect
+
+    from lightning.pytorch import Trainer
+
+    lines = ["\nlightning.Trainer arguments (as --trainer.NAME VALUE or under trainer: in a config):"]
+    for p in inspect.signature(Trainer.__init__).parameters.values():
+        if p.name != "self":
+            lines.append(f"  --trainer.{p.name:<32} default: {p.default!r}")
+    return "\n".join(lines)
+
+
+def _list(args: dict[str, Any]) -> int:
+    from ednaml import registry
+
+    kind = args["positional"][0] if args["positional"] else None
+    pattern = args["positional"][1] if len(args["positional"]) > 1 else "*"
+    if kind and kind not in registry.KINDS:
+        if "*" in kind or kind[:1].isupper():
+            kind, pattern = None, kind
+        else:
+            close = difflib.get_close_matches(kind, registry.KINDS, n=1)
+            raise UsageError(f"unknown kind {kind!r}" + (f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(registry.KINDS)}"))
+    for k, rows in registry.catalogue(kind, pattern).items():
+        if not rows and kind is None:
+            continue
+        print(f"{k}:")
+        width = max((len(n) for n, _ in rows), default=0)
+        for name, doc in rows:
+            print(f"  {name:<{width}}  {doc}".rstrip())
+    return 0
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    from ednaml.config.load import ConfigWarning
+
+    if issubclass(category, ConfigWarning):
+        return f"ednaml: warning: {message}\n"
+    return warnings._formatwarning_orig(message, category, filename, lineno, line)  # type: ignore[attr-defined]
+
+
+def _run(args: dict[str, Any]) -> int:
+    from ednaml.api import EdnaML, prepare
+    from ednaml.config import dump
+
+    if args["help"]:
+        print(USAGE + _trainer_help())
+        return 0
+    overrides = args["overrides"]
+    ckpt = dict(overrides).get("ckpt_path")
+    if not args["config"] and not ckpt:
+        raise UsageError(f"`ednaml {args['command']}` needs --config FILE (or --ckpt_path of an EdnaML checkpoint)")
+    base = None
+    if not args["config"]:
+        from ednaml.api import config_from_checkpoint
+
+        base = config_from_checkpoint(ckpt)
+    config = prepare(args["config"], overrides, args["imports"], base)
+    if args["print_config"]:
+        sys.stdout.write(dump(config))
+        return 0
+    experiment = EdnaML(config)
+    summary = getattr(experiment, args["command"])()
+    _report(summary)
+    return 0 if summary["status"] == "finished" else 1
+
+
+def _report(summary: dict[str, Any]) -> None:
+    final = summary.get("final", {})
+    shown = {k: v for k, v in final.items() if k.startswith(("test/", "val/")) and v is not None and "/" not in k[5:]}
+    print(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
+    for key, value in sorted(shown.items()):
+        print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    warnings._formatwarning_orig = warnings.formatwarning  # type: ignore[attr-defined]
+    warnings.formatwarning = _format_warning
+    try:
+        args = parse_args(argv)
+        if args["command"] == "help":
+            print(USAGE)
+            return 0
+        if args["command"] == "version":
+            from ednaml import __version__
+
+            print(f"ednaml {__version__}")
+            return 0
+        if args["command"] == "list":
+            return _list(args)
+        return _run(args)
+    except UsageError as err:
+        print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001
+        from ednaml.api import BuildError
+        from ednaml.config import ConfigError
+        from ednaml.data.base import DataError
+        from ednaml.utils import MissingExtra
+
+        if debug or not isinstance(err, (ConfigError, BuildError, DataError, MissingExtra)):
+            raise
+        print(f"ednaml: {err}" if isinstance(err, ConfigError) else f"ednaml: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Read config files, merge them, apply overrides and legacy forms, fill defaults: one resolved config."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from ednaml.config.errors import ConfigError, Problem, format_path, show
+from ednaml.config.schema import (
+    LIGHTNING_KEYS,
+    LINKED_KEYS,
+    SCHEMA,
+    Key,
+    ListOf,
+    Section,
+)
+
+TORCH_OPTIMIZERS = {
+    "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "ASGD", "LBFGS", "Muon",
+    "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam",
+}
+
+
+class ConfigWarning(UserWarning):
+    """An accepted but ignored or rewritten part of a config."""
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Load one config file with yaml.safe_load; errors name the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a file")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise ConfigError(f"{str(path)!r} is a binary file, not a YAML config")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{str(path)!r} is not UTF-8 text, not a YAML config") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"YAML syntax error in {str(path)!r}{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{str(path)!r} is empty; a config needs at least one section (e.g. EXECUTION:)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} holds a {type(data).__name__}, not a mapping of sections")
+    return data
+
+
+def deep_merge(base: Any, update: Any) -> Any:
+    """Mappings merge key by key; anything else (lists included) is replaced wholesale."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(update)
+
+
+def parse_key_path(dotted: str) -> list[str | int]:
+    """'OPTIMIZER.0.BASE_LR' or 'OPTIMIZER[0].BASE_LR' -> ['OPTIMIZER', 0, 'BASE_LR']."""
+    parts: list[str | int] = []
+    for segment in dotted.split("."):
+        match = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", segment)
+        if not match:
+            raise ConfigError(f"cannot read the key path {dotted!r}; write it as SECTION.KEY or LIST.0.KEY")
+        name, indices = match.groups()
+        if name:
+            parts.append(int(name) if name.isdigit() else name)
+        parts += [int(i) for i in re.findall(r"\d+", indices)]
+    return parts
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value, read as YAML: '3' -> 3, '[1,2]' -> [1, 2], 'null' -> None."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_path(cfg: dict[str, Any], path: Sequence[str | int], value: Any, dotted: str) -> None:
+    """Set `value` at `path`, creating mappings; a list entry is addressed by its index."""
+    node: Any = cfg
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not isinstance(part, int):
+                if len(node) != 1:
+                    where = format_path(path[:i])
+                    raise ConfigError(
+                        f"--{dotted}: {where} has {len(node)} entries; say which one, e.g. --{where}.0.{part}"
+                    )
+                node = node[0]
+            elif part == len(node):
+                node.append({})
+            elif part > len(node):
+                raise ConfigError(f"--{dotted}: {format_path(path[:i])} has {len(node)} entries, no index {part}")
+        if isinstance(node, list):
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--{dotted}: {format_path(path[:i])} is {show(node)}, not a mapping")
+        key = str(part) if isinstance(part, int) and part not in node else part
+        if last:
+            node[key] = value
+        else:
+            if node.get(key) is None:
+                node[key] = [] if isinstance(SCHEMA.get(key), ListOf) else {}
+            node = node[key]
+
+
+def get_path(cfg: dict[str, Any], path: Sequence[str | int], default: Any = None) -> Any:
+    node: Any = cfg
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return default
+    return node
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ConfigWarning, stacklevel=3)
+
+
+def _legacy_entry(section: str, entry: Any) -> Any:
+    """Rewrite the original EdnaML's forms of one list entry into the canonical form."""
+    if not isinstance(entry, dict):
+        return entry
+    entry = dict(entry)
+    if section in ("OPTIMIZER", "LOSS_OPTIMIZER") and "OPTIMIZER" not in entry:
+        name = entry.get("OPTIMIZER_NAME")
+        if name in TORCH_OPTIMIZERS:
+            _warn(f"{section}: OPTIMIZER_NAME {name!r} names a torch optimizer; read as OPTIMIZER: {name}")
+            entry["OPTIMIZER"] = name
+            entry["OPTIMIZER_NAME"] = "opt-1" if section == "OPTIMIZER" else None
+    return entry
+
+
+# The oldest configs put transform arguments straight into TRANSFORMATION, in upper case.
+LEGACY_TRANSFORM_KEYS = {
+    "SHAPE": "i_shape", "NORMALIZATION_MEAN": "normalization_mean", "NORMALIZATION_STD": "normalization_std",
+    "NORMALIZATION_SCALE": "normalization_scale", "H_FLIP": "h_flip", "T_CROP": "t_crop", "RANDOM_ERASE": "random_erase",
+    "RANDOM_ERASE_VALUE": "random_erase_value", "CHANNELS": "channels",
+}
+
+
+def _legacy_transformation(section: str, value: Any) -> Any:
+    if not isinstance(value, dict) or not any(k in value for k in LEGACY_TRANSFORM_KEYS):
+        return value
+    value = dict(value)
+    args = dict(value.get("ARGS") or {})
+    moved = [k for k in LEGACY_TRANSFORM_KEYS if k in value]
+    for key in moved:
+        args[LEGACY_TRANSFORM_KEYS[key]] = value.pop(key)
+    value["ARGS"] = args
+    _warn(f"{section}: {', '.join(moved)} read as ARGS.{', ARGS.'.join(LEGACY_TRANSFORM_KEYS[k] for k in moved)}")
+    return value
+
+
+def normalize_legacy(raw: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the original EdnaML's older forms into the canonical one (each rewrite is warned about)."""
+    cfg = dict(raw)
+    for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+        if section in cfg:
+            cfg[section] = _legacy_transformation(section, cfg[section])
+    save = cfg.get("SAVE")
+    if isinstance(save, dict) and isinstance(save.get("LOG_BACKUP"), dict):
+        _warn("SAVE.LOG_BACKUP: storage-based backups are not supported; read as LOG_BACKUP: false")
+        cfg["SAVE"] = {**save, "LOG_BACKUP": False}
+    for section, spec in SCHEMA.items():
+        if not isinstance(spec, ListOf) or section not in cfg:
+            continue
+        value = cfg[section]
+        if value is None:
+            cfg[section] = copy.deepcopy(spec.default)
+            continue
+        if isinstance(value, dict):
+            value = [value]
+        if isinstance(value, list):
+            cfg[section] = [_legacy_entry(section, e) for e in value]
+    return cfg
+
+
+def _materialize_lists(cfg: dict[str, Any]) -> None:
+    for section, spec in SCHEMA.items():
+        if isinstance(spec, ListOf) and section not in cfg:
+            cfg[section] = copy.deepcopy(spec.default)
+
+
+def _coerce(key: Key, value: Any) -> Any:
+    """Old configs wrote kwargs as strings holding a dict ('{"step_size": 20}')."""
+    if dict in key.types and isinstance(value, str):
+        for loader in (json.loads, yaml.safe_load):
+            try:
+                parsed = loader(value)
+            except (ValueError, yaml.YAMLError):
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+    if key.types == (list,) and isinstance(value, str) and key.default and isinstance(key.default[0], dict):
+        value = parse_value(value)
+    if isinstance(value, list) and key.types == (list,):
+        return [_coerce(Key({}, (dict,), ""), v) if isinstance(v, str) and v.strip().startswith("{") else v for v in value]
+    return value
+
+
+def fill_section(spec: Section, value: Any, path: tuple, warned: set) -> Any:
+    """Defaults for every known key; unknown keys kept as they are (validation names them)."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        return value  # validation reports the wrong type
+    out: dict[str, Any] = {}
+    for name, sub in spec.keys.items():
+        given = value.get(name)
+        if isinstance(sub, Section):
+            out[name] = fill_section(sub, given, path + (name,), warned)
+        elif sub.dead:
+            if name in value:
+                dotted = format_path(path + (name,))
+                if dotted not in warned:
+                    warned.add(dotted)
+                    _warn(f"{dotted} is accepted but not used: {sub.doc}")
+                out[name] = given
+        elif given is None:
+            out[name] = copy.deepcopy(sub.default)
+        else:
+            out[name] = _coerce(sub, given)
+    for name, given in value.items():
+        if name not in spec.keys:
+            out[name] = given
+    return out
+
+
+def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    warned: set[str] = set()
+    out: dict[str, Any] = {}
+    for section, spec in SCHEMA.items():
+        value = cfg.get(section)
+        if section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+            value = deep_merge(cfg.get("TRANSFORMATION") or {}, value or {})
+        if isinstance(spec, ListOf):
+            entries = value if isinstance(value, list) else value
+            if isinstance(entries, list):
+                out[section] = [fill_section(spec.entry, e, (section, i), warned) for i, e in enumerate(entries)]
+            else:
+                out[section] = entries
+        elif section == "STORAGE":
+            out[section] = value if value is not None else {}
+        else:
+            out[section] = fill_section(spec, value, (section,), warned)
+    for name, key in LIGHTNING_KEYS.items():
+        given = cfg.get(name)
+        out[name] = copy.deepcopy(key.default) if given is None and not key.optional else given
+    for section, value in cfg.items():  # unknown sections: kept for custom components
+        if section not in out:
+            out[section] = value
+    return out
+
+
+def _linked() -> list[tuple[list, list]]:
+    return [(parse_key_path(a), parse_key_path(b)) for a, b in LINKED_KEYS]
+
+
+def resolve(
+    files: Sequence[str | os.PathLike] = (),
+    overrides: Iterable[tuple[str, Any]] = (),
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Defaults < files (left to right) < Lightning keys < overrides (left to right) -> the resolved config.
+
+    `overrides` are (dotted key path, value) pairs; string values are read as YAML.
+    """
+    merged: dict[str, Any] = copy.deepcopy(base) if base else {}
+    for f in files:
+        merged = deep_merge(normalize_legacy(merged), normalize_legacy(read_yaml(f)))
+    merged = normalize_legacy(merged)
+    _materialize_lists(merged)
+
+    links = _linked()
+    # Layer 3: a Trainer argument in a file wins over the EdnaML key it mirrors.
+    for ednaml_path, trainer_path in links:
+        value = get_path(merged, trainer_path)
+        if value is not None:
+            set_path(merged, ednaml_path, value, format_path(ednaml_path))
+    # Layer 4: command-line overrides, left to right; a linked key sets its twin too.
+    for dotted, value in overrides:
+        path = parse_key_path(dotted)
+        value = parse_value(value) if isinstance(value, str) else value
+        set_path(merged, path, value, dotted)
+        if path and path[0] in SCHEMA and isinstance(SCHEMA[path[0]], ListOf):
+            merged[path[0]] = normalize_legacy({path[0]: merged[path[0]]})[path[0]]
+        for a, b in links:
+            if path == a:
+                set_path(merged, b, value, dotted)
+            elif path == b:
+                set_path(merged, a, value, dotted)
+
+    cfg = fill_defaults(merged)
+    if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
+        cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
+    trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}
+    for ednaml_path, trainer_path in links:
+        value = get_path(cfg, ednaml_path)
+        if get_path(cfg, trainer_path) is None and value is not None and isinstance(trainer, dict):
+            trainer[trainer_path[-1]] = value
+    _resolve_precision(cfg)
+    _resolve_seed(cfg)
+    _resolve_loss_names(cfg)
+    return cfg
+
+
+def _resolve_precision(cfg: dict[str, Any]) -> None:
+    execution, trainer = cfg.get("EXECUTION"), cfg.get("trainer")
+    if not isinstance(execution, dict) or not isinstance(trainer, dict):
+        return
+    precision = trainer.get("precision")
+    if precision is None:
+        if execution.get("FP16") is True:
+            accelerator = str(trainer.get("accelerator", "auto"))
+            trainer["precision"] = "bf16-mixed" if accelerator == "cpu" or not _cuda_available() else "16-mixed"
+    else:
+        execution["FP16"] = str(precision) in ("16-mixed", "bf16-mixed", "16", "bf16", "16-true", "bf16-true")
+
+
+def _cuda_available() -> bool:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _resolve_seed(cfg: dict[str, Any]) -> None:
+    seed = cfg.get("seed_everything")
+    if seed is True:
+        # A DDP child process re-runs the command: it takes the seed its parent chose.
+        inherited = os.environ.get("PL_GLOBAL_SEED")
+        cfg["seed_everything"] = int(inherited) if inherited else random.randint(0, 2**31 - 1)
+
+
+def _resolve_loss_names(cfg: dict[str, Any]) -> None:
+    losses = cfg.get("LOSS")
+    if not isinstance(losses, list):
+        return
+    for i, entry in enumerate(losses):
+        if isinstance(entry, dict) and not entry.get("NAME"):
+            entry["NAME"] = entry.get("LABEL") or f"out{i + 1}"
+
+
+def suggest(name: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=cutoff)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:  # every value written out in full, no &anchors
+        return True
+
+
+def dump(cfg: dict[str, Any]) -> str:
+    """The resolved config as YAML, in schema order; it loads again as the same config."""
+    return yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+__all__ = [
+    "ConfigError", "Problem", "deep_merge", "dump", "get_path", "parse_key_path", "read_yaml", "resolve", "suggest",
+]

@@ -1,0 +1,226 @@
+"""The canonical config: every section, key, type and default (the contract in docs/config.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ANY = object  # a key that accepts any YAML value
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its default, the types it accepts and a one-line description."""
+
+    default: Any
+    types: tuple[type, ...]
+    doc: str
+    dead: bool = False  # accepted for old configs, warned about, not used
+    choices: tuple[Any, ...] = ()
+    optional: bool = False  # may be null
+
+
+@dataclass(frozen=True)
+class Section:
+    keys: dict[str, "Key | Section"]
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list section (LOSS, OPTIMIZER, ...): each entry is `entry`, the default list is `default`."""
+
+    entry: Section
+    default: list[dict[str, Any]] = field(default_factory=list)
+    doc: str = ""
+
+
+def _k(default: Any, types: Any, doc: str, **kw: Any) -> Key:
+    return Key(default, types if isinstance(types, tuple) else (types,), doc, **kw)
+
+
+def _opt(default: Any, types: Any, doc: str, **kw: Any) -> Key:
+    return _k(default, types, doc, optional=True, **kw)
+
+
+def _dead(doc: str) -> Key:
+    return Key(None, (ANY,), doc, dead=True, optional=True)
+
+
+DATAREADER = Section(
+    {
+        "DATAREADER": _k("Digits", str, "data reader (crawler + dataset + transforms for one source)"),
+        "CRAWLER_ARGS": _k({}, dict, "kwargs of the reader's crawler (where the data is, how it splits)"),
+        "DATASET_ARGS": _k({}, dict, "kwargs of the reader's dataset"),
+        "GENERATOR": _opt(None, str, "dataset class replacing the reader's own"),
+        "GENERATOR_ARGS": _k({}, dict, "more dataset kwargs, merged over DATASET_ARGS"),
+        "DATALOADER_ARGS": _k({}, dict, "kwargs passed to every torch DataLoader"),
+    },
+    "the data source",
+)
+
+PLUGIN_HOOKS = Section(
+    {
+        "HOOKS": _k("always", str, "when plugins run", choices=("always", "warmup", "activated")),
+        "RESET": _dead("unused in the original"),
+    }
+)
+
+EXECUTION = Section(
+    {
+        "EPOCHS": _k(10, int, "train exactly this many epochs (linked to trainer.max_epochs)"),
+        "TEST_FREQUENCY": _k(1, int, "validate every N epochs (trainer.check_val_every_n_epoch)"),
+        "SKIPEVAL": _k(False, bool, "when false, one full validation pass runs before training"),
+        "TRAINER": _k("ClassificationTrainer", str, "step logic: how a batch becomes outputs, losses, metrics"),
+        "TRAINER_ARGS": _k({"accumulation_steps": 1}, dict, "kwargs of the step logic; accumulation_steps -> trainer.accumulate_grad_batches"),
+        "OPTIMIZER_BUILDER": _k("ClassificationOptimizer", str, "how OPTIMIZER entries become optimizers"),
+        "FP16": _k(False, bool, "mixed precision (16-mixed on CUDA, bf16-mixed on CPU) unless trainer.precision is set"),
+        "MODEL_SERVING": _dead("unused in the original"),
+        "IMPORTS": _k([], list, "Python files or modules imported before names are resolved"),
+        "DATAREADER": DATAREADER,
+        "PLUGIN": PLUGIN_HOOKS,
+    },
+    "how the experiment runs",
+)
+
+SAVE = Section(
+    {
+        "MODEL_VERSION": _k(1, (int, str), "experiment version"),
+        "MODEL_CORE_NAME": _k("model", str, "experiment name"),
+        "MODEL_BACKBONE": _k("backbone", str, "backbone part of the experiment name"),
+        "MODEL_QUALIFIER": _k("all", str, "qualifier part of the experiment name"),
+        "SAVE_FREQUENCY": _k(5, int, "checkpoint every N epochs (0 = only last.ckpt)"),
+        "STEP_SAVE_FREQUENCY": _k(0, int, "checkpoint every N optimizer steps (0 = off)"),
+        "DRIVE_BACKUP": _k(False, bool, "also copy checkpoints to CHECKPOINT_DIRECTORY"),
+        "LOG_BACKUP": _k(False, bool, "also copy run files (config, metrics, log) to CHECKPOINT_DIRECTORY"),
+        "CHECKPOINT_DIRECTORY": _k("checkpoint", str, "backup target: a local path or an fsspec URL"),
+        "LOG_DIRECTORY": _dead("unused in the original"),
+        **{key: _dead("storage-based backups are not supported; use DRIVE_BACKUP / LOG_BACKUP with CHECKPOINT_DIRECTORY")
+           for key in ("CONFIG_BACKUP", "MODEL_BACKUP", "MODEL_ARTIFACTS_BACKUP", "MODEL_PLUGIN_BACKUP", "METRICS_BACKUP")},
+    },
+    "names the experiment and says what is saved",
+)
+
+TRANSFORMATION = Section(
+    {
+        "BATCH_SIZE": _k(32, int, "samples per batch"),
+        "WORKERS": _k(2, int, "DataLoader worker processes"),
+        "ARGS": _k({}, dict, "transform arguments of the data reader (i_shape, channels, ...)"),
+    },
+    "batching and transforms",
+)
+
+MODEL = Section(
+    {
+        "BUILDER": _k("ednaml_model_builder", str, "how the model is built from MODEL_ARCH"),
+        "MODEL_ARCH": _k("SmallCNN", str, "the model class"),
+        "MODEL_BASE": _opt(None, str, "backbone of the architecture (e.g. resnet18)"),
+        "MODEL_NORMALIZATION": _opt("bn", str, "feature normalization: bn | ln | gn | l2 | none", choices=("bn", "ln", "gn", "l2", "none")),
+        "MODEL_KWARGS": _k({}, dict, "more kwargs of MODEL_ARCH; blank output sizes are inferred from the data"),
+        "PARAMETER_GROUPS": _k(["opt-1"], (list, dict), "parameter group names (or name: [module prefixes])"),
+        "WEIGHTS": _opt(None, str, "pretrained weights, loaded where key names and shapes match"),
+        "EMBEDDING_DIMENSIONS": _dead("a MODEL_KWARGS entry (embedding_dimensions) in this version"),
+    },
+    "the model",
+)
+
+LOSS_ENTRY = Section(
+    {
+        "LOSSES": _k(["SoftmaxLogitsLoss"], list, "loss names"),
+        "KWARGS": _k([{}], list, "one kwargs mapping per loss"),
+        "LAMBDAS": _k([1.0], list, "one weight per loss, normalised to sum 1 within the entry"),
+        "LABEL": _opt(None, str, "the label this entry targets"),
+        "NAME": _opt(None, str, "unique name of the entry (default: LABEL); logged as train/<NAME>/<Loss>"),
+    }
+)
+
+OPTIMIZER_ENTRY = Section(
+    {
+        "OPTIMIZER_NAME": _k("opt-1", str, "the parameter group it optimizes"),
+        "OPTIMIZER": _k("Adam", str, "a torch.optim class, a registered or a dotted-path one"),
+        "OPTIMIZER_KWARGS": _k({}, dict, "more kwargs of the optimizer"),
+        "BASE_LR": _k(0.001, (float, int), "learning rate"),
+        "WEIGHT_DECAY": _k(0.0005, (float, int), "weight decay"),
+        "LR_BIAS_FACTOR": _k(1.0, (float, int), "bias lr = BASE_LR x LR_BIAS_FACTOR"),
+        "WEIGHT_BIAS_FACTOR": _k(0.0005, (float, int), "bias weight decay = WEIGHT_DECAY x WEIGHT_BIAS_FACTOR"),
+        "NORM_DECAY_FACTOR": _opt(None, (float, int), "norm-layer weight decay = WEIGHT_DECAY x factor"),
+        "CUSTOM_KEYS": _k({}, dict, "{module.prefix: {LR_FACTOR: x, DECAY_FACTOR: y}}, longest prefix wins"),
+        "FP16": _dead("use EXECUTION.FP16 or trainer.precision"),
+    }
+)
+
+SCHEDULER_ENTRY = Section(
+    {
+        "SCHEDULER_NAME": _opt(None, str, "the OPTIMIZER_NAME it drives (default: the only optimizer)"),
+        "LR_SCHEDULER": _k("StepLR", str, "a torch.optim.lr_scheduler class or a registered one"),
+        "LR_KWARGS": _k({"step_size": 20}, dict, "kwargs of the scheduler"),
+        "INTERVAL": _k("epoch", str, "step the scheduler every epoch or every step", choices=("epoch", "step")),
+        "MONITOR": _opt(None, str, "metric for ReduceLROnPlateau (e.g. val/loss)"),
+    }
+)
+
+PLUGIN_ENTRY = Section(
+    {
+        "PLUGIN_NAME": _k("mp-1", str, "unique name of the plugin"),
+        "PLUGIN": _k("ModelPlugin", str, "plugin class"),
+        "PLUGIN_KWARGS": _k({}, dict, "kwargs of the plugin"),
+    }
+)
+
+DEPLOYMENT = Section(
+    {
+        "DEPLOY": _k("BaseDeploy", str, "deployment class, for prediction"),
+        "DEPLOYMENT_ARGS": _k({}, dict, "kwargs of the deployment"),
+        "OUTPUT_ARGS": _k({}, dict, "output options of the deployment"),
+        "EPOCHS": _k(1, int, "passes over the prediction data"),
+        "DATAREADER": DATAREADER,
+        "PLUGIN": PLUGIN_HOOKS,
+    },
+    "prediction",
+)
+
+LOGGING = Section(
+    {
+        "STEP_VERBOSE": _k(100, int, "log every N steps (trainer.log_every_n_steps)"),
+        "INPUT_SIZE": _opt(None, list, "input shape for the model summary"),
+    },
+    "logging",
+)
+
+STORAGE = Section({}, "accepted (unused in the original): a mapping or a list of storages")
+
+SCHEMA: dict[str, Section | ListOf] = {
+    "EXECUTION": EXECUTION,
+    "SAVE": SAVE,
+    "TRANSFORMATION": TRANSFORMATION,
+    "TRAIN_TRANSFORMATION": TRANSFORMATION,
+    "TEST_TRANSFORMATION": TRANSFORMATION,
+    "MODEL": MODEL,
+    "LOSS": ListOf(LOSS_ENTRY, [{}], "losses, summed; one entry per model output / label"),
+    "OPTIMIZER": ListOf(OPTIMIZER_ENTRY, [{}], "one optimizer per parameter group"),
+    "SCHEDULER": ListOf(SCHEDULER_ENTRY, [], "learning-rate schedulers, bound by SCHEDULER_NAME"),
+    "LOSS_OPTIMIZER": ListOf(OPTIMIZER_ENTRY, [], "optimizers of losses with parameters, bound by loss NAME"),
+    "LOSS_SCHEDULER": ListOf(SCHEDULER_ENTRY, [], "schedulers of loss optimizers"),
+    "MODEL_PLUGIN": ListOf(PLUGIN_ENTRY, [], "model plugins"),
+    "DEPLOYMENT": DEPLOYMENT,
+    "LOGGING": LOGGING,
+    "STORAGE": STORAGE,
+}
+
+# Sections whose keys are free-form (no key checking).
+FREE_SECTIONS = {"STORAGE"}
+
+# Lightning's own top-level keys, spelled as LightningCLI spells them.
+LIGHTNING_KEYS: dict[str, Key] = {
+    "trainer": _k({}, dict, "any lightning.Trainer argument"),
+    "seed_everything": _k(True, (bool, int), "seed for every RNG; true picks one and records it"),
+    "ckpt_path": _opt(None, str, "checkpoint to resume (fit) or evaluate (validate/test/predict)"),
+}
+
+# EdnaML keys that are the same setting as a Trainer argument: the resolved config shows one value in both.
+LINKED_KEYS: tuple[tuple[str, str], ...] = (
+    ("EXECUTION.EPOCHS", "trainer.max_epochs"),
+    ("EXECUTION.TEST_FREQUENCY", "trainer.check_val_every_n_epoch"),
+    ("EXECUTION.TRAINER_ARGS.accumulation_steps", "trainer.accumulate_grad_batches"),
+    ("LOGGING.STEP_VERBOSE", "trainer.log_every_n_steps"),
+)

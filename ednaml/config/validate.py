@@ -1,0 +1,294 @@
+"""Check a resolved config before anything heavy runs: every key, type, name and kwarg, all at once."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import warnings
+from typing import Any, Callable, Iterable
+
+from ednaml.config.errors import ConfigError, Problem, show
+from ednaml.config.load import ConfigWarning, suggest
+from ednaml.config.schema import ANY, LIGHTNING_KEYS, SCHEMA, Key, ListOf, Section
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping", list: "a list"}
+
+
+def _type_ok(key: Key, value: Any) -> bool:
+    if value is None:
+        return key.optional or key.default is None
+    if ANY in key.types:
+        return True
+    if isinstance(value, bool):
+        return bool in key.types
+    if isinstance(value, int) and float in key.types:
+        return True
+    return isinstance(value, tuple(t for t in key.types if t is not bool))
+
+
+def _expected(key: Key) -> str:
+    names = [_TYPE_NAMES.get(t, t.__name__) for t in key.types]
+    return " or ".join(names) + (" or null" if key.optional else "")
+
+
+def _check_section(spec: Section, value: Any, path: tuple, problems: list[Problem]) -> None:
+    if not isinstance(value, dict):
+        problems.append(Problem(path, f"must be a mapping of keys, got {show(value)}"))
+        return
+    for name, given in value.items():
+        sub = spec.keys.get(name)
+        if sub is None:
+            known = [k for k in spec.keys if not (isinstance(spec.keys[k], Key) and spec.keys[k].dead)]
+            hint = suggest(name, spec.keys) or f"; known keys: {', '.join(known)}"
+            problems.append(Problem(path + (name,), f"unknown key{hint}"))
+        elif isinstance(sub, Section):
+            _check_section(sub, given, path + (name,), problems)
+        elif not sub.dead:
+            if not _type_ok(sub, given):
+                problems.append(Problem(path + (name,), f"{show(given)} is not {_expected(sub)}"))
+            elif sub.choices and given not in sub.choices:
+                options = ", ".join(map(str, sub.choices))
+                problems.append(Problem(path + (name,), f"{show(given)} is not one of: {options}{suggest(str(given), map(str, sub.choices))}"))
+
+
+def check_structure(cfg: dict[str, Any]) -> list[Problem]:
+    """Sections, keys, types and the rules between keys; no imports of torch or components."""
+    problems: list[Problem] = []
+    known = list(SCHEMA) + list(LIGHTNING_KEYS)
+    for section, value in cfg.items():
+        if section in LIGHTNING_KEYS:
+            key = LIGHTNING_KEYS[section]
+            if not _type_ok(key, value):
+                problems.append(Problem((section,), f"{show(value)} is not {_expected(key)}"))
+            continue
+        spec = SCHEMA.get(section)
+        if spec is None:
+            close = difflib.get_close_matches(section, known, n=1, cutoff=0.75)
+            if close:
+                problems.append(Problem((section,), f"unknown section; did you mean {close[0]!r}?"))
+            elif not section.isupper():
+                problems.append(Problem((section,), f"unknown top-level key; Lightning keys are {', '.join(LIGHTNING_KEYS)}"))
+            else:
+                warnings.warn(f"section {section} is not EdnaML's; kept in the config for custom components", ConfigWarning)
+            continue
+        if isinstance(spec, ListOf):
+            if not isinstance(value, list):
+                problems.append(Problem((section,), f"must be a list of entries, got {show(value)}"))
+                continue
+            for i, entry in enumerate(value):
+                _check_section(spec.entry, entry, (section, i), problems)
+        elif section != "STORAGE":
+            _check_section(spec, value, (section,), problems)
+        elif not isinstance(value, (dict, list)):
+            problems.append(Problem((section,), f"must be a mapping or a list, got {show(value)}"))
+    if not problems:
+        problems += _check_rules(cfg)
+    return problems
+
+
+def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    for key in ("EPOCHS", "TEST_FREQUENCY"):
+        if cfg["EXECUTION"][key] < 1:
+            problems.append(Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1"))
+    for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+        if cfg[section]["BATCH_SIZE"] < 1:
+            problems.append(Problem((section, "BATCH_SIZE"), f"{cfg[section]['BATCH_SIZE']} must be at least 1"))
+        if cfg[section]["WORKERS"] < 0:
+            problems.append(Problem((section, "WORKERS"), f"{cfg[section]['WORKERS']} must be 0 or more"))
+
+    names: dict[str, int] = {}
+    for i, entry in enumerate(cfg["LOSS"]):
+        n = len(entry["LOSSES"])
+        for key in ("KWARGS", "LAMBDAS"):
+            if len(entry[key]) != n:
+                problems.append(Problem(("LOSS", i, key), f"has {len(entry[key])} items but LOSSES has {n}; give one per loss"))
+        for j, lam in enumerate(entry["LAMBDAS"]):
+            if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
+                problems.append(Problem(("LOSS", i, "LAMBDAS", j), f"{show(lam)} is not a non-negative number"))
+        if entry["LAMBDAS"] and sum(x for x in entry["LAMBDAS"] if isinstance(x, (int, float))) <= 0:
+            problems.append(Problem(("LOSS", i, "LAMBDAS"), "must not sum to 0"))
+        for j, kw in enumerate(entry["KWARGS"]):
+            if kw is not None and not isinstance(kw, dict):
+                problems.append(Problem(("LOSS", i, "KWARGS", j), f"{show(kw)} is not a mapping of kwargs"))
+        if entry["NAME"] in names:
+            problems.append(Problem(("LOSS", i, "NAME"), f"{entry['NAME']!r} is already the NAME of LOSS[{names[entry['NAME']]}]; NAMEs must be unique"))
+        names.setdefault(entry["NAME"], i)
+    if not cfg["LOSS"]:
+        problems.append(Problem(("LOSS",), "is empty; training needs at least one loss entry"))
+
+    groups = cfg["MODEL"]["PARAMETER_GROUPS"]
+    group_names = list(groups) if isinstance(groups, (list, dict)) else []
+    opt_names: list[str] = []
+    for i, entry in enumerate(cfg["OPTIMIZER"]):
+        name = entry["OPTIMIZER_NAME"]
+        if name in opt_names:
+            problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is used twice; one optimizer per parameter group"))
+        elif name not in group_names:
+            problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is not a parameter group; MODEL.PARAMETER_GROUPS has {group_names}{suggest(name, group_names)}"))
+        opt_names.append(name)
+    if not cfg["OPTIMIZER"]:
+        problems.append(Problem(("OPTIMIZER",), "is empty; training needs at least one optimizer"))
+    for i, entry in enumerate(cfg["SCHEDULER"]):
+        name = entry["SCHEDULER_NAME"]
+        if name is None and len(opt_names) > 1:
+            problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"is blank but there are {len(opt_names)} optimizers; name one of {opt_names}"))
+        elif name is not None and name not in opt_names:
+            problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no optimizer; OPTIMIZER_NAMEs are {opt_names}{suggest(name, opt_names)}"))
+    loss_names = list(names)
+    for section in ("LOSS_OPTIMIZER",):
+        for i, entry in enumerate(cfg[section]):
+            if entry["OPTIMIZER_NAME"] not in loss_names:
+                problems.append(Problem((section, i, "OPTIMIZER_NAME"), f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}"))
+    seen_plugins: set[str] = set()
+    for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
+        if entry["PLUGIN_NAME"] in seen_plugins:
+            problems.append(Problem(("MODEL_PLUGIN", i, "PLUGIN_NAME"), f"{entry['PLUGIN_NAME']!r} is used twice; PLUGIN_NAMEs must be unique"))
+        seen_plugins.add(entry["PLUGIN_NAME"])
+    return problems
+
+
+# ---- components: names resolve, kwargs fit their signatures ----
+
+
+def _parameters(obj: Any) -> tuple[list[str], bool]:
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return [], True
+    params = [p for p in sig.parameters.values() if p.name not in ("self", "cls")]
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    named = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    return named, var_kw
+
+
+def check_kwargs(obj: Any, kwargs: Any, path: tuple, problems: list[Problem], supplied: Iterable[str] = ()) -> None:
+    """Every kwarg must be a parameter of `obj`; `supplied` are the ones EdnaML fills in itself."""
+    if not isinstance(kwargs, dict):
+        problems.append(Problem(path, f"{show(kwargs)} is not a mapping of kwargs"))
+        return
+    own_check = getattr(obj, "check_kwargs", None)  # a component's own rules for its kwargs
+    if callable(own_check):
+        problems += [Problem(path + (key,), message) for key, message in own_check(kwargs)]
+    accepted, var_kw = _parameters(obj)
+    if var_kw:
+        return
+    supplied = set(supplied)
+    takes = [p for p in accepted if p not in supplied]
+    label = getattr(obj, "__name__", str(obj))
+    for name in kwargs:
+        if name in supplied:
+            problems.append(Problem(path + (name,), f"is set by EdnaML for {label}; remove it here"))
+        elif name not in accepted:
+            hint = suggest(name, takes) or (f"; it takes: {', '.join(takes)}" if takes else "; it takes no arguments")
+            problems.append(Problem(path + (name,), f"{label} takes no argument {name!r}{hint}"))
+
+
+def _resolver(problems: list[Problem]) -> Callable[[str, Any, tuple], Any]:
+    from ednaml import registry
+
+    def resolve(kind: str, name: Any, path: tuple) -> Any:
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(path, f"{show(name)} is not a {kind.replace('_', ' ')} name"))
+            return None
+        try:
+            return registry.get(kind, name)
+        except registry.RegistryError as err:
+            problems.append(Problem(path, str(err)))
+        except ImportError as err:  # a component whose optional extra is missing
+            problems.append(Problem(path, f"{name!r} needs a package that is not installed: {err}"))
+        return None
+
+    return resolve
+
+
+def check_components(cfg: dict[str, Any]) -> list[Problem]:
+    """Every component name resolves and every kwarg is a parameter of its component."""
+    problems: list[Problem] = []
+    resolve = _resolver(problems)
+    execution = cfg["EXECUTION"]
+
+    trainer_cls = resolve("trainer", execution["TRAINER"], ("EXECUTION", "TRAINER"))
+    if trainer_cls is not None:
+        args = {k: v for k, v in execution["TRAINER_ARGS"].items() if k != "accumulation_steps"}
+        check_kwargs(trainer_cls, args, ("EXECUTION", "TRAINER_ARGS"), problems)
+    resolve("optimizer_builder", execution["OPTIMIZER_BUILDER"], ("EXECUTION", "OPTIMIZER_BUILDER"))
+
+    reader = resolve("datareader", execution["DATAREADER"]["DATAREADER"], ("EXECUTION", "DATAREADER", "DATAREADER"))
+    dr = execution["DATAREADER"]
+    if reader is not None:
+        check_kwargs(reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), problems)
+        dataset = reader.dataset
+        if dr["GENERATOR"]:
+            dataset = resolve("dataset", dr["GENERATOR"], ("EXECUTION", "DATAREADER", "GENERATOR"))
+        if dataset is not None:
+            supplied = ("samples", "transform", "labels")
+            check_kwargs(dataset, dr["DATASET_ARGS"], ("EXECUTION", "DATAREADER", "DATASET_ARGS"), problems, supplied)
+            check_kwargs(dataset, dr["GENERATOR_ARGS"], ("EXECUTION", "DATAREADER", "GENERATOR_ARGS"), problems, supplied)
+        for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+            check_kwargs(reader.transforms, cfg[section]["ARGS"], (section, "ARGS"), problems, ("train",))
+    from torch.utils.data import DataLoader
+
+    check_kwargs(DataLoader, dr["DATALOADER_ARGS"], ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"), problems,
+                 ("dataset", "batch_size", "num_workers", "shuffle"))
+
+    model = cfg["MODEL"]
+    resolve("model_builder", model["BUILDER"], ("MODEL", "BUILDER"))
+    arch = resolve("model", model["MODEL_ARCH"], ("MODEL", "MODEL_ARCH"))
+    if arch is not None:
+        check_kwargs(arch, model["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"), problems, ("base", "normalization"))
+
+    for i, entry in enumerate(cfg["LOSS"]):
+        for j, name in enumerate(entry["LOSSES"]):
+            loss = resolve("loss", name, ("LOSS", i, "LOSSES", j))
+            if loss is not None and j < len(entry["KWARGS"]):
+                check_kwargs(loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j), problems)
+
+    for section, sched_section in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
+        for i, entry in enumerate(cfg[section]):
+            opt = resolve("optimizer", entry["OPTIMIZER"], (section, i, "OPTIMIZER"))
+            if opt is not None:
+                check_kwargs(opt, entry["OPTIMIZER_KWARGS"], (section, i, "OPTIMIZER_KWARGS"), problems,
+                             ("params", "lr", "weight_decay"))
+        for i, entry in enumerate(cfg[sched_section]):
+            sched = resolve("scheduler", entry["LR_SCHEDULER"], (sched_section, i, "LR_SCHEDULER"))
+            if sched is not None:
+                check_kwargs(sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"), problems, ("optimizer",))
+
+    for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
+        plugin = resolve("plugin", entry["PLUGIN"], ("MODEL_PLUGIN", i, "PLUGIN"))
+        if plugin is not None:
+            check_kwargs(plugin, entry["PLUGIN_KWARGS"], ("MODEL_PLUGIN", i, "PLUGIN_KWARGS"), problems)
+
+    problems += check_trainer_keys(cfg["trainer"])
+    return problems
+
+
+def check_trainer_keys(trainer: dict[str, Any]) -> list[Problem]:
+    from lightning.pytorch import Trainer
+
+    problems: list[Problem] = []
+    check_kwargs(Trainer, trainer, ("trainer",), problems)
+    return problems
+
+
+def validate(cfg: dict[str, Any], source: str | None = None) -> None:
+    """Raise one ConfigError listing every problem in `cfg`."""
+    problems = check_structure(cfg)
+    if not problems:
+        problems = check_components(cfg)
+    else:  # names can still be checked where the structure allows it
+        problems += _components_where_possible(cfg)
+    if problems:
+        first: dict[tuple, Problem] = {}
+        for problem in problems:  # one message per key path
+            first.setdefault(problem.path, problem)
+        raise ConfigError(list(first.values()), source)
+
+
+def _components_where_possible(cfg: dict[str, Any]) -> list[Problem]:
+    try:
+        return check_components(cfg)
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return []

@@ -1,0 +1,93 @@
+"""Data readers: a crawler finds samples and labels, a dataset loads them, transforms prepare them."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+# One sample: its input (a path, an array, ...) and one class index per label.
+Sample = tuple[Any, tuple[int, ...]]
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A problem with the data a config points at (missing folder, unknown label, ...)."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+@dataclass
+class Crawl:
+    """What a crawler found: samples per split, and each label's class names (their order is the index)."""
+
+    splits: dict[str, list[Sample]]
+    labels: dict[str, list[str]]
+    files: list[str] = field(default_factory=list)
+
+    def num_classes(self, label: str) -> int:
+        return len(self.labels[label])
+
+
+class Crawler:
+    """Finds the samples of a source. A crawler without its own val split gets a seeded one from train."""
+
+    def __init__(self, val_fraction: float = 0.1, split_seed: int = 0):
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+
+    def find(self) -> Crawl:
+        raise NotImplementedError
+
+    def crawl(self) -> Crawl:
+        found = self.find()
+        if not found.splits.get("val") and self.val_fraction > 0 and found.splits.get("train"):
+            train, val = seeded_split(found.splits["train"], self.val_fraction, self.split_seed)
+            found.splits["train"], found.splits["val"] = train, val
+        for split in SPLITS:
+            found.splits.setdefault(split, [])
+        return found
+
+
+def seeded_split(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split off `fraction` of `samples`, the same way every time for the same seed."""
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    cut = int(round(len(samples) * fraction))
+    held = set(order[:cut])
+    return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
+
+
+class LabelledDataset(Dataset):
+    """Loads each sample's input, applies the transform, returns (input, labels as a LongTensor)."""
+
+    def __init__(self, samples: Sequence[Sample], transform: Callable | None = None, labels: Sequence[str] = ()):
+        self.samples = list(samples)
+        self.transform = transform
+        self.labels = list(labels)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, item: Any) -> Any:
+        return item
+
+    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
+        item, target = self.samples[index]
+        x = self.load(item)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, torch.tensor(target, dtype=torch.long)
+
+
+class DataReader:
+    """One data source: which crawler, dataset and transform builder to use together."""
+
+    crawler: ClassVar[type[Crawler]]
+    dataset: ClassVar[type[LabelledDataset]]
+    transforms: ClassVar[Callable[..., Callable]]

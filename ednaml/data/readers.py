@@ -1,0 +1,181 @@
+"""Image data readers: scikit-learn's bundled digits, a folder of class subfolders, a CSV manifest."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+from ednaml.data.base import Crawl, Crawler, DataError, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.data.transforms import image_transforms
+from ednaml.registry import register
+from ednaml.utils import require
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_ARGS = "EXECUTION.DATAREADER.CRAWLER_ARGS"
+
+
+def _with_test_split(samples: list[Sample], test_fraction: float, seed: int) -> dict[str, list[Sample]]:
+    train, test = seeded_split(samples, test_fraction, seed + 1)
+    return {"train": train, "test": test}
+
+
+@register("dataset", "ImageDataset")
+class ImageDataset(LabelledDataset):
+    """Images from file paths (read with Pillow) or arrays, with one class index per label."""
+
+    def load(self, item: Any) -> Any:
+        if isinstance(item, (str, Path)):
+            from PIL import Image
+
+            with Image.open(item) as image:
+                return image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
+        return item
+
+
+class DigitsCrawler(Crawler):
+    """scikit-learn's bundled handwritten digits: 1,797 gray 8x8 images, 10 classes, no download."""
+
+    def __init__(self, label_name: str = "digit", test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0):
+        super().__init__(val_fraction, split_seed)
+        self.label_name = label_name
+        self.test_fraction = test_fraction
+
+    def find(self) -> Crawl:
+        datasets = require("sklearn.datasets", "dev")
+        digits = datasets.load_digits()
+        images = (digits.images * (255.0 / 16.0)).round().astype("uint8")
+        samples = [(images[i], (int(digits.target[i]),)) for i in range(len(images))]
+        source = Path(datasets.__file__).parent / "data" / "digits.csv.gz"
+        return Crawl(
+            splits=_with_test_split(samples, self.test_fraction, self.split_seed),
+            labels={self.label_name: [str(d) for d in range(10)]},
+            files=[str(source)] if source.exists() else [],
+        )
+
+
+@register("datareader", "Digits")
+class Digits(DataReader):
+    """scikit-learn's bundled 8x8 handwritten digits (no download); seeded train/val/test splits."""
+
+    crawler = DigitsCrawler
+    dataset = ImageDataset
+    transforms = staticmethod(image_transforms)
+
+
+def _folder(data_folder: str) -> Path:
+    root = Path(data_folder).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{_ARGS}.data_folder", f"folder {data_folder!r} does not exist" if not root.exists() else f"{data_folder!r} is not a folder")
+    return root
+
+
+def _images_by_class(folder: Path, extensions: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(str(f) for f in sub.rglob("*") if f.suffix.lower() in extensions)
+        if files:
+            found[sub.name] = files
+    return found
+
+
+class ImageFolderCrawler(Crawler):
+    """A folder with one subfolder per class, or with train/ val/ test/ folders that each hold them."""
+
+    def __init__(
+        self,
+        data_folder: str,
+        label_name: str = "label",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
+        super().__init__(val_fraction, split_seed)
+        self.data_folder, self.label_name = data_folder, label_name
+        self.extensions = tuple(e.lower() for e in extensions)
+        self.test_fraction = test_fraction
+
+    def find(self) -> Crawl:
+        root = _folder(self.data_folder)
+        split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+        parts = {s: _images_by_class(d, self.extensions) for s, d in split_dirs.items()} if "train" in split_dirs else {"all": _images_by_class(root, self.extensions)}
+        classes = sorted({c for by_class in parts.values() for c in by_class})
+        if not classes:
+            raise DataError(f"{_ARGS}.data_folder", f"no images ({', '.join(self.extensions)}) in class subfolders of {self.data_folder!r}")
+        index = {c: i for i, c in enumerate(classes)}
+        samples = {s: [(f, (index[c],)) for c, files in by_class.items() for f in files] for s, by_class in parts.items()}
+        splits = _with_test_split(samples["all"], self.test_fraction, self.split_seed) if "all" in samples else samples
+        files = [f for split in samples.values() for f, _ in split]
+        return Crawl(splits=splits, labels={self.label_name: classes}, files=files)
+
+
+@register("datareader", "ImageFolder")
+class ImageFolder(DataReader):
+    """Images in one subfolder per class (optionally under train/ val/ test/)."""
+
+    crawler = ImageFolderCrawler
+    dataset = ImageDataset
+    transforms = staticmethod(image_transforms)
+
+
+class CSVManifestCrawler(Crawler):
+    """A CSV file with an image path column and one or more label columns (and optionally a split column)."""
+
+    def __init__(
+        self,
+        manifest: str,
+        path_column: str = "path",
+        label_columns: Sequence[str] = ("label",),
+        split_column: str | None = None,
+        root: str | None = None,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
+        super().__init__(val_fraction, split_seed)
+        self.manifest, self.path_column, self.split_column = manifest, path_column, split_column
+        self.label_columns = [label_columns] if isinstance(label_columns, str) else list(label_columns)
+        self.root, self.test_fraction = root, test_fraction
+
+    def find(self) -> Crawl:
+        path = Path(self.manifest).expanduser()
+        if not path.is_file():
+            raise DataError(f"{_ARGS}.manifest", f"file {self.manifest!r} does not exist")
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        columns = list(rows[0]) if rows else []
+        wanted = [("path_column", self.path_column)] + [("label_columns", c) for c in self.label_columns]
+        if self.split_column:
+            wanted.append(("split_column", self.split_column))
+        for key, column in wanted:
+            if column not in columns:
+                raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}")
+        root = Path(self.root).expanduser() if self.root else path.parent
+        classes = {c: sorted({row[c] for row in rows}) for c in self.label_columns}
+        index = {c: {v: i for i, v in enumerate(vals)} for c, vals in classes.items()}
+
+        def sample(row: dict[str, str]) -> Sample:
+            return str(root / row[self.path_column]), tuple(index[c][row[c]] for c in self.label_columns)
+
+        if self.split_column:
+            splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+            for row in rows:
+                split = row[self.split_column].strip().lower()
+                split = {"validation": "val", "valid": "val", "dev": "val"}.get(split, split)
+                if split not in splits:
+                    raise DataError(f"{_ARGS}.split_column", f"value {row[self.split_column]!r} is not train, val or test")
+                splits[split].append(sample(row))
+        else:
+            splits = _with_test_split([sample(r) for r in rows], self.test_fraction, self.split_seed)
+        files = [str(path)] + [s for split in splits.values() for s, _ in split]
+        return Crawl(splits=splits, labels=classes, files=files)
+
+
+@register("datareader", "CSVManifest")
+class CSVManifest(DataReader):
+    """Images listed in a CSV file: a path column plus one or more label columns."""
+
+    crawler = CSVManifestCrawler
+    dataset = ImageDataset
+    transforms = staticmethod(image_transforms)

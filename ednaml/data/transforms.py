@@ -1,0 +1,76 @@
+"""Image transforms from TRANSFORMATION.ARGS, with the original EdnaML's argument names."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ednaml.utils import require
+
+
+class _Channels(torch.nn.Module):
+    """Make an image tensor have `channels` channels (gray -> RGB by repetition, RGB -> gray by luminance)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        have = image.shape[-3]
+        if have == self.channels:
+            return image
+        if have == 1:
+            return image.expand(*image.shape[:-3], self.channels, *image.shape[-2:]).clone()
+        if self.channels == 1 and have >= 3:
+            weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(3, 1, 1)
+            gray = (image[..., :3, :, :].float() * weights).sum(dim=-3, keepdim=True)
+            return gray.to(image.dtype)
+        raise ValueError(f"cannot turn a {have}-channel image into {self.channels} channels")
+
+
+def _per_channel(value: float | Sequence[float], channels: int, name: str) -> list[float]:
+    values = [float(value)] * channels if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise ValueError(f"TRANSFORMATION.ARGS.{name} has {len(values)} values for {channels} channels")
+    return values
+
+
+def image_transforms(
+    train: bool,
+    i_shape: Sequence[int] | None = None,
+    channels: int = 3,
+    normalization_mean: float | Sequence[float] = 0.5,
+    normalization_std: float | Sequence[float] = 0.5,
+    normalization_scale: float | None = None,
+    h_flip: float = 0.0,
+    t_crop: bool = False,
+    rea: bool = False,
+    random_erase: bool = False,
+    random_erase_value: float = 0.5,
+) -> Callable[[Any], torch.Tensor]:
+    """Resize to i_shape, fix channels, [flip, pad-and-crop], scale to [0,1], normalize, [random erasing].
+
+    Flip, crop and erasing apply to the training split only.
+    """
+    v2 = require("torchvision.transforms.v2", "vision")
+    if normalization_scale is not None:
+        warnings.warn("TRANSFORMATION.ARGS.normalization_scale is ignored: pixels are scaled to [0, 1] before normalization")
+    steps: list[Any] = [v2.ToImage()]
+    if i_shape:
+        steps.append(v2.Resize(list(i_shape), antialias=True))
+    steps.append(_Channels(channels))
+    if train and h_flip:
+        steps.append(v2.RandomHorizontalFlip(p=float(h_flip)))
+    if train and t_crop and i_shape:
+        pad = max(1, round(0.1 * min(i_shape)))
+        steps.append(v2.RandomCrop(list(i_shape), padding=pad))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    steps.append(v2.Normalize(_per_channel(normalization_mean, channels, "normalization_mean"),
+                              _per_channel(normalization_std, channels, "normalization_std")))
+    if train and (rea or random_erase):
+        steps.append(v2.RandomErasing(p=0.5, value=float(random_erase_value)))
+    return v2.Compose(steps)

@@ -1,0 +1,35 @@
+"""Metrics by name (torchmetrics), computed per output on val and test, synced across devices."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ednaml import registry
+from ednaml.registry import register
+
+DEFAULT_METRICS = ("accuracy", "f1_micro", "f1_weighted")
+
+
+@register("metric", "accuracy")
+def accuracy(num_classes: int) -> Metric:
+    """Fraction of samples whose top class is right (micro-averaged accuracy)."""
+    return MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+
+@register("metric", "f1_micro")
+def f1_micro(num_classes: int) -> Metric:
+    """F1 over all samples (micro average)."""
+    return MulticlassF1Score(num_classes=num_classes, average="micro")
+
+
+@register("metric", "f1_weighted")
+def f1_weighted(num_classes: int) -> Metric:
+    """Per-class F1, averaged with class frequencies as weights."""
+    return MulticlassF1Score(num_classes=num_classes, average="weighted")
+
+
+def classification_metrics(num_classes: int, names: Sequence[str] = DEFAULT_METRICS) -> MetricCollection:
+    return MetricCollection({name: registry.get("metric", name)(num_classes) for name in names})

@@ -1,0 +1,6 @@
+"""Models, and the builders that make them from MODEL."""
+
+from ednaml.models.builders import build_model, ednaml_model_builder
+from ednaml.models.classification import ClassificationResnet, SmallCNN
+
+__all__ = ["ClassificationResnet", "SmallCNN", "build_model", "ednaml_model_builder"]

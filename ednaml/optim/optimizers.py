@@ -1,0 +1,119 @@
+"""Parameter groups -> torch param groups with per-parameter lr / weight decay -> optimizers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from ednaml import registry
+from ednaml.registry import register
+
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One row of the resolved parameter-group table (one torch param group)."""
+
+    group: str
+    optimizer: str
+    kind: str
+    tensors: int
+    parameters: int
+    lr: float
+    weight_decay: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Every trainable parameter into exactly one MODEL.PARAMETER_GROUPS group.
+
+    A list of names: the model decides (`model.parameter_groups(names)`), or one group holds everything.
+    A mapping `name: [module prefixes]`: the longest matching prefix decides.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if isinstance(groups, dict):
+        out: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in groups}
+        unassigned = []
+        for name, param in named:
+            best = max(((len(prefix), g) for g, prefixes in groups.items() for prefix in prefixes
+                        if name == prefix or name.startswith(prefix.rstrip(".") + ".")), default=None)
+            if best is None:
+                unassigned.append(name)
+            else:
+                out[best[1]].append((name, param))
+        if unassigned:
+            raise ValueError(f"MODEL.PARAMETER_GROUPS: parameters in no group: {', '.join(unassigned[:5])}"
+                             f"{' ...' if len(unassigned) > 5 else ''}; add their module prefix to a group")
+        return out
+    if len(groups) == 1:
+        return {groups[0]: named}
+    if hasattr(model, "parameter_groups"):
+        return model.parameter_groups(groups)
+    raise ValueError(f"MODEL.PARAMETER_GROUPS names {len(groups)} groups but {type(model).__name__} defines no "
+                     "parameter_groups(); give the groups as 'name: [module prefixes]'")
+
+
+def norm_parameter_names(model: nn.Module) -> set[str]:
+    return {f"{m_name}.{p_name}" if m_name else p_name
+            for m_name, module in model.named_modules() if isinstance(module, NORM_LAYERS)
+            for p_name, _ in module.named_parameters(recurse=False)}
+
+
+def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: dict[str, Any], norm_names: set[str]) -> tuple[list[dict[str, Any]], list[GroupRow]]:
+    """Per-parameter (lr, weight decay) from one OPTIMIZER entry; tensors with equal values share a group."""
+    base_lr, decay = float(entry["BASE_LR"]), float(entry["WEIGHT_DECAY"])
+    custom = entry.get("CUSTOM_KEYS") or {}
+    merged: dict[tuple[float, float, str], list[nn.Parameter]] = {}
+    for name, param in named:
+        is_bias = name.endswith("bias")
+        lr = base_lr * (float(entry["LR_BIAS_FACTOR"]) if is_bias else 1.0)
+        if name in norm_names and entry.get("NORM_DECAY_FACTOR") is not None:
+            wd, kind = decay * float(entry["NORM_DECAY_FACTOR"]), "norm"
+        elif is_bias:
+            wd, kind = decay * float(entry["WEIGHT_BIAS_FACTOR"]), "bias"
+        else:
+            wd, kind = decay, "weight"
+        prefixes = [p for p in custom if name == p or name.startswith(p.rstrip(".") + ".")]
+        if prefixes:
+            prefix = max(prefixes, key=len)
+            lr *= float(custom[prefix].get("LR_FACTOR", 1.0))
+            wd *= float(custom[prefix].get("DECAY_FACTOR", 1.0))
+            kind = f"{kind} [{prefix}]"
+        merged.setdefault((lr, wd, kind), []).append(param)
+    by_values: dict[tuple[float, float], dict[str, Any]] = {}
+    rows = []
+    for (lr, wd, kind), params in merged.items():
+        group = by_values.setdefault((lr, wd), {"params": [], "lr": lr, "weight_decay": wd})
+        group["params"].extend(params)
+        rows.append(GroupRow(entry["OPTIMIZER_NAME"], entry["OPTIMIZER"], kind, len(params),
+                             sum(p.numel() for p in params), lr, wd))
+    return list(by_values.values()), rows
+
+
+@register("optimizer_builder", "ClassificationOptimizer")
+def build_optimizers(model: nn.Module, groups_cfg: Any, entries: list[dict[str, Any]]) -> tuple[list[torch.optim.Optimizer], list[GroupRow]]:
+    """One optimizer per OPTIMIZER entry, over the parameter group named by its OPTIMIZER_NAME."""
+    groups = split_into_groups(model, groups_cfg)
+    norm_names = norm_parameter_names(model)
+    optimizers, table = [], []
+    for entry in entries:
+        torch_groups, rows = param_groups(groups[entry["OPTIMIZER_NAME"]], entry, norm_names)
+        if not torch_groups:
+            raise ValueError(f"OPTIMIZER {entry['OPTIMIZER_NAME']!r}: its parameter group has no trainable parameters")
+        cls = registry.get("optimizer", entry["OPTIMIZER"])
+        optimizers.append(cls(torch_groups, lr=float(entry["BASE_LR"]), **entry["OPTIMIZER_KWARGS"]))
+        table += rows
+    return optimizers, table
+
+
+def format_table(rows: list[GroupRow]) -> str:
+    header = ("group", "optimizer", "parameters", "tensors", "kind", "lr", "weight_decay")
+    lines = [header] + [(r.group, r.optimizer, f"{r.parameters:,}", str(r.tensors), r.kind, f"{r.lr:.6g}", f"{r.weight_decay:.6g}") for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)

@@ -1,0 +1,186 @@
+"""One registry for every kind of component: a dict per kind, one decorator, lazy built-ins."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+ENTRY_POINT_GROUP = "ednaml.components"
+
+# kind -> modules that define its built-ins; imported only when the kind is first asked for,
+# so that `ednaml --help` and `ednaml list` do not pay for torch, lightning or torchvision.
+_BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
+    "datareader": ("ednaml.data.readers",),
+    "dataset": ("ednaml.data.readers",),
+    "model": ("ednaml.models",),
+    "model_builder": ("ednaml.models",),
+    "trainer": ("ednaml.trainers",),
+    "loss": ("ednaml.losses",),
+    "optimizer": ("ednaml.optim.optimizers",),
+    "optimizer_builder": ("ednaml.optim.optimizers",),
+    "scheduler": ("ednaml.optim.schedulers",),
+    "metric": ("ednaml.metrics",),
+    "plugin": (),
+    "deployment": (),
+}
+KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
+
+_components: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+_loaded_kinds: set[str] = set()
+_entry_points_loaded = False
+
+
+class RegistryError(LookupError):
+    """A component name that does not resolve."""
+
+
+def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
+    """Register a class or function under `name` (default: its own name) for `kind`."""
+    if kind not in _components:
+        raise ValueError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+
+    def decorator(obj: Any) -> Any:
+        _components[kind][name or obj.__name__] = obj
+        return obj
+
+    return decorator
+
+
+class _Registrar:
+    """`@ednaml.register.loss("CenterLoss")` — one attribute per kind."""
+
+    def __call__(self, kind: str, name: str | None = None) -> Callable[[Any], Any]:
+        return register(kind, name)
+
+    def __getattr__(self, kind: str) -> Callable[..., Callable[[Any], Any]]:
+        if kind not in _components:
+            raise AttributeError(f"no component kind {kind!r}; kinds are {', '.join(KINDS)}")
+        return lambda name=None: register(kind, name)
+
+
+registrar = _Registrar()
+
+
+def _load_builtins(kind: str) -> None:
+    if kind not in _loaded_kinds:
+        _loaded_kinds.add(kind)
+        for module in _BUILTIN_MODULES[kind]:
+            importlib.import_module(module)
+    _load_entry_points()
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()  # importing the module runs its @register decorators
+
+
+def import_sources(sources: Iterable[str], base_dir: Path | None = None) -> None:
+    """Import user files (`my_losses.py`) or modules (`mypkg.losses`) so their registrations run."""
+    for source in sources:
+        path = Path(source)
+        if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+            path = base_dir / path
+        if source.endswith(".py") or path.exists():
+            if not path.exists():
+                raise FileNotFoundError(f"import file {source!r} does not exist")
+            module_name = f"ednaml_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+            if module_name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            sys.path.insert(0, str(path.parent.resolve()))
+            try:
+                spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.parent.resolve()))
+        else:
+            importlib.import_module(source)
+
+
+def _import_dotted(path: str) -> Any:
+    module_name, _, attr = path.replace(":", ".").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _fallback(kind: str, name: str) -> Any:
+    """Names that resolve outside the registry: every torch.optim and lr_scheduler class."""
+    if kind == "optimizer":
+        import torch.optim
+
+        obj = getattr(torch.optim, name, None)
+        return obj if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) else None
+    if kind == "scheduler":
+        import torch.optim.lr_scheduler as sched
+
+        obj = getattr(sched, name, None)
+        return obj if inspect.isclass(obj) and issubclass(obj, sched.LRScheduler) else None
+    return None
+
+
+def names(kind: str) -> list[str]:
+    """Every name `kind` resolves, built-ins and registered ones, sorted."""
+    _load_builtins(kind)
+    found = set(_components[kind])
+    if kind == "optimizer":
+        import torch.optim
+
+        found |= {n for n in dir(torch.optim) if _fallback(kind, n) is not None}
+    if kind == "scheduler":
+        import torch.optim.lr_scheduler as sched
+
+        found |= {n for n in dir(sched) if not n.startswith("_") and _fallback(kind, n) is not None}
+    return sorted(found)
+
+
+def get(kind: str, name: str) -> Any:
+    """Resolve a component by registered name or dotted import path; raise RegistryError with a suggestion."""
+    _load_builtins(kind)
+    if name in _components[kind]:
+        return _components[kind][name]
+    obj = _fallback(kind, name)
+    if obj is None and "." in name:
+        obj = _import_dotted(name)
+    if obj is None:
+        raise RegistryError(unknown_name_message(kind, name))
+    return obj
+
+
+def unknown_name_message(kind: str, name: str) -> str:
+    message = f"{name!r} is not a known {kind.replace('_', ' ')}"
+    close = difflib.get_close_matches(str(name), names(kind), n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    else:
+        message += f" (see `ednaml list {kind}`)"
+    return message
+
+
+def describe(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def catalogue(kind: str | None = None, pattern: str = "*") -> dict[str, list[tuple[str, str]]]:
+    """`{kind: [(name, one-line description)]}` for `ednaml list`, filtered by a wildcard pattern."""
+    kinds = [kind] if kind else list(KINDS)
+    listing = {}
+    for k in kinds:
+        rows = [(n, describe(get(k, n))) for n in names(k) if fnmatch.fnmatchcase(n, pattern)]
+        listing[k] = rows
+    return listing

@@ -1,0 +1,119 @@
+"""The run folder: <root>/<experiment>/<run_id>/ with config.yaml, summary.json, metrics.csv, checkpoints/, log.txt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ednaml.utils import is_rank_zero
+
+RUN_ID_ENV = "EDNAML_RUN_ID"  # handed to the processes a DDP launcher starts, so all ranks agree
+log = logging.getLogger("ednaml")
+
+
+def experiment_name(config: dict[str, Any]) -> str:
+    """{MODEL_CORE_NAME}-v{MODEL_VERSION}-{MODEL_BACKBONE}-{MODEL_QUALIFIER}."""
+    save = config["SAVE"]
+    return f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}-{save['MODEL_BACKBONE']}-{save['MODEL_QUALIFIER']}"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a reader (or a crash) never sees half of it."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and numpy scalars -> floats, NaN -> None: JSON-safe."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class RunFolder:
+    """One run's folder. Only the rank-0 process writes; other ranks know the path and nothing else."""
+
+    path: Path
+    run_id: str
+    experiment: str
+    writer: bool
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, config: dict[str, Any]) -> "RunFolder":
+        """A new, empty run folder; an existing run is never reused or overwritten."""
+        experiment = experiment_name(config)
+        inherited = os.environ.get(RUN_ID_ENV)
+        writer = is_rank_zero()
+        run_id = inherited if inherited and not writer else new_run_id()
+        root = Path(root).absolute()
+        path = root / experiment / run_id
+        if writer:
+            while True:
+                try:
+                    path.mkdir(parents=True, exist_ok=False)
+                    break
+                except FileExistsError:
+                    run_id = new_run_id()
+                    path = root / experiment / run_id
+            (path / "checkpoints").mkdir()
+        return cls(path=path, run_id=run_id, experiment=experiment, writer=writer)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        if self.writer:
+            from ednaml.config import dump
+
+            write_atomic(self.path / "config.yaml", dump(config))
+
+    def write_json(self, name: str, data: Any) -> None:
+        if self.writer:
+            write_atomic(self.path / name, json.dumps(data, indent=2, default=_plain) + "\n")
+
+    def start_log(self) -> logging.Handler | None:
+        """Send EdnaML's and Lightning's log records to log.txt."""
+        if not self.writer:
+            return None
+        handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for name in ("ednaml", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                logger.setLevel(logging.INFO)
+        return handler
+
+    @staticmethod
+    def stop_log(handler: logging.Handler | None) -> None:
+        if handler is None:
+            return
+        for name in ("ednaml", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+
+
+def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in sorted(metrics.items())}
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

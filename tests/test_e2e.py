@@ -1,0 +1,117 @@
+"""End to end: the real `ednaml` command, a real Lightning Trainer, real data, W&B offline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CONFIGS, run_ednaml, run_folders, summary
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One full `ednaml fit --config configs/digits.yml` (the README's main job), shared by the tests below."""
+    cwd = tmp_path_factory.mktemp("digits")
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = run_folders(cwd / "runs")
+    assert len(runs) == 1
+    return cwd, runs[0]
+
+
+def test_fit_reaches_095_test_accuracy_on_digits(digits_run):
+    _, run = digits_run
+    info = summary(run)
+    assert info["status"] == "finished"
+    assert info["final"]["test/accuracy"] >= 0.95
+    assert info["epochs"] == 12
+
+
+def test_fit_leaves_the_run_folder_layout(digits_run):
+    _, run = digits_run
+    assert run.parent.name == "digits-v1-smallcnn-all"
+    for name in ("config.yaml", "metrics.csv", "summary.json", "log.txt", "checkpoints/last.ckpt", "parameter_groups.json"):
+        assert (run / name).is_file(), name
+    saved = sorted(p.name for p in (run / "checkpoints").glob("digits-v1_epoch*_step*.ckpt"))
+    # SAVE_FREQUENCY 4 over 12 epochs: after epochs 4, 8 and 12 (Lightning counts epochs from 0).
+    assert [re.match(r"digits-v1_epoch(\d+)_step\d+\.ckpt", n).group(1) for n in saved] == ["11", "3", "7"]
+    info = summary(run)
+    assert info["checkpoints"]["last"].endswith("checkpoints/last.ckpt")
+    assert len(info["checkpoints"]["saved"]) == 3
+    assert "run folder:" in (run / "log.txt").read_text()
+
+
+def test_metrics_csv_has_every_loss_term_metric_and_learning_rate(digits_run):
+    _, run = digits_run
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("train/loss_step", "train/loss_epoch", "train/digit/SoftmaxLogitsLoss_step", "val/loss",
+                   "val/accuracy", "val/f1_micro", "val/f1_weighted", "test/accuracy", "lr-opt-1/pg1"):
+        assert column in header, column
+
+
+def test_config_yaml_is_the_resolved_config(digits_run):
+    cwd, run = digits_run
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["EXECUTION"]["EPOCHS"] == saved["trainer"]["max_epochs"] == 12
+    assert saved["seed_everything"] == 0
+    assert saved["OPTIMIZER"][0]["BASE_LR"] == 0.003
+
+
+def test_wandb_ran_offline_inside_the_run_folder(digits_run):
+    _, run = digits_run
+    files = list(run.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    assert summary(run)["wandb"]["id"] == run.name
+
+
+def test_test_on_the_checkpoint_reproduces_the_test_metrics_in_a_new_run(digits_run):
+    cwd, run = digits_run
+    result = run_ednaml("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = run_folders(cwd / "runs")
+    assert len(runs) == 2  # the fit run is kept as it was; the test is a run of its own
+    tested = summary(next(r for r in runs if r != run))
+    assert tested["stage"] == "test" and tested["status"] == "finished"
+    for key in ("test/accuracy", "test/f1_micro", "test/f1_weighted", "test/loss"):
+        assert tested["final"][key] == pytest.approx(summary(run)["final"][key], abs=1e-6), key
+
+
+def test_print_config_output_loads_again_as_the_same_run(tmp_path):
+    first = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--print_config", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(first.stdout)
+    again = run_ednaml("fit", "--config", str(printed), "--print_config", cwd=tmp_path)
+    assert again.stdout == first.stdout
+    result = run_ednaml("fit", "--config", str(printed), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_folders(tmp_path / "runs")
+    assert yaml.safe_load((run / "config.yaml").read_text()) == yaml.safe_load(first.stdout)
+    assert not list(run.glob("wandb"))  # WANDB_MODE=disabled starts nothing
+
+
+def test_ddp_on_two_cpu_processes_leaves_one_run_folder(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--trainer.accelerator", "cpu",
+                        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_folders(tmp_path / "runs")
+    info = summary(run)
+    assert info["status"] == "finished" and info["epochs"] == 1
+    assert "test/accuracy" in info["final"]
+    assert len(list(run.glob("wandb/offline-run-*/run-*.wandb"))) == 1
+
+
+def test_the_legacy_mnist_config_runs_with_only_its_data_reader_changed(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "mnist-legacy.yml"), "--trainer.max_epochs", "1",
+                        "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+                        "--trainer.limit_test_batches", "2", "--TRANSFORMATION.WORKERS", "0", cwd=tmp_path,
+                        env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_folders(tmp_path / "runs")
+    assert run.parent.name == "mnist_resnet-v1-res18-mnist"
+    assert summary(run)["status"] == "finished"

@@ -1,0 +1,94 @@
+"""The registry: decorator registration, dotted paths, user files, entry points, `ednaml list`."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import ednaml
+from conftest import CONFIGS, run_ednaml
+from ednaml import registry
+from ednaml.api import prepare
+
+
+def test_decorator_registers_under_the_given_name():
+    @ednaml.register.loss("ZeroLossForTest")
+    class Zero(torch.nn.Module):
+        def forward(self, logits, target):
+            return logits.sum() * 0
+
+    assert registry.get("loss", "ZeroLossForTest") is Zero
+    assert "ZeroLossForTest" in registry.names("loss")
+
+
+def test_every_torch_optimizer_and_scheduler_resolves_by_name():
+    assert registry.get("optimizer", "AdamW") is torch.optim.AdamW
+    assert registry.get("scheduler", "CosineAnnealingLR") is torch.optim.lr_scheduler.CosineAnnealingLR
+
+
+def test_a_dotted_import_path_resolves():
+    assert registry.get("loss", "torch.nn.CrossEntropyLoss") is torch.nn.CrossEntropyLoss
+
+
+def test_an_unknown_name_suggests_the_closest():
+    with pytest.raises(registry.RegistryError, match="'SmallCN' is not a known model; did you mean 'SmallCNN'"):
+        registry.get("model", "SmallCN")
+
+
+def test_components_from_a_user_file_named_in_imports(tmp_path):
+    (tmp_path / "my_losses.py").write_text(textwrap.dedent("""
+        import torch
+        import ednaml
+
+        @ednaml.register.loss("DoubledCrossEntropy")
+        class DoubledCrossEntropy(torch.nn.Module):
+            \"\"\"Twice the cross-entropy.\"\"\"
+            def __init__(self, factor: float = 2.0):
+                super().__init__()
+                self.factor = factor
+            def forward(self, logits, target):
+                return self.factor * torch.nn.functional.cross_entropy(logits, target)
+    """))
+    config = prepare([CONFIGS / "digits.yml"], [("EXECUTION.IMPORTS", f"[{tmp_path / 'my_losses.py'}]"),
+                                                 ("LOSS.0.LOSSES", "[DoubledCrossEntropy]"), ("LOSS.0.KWARGS", "[{factor: 3}]")])
+    assert config["LOSS"][0]["LOSSES"] == ["DoubledCrossEntropy"]
+    assert registry.describe(registry.get("loss", "DoubledCrossEntropy")) == "Twice the cross-entropy."
+
+
+def test_installed_extensions_register_through_the_entry_point_group(tmp_path, monkeypatch):
+    package = tmp_path / "ednaml_ext_demo"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import torch, ednaml\n"
+        "@ednaml.register.model('EntryPointNet')\n"
+        "class EntryPointNet(torch.nn.Linear):\n"
+        "    '''A model from an installed extension.'''\n"
+    )
+    dist = tmp_path / "ednaml_ext_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ednaml-ext-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\ndemo = ednaml_ext_demo\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    assert registry.get("model", "EntryPointNet").__doc__ == "A model from an installed extension."
+    sys.modules.pop("ednaml_ext_demo", None)
+
+
+def test_ednaml_list_prints_the_catalogue_by_kind(tmp_path):
+    result = run_ednaml("list", "loss", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "loss:" in result.stdout
+    assert "SoftmaxLabelSmooth  Cross-entropy against label-smoothed targets" in result.stdout
+    everything = run_ednaml("list", cwd=tmp_path).stdout
+    for kind in ("datareader:", "model:", "trainer:", "optimizer:", "scheduler:", "metric:"):
+        assert kind in everything
+    assert "Digits" in everything and "ClassificationResnet" in everything
+
+
+def test_ednaml_list_filters_with_a_wildcard(tmp_path):
+    result = run_ednaml("list", "model", "*Resnet*", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "ClassificationResnet" in result.stdout and "SmallCNN" not in result.stdout

@@ -1,0 +1,110 @@
+"""Validation: every mistake found at once, with its key path, the bad value and a suggestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CONFIGS, run_ednaml
+from ednaml.api import prepare
+from ednaml.config import ConfigError
+
+
+def problems(overrides: list[tuple[str, str]]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        prepare([CONFIGS / "digits.yml"], overrides)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_shipped_configs_validate():
+    for path in sorted(CONFIGS.glob("*.yml")):
+        prepare([path])
+
+
+def test_an_unknown_loss_gets_a_did_you_mean():
+    assert problems([("LOSS.0.LOSSES", "[SoftmaxLogitLoss]")]) == [
+        "LOSS[0].LOSSES[0]: 'SoftmaxLogitLoss' is not a known loss; did you mean 'SoftmaxLogitsLoss'?"
+    ]
+
+
+def test_an_unknown_key_is_named_with_its_path_and_a_suggestion():
+    assert problems([("OPTIMIZER.0.BASE_LRR", "0.1")]) == ["OPTIMIZER[0].BASE_LRR: unknown key; did you mean 'BASE_LR'?"]
+
+
+def test_a_wrong_type_names_the_value_and_what_is_allowed():
+    assert problems([("EXECUTION.EPOCHS", "ten")]) == ["EXECUTION.EPOCHS: 'ten' is not an integer"]
+
+
+def test_a_kwarg_the_component_does_not_take():
+    found = problems([("LOSS.0.KWARGS", "[{epss: 0.1}]"), ("LOSS.0.LOSSES", "[SoftmaxLabelSmooth]")])
+    assert found == ["LOSS[0].KWARGS[0].epss: SoftmaxLabelSmooth takes no argument 'epss'; did you mean 'eps'?"]
+
+
+def test_kwargs_of_torch_optimizers_and_schedulers_are_checked():
+    found = problems([("OPTIMIZER.0.OPTIMIZER_KWARGS", "{betaz: [0.9, 0.99]}"), ("SCHEDULER.0.LR_KWARGS", "{step: 3}")])
+    assert found[0].startswith("OPTIMIZER[0].OPTIMIZER_KWARGS.betaz: Adam takes no argument 'betaz'; did you mean 'betas'?")
+    assert found[1].startswith("SCHEDULER[0].LR_KWARGS.step: StepLR takes no argument 'step'")
+
+
+def test_torch_loss_checks_its_loss_class():
+    found = problems([("LOSS.0.LOSSES", "[TorchLoss]"), ("LOSS.0.KWARGS", "[{loss_class: CrossEntropyLos}]")])
+    assert found == ["LOSS[0].KWARGS[0].loss_class: 'CrossEntropyLos' is not a torch.nn loss; did you mean 'CrossEntropyLoss'?"]
+
+
+def test_unknown_trainer_arguments_are_caught_before_anything_runs():
+    assert problems([("trainer.max_epoch", "3")])[0].startswith("trainer.max_epoch: Trainer takes no argument 'max_epoch'; did you mean 'max_epochs'?")
+
+
+def test_a_near_miss_section_is_an_error_and_an_unknown_one_is_kept(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"OPTIMISER": [{"BASE_LR": 0.1}]}))
+    with pytest.raises(ConfigError, match="OPTIMISER: unknown section; did you mean 'OPTIMIZER'"):
+        prepare([CONFIGS / "digits.yml", bad])
+    custom = tmp_path / "custom.yml"
+    custom.write_text(yaml.safe_dump({"COLABEL": {"COMPRESSION": 5}}))
+    with pytest.warns(UserWarning, match="section COLABEL is not EdnaML's"):
+        config = prepare([CONFIGS / "digits.yml", custom])
+    assert config["COLABEL"] == {"COMPRESSION": 5}
+
+
+def test_names_must_match_between_sections():
+    found = problems([("SCHEDULER.0.SCHEDULER_NAME", "opt-2"), ("LOSS", "[{NAME: a}, {NAME: a}]")])
+    assert "SCHEDULER[0].SCHEDULER_NAME: 'opt-2' names no optimizer; OPTIMIZER_NAMEs are ['opt-1']; did you mean 'opt-1'?" in found
+    assert "LOSS[1].NAME: 'a' is already the NAME of LOSS[0]; NAMEs must be unique" in found
+
+
+def test_lambdas_must_match_losses():
+    assert problems([("LOSS.0.LAMBDAS", "[0.5, 0.5]")]) == ["LOSS[0].LAMBDAS: has 2 items but LOSSES has 1; give one per loss"]
+
+
+def test_three_mistakes_are_reported_together_by_the_command_with_exit_code_2(tmp_path):
+    config = yaml.safe_load((CONFIGS / "digits.yml").read_text())
+    config["LOSS"][0]["LOSSES"] = ["SoftmaxLogitLoss"]
+    config["OPTIMIZER"][0]["BASE_LRR"] = 0.01
+    config["EXECUTION"]["EPOCHS"] = "ten"
+    path = tmp_path / "three.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_ednaml("fit", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "3 config errors" in result.stderr
+    for expected in ("LOSS[0].LOSSES[0]: 'SoftmaxLogitLoss' is not a known loss; did you mean 'SoftmaxLogitsLoss'?",
+                     "OPTIMIZER[0].BASE_LRR: unknown key; did you mean 'BASE_LR'?",
+                     "EXECUTION.EPOCHS: 'ten' is not an integer"):
+        assert expected in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_data_folder_is_a_clear_error_not_a_traceback(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.DATAREADER.DATAREADER", "ImageFolder",
+                        "--EXECUTION.DATAREADER.CRAWLER_ARGS", "{data_folder: no/such/folder}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: folder 'no/such/folder' does not exist" in result.stderr
+
+
+def test_an_unknown_option_suggests_the_right_one(tmp_path):
+    result = run_ednaml("fit", "--confg", "x.yml", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown option --confg; did you mean --config?" in result.stderr
