@@ -88,3 +88,42 @@ class RunSummary(Callback):
         if error:
             self.summary["error"] = error
         self.write()
+
+
+class Backup(Callback):
+    """Copies checkpoints (DRIVE_BACKUP) and run files (LOG_BACKUP) to CHECKPOINT_DIRECTORY through fsspec.
+
+    The copy lands in <CHECKPOINT_DIRECTORY>/<experiment>/<run_id>/, mirroring the run folder. New or
+    changed files are copied at the start of every epoch and once more when the run ends.
+    """
+
+    RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json")
+
+    def __init__(self, run: RunFolder, target: str, checkpoints: bool, logs: bool):
+        self.run, self.checkpoints, self.logs = run, checkpoints, logs
+        self.target = f"{target.rstrip('/')}/{run.experiment}/{run.run_id}"
+        self.copied: dict[str, float] = {}
+
+    def sync(self) -> None:
+        if not self.run.writer:
+            return
+        import fsspec
+
+        files = [self.run.path / name for name in self.RUN_FILES] if self.logs else []
+        if self.checkpoints:
+            files += sorted(self.run.checkpoints.glob("*.ckpt"))
+        fs, root = fsspec.core.url_to_fs(self.target)
+        for path in files:
+            if not path.is_file() or self.copied.get(str(path)) == path.stat().st_mtime:
+                continue
+            relative = path.relative_to(self.run.path).as_posix()
+            destination = f"{root}/{relative}"
+            fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(path), destination)
+            self.copied[str(path)] = path.stat().st_mtime
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sync()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.sync()

@@ -12,6 +12,7 @@ from ednaml import __version__, registry
 from ednaml.losses import Criterion
 from ednaml.metrics import classification_metrics
 from ednaml.models import build_model
+from ednaml.models.weights import load_weights
 from ednaml.optim.optimizers import GroupRow, format_table
 from ednaml.optim.schedulers import build_scheduler
 
@@ -39,6 +40,16 @@ class EdnaModule(pl.LightningModule):
         self.target_label = target_label(config, labels)
         num_classes = len(labels[self.target_label])
         self.model = build_model(config["MODEL"], num_classes)
+        if config["MODEL"]["WEIGHTS"]:
+            report = load_weights(self.model, config["MODEL"]["WEIGHTS"])
+            log.info("MODEL.WEIGHTS %s: %s", config["MODEL"]["WEIGHTS"],
+                     ", ".join(f"{len(v)} {k}" for k, v in report.items()))
+            for kind in ("skipped", "mismatched"):
+                if report[kind]:
+                    log.warning("MODEL.WEIGHTS %s keys: %s", kind, ", ".join(report[kind][:10]))
+        input_size = config["LOGGING"]["INPUT_SIZE"]
+        if input_size:  # lets Lightning's model summary show input and output shapes
+            self.example_input_array = torch.zeros(*input_size)
         step_args = {k: v for k, v in config["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"}
         self.step_logic = registry.get("trainer", config["EXECUTION"]["TRAINER"])(**step_args)
         self.step_logic.bind(list(labels), self.target_label)

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 
-from ednaml.adapters.callbacks import RunSummary, checkpoint_callbacks
+from ednaml.adapters.callbacks import Backup, RunSummary, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
 from ednaml.api import BuildError
@@ -96,7 +96,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
     handler = run.start_log()
     previous_id = os.environ.get(RUN_ID_ENV)
     os.environ[RUN_ID_ENV] = run.run_id
-    wandb = None
+    wandb = backup = None
     try:
         run.write_config(config)
         log.info("run folder: %s", run.path)
@@ -108,6 +108,10 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
         callbacks: list[Any] = [summary]
         if stage == "fit":
             callbacks = checkpoint_callbacks(config, run) + [LearningRateMonitor(), summary]
+        save = config["SAVE"]
+        if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
+            backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
+            callbacks.append(backup)
         trainer = build_trainer(config, run, callbacks, loggers)
         try:
             if stage == "fit":
@@ -132,6 +136,8 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
         log.info("run %s %s; final metrics: %s", run.run_id, summary.summary["status"], summary.summary["final"])
         return summary.summary
     finally:
+        if backup is not None:
+            backup.sync()
         if wandb is not None and run.writer:
             import wandb as wandb_lib
 

@@ -1,0 +1,65 @@
+"""SAVE: checkpoint names and frequencies, backups through fsspec, never overwriting a run."""
+
+from __future__ import annotations
+
+import fsspec
+import pytest
+import torch
+
+from conftest import CONFIGS, run_folders
+from ednaml import EdnaML
+
+SHORT = {"EXECUTION.EPOCHS": 2, "trainer.limit_train_batches": 10, "trainer.limit_val_batches": 2,
+         "trainer.limit_test_batches": 2, "trainer.enable_progress_bar": False}
+
+
+def fit(workdir, **overrides):
+    return EdnaML(CONFIGS / "digits.yml", overrides={**SHORT, **overrides}).fit()
+
+
+def test_epoch_and_step_checkpoints_are_named_by_save(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 1, "SAVE.STEP_SAVE_FREQUENCY": 7})
+    names = sorted(p.rsplit("/", 1)[1] for p in info["checkpoints"]["saved"])
+    # 10 steps per epoch: epoch ends at steps 10 and 20, step saves at 7 and 14.
+    assert names == ["digits-v1_epoch0_step10.ckpt", "digits-v1_epoch0_step7.ckpt",
+                     "digits-v1_epoch1_step14.ckpt", "digits-v1_epoch1_step20.ckpt"]
+    last = torch.load(info["checkpoints"]["last"], map_location="cpu", weights_only=True)
+    assert last["global_step"] == 20
+    assert last["ednaml"]["config"]["SAVE"]["STEP_SAVE_FREQUENCY"] == 7  # every checkpoint carries the config
+
+
+def test_save_frequency_zero_keeps_only_last(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 0})
+    assert info["checkpoints"]["saved"] == []
+    assert info["checkpoints"]["last"].endswith("last.ckpt")
+
+
+def test_exact_epoch_count(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    info = fit(workdir, **{"EXECUTION.EPOCHS": 3})
+    assert info["epochs"] == 3 and info["global_step"] == 30
+
+
+@pytest.mark.parametrize("target", ["local", "memory://ednaml-backup"])
+def test_drive_and_log_backups_copy_the_run(workdir, monkeypatch, target):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    url = str(workdir / "backup") if target == "local" else target
+    info = fit(workdir, **{"SAVE.DRIVE_BACKUP": True, "SAVE.LOG_BACKUP": True, "SAVE.CHECKPOINT_DIRECTORY": url, "SAVE.SAVE_FREQUENCY": 1})
+    fs, root = fsspec.core.url_to_fs(f"{url}/{info['experiment']}/{info['run_id']}")
+    copied = sorted(p.rsplit("/", 1)[1] for p in fs.find(root))
+    assert copied == sorted(["config.yaml", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json", "last.ckpt",
+                             "digits-v1_epoch0_step10.ckpt", "digits-v1_epoch1_step20.ckpt"])
+    with fs.open(f"{root}/summary.json") as handle:
+        assert b'"status": "finished"' in handle.read()
+
+
+def test_a_second_run_never_touches_the_first(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    first = fit(workdir)
+    before = {p: p.stat().st_mtime for p in (workdir / "runs").rglob("*") if p.is_file()}
+    second = fit(workdir)
+    assert first["run_id"] != second["run_id"]
+    assert len(run_folders(workdir / "runs")) == 2
+    assert all(p.stat().st_mtime == t for p, t in before.items())
