@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ednaml.config import ConfigError, resolve
+from ednaml.config import ConfigError, Problem, resolve
 from ednaml.config.load import deep_merge, normalize_legacy
 
 
@@ -25,12 +25,12 @@ def prepare(
     from ednaml.config.validate import validate
 
     config = resolve(files, list(overrides), dict(base) if base else None)
-    base_dir = Path(files[0]).parent if files else Path.cwd()
+    search_dirs = [Path(f).parent for f in reversed(files)]
     sources = list(imports) + list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else list(imports)
     try:
-        registry.import_sources(sources, base_dir)
+        registry.import_sources(sources, search_dirs)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
-        raise ConfigError(f"EXECUTION.IMPORTS: cannot import {err}") from None
+        raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
     validate(config, source=", ".join(map(str, files)) or None)
     return config
 
@@ -68,15 +68,14 @@ class EdnaML:
         if ckpt_path and not configs:
             base = config_from_checkpoint(ckpt_path)
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
-        self.ckpt_path = ckpt_path
-        self.config = prepare(files, pairs, imports, base or None)
         if ckpt_path:
-            self.config["ckpt_path"] = ckpt_path
+            pairs.append(("ckpt_path", str(ckpt_path)))
+        self.config = prepare(files, pairs, imports, base or None)
 
     def _run(self, stage: str) -> dict[str, Any]:
         from ednaml.adapters.runner import run_stage
 
-        return run_stage(stage, self.config, self.config.get("ckpt_path"))
+        return run_stage(stage, self.config, self.config["ckpt_path"])
 
     def fit(self) -> dict[str, Any]:
         """Train (with a validation pass first unless SKIPEVAL), then test; returns the run's summary."""

@@ -133,26 +133,19 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # n
 
 
 def _run(args: dict[str, Any]) -> int:
-    from ednaml.api import EdnaML, prepare
+    from ednaml.api import EdnaML
     from ednaml.config import dump
 
     if args["help"]:
         print(USAGE + _trainer_help())
         return 0
-    overrides = args["overrides"]
-    ckpt = dict(overrides).get("ckpt_path")
+    ckpt = dict(args["overrides"]).get("ckpt_path")
     if not args["config"] and not ckpt:
         raise UsageError(f"`ednaml {args['command']}` needs --config FILE (or --ckpt_path of an EdnaML checkpoint)")
-    base = None
-    if not args["config"]:
-        from ednaml.api import config_from_checkpoint
-
-        base = config_from_checkpoint(ckpt)
-    config = prepare(args["config"], overrides, args["imports"], base)
+    experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"], ckpt_path=ckpt)
     if args["print_config"]:
-        sys.stdout.write(dump(config))
+        sys.stdout.write(dump(experiment.config))
         return 0
-    experiment = EdnaML(config)
     summary = getattr(experiment, args["command"])()
     _report(summary)
     return 0 if summary["status"] == "finished" else 1

@@ -86,15 +86,19 @@ def _load_entry_points() -> None:
         ep.load()  # importing the module runs its @register decorators
 
 
-def import_sources(sources: Iterable[str], base_dir: Path | None = None) -> None:
-    """Import user files (`my_losses.py`) or modules (`mypkg.losses`) so their registrations run."""
+def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = ()) -> None:
+    """Import user files (`my_losses.py`) or modules (`mypkg.losses`) so their registrations run.
+
+    A relative file path is looked for in `search_dirs` (the config files' folders), then the working directory.
+    """
+    search_dirs = list(search_dirs)
     for source in sources:
         path = Path(source)
-        if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
-            path = base_dir / path
+        if not path.is_absolute():
+            path = next((d / path for d in search_dirs if (d / path).exists()), path)
         if source.endswith(".py") or path.exists():
             if not path.exists():
-                raise FileNotFoundError(f"import file {source!r} does not exist")
+                raise FileNotFoundError(f"file {source!r} does not exist (looked beside the config files and in the working directory)")
             module_name = f"ednaml_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
             if module_name in sys.modules:
                 continue

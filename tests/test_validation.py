@@ -108,3 +108,14 @@ def test_a_missing_data_folder_is_a_clear_error_not_a_traceback(tmp_path):
 def test_an_unknown_option_suggests_the_right_one(tmp_path):
     result = run_ednaml("fit", "--confg", "x.yml", cwd=tmp_path)
     assert result.returncode == 2 and "unknown option --confg; did you mean --config?" in result.stderr
+
+
+def test_trainer_values_are_checked_against_the_trainer_signature_types():
+    found = problems([("trainer.precision", "bf17"), ("trainer.gradient_clip_val", "lots")])
+    assert found[0].startswith("trainer.precision: 'bf17' is not valid here:") and "bf16-mixed" in found[0]
+    assert found[1].startswith("trainer.gradient_clip_val: 'lots' is not valid here:") and "float" in found[1]
+
+
+def test_trainer_callbacks_in_lightning_cli_form_are_checked():
+    found = problems([("trainer.callbacks", "[{class_path: EarlyStopping, init_args: {monitorr: val/loss}}]")])
+    assert found[0].startswith("trainer.callbacks:") and "monitorr" in found[0]

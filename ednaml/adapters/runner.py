@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 from ednaml.adapters.callbacks import Backup, RunSummary, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
+from ednaml.adapters.trainer import build_trainer
 from ednaml.api import BuildError
 from ednaml.data.base import DataError
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunFolder
@@ -36,32 +37,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def _instantiate(spec: Any) -> Any:
-    """A `{class_path: ..., init_args: {...}}` mapping (LightningCLI's form) -> an object."""
-    if isinstance(spec, dict) and "class_path" in spec:
-        import importlib
-
-        module_name, _, name = spec["class_path"].rpartition(".")
-        if not module_name:
-            module_name = "lightning.pytorch.callbacks"
-        cls = getattr(importlib.import_module(module_name), name)
-        return cls(**spec.get("init_args", {}))
-    return spec
-
-
-def build_trainer(config: dict[str, Any], run: RunFolder, extra_callbacks: list, loggers: list) -> pl.Trainer:
-    kwargs = dict(config["trainer"])
-    kwargs.pop("default_root_dir", None)
-    user_callbacks = kwargs.pop("callbacks", None) or []
-    user_callbacks = [_instantiate(c) for c in (user_callbacks if isinstance(user_callbacks, list) else [user_callbacks])]
-    user_logger = kwargs.pop("logger", None)
-    if user_logger is False:
-        loggers = []
-    elif user_logger not in (None, True):
-        loggers = loggers + [_instantiate(x) for x in (user_logger if isinstance(user_logger, list) else [user_logger])]
-    return pl.Trainer(default_root_dir=str(run.path), callbacks=extra_callbacks + user_callbacks, logger=loggers, **kwargs)
 
 
 def _write_predictions(run: RunFolder, batches: list[dict[str, torch.Tensor]], classes: list[str]) -> Path:
@@ -112,7 +87,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
             callbacks.append(backup)
-        trainer = build_trainer(config, run, callbacks, loggers)
+        trainer = build_trainer(config, str(run.path), callbacks, loggers)
         try:
             if stage == "fit":
                 if not config["EXECUTION"]["SKIPEVAL"] and datamodule.has("val"):

@@ -314,9 +314,9 @@ def resolve(
             elif path == b:
                 set_path(merged, a, value, dotted)
 
-    if merged.get("DEPLOYMENT"):
-        _warn("DEPLOYMENT is accepted but not used: `ednaml predict` predicts on EXECUTION.DATAREADER's test split")
     cfg = fill_defaults(merged)
+    if cfg["DEPLOYMENT"] != fill_section(SCHEMA["DEPLOYMENT"], {}, ("DEPLOYMENT",), set()):
+        _warn("DEPLOYMENT is accepted but not used: `ednaml predict` predicts on EXECUTION.DATAREADER's test split")
     if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
         cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}

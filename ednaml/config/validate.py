@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 
 from ednaml.config.errors import ConfigError, Problem, show
 from ednaml.config.load import ConfigWarning, suggest
-from ednaml.config.schema import ANY, LIGHTNING_KEYS, SCHEMA, Key, ListOf, Section
+from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping", list: "a list"}
 
@@ -266,10 +266,17 @@ def check_components(cfg: dict[str, Any]) -> list[Problem]:
 
 
 def check_trainer_keys(trainer: dict[str, Any]) -> list[Problem]:
+    """Names against lightning.Trainer's signature, then each value against its type."""
     from lightning.pytorch import Trainer
+
+    from ednaml.adapters.trainer import check_trainer_values
 
     problems: list[Problem] = []
     check_kwargs(Trainer, trainer, ("trainer",), problems)
+    if isinstance(trainer, dict):
+        linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
+        known = {k: v for k, v in trainer.items() if k not in linked and not any(p.path == ("trainer", k) for p in problems)}
+        problems += check_trainer_values(known)
     return problems
 
 

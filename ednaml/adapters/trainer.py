@@ -1,0 +1,61 @@
+"""The `trainer:` section: checked against lightning.Trainer's signature and types, then the Trainer built."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Any
+
+import lightning.pytorch as pl
+
+from ednaml.config.errors import Problem, show
+
+
+@functools.lru_cache(maxsize=1)
+def trainer_parser() -> Any:
+    """A jsonargparse parser of Trainer's arguments (LightningCLI's types, class_path callbacks and loggers)."""
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(pl.Trainer, "trainer", fail_untyped=False, instantiate=False)
+    return parser
+
+
+def _reason(err: Exception) -> str:
+    text = re.sub(r'Parser key "trainer\.[^"]*":\s*', "", str(err))
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
+
+
+def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
+    """Each Trainer argument against its type, one problem per bad argument."""
+    parser = trainer_parser()
+    problems = []
+    for key, value in trainer.items():
+        try:
+            parser.parse_object({"trainer": {key: value}}, defaults=False)
+        except Exception as err:  # noqa: BLE001 - jsonargparse raises several kinds for a bad value
+            problems.append(Problem(("trainer", key), f"{show(value)} is not valid here: {_reason(err)}"))
+    return problems
+
+
+def trainer_kwargs(trainer: dict[str, Any]) -> dict[str, Any]:
+    """Trainer arguments with `{class_path, init_args}` callbacks, loggers and plugins instantiated."""
+    parser = trainer_parser()
+    namespace = parser.instantiate(parser.parse_object({"trainer": trainer}, defaults=False))
+    return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
+
+
+def build_trainer(config: dict[str, Any], root_dir: str, callbacks: list, loggers: list) -> pl.Trainer:
+    """The Trainer of `config['trainer']`, with EdnaML's callbacks and loggers added to the user's own."""
+    kwargs = trainer_kwargs({k: v for k, v in config["trainer"].items() if k != "default_root_dir"})
+    user_callbacks = kwargs.pop("callbacks", None) or []
+    if not isinstance(user_callbacks, list):
+        user_callbacks = [user_callbacks]
+    user_logger = kwargs.pop("logger", None)
+    if user_logger is False:
+        loggers = []
+    elif user_logger not in (None, True):
+        loggers = loggers + (user_logger if isinstance(user_logger, list) else [user_logger])
+    return pl.Trainer(default_root_dir=root_dir, callbacks=callbacks + user_callbacks, logger=loggers, **kwargs)
