@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from typing import TYPE_CHECKING, Sequence
 
 from ednaml import registry
 from ednaml.registry import register
+
+if TYPE_CHECKING:  # torchmetrics costs a second to import: only runs pay for it, not `ednaml list`
+    from torchmetrics import Metric, MetricCollection
 
 DEFAULT_METRICS = ("accuracy", "f1_micro", "f1_weighted")
 
 
 @register("metric", "accuracy")
-def accuracy(num_classes: int) -> Metric:
+def accuracy(num_classes: int) -> "Metric":
     """Fraction of samples whose top class is right (micro-averaged accuracy)."""
+    from torchmetrics.classification import MulticlassAccuracy
+
     return MulticlassAccuracy(num_classes=num_classes, average="micro")
 
 
 @register("metric", "f1_micro")
-def f1_micro(num_classes: int) -> Metric:
+def f1_micro(num_classes: int) -> "Metric":
     """F1 over all samples (micro average)."""
+    from torchmetrics.classification import MulticlassF1Score
+
     return MulticlassF1Score(num_classes=num_classes, average="micro")
 
 
 @register("metric", "f1_weighted")
-def f1_weighted(num_classes: int) -> Metric:
+def f1_weighted(num_classes: int) -> "Metric":
     """Per-class F1, averaged with class frequencies as weights."""
+    from torchmetrics.classification import MulticlassF1Score
+
     return MulticlassF1Score(num_classes=num_classes, average="weighted")
 
 
-def classification_metrics(num_classes: int, names: Sequence[str] = DEFAULT_METRICS) -> MetricCollection:
+def classification_metrics(num_classes: int, names: Sequence[str] = DEFAULT_METRICS) -> "MetricCollection":
+    """The named metrics of one classification output, as one collection."""
+    from torchmetrics import MetricCollection
+
     return MetricCollection({name: registry.get("metric", name)(num_classes) for name in names})
