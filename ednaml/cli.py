@@ -147,7 +147,10 @@ def _run(args: dict[str, Any]) -> int:
         sys.stdout.write(dump(experiment.config))
         return 0
     summary = getattr(experiment, args["command"])()
-    _report(summary)
+    from ednaml.utils import is_rank_zero
+
+    if is_rank_zero():  # the other processes of a multi-device run stay quiet
+        _report(summary)
     return 0 if summary["status"] == "finished" else 1
 
 

@@ -5,10 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ednaml import registry
 from ednaml.data.base import Crawl
+
+
+class EvaluationShards(DistributedSampler):
+    """Each process evaluates every world_size-th sample, none twice: metrics synced over ranks are exact.
+
+    (Lightning's default DistributedSampler pads the last batch with repeated samples.)
+    """
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 class EdnaDataModule(pl.LightningDataModule):
@@ -42,7 +56,10 @@ class EdnaDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         settings = self.train_cfg if split == "train" else self.test_cfg
         kwargs = {"persistent_workers": settings["WORKERS"] > 0, **self.loader_kwargs}
-        return DataLoader(self.dataset(split), batch_size=settings["BATCH_SIZE"], shuffle=split == "train",
+        dataset = self.dataset(split)
+        if split != "train" and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            kwargs["sampler"] = EvaluationShards(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=settings["BATCH_SIZE"], shuffle=split == "train",
                           num_workers=settings["WORKERS"], **kwargs)
 
     def train_dataloader(self) -> DataLoader:

@@ -68,8 +68,8 @@ class EdnaModule(pl.LightningModule):
         loss, terms = self.criterion(outputs, targets)
         size = len(batch[0])
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=not on_step)
-        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_step=on_step, on_epoch=True, batch_size=size, sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_step=on_step, on_epoch=True, batch_size=size, sync_dist=True)
         return loss, outputs, targets
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

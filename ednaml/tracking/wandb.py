@@ -23,6 +23,7 @@ def wandb_logger(run: RunFolder, config: dict[str, Any]) -> tuple[Any, dict[str,
     except ImportError:
         return None, {"mode": "unavailable"}
     logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=run.experiment, config=config)
+    logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
     info: dict[str, Any] = {"id": run.run_id, "project": run.experiment, "mode": mode}
     if run.writer:
         experiment = logger.experiment
