@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import wandb_records
 from conftest import CONFIGS, run_ednaml, run_folders, summary
 
 pytestmark = pytest.mark.e2e
@@ -62,11 +63,16 @@ def test_config_yaml_is_the_resolved_config(digits_run):
     assert saved["OPTIMIZER"][0]["BASE_LR"] == 0.003
 
 
-def test_wandb_ran_offline_inside_the_run_folder(digits_run):
+def test_wandb_ran_offline_inside_the_run_folder_with_the_nested_config_and_metrics(digits_run):
     _, run = digits_run
-    files = list(run.glob("wandb/offline-run-*/run-*.wandb"))
-    assert len(files) == 1 and files[0].stat().st_size > 0
+    (log,) = run.glob("wandb/offline-run-*/run-*.wandb")
     assert summary(run)["wandb"]["id"] == run.name
+    config = wandb_records.run_config(log)
+    config.pop("_wandb")
+    assert config == yaml.safe_load((run / "config.yaml").read_text())
+    rows = wandb_records.history(log)
+    tested = [r for r in rows if "test/accuracy" in r]
+    assert tested and tested[-1]["test/accuracy"] == pytest.approx(summary(run)["final"]["test/accuracy"])
 
 
 def test_test_on_the_checkpoint_reproduces_the_test_metrics_in_a_new_run(digits_run):
@@ -74,11 +80,23 @@ def test_test_on_the_checkpoint_reproduces_the_test_metrics_in_a_new_run(digits_
     result = run_ednaml("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_folders(cwd / "runs")
-    assert len(runs) == 2  # the fit run is kept as it was; the test is a run of its own
-    tested = summary(next(r for r in runs if r != run))
+    assert len([r for r in runs if summary(r)["stage"] == "test"]) == 1  # a run of its own; the fit run is kept
+    tested = summary(next(r for r in runs if summary(r)["stage"] == "test"))
     assert tested["stage"] == "test" and tested["status"] == "finished"
     for key in ("test/accuracy", "test/f1_micro", "test/f1_weighted", "test/loss"):
         assert tested["final"][key] == pytest.approx(summary(run)["final"][key], abs=1e-6), key
+
+
+def test_predict_writes_one_prediction_per_test_sample(digits_run):
+    cwd, run = digits_run
+    result = run_ednaml("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=cwd, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    predicted = next(r for r in run_folders(cwd / "runs") if summary(r)["stage"] == "predict")
+    rows = (predicted / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "index,prediction,confidence,target"
+    assert len(rows) - 1 == 359  # the test split
+    right = sum(r.split(",")[1] == r.split(",")[3] for r in rows[1:])
+    assert right / 359 == pytest.approx(summary(run)["final"]["test/accuracy"], abs=1e-6)
 
 
 def test_print_config_output_loads_again_as_the_same_run(tmp_path):
