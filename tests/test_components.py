@@ -19,6 +19,7 @@ from ednaml.losses import Criterion, SoftmaxLabelSmooth, TorchLoss
 from ednaml.models import ClassificationResnet, SmallCNN
 from ednaml.models.weights import load_weights
 from ednaml.optim.optimizers import build_optimizers, param_groups, split_into_groups
+from ednaml.trainers import Output, OutputInfo
 
 
 def make_images(root: Path, classes: dict[str, int], size: int = 12) -> None:
@@ -83,14 +84,16 @@ def test_transforms_normalize_and_fix_channels():
 
 
 @pytest.mark.parametrize("normalization", ["bn", "ln", "gn", "l2", "none"])
-def test_models_give_one_logit_per_class(normalization):
-    model = SmallCNN(softmax_dimensions=7, initial_channels=1, normalization=normalization)
-    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 7)
+def test_models_give_logits_per_class_and_their_features(normalization):
+    model = SmallCNN(softmax_dimensions=7, initial_channels=1, normalization=normalization, embedding_dimensions=16)
+    logits, features = model(torch.randn(2, 1, 8, 8))
+    assert logits.shape == (2, 7) and features.shape == (2, 16) == (2, model.feature_dimensions)
 
 
 def test_classification_resnet_takes_other_channel_counts_and_an_embedding():
-    model = ClassificationResnet("resnet18", softmax_dimensions=5, initial_channels=1, embedding_dimensions=32)
-    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+    model = ClassificationResnet("resnet18", softmax_dimensions=5, initial_channels=1, embedding_dimensions=32, attention="cbam")
+    logits, features = model(torch.randn(2, 1, 32, 32))
+    assert logits.shape == (2, 5) and features.shape == (2, 32)
     assert model.head.embedding.out_features == 32
 
 
@@ -112,8 +115,9 @@ def test_torch_loss_builds_any_torch_nn_loss_with_its_kwargs():
 def test_criterion_normalises_lambdas_within_an_entry_and_sums_entries():
     entries = resolve([], [("LOSS", "[{LOSSES: [SoftmaxLogitsLoss, SoftmaxLabelSmooth], KWARGS: [{}, {eps: 0.2}],"
                                      " LAMBDAS: [3, 1], LABEL: a}, {LOSSES: [SoftmaxLogitsLoss], KWARGS: [{}], LAMBDAS: [2], LABEL: b}]")])["LOSS"]
-    criterion = Criterion(entries)
-    outputs = {"a": torch.randn(5, 4), "b": torch.randn(5, 3)}
+    infos = {"a": OutputInfo("a", "a", None), "b": OutputInfo("b", "b", None)}
+    criterion = Criterion(entries, infos, {"a": 4, "b": 3})
+    outputs = {"a": Output(torch.randn(5, 4), None, "a"), "b": Output(torch.randn(5, 3), None, "b")}
     targets = {"a": torch.randint(0, 4, (5,)), "b": torch.randint(0, 3, (5,))}
     total, terms = criterion(outputs, targets)
     assert set(terms) == {"a/SoftmaxLogitsLoss", "a/SoftmaxLabelSmooth", "b/SoftmaxLogitsLoss"}
@@ -158,10 +162,12 @@ def test_parameter_groups_by_module_prefix_cover_every_parameter():
 
 def test_one_optimizer_over_merged_param_groups():
     model = nn.Linear(4, 2)
-    (optimizer,), rows = build_optimizers(model, ["opt-1"], [optimizer_entry(OPTIMIZER="SGD", BASE_LR=0.5, OPTIMIZER_KWARGS="{momentum: 0.9}")])
+    optimizers, rows = build_optimizers(model, ["opt-1"], [optimizer_entry(OPTIMIZER="SGD", BASE_LR=0.5, OPTIMIZER_KWARGS="{momentum: 0.9}")])
+    optimizer = optimizers["opt-1"]
     assert isinstance(optimizer, torch.optim.SGD)
     # weight and bias share the lr (LR_BIAS_FACTOR 1) but not the weight decay: two torch param groups
-    assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups] == [(0.5, 0.0005, 1), (0.5, 0.0005 * 0.0005, 1)]
+    assert [(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups] == [
+        ("opt-1/weight", 0.5, 0.0005, 1), ("opt-1/bias", 0.5, 0.0005 * 0.0005, 1)]
     assert [r.kind for r in rows] == ["weight", "bias"]
     assert optimizer.defaults["momentum"] == 0.9
 

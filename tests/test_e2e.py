@@ -51,7 +51,7 @@ def test_metrics_csv_has_every_loss_term_metric_and_learning_rate(digits_run):
     _, run = digits_run
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     for column in ("train/loss_step", "train/loss_epoch", "train/digit/SoftmaxLogitsLoss_step", "val/loss",
-                   "val/accuracy", "val/f1_micro", "val/f1_weighted", "test/accuracy", "lr-opt-1/pg1"):
+                   "val/accuracy", "val/f1_micro", "val/f1_weighted", "test/accuracy", "lr/opt-1/weight", "lr/opt-1/bias"):
         assert column in header, column
 
 

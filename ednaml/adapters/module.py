@@ -7,19 +7,20 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch import nn
 
 from ednaml import __version__, registry
 from ednaml.losses import Criterion
 from ednaml.metrics import classification_metrics
 from ednaml.models import build_model
 from ednaml.models.weights import load_weights
-from ednaml.optim.optimizers import GroupRow, format_table
-from ednaml.optim.schedulers import build_scheduler
+from ednaml.optim.optimizers import GroupRow, OptimizerSet, format_table, make_optimizer, norm_parameter_names
+from ednaml.optim.schedulers import ScheduleRunner, build_schedules
 
 log = logging.getLogger("ednaml")
 
 
-def target_label(config: dict[str, Any], labels: dict[str, list[str]]) -> str:
+def default_label(config: dict[str, Any], labels: dict[str, list[str]]) -> str:
     """The label a single-output model predicts: LOSS[0].LABEL, or the data's only label."""
     wanted = config["LOSS"][0]["LABEL"]
     if wanted is None:
@@ -37,33 +38,49 @@ class EdnaModule(pl.LightningModule):
     def __init__(self, config: dict[str, Any], labels: dict[str, list[str]]):
         super().__init__()
         self.config, self.labels = config, labels
-        self.target_label = target_label(config, labels)
-        num_classes = len(labels[self.target_label])
-        self.model = build_model(config["MODEL"], num_classes)
+        classes = {name: len(values) for name, values in labels.items()}
+        step_cls = registry.get("trainer", config["EXECUTION"]["TRAINER"])
+        if getattr(step_cls, "multi_output", False):  # each output names its own label
+            target = config["LOSS"][0]["LABEL"] if config["LOSS"][0]["LABEL"] in labels else None
+        else:
+            target = default_label(config, labels)
+
+        self.model = build_model(config["MODEL"], classes, target)
         if config["MODEL"]["WEIGHTS"]:
-            report = load_weights(self.model, config["MODEL"]["WEIGHTS"])
-            log.info("MODEL.WEIGHTS %s: %s", config["MODEL"]["WEIGHTS"],
-                     ", ".join(f"{len(v)} {k}" for k, v in report.items()))
-            for kind in ("skipped", "mismatched"):
-                if report[kind]:
-                    log.warning("MODEL.WEIGHTS %s keys: %s", kind, ", ".join(report[kind][:10]))
-        input_size = config["LOGGING"]["INPUT_SIZE"]
-        if input_size:  # lets Lightning's model summary show input and output shapes
-            self.example_input_array = torch.zeros(*input_size)
+            self._load_weights(config["MODEL"]["WEIGHTS"])
+        if config["LOGGING"]["INPUT_SIZE"]:  # lets Lightning's model summary show input and output shapes
+            self.example_input_array = torch.zeros(*config["LOGGING"]["INPUT_SIZE"])
+
         step_args = {k: v for k, v in config["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"}
-        self.step_logic = registry.get("trainer", config["EXECUTION"]["TRAINER"])(**step_args)
-        self.step_logic.bind(list(labels), self.target_label)
-        self.criterion = Criterion(config["LOSS"])
-        metrics = classification_metrics(num_classes)
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.step_logic = step_cls(**step_args)
+        self.outputs = self.step_logic.bind(self.model, list(labels), target)
+        self.criterion = Criterion(config["LOSS"], self.outputs, classes)
+        metrics = {name: classification_metrics(classes[info.label]) for name, info in self.outputs.items()}
+        self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
+        self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
         self.parameter_table: list[GroupRow] = []
+        self.schedules = ScheduleRunner([])
+        self._pending_schedule_state: list[dict[str, Any]] | None = None
+        self._stepped_at = -1
+
+    def _prefix(self, stage: str, output: str) -> str:
+        """val/accuracy for a single-output model, val/<output>/accuracy for several outputs."""
+        return f"{stage}/" if len(self.outputs) == 1 else f"{stage}/{output}/"
+
+    def _load_weights(self, path: str) -> None:
+        report = load_weights(self.model, path)
+        log.info("MODEL.WEIGHTS %s: %s", path, ", ".join(f"{len(v)} {k}" for k, v in report.items()))
+        for kind in ("skipped", "mismatched"):
+            if report[kind]:
+                log.warning("MODEL.WEIGHTS %s keys: %s", kind, ", ".join(report[kind][:10]))
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.model(x)
 
-    def _losses(self, batch: Any, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Outputs, the total loss and every term, all logged under {stage}/."""
+    # ---- the steps ----
+
+    def _losses(self, batch: Any, stage: str) -> tuple[torch.Tensor, dict[str, Any], dict[str, torch.Tensor]]:
+        """Outputs, targets and the total loss; the total and every term logged under {stage}/."""
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
         size = len(batch[0])
@@ -76,10 +93,11 @@ class EdnaModule(pl.LightningModule):
         loss, _, _ = self._losses(batch, "train")
         return loss
 
-    def _evaluate(self, batch: Any, stage: str, metrics: Any) -> None:
+    def _evaluate(self, batch: Any, stage: str, metrics: nn.ModuleList) -> None:
         _, outputs, targets = self._losses(batch, stage)
-        metrics.update(outputs[self.target_label], targets[self.target_label])
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        for name, collection in zip(self.outputs, metrics):
+            collection.update(outputs[name].logits, targets[outputs[name].label])
+            self.log_dict(collection, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)
@@ -87,26 +105,58 @@ class EdnaModule(pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metrics)
 
-    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, dict[str, torch.Tensor]]:
         outputs, targets = self.step_logic(self.model, batch)
-        probs = outputs[self.target_label].float().softmax(dim=-1)
-        confidence, prediction = probs.max(dim=-1)
-        return {"prediction": prediction, "confidence": confidence, "target": targets[self.target_label]}
+        predicted = {}
+        for name, output in outputs.items():
+            confidence, prediction = output.logits.float().softmax(dim=-1).max(dim=-1)
+            predicted[name] = {"prediction": prediction, "confidence": confidence, "target": targets[output.label]}
+        return predicted
+
+    # ---- optimizers and schedulers ----
 
     def configure_optimizers(self) -> Any:
+        """One optimizer per OPTIMIZER and LOSS_OPTIMIZER entry, stepped together as one OptimizerSet."""
         builder = registry.get("optimizer_builder", self.config["EXECUTION"]["OPTIMIZER_BUILDER"])
-        entries = self.config["OPTIMIZER"]
-        optimizers, self.parameter_table = builder(self.model, self.config["MODEL"]["PARAMETER_GROUPS"], entries)
+        optimizers, self.parameter_table = builder(self.model, self.config["MODEL"]["PARAMETER_GROUPS"], self.config["OPTIMIZER"])
+        loss_optimizers = {}
+        for entry in self.config["LOSS_OPTIMIZER"]:
+            loss_entry = self.criterion.entry(entry["OPTIMIZER_NAME"])
+            named = [(n, p) for n, p in loss_entry.named_parameters() if p.requires_grad]
+            loss_optimizers[entry["OPTIMIZER_NAME"]], rows = make_optimizer(named, entry, norm_parameter_names(loss_entry))
+            self.parameter_table += rows
+        untrained = [e.name for e in self.criterion.entries if e.name not in loss_optimizers and any(p.requires_grad for p in e.parameters())]
+        if untrained:
+            raise ValueError(f"LOSS entries {untrained} learn parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME "
+                             f"{untrained[0]!r} for each")
         log.info("parameter groups:\n%s", format_table(self.parameter_table))
-        if len(optimizers) > 1:
-            raise ValueError("OPTIMIZER: several optimizers are not supported yet; use one OPTIMIZER entry "
-                             "(CUSTOM_KEYS give parts of the model their own lr and weight decay)")
-        names = [e["OPTIMIZER_NAME"] for e in entries]
-        schedulers = []
-        for entry in self.config["SCHEDULER"]:
-            name = entry["SCHEDULER_NAME"] or names[0]
-            schedulers.append(build_scheduler(entry, optimizers[names.index(name)], name))
-        return optimizers, schedulers
+        self.schedules = ScheduleRunner(build_schedules(self.config["SCHEDULER"], optimizers)
+                                        + build_schedules(self.config["LOSS_SCHEDULER"], loss_optimizers))
+        if self._pending_schedule_state is not None:
+            self.schedules.load_state_dict(self._pending_schedule_state)
+            self._pending_schedule_state = None
+        return OptimizerSet({**optimizers, **{f"loss:{k}": v for k, v in loss_optimizers.items()}})
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.schedules.warm(self.trainer.global_step)
+        if self.trainer.global_step % self.trainer.log_every_n_steps == 0 or batch_idx == 0:
+            groups = [g for optimizer in self.trainer.optimizers for g in optimizer.param_groups]
+            self.log_dict({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)}, on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.global_step != self._stepped_at:  # an optimizer step happened (not mid-accumulation)
+            self._stepped_at = self.trainer.global_step
+            self.schedules.after_step(self.trainer.callback_metrics)
+
+    def on_train_epoch_end(self) -> None:
+        self.schedules.after_epoch(self.trainer.callback_metrics)
+
+    # ---- checkpoints ----
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ednaml"] = {"version": __version__, "config": self.config, "labels": self.labels}
+        checkpoint["ednaml"] = {"version": __version__, "config": self.config, "labels": self.labels,
+                                "schedules": self.schedules.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Schedulers are built with the optimizers, after this hook: their state waits until then.
+        self._pending_schedule_state = checkpoint.get("ednaml", {}).get("schedules")

@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 
 from ednaml.adapters.callbacks import Backup, RunSummary, checkpoint_callbacks
@@ -39,17 +38,29 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def _write_predictions(run: RunFolder, batches: list[dict[str, torch.Tensor]], classes: list[str]) -> Path:
+def _write_predictions(run: RunFolder, batches: list[dict[str, dict[str, torch.Tensor]]], module: EdnaModule) -> Path:
+    """predictions.csv: per sample and output, the predicted class, its probability and the target class."""
     path = run.path / "predictions.csv"
-    if run.writer:
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["index", "prediction", "confidence", "target"])
-            index = 0
-            for batch in batches:
-                for pred, conf, target in zip(batch["prediction"].tolist(), batch["confidence"].tolist(), batch["target"].tolist()):
-                    writer.writerow([index, classes[pred], f"{conf:.6f}", classes[target]])
-                    index += 1
+    if not run.writer:
+        return path
+    names = list(module.outputs)
+    single = len(names) == 1
+    header = ["index"] + [f"{c}" if single else f"{n}_{c}" for n in names for c in ("prediction", "confidence", "target")]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        index = 0
+        for batch in batches:
+            columns = []
+            for name in names:
+                classes = module.labels[module.outputs[name].label]
+                values = batch[name]
+                columns.append(([classes[i] for i in values["prediction"].tolist()],
+                                [f"{c:.6f}" for c in values["confidence"].tolist()],
+                                [classes[i] for i in values["target"].tolist()]))
+            for row in zip(*[v for triple in columns for v in triple]):
+                writer.writerow([index, *row])
+                index += 1
     return path
 
 
@@ -82,7 +93,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
         summary = RunSummary(run, stage, wandb_info)
         callbacks: list[Any] = [summary]
         if stage == "fit":
-            callbacks = checkpoint_callbacks(config, run) + [LearningRateMonitor(), summary]
+            callbacks = checkpoint_callbacks(config, run) + [summary]
         save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
@@ -103,7 +114,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
                 trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
             elif stage == "predict":
                 batches = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
-                summary.summary["predictions"] = str(_write_predictions(run, batches or [], datamodule.labels[module.target_label]))
+                summary.summary["predictions"] = str(_write_predictions(run, batches or [], module))
             summary.finish("finished")
         except BaseException as err:
             summary.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed", error=str(err))

@@ -155,7 +155,9 @@ SCHEDULER_ENTRY = Section(
         "LR_SCHEDULER": _k("StepLR", str, "a torch.optim.lr_scheduler class or a registered one"),
         "LR_KWARGS": _k({"step_size": 20}, dict, "kwargs of the scheduler"),
         "INTERVAL": _k("epoch", str, "step the scheduler every epoch or every step", choices=("epoch", "step")),
-        "MONITOR": _opt(None, str, "metric for ReduceLROnPlateau (e.g. val/loss)"),
+        "MONITOR": _opt(None, str, "metric for ReduceLROnPlateau (default val/loss)"),
+        "WARMUP_STEPS": _k(0, int, "linear warmup of the learning rate over this many optimizer steps"),
+        "WARMUP_START_FACTOR": _k(0.0, (float, int), "the warmup starts at this fraction of the learning rate"),
     }
 )
 

@@ -2,5 +2,17 @@
 
 from ednaml.losses.classification import SoftmaxLabelSmooth, SoftmaxLogitsLoss, TorchLoss
 from ednaml.losses.criterion import Criterion
+from ednaml.losses.metric_learning import (
+    CenterLoss,
+    ClusterLoss,
+    CompactContrastiveLoss,
+    ContrastiveLoss,
+    MarginLoss,
+    ProxyNCA,
+    TripletLoss,
+)
 
-__all__ = ["Criterion", "SoftmaxLabelSmooth", "SoftmaxLogitsLoss", "TorchLoss"]
+__all__ = [
+    "CenterLoss", "ClusterLoss", "CompactContrastiveLoss", "ContrastiveLoss", "Criterion", "MarginLoss", "ProxyNCA",
+    "SoftmaxLabelSmooth", "SoftmaxLogitsLoss", "TorchLoss", "TripletLoss",
+]

@@ -2,64 +2,97 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
 from ednaml import registry
+from ednaml.trainers import Output, OutputInfo
+
+
+def reads_features(loss: Any) -> bool:
+    """Metric-learning losses read an output's features; classification losses its logits."""
+    return getattr(loss, "input", "logits") == "features"
+
+
+def match_output(name: str, label: str | None, outputs: dict[str, Any]) -> str:
+    """The output a LOSS entry reads: the one named NAME, else the one tracking LABEL, else the only one."""
+    if name in outputs:
+        return name
+    tracking = [n for n, o in outputs.items() if label is not None and o.label == label]
+    if tracking:
+        return tracking[0]
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    raise ValueError(f"LOSS entry {name!r}: no model output is named {name!r} or tracks label {label!r}; "
+                     f"outputs are {[f'{n} ({o.label})' for n, o in outputs.items()]}")
 
 
 class LossEntry(nn.Module):
-    """One LOSS entry: its losses, their normalised weights, and which output and label it reads."""
+    """One LOSS entry: its losses, their normalised weights, and the output and label it reads."""
 
-    def __init__(self, entry: dict[str, Any]):
+    def __init__(self, entry: dict[str, Any], outputs: dict[str, OutputInfo], classes: dict[str, int]):
         super().__init__()
-        self.name, self.label = entry["NAME"], entry["LABEL"]
+        self.name = entry["NAME"]
+        self.output = match_output(self.name, entry["LABEL"], outputs)
+        self.label = entry["LABEL"] or outputs[self.output].label
+        if self.label not in classes:
+            raise ValueError(f"LOSS entry {self.name!r}: LABEL {self.label!r} is not a label of the data; labels are {list(classes)}")
         total = float(sum(entry["LAMBDAS"]))
         self.weights = [float(w) / total for w in entry["LAMBDAS"]]
-        self.losses = nn.ModuleList(registry.get("loss", n)(**(kw or {})) for n, kw in zip(entry["LOSSES"], entry["KWARGS"]))
+        losses = []
+        for loss_name, kwargs in zip(entry["LOSSES"], entry["KWARGS"]):
+            cls = registry.get("loss", loss_name)
+            kwargs = dict(kwargs or {})
+            params = inspect.signature(cls).parameters
+            if "num_classes" in params and kwargs.get("num_classes") is None:
+                kwargs["num_classes"] = classes[self.label]
+            if "feat_dim" in params and kwargs.get("feat_dim") is None:
+                if outputs[self.output].features is None:
+                    raise ValueError(f"LOSS entry {self.name!r}: {loss_name} needs feat_dim; the model does not say its feature size")
+                kwargs["feat_dim"] = outputs[self.output].features
+            losses.append(cls(**kwargs))
+        self.losses = nn.ModuleList(losses)
         self.term_names: list[str] = []
         for loss_name in entry["LOSSES"]:
-            term = f"{self.name}/{loss_name}"
-            suffix = 2
+            term, suffix = f"{self.name}/{loss_name}", 2
             while term in self.term_names:  # the same loss twice in one entry
                 term, suffix = f"{self.name}/{loss_name}_{suffix}", suffix + 1
             self.term_names.append(term)
 
-    def pick(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The output named NAME, else the one tracking LABEL, else the only one; the target of LABEL."""
-        if self.name in outputs:
-            output = outputs[self.name]
-        elif self.label in outputs:
-            output = outputs[self.label]
-        elif len(outputs) == 1:
-            output = next(iter(outputs.values()))
-        else:
-            raise KeyError(f"LOSS entry {self.name!r}: no model output named {self.name!r} or tracking label {self.label!r}; outputs are {list(outputs)}")
-        if self.label in targets:
-            target = targets[self.label]
-        elif len(targets) == 1:
-            target = next(iter(targets.values()))
-        else:
-            raise KeyError(f"LOSS entry {self.name!r}: LABEL {self.label!r} is not a label of the data; labels are {list(targets)}")
-        return output, target
+    def forward(self, outputs: dict[str, Output], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        output, target = outputs[self.output], targets[self.label]
+        total: torch.Tensor | float = 0.0
+        terms = {}
+        for loss, weight, term in zip(self.losses, self.weights, self.term_names):
+            if reads_features(loss):
+                if output.features is None:
+                    raise ValueError(f"LOSS entry {self.name!r}: {type(loss).__name__} reads features, and the model gives none")
+                value = loss(output.features, target)
+            else:
+                value = loss(output.logits, target)
+            terms[term] = value.detach()
+            total = total + weight * value
+        return total, terms
 
 
 class Criterion(nn.Module):
     """Sum of all LOSS entries; returns the total and each unweighted term by 'NAME/LossClass'."""
 
-    def __init__(self, entries: list[dict[str, Any]]):
+    def __init__(self, entries: list[dict[str, Any]], outputs: dict[str, OutputInfo], classes: dict[str, int]):
         super().__init__()
-        self.entries = nn.ModuleList(LossEntry(e) for e in entries)
+        self.entries = nn.ModuleList(LossEntry(e, outputs, classes) for e in entries)
 
-    def forward(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def entry(self, name: str) -> LossEntry:
+        return next(e for e in self.entries if e.name == name)
+
+    def forward(self, outputs: dict[str, Output], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         total: torch.Tensor | float = 0.0
         terms: dict[str, torch.Tensor] = {}
         for entry in self.entries:
-            output, target = entry.pick(outputs, targets)
-            for loss, weight, term in zip(entry.losses, entry.weights, entry.term_names):
-                value = loss(output, target)
-                terms[term] = value.detach()
-                total = total + weight * value
+            value, entry_terms = entry(outputs, targets)
+            total = total + value
+            terms.update(entry_terms)
         return total, terms

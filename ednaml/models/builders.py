@@ -30,13 +30,31 @@ for _name in ("ednaml_model_builder", "classification_model_builder", "multiclas
     register("model_builder", _name)(ednaml_model_builder)
 
 
-def build_model(model_cfg: dict[str, Any], num_classes: int) -> nn.Module:
-    """Build MODEL, filling blank output sizes with the number of classes of the target label."""
+def fill_output_sizes(value: Any, classes: dict[str, int]) -> Any:
+    """Blank `dimensions` of every {label, dimensions} mapping (and `fuse_dimensions` of `fuse_label`)
+    become the number of classes of that label."""
+    if isinstance(value, list):
+        return [fill_output_sizes(v, classes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    filled = {k: fill_output_sizes(v, classes) for k, v in value.items()}
+    for size_key, label_key in (("dimensions", "label"), ("fuse_dimensions", "fuse_label")):
+        if size_key in filled and filled[size_key] is None and filled.get(label_key) is not None:
+            label = filled[label_key]
+            if label not in classes:
+                raise ValueError(f"MODEL.MODEL_KWARGS: label {label!r} is not a label of the data; its labels are {list(classes)}")
+            filled[size_key] = classes[label]
+    return filled
+
+
+def build_model(model_cfg: dict[str, Any], classes: dict[str, int], target_label: str) -> nn.Module:
+    """Build MODEL, filling blank output sizes from the data: `softmax_dimensions` with the classes of the
+    target label, blank `dimensions` of outputs with the classes of their own label."""
     arch = registry.get("model", model_cfg["MODEL_ARCH"])
     builder = registry.get("model_builder", model_cfg["BUILDER"])
-    kwargs = dict(model_cfg["MODEL_KWARGS"])
+    kwargs = fill_output_sizes(dict(model_cfg["MODEL_KWARGS"]), classes)
     params = inspect.signature(arch).parameters
     for key in OUTPUT_SIZE_KWARGS:
         if key in params and kwargs.get(key) is None:
-            kwargs[key] = num_classes
+            kwargs[key] = classes[target_label]
     return builder(arch, model_cfg["MODEL_BASE"], model_cfg["MODEL_NORMALIZATION"], kwargs)

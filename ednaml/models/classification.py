@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ednaml.models.attention import ATTENTIONS, attention
 from ednaml.registry import register
 from ednaml.utils import require
 
@@ -37,17 +38,22 @@ def feature_norm(kind: str | None, dim: int) -> nn.Module:
 
 
 class ClassificationHead(nn.Module):
-    """[Linear to embedding_dimensions] -> feature normalization -> Linear to softmax_dimensions."""
+    """[Linear to embedding_dimensions] -> feature normalization -> Linear to softmax_dimensions.
+
+    Returns (logits, features): the features (after the embedding, before normalization) are what
+    metric-learning losses (TripletLoss, CenterLoss, ...) read.
+    """
 
     def __init__(self, in_features: int, softmax_dimensions: int, embedding_dimensions: int | None, normalization: str | None):
         super().__init__()
         self.embedding = nn.Linear(in_features, embedding_dimensions) if embedding_dimensions else nn.Identity()
-        dim = embedding_dimensions or in_features
-        self.norm = feature_norm(normalization, dim)
-        self.classifier = nn.Linear(dim, softmax_dimensions)
+        self.feature_dimensions = embedding_dimensions or in_features
+        self.norm = feature_norm(normalization, self.feature_dimensions)
+        self.classifier = nn.Linear(self.feature_dimensions, softmax_dimensions)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.norm(self.embedding(features)))
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedded = self.embedding(features)
+        return self.classifier(self.norm(embedded)), embedded
 
 
 @register("model", "SmallCNN")
@@ -76,9 +82,30 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
         )
         self.head = ClassificationHead(2 * width, softmax_dimensions, embedding_dimensions, normalization)
+        self.feature_dimensions = self.head.feature_dimensions
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, features)."""
         return self.head(self.features(x))
+
+
+def resnet_stages(base: str, initial_channels: int, attention_kind: str | None) -> tuple[nn.ModuleList, list[int]]:
+    """A torchvision ResNet (random init) as 5 stages (stem, layer1..layer4) and each stage's channels.
+
+    With an attention kind, each of layer1..layer4 is followed by that attention module.
+    """
+    if base not in RESNETS:
+        raise ValueError(f"MODEL.MODEL_BASE {base!r} is not one of {', '.join(RESNETS)}")
+    models = require("torchvision.models", "vision")
+    net = getattr(models, base)(weights=None)
+    if initial_channels != 3:
+        old = net.conv1
+        net.conv1 = nn.Conv2d(initial_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    layers = [net.layer1, net.layer2, net.layer3, net.layer4]
+    channels = [64] + [layer[-1].conv3.out_channels if hasattr(layer[-1], "conv3") else layer[-1].conv2.out_channels for layer in layers]
+    stages = [stem] + [nn.Sequential(layer, attention(attention_kind, c)) if attention_kind else layer for layer, c in zip(layers, channels[1:])]
+    return nn.ModuleList(stages), channels
 
 
 @register("model", "ClassificationResnet")
@@ -92,21 +119,25 @@ class ClassificationResnet(nn.Module):
         initial_channels: int = 3,
         embedding_dimensions: int | None = None,
         normalization: str | None = "bn",
+        attention: str | None = None,
     ):
         super().__init__()
-        if base not in RESNETS:
-            raise ValueError(f"MODEL.MODEL_BASE {base!r} is not one of {', '.join(RESNETS)}")
         if not softmax_dimensions:
             raise ValueError("ClassificationResnet needs softmax_dimensions (left blank, it is taken from the data's label)")
-        models = require("torchvision.models", "vision")
-        backbone = getattr(models, base)(weights=None)
-        if initial_channels != 3:
-            old = backbone.conv1
-            backbone.conv1 = nn.Conv2d(initial_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
-        in_features = backbone.fc.in_features
-        backbone.fc = nn.Identity()
-        self.backbone = backbone
-        self.head = ClassificationHead(in_features, softmax_dimensions, embedding_dimensions, normalization)
+        self.stages, channels = resnet_stages(base, initial_channels, attention)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = ClassificationHead(channels[-1], softmax_dimensions, embedding_dimensions, normalization)
+        self.feature_dimensions = self.head.feature_dimensions
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    @staticmethod
+    def check_kwargs(kwargs: dict) -> list[tuple[str, str]]:
+        kind = kwargs.get("attention")
+        if kind is not None and str(kind).lower() not in ATTENTIONS + ("none",):
+            return [("attention", f"{kind!r} is not a known attention; known: {', '.join(ATTENTIONS)}")]
+        return []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, features)."""
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(self.pool(x))

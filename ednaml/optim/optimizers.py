@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
@@ -89,27 +90,89 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: dict[str, Any
     by_values: dict[tuple[float, float], dict[str, Any]] = {}
     rows = []
     for (lr, wd, kind), params in merged.items():
-        group = by_values.setdefault((lr, wd), {"params": [], "lr": lr, "weight_decay": wd})
+        group = by_values.setdefault((lr, wd), {"params": [], "lr": lr, "weight_decay": wd, "kinds": []})
         group["params"].extend(params)
+        group["kinds"].append(kind)
         rows.append(GroupRow(entry["OPTIMIZER_NAME"], entry["OPTIMIZER"], kind, len(params),
                              sum(p.numel() for p in params), lr, wd))
-    return list(by_values.values()), rows
+    groups = list(by_values.values())
+    for group in groups:  # the name its learning rate is logged under: lr/<group>/<kinds>
+        kinds = group.pop("kinds")
+        group["name"] = entry["OPTIMIZER_NAME"] if len(groups) == 1 else f"{entry['OPTIMIZER_NAME']}/{'+'.join(kinds)}"
+    return groups, rows
+
+
+def make_optimizer(named: list[tuple[str, nn.Parameter]], entry: dict[str, Any], norm_names: set[str]) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
+    """The optimizer of one OPTIMIZER (or LOSS_OPTIMIZER) entry over `named` parameters."""
+    torch_groups, rows = param_groups(named, entry, norm_names)
+    if not torch_groups:
+        raise ValueError(f"OPTIMIZER_NAME {entry['OPTIMIZER_NAME']!r}: its parameter group has no trainable parameters")
+    cls = registry.get("optimizer", entry["OPTIMIZER"])
+    return cls(torch_groups, lr=float(entry["BASE_LR"]), **entry["OPTIMIZER_KWARGS"]), rows
 
 
 @register("optimizer_builder", "ClassificationOptimizer")
-def build_optimizers(model: nn.Module, groups_cfg: Any, entries: list[dict[str, Any]]) -> tuple[list[torch.optim.Optimizer], list[GroupRow]]:
+def build_optimizers(model: nn.Module, groups_cfg: Any, entries: list[dict[str, Any]]) -> tuple[dict[str, torch.optim.Optimizer], list[GroupRow]]:
     """One optimizer per OPTIMIZER entry, over the parameter group named by its OPTIMIZER_NAME."""
     groups = split_into_groups(model, groups_cfg)
     norm_names = norm_parameter_names(model)
-    optimizers, table = [], []
+    optimizers, table = {}, []
     for entry in entries:
-        torch_groups, rows = param_groups(groups[entry["OPTIMIZER_NAME"]], entry, norm_names)
-        if not torch_groups:
-            raise ValueError(f"OPTIMIZER {entry['OPTIMIZER_NAME']!r}: its parameter group has no trainable parameters")
-        cls = registry.get("optimizer", entry["OPTIMIZER"])
-        optimizers.append(cls(torch_groups, lr=float(entry["BASE_LR"]), **entry["OPTIMIZER_KWARGS"]))
+        optimizers[entry["OPTIMIZER_NAME"]], rows = make_optimizer(groups[entry["OPTIMIZER_NAME"]], entry, norm_names)
         table += rows
     return optimizers, table
+
+
+class OptimizerSet(torch.optim.Optimizer):
+    """Several optimizers stepped as one.
+
+    Lightning sees one optimizer, so its automatic optimization (gradient accumulation, clipping, mixed
+    precision) applies to every optimizer alike, and one training step is one global step.
+    """
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
+        # Optimizer.__init__ would build param groups of its own; these are the members' groups.
+        self.optimizers = dict(optimizers)
+        self.defaults: dict[str, Any] = {}
+        for hooks in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
+                      "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks",
+                      "_optimizer_load_state_dict_post_hooks"):
+            setattr(self, hooks, OrderedDict())
+        self._patch_step_function()
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
+
+    @property
+    def state(self) -> dict[Any, Any]:  # type: ignore[override]
+        return {p: s for optimizer in self.optimizers.values() for p, s in optimizer.state.items()}
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state_dict["optimizers"][name])
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        raise TypeError("add parameter groups to one of the OptimizerSet's optimizers")
+
+    def __repr__(self) -> str:
+        return f"OptimizerSet({', '.join(f'{n}: {type(o).__name__}' for n, o in self.optimizers.items())})"
 
 
 def format_table(rows: list[GroupRow]) -> str:

@@ -5,6 +5,7 @@ Lightning owns the loop; the EdnaModule turns outputs and targets into losses an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -13,20 +14,91 @@ from torch import nn
 from ednaml.registry import register
 
 
+@dataclass
+class Output:
+    """One model output: its logits, the features they came from (if the model gives them), its label."""
+
+    logits: torch.Tensor
+    features: torch.Tensor | None
+    label: str
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What the step logic knows of an output before any batch: its name, label and feature size."""
+
+    name: str
+    label: str
+    features: int | None
+
+
+def _split(result: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A model's answer for one output: logits, or (logits, features)."""
+    if isinstance(result, (tuple, list)):
+        return result[0], result[1] if len(result) > 1 else None
+    return result, None
+
+
 @register("trainer", "ClassificationTrainer")
 class ClassificationTrainer:
-    """Single-output classification: the model's logits, scored against one label."""
+    """Single-output classification: the model's logits (and features), scored against one label."""
+
+    multi_output = False
 
     def __init__(self) -> None:
         self.labels: list[str] = []
-        self.output_label = ""
+        self.outputs: dict[str, OutputInfo] = {}
 
-    def bind(self, labels: Sequence[str], output_label: str) -> None:
-        """Called once the data is known: the data's label names and the label the output tracks."""
-        self.labels, self.output_label = list(labels), output_label
+    def bind(self, model: nn.Module, labels: Sequence[str], target_label: str | None) -> dict[str, OutputInfo]:
+        """Called once the data and model are known; returns the outputs the model gives, by name."""
+        self.labels = list(labels)
+        self.outputs = {target_label: OutputInfo(target_label, target_label, getattr(model, "feature_dimensions", None))}
+        return self.outputs
 
-    def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def targets(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: y[:, i] for i, name in enumerate(self.labels)}
+
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:
         x, y = batch
-        logits = model(x)
-        targets = {name: y[:, i] for i, name in enumerate(self.labels)}
-        return {self.output_label: logits}, targets
+        logits, features = _split(model(x))
+        (info,) = self.outputs.values()
+        return {info.name: Output(logits, features, info.label)}, self.targets(y)
+
+
+@register("trainer", "MultiClassificationTrainer")
+class MultiClassificationTrainer(ClassificationTrainer):
+    """Several outputs, each scored against its own label: the model returns {name: (logits, features)}
+    and lists its outputs as `model.outputs = [{name, label}, ...]`."""
+
+    multi_output = True
+
+    def bind(self, model: nn.Module, labels: Sequence[str], target_label: str | None) -> dict[str, OutputInfo]:
+        self.labels = list(labels)
+        declared = getattr(model, "outputs", None)
+        if not declared:
+            raise ValueError(f"EXECUTION.TRAINER {type(self).__name__} needs a multi-output model (with `outputs`), "
+                             f"not {type(model).__name__}")
+        features = getattr(model, "feature_dimensions", {}) or {}
+        self.outputs = {}
+        for output in declared:
+            if output["label"] not in self.labels:
+                raise ValueError(f"MODEL.MODEL_KWARGS: output {output['name']!r} tracks label {output['label']!r}, "
+                                 f"which the data does not have; its labels are {self.labels}")
+            size = features.get(output["name"]) if isinstance(features, dict) else features
+            self.outputs[output["name"]] = OutputInfo(output["name"], output["label"], size)
+        return self.outputs
+
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:
+        x, y = batch
+        results = model(x)
+        outputs = {}
+        for name, info in self.outputs.items():
+            logits, features = _split(results[name])
+            outputs[name] = Output(logits, features, info.label)
+        return outputs, self.targets(y)
+
+
+@register("trainer", "MultiBranchTrainer")
+class MultiBranchTrainer(MultiClassificationTrainer):
+    """Branches with their own outputs and an optional fused head (MultiBranchResnet): every output scored
+    against its own label."""
