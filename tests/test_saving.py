@@ -31,9 +31,23 @@ def test_epoch_and_step_checkpoints_are_named_by_save(workdir, monkeypatch):
 
 def test_save_frequency_zero_keeps_only_last(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 0})
+    info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 0, "SAVE.MONITOR": None})
     assert info["checkpoints"]["saved"] == []
     assert info["checkpoints"]["last"].endswith("last.ckpt")
+    assert "best" not in info["checkpoints"]
+
+
+def test_the_best_checkpoint_by_monitor_and_a_weights_only_export(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    info = fit(workdir, **{"EXECUTION.EPOCHS": 3, "SAVE.MONITOR": "val/accuracy"})
+    best = torch.load(info["checkpoints"]["best"], map_location="cpu", weights_only=True)
+    scores = {e: v["value"] for e, v in [(info["best"]["val/accuracy"]["epoch"], info["best"]["val/accuracy"])]}
+    assert info["checkpoints"]["best_score"]["val/accuracy"] == pytest.approx(max(scores.values()))
+    assert f"_best_epoch{best['epoch']}_" in info["checkpoints"]["best"]
+    weights = torch.load(info["checkpoints"]["model"], map_location="cpu", weights_only=True)
+    last = torch.load(info["checkpoints"]["last"], map_location="cpu", weights_only=True)
+    assert set(weights) == {k.removeprefix("model.") for k in last["state_dict"] if k.startswith("model.")}
+    assert all(torch.equal(weights[k], last["state_dict"][f"model.{k}"]) for k in weights)
 
 
 def test_exact_epoch_count(workdir, monkeypatch):
@@ -48,9 +62,12 @@ def test_drive_and_log_backups_copy_the_run(workdir, monkeypatch, target):
     url = str(workdir / "backup") if target == "local" else target
     info = fit(workdir, **{"SAVE.DRIVE_BACKUP": True, "SAVE.LOG_BACKUP": True, "SAVE.CHECKPOINT_DIRECTORY": url, "SAVE.SAVE_FREQUENCY": 1})
     fs, root = fsspec.core.url_to_fs(f"{url}/{info['experiment']}/{info['run_id']}")
-    copied = sorted(p.rsplit("/", 1)[1] for p in fs.find(root))
-    assert copied == sorted(["config.yaml", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json", "last.ckpt",
-                             "digits-v1_epoch0_step10.ckpt", "digits-v1_epoch1_step20.ckpt"])
+    copied = {p.rsplit("/", 1)[1] for p in fs.find(root)}
+    best = info["checkpoints"]["best"].rsplit("/", 1)[1]
+    expected = {"config.yaml", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json", "last.ckpt",
+                "digits-v1_epoch0_step10.ckpt", "digits-v1_epoch1_step20.ckpt", best, "model.pt"}
+    assert expected <= copied
+    assert all("_best_" in name for name in copied - expected)  # an earlier best stays in the backup
     with fs.open(f"{root}/summary.json") as handle:
         assert b'"status": "finished"' in handle.read()
 

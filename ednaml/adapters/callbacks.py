@@ -11,21 +11,31 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from ednaml.tracking.run_folder import RunFolder, plain_metrics
 
 
-def checkpoint_callbacks(config: dict[str, Any], run: RunFolder) -> list[ModelCheckpoint]:
-    """{CORE}-v{VER}_epoch{E}_step{S}.ckpt every SAVE_FREQUENCY epochs (and STEP_SAVE_FREQUENCY steps), plus last.ckpt."""
-    save = config["SAVE"]
-    filename = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}_epoch{{epoch}}_step{{step}}"
-    common = {"dirpath": run.checkpoints, "filename": filename, "auto_insert_metric_name": False, "save_top_k": -1}
-    callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], save_last=True, **common)]
-    if save["STEP_SAVE_FREQUENCY"]:
-        callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **common))
-    return callbacks
+def lower_is_better(metric: str) -> bool:
+    """Losses and errors are better lower; everything else (accuracy, F1, ...) higher."""
+    return any(word in metric.lower() for word in ("loss", "error", "mse", "mae"))
 
 
 def better(metric: str, new: float, old: float) -> bool:
-    """Losses and errors are better lower; everything else (accuracy, F1, ...) higher."""
-    lower = any(word in metric.lower() for word in ("loss", "error", "mse", "mae"))
-    return new < old if lower else new > old
+    return new < old if lower_is_better(metric) else new > old
+
+
+def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) -> list[ModelCheckpoint]:
+    """{CORE}-v{VER}_epoch{E}_step{S}.ckpt every SAVE_FREQUENCY epochs (and STEP_SAVE_FREQUENCY steps),
+    last.ckpt every epoch, and {CORE}-v{VER}_best_epoch{E}_step{S}.ckpt by SAVE.MONITOR."""
+    save = config["SAVE"]
+    prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
+    common = {"dirpath": run.checkpoints, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "auto_insert_metric_name": False}
+    callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], save_last=True, save_top_k=-1, **common)]
+    if save["STEP_SAVE_FREQUENCY"]:
+        callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], save_top_k=-1, **common))
+    if save["MONITOR"] and has_val:
+        mode = save["MONITOR_MODE"] if save["MONITOR_MODE"] != "auto" else ("min" if lower_is_better(save["MONITOR"]) else "max")
+        callbacks.append(ModelCheckpoint(
+            dirpath=run.checkpoints, filename=f"{prefix}_best_epoch{{epoch}}_step{{step}}", auto_insert_metric_name=False,
+            monitor=save["MONITOR"], mode=mode, save_top_k=1, save_on_train_epoch_end=False,
+        ))
+    return callbacks
 
 
 class RunSummary(Callback):
@@ -60,13 +70,25 @@ class RunSummary(Callback):
             best = self.summary["best"].get(key)
             if best is None or better(key, value, best["value"]):
                 self.summary["best"][key] = {"value": value, "epoch": trainer.current_epoch, "step": trainer.global_step}
-        if self.run.checkpoints.is_dir():
-            saved = sorted(self.run.checkpoints.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-            self.summary["checkpoints"] = {
-                "saved": [str(p) for p in saved if p.name != "last.ckpt"],
-                "last": str(self.run.checkpoints / "last.ckpt") if (self.run.checkpoints / "last.ckpt").exists() else None,
-            }
+        self.record_checkpoints(trainer)
         self.write()
+
+    def record_checkpoints(self, trainer: pl.Trainer) -> None:
+        if not self.run.checkpoints.is_dir():
+            return
+        saved = sorted(self.run.checkpoints.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        last = self.run.checkpoints / "last.ckpt"
+        self.summary["checkpoints"] = {
+            "saved": [str(p) for p in saved if p.name != "last.ckpt" and "_best_" not in p.name],
+            "last": str(last) if last.exists() else None,
+        }
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.best_model_path:
+                self.summary["checkpoints"]["best"] = callback.best_model_path
+                self.summary["checkpoints"]["best_score"] = plain_metrics({callback.monitor: callback.best_model_score})
+        model = self.run.checkpoints / "model.pt"
+        if model.exists():
+            self.summary["checkpoints"]["model"] = str(model)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -111,7 +133,7 @@ class Backup(Callback):
 
         files = [self.run.path / name for name in self.RUN_FILES] if self.logs else []
         if self.checkpoints:
-            files += sorted(self.run.checkpoints.glob("*.ckpt"))
+            files += sorted(self.run.checkpoints.glob("*.ckpt")) + sorted(self.run.checkpoints.glob("*.pt"))
         fs, root = fsspec.core.url_to_fs(self.target)
         for path in files:
             if not path.is_file() or self.copied.get(str(path)) == path.stat().st_mtime:

@@ -93,7 +93,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
         summary = RunSummary(run, stage, wandb_info)
         callbacks: list[Any] = [summary]
         if stage == "fit":
-            callbacks = checkpoint_callbacks(config, run) + [summary]
+            callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [summary]
         save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
@@ -104,6 +104,9 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
                 if not config["EXECUTION"]["SKIPEVAL"] and datamodule.has("val"):
                     trainer.validate(module, datamodule=datamodule, verbose=False)
                 trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+                if run.writer:  # the trained weights alone, for deployment: torch.load(..., weights_only=True)
+                    torch.save(module.model.state_dict(), run.checkpoints / "model.pt")
+                    summary.record_checkpoints(trainer)
                 if module.parameter_table:
                     run.write_json("parameter_groups.json", [row.as_dict() for row in module.parameter_table])
                 if datamodule.has("test"):

@@ -240,8 +240,8 @@ def fill_section(spec: Section, value: Any, path: tuple, warned: set) -> Any:
                     warned.add(dotted)
                     _warn(f"{dotted} is accepted but not used: {sub.doc}")
                 out[name] = given
-        elif given is None:
-            out[name] = copy.deepcopy(sub.default)
+        elif given is None:  # blank: the default, unless the key may be null and was written as such
+            out[name] = None if sub.optional and name in value else copy.deepcopy(sub.default)
         else:
             out[name] = _coerce(sub, given)
     for name, given in value.items():

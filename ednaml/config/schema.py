@@ -91,6 +91,8 @@ SAVE = Section(
         "MODEL_QUALIFIER": _k("all", str, "qualifier part of the experiment name"),
         "SAVE_FREQUENCY": _k(5, int, "checkpoint every N epochs (0 = only last.ckpt)"),
         "STEP_SAVE_FREQUENCY": _k(0, int, "checkpoint every N optimizer steps (0 = off)"),
+        "MONITOR": _opt("val/loss", str, "keep the best checkpoint by this validation metric (null: none)"),
+        "MONITOR_MODE": _k("auto", str, "whether lower or higher MONITOR is better (auto: lower for losses)", choices=("auto", "min", "max")),
         "DRIVE_BACKUP": _k(False, bool, "also copy checkpoints to CHECKPOINT_DIRECTORY"),
         "LOG_BACKUP": _k(False, bool, "also copy run files (config, metrics, log) to CHECKPOINT_DIRECTORY"),
         "CHECKPOINT_DIRECTORY": _k("checkpoint", str, "backup target: a local path or an fsspec URL"),

@@ -129,6 +129,13 @@ def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
         opt_names.append(name)
     if not cfg["OPTIMIZER"]:
         problems.append(Problem(("OPTIMIZER",), "is empty; training needs at least one optimizer"))
+    for group in group_names:
+        if opt_names and group not in opt_names:
+            problems.append(Problem(("MODEL", "PARAMETER_GROUPS"), f"group {group!r} has no OPTIMIZER entry (OPTIMIZER_NAME: {group}); its parameters would never train"))
+    if isinstance(groups, dict):
+        for name, prefixes in groups.items():
+            if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+                problems.append(Problem(("MODEL", "PARAMETER_GROUPS", name), f"{show(prefixes)} is not a list of module prefixes"))
     for i, entry in enumerate(cfg["SCHEDULER"]):
         name = entry["SCHEDULER_NAME"]
         if name is None and len(opt_names) > 1:
@@ -136,10 +143,17 @@ def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
         elif name is not None and name not in opt_names:
             problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no optimizer; OPTIMIZER_NAMEs are {opt_names}{suggest(name, opt_names)}"))
     loss_names = list(names)
-    for section in ("LOSS_OPTIMIZER",):
-        for i, entry in enumerate(cfg[section]):
-            if entry["OPTIMIZER_NAME"] not in loss_names:
-                problems.append(Problem((section, i, "OPTIMIZER_NAME"), f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}"))
+    loss_opt_names = []
+    for i, entry in enumerate(cfg["LOSS_OPTIMIZER"]):
+        if entry["OPTIMIZER_NAME"] not in loss_names:
+            problems.append(Problem(("LOSS_OPTIMIZER", i, "OPTIMIZER_NAME"), f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}{suggest(entry['OPTIMIZER_NAME'], loss_names)}"))
+        loss_opt_names.append(entry["OPTIMIZER_NAME"])
+    for i, entry in enumerate(cfg["LOSS_SCHEDULER"]):
+        name = entry["SCHEDULER_NAME"]
+        if name is None and len(loss_opt_names) != 1:
+            problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"is blank; name one of the LOSS_OPTIMIZER entries {loss_opt_names}"))
+        elif name is not None and name not in loss_opt_names:
+            problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no LOSS_OPTIMIZER entry; they are {loss_opt_names}{suggest(name, loss_opt_names)}"))
     seen_plugins: set[str] = set()
     for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
         if entry["PLUGIN_NAME"] in seen_plugins:
@@ -239,11 +253,14 @@ def check_components(cfg: dict[str, Any]) -> list[Problem]:
     if arch is not None:
         check_kwargs(arch, model["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"), problems, ("base", "normalization"))
 
+    optimized_losses = {e["OPTIMIZER_NAME"] for e in cfg["LOSS_OPTIMIZER"]}
     for i, entry in enumerate(cfg["LOSS"]):
         for j, name in enumerate(entry["LOSSES"]):
             loss = resolve("loss", name, ("LOSS", i, "LOSSES", j))
             if loss is not None and j < len(entry["KWARGS"]):
                 check_kwargs(loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j), problems)
+            if getattr(loss, "learnable", False) and entry["NAME"] not in optimized_losses:
+                problems.append(Problem(("LOSS", i, "LOSSES", j), f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}"))
 
     for section, sched_section in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
         for i, entry in enumerate(cfg[section]):

@@ -33,23 +33,46 @@ class ImageDataset(LabelledDataset):
         return item
 
 
-class DigitsCrawler(Crawler):
-    """scikit-learn's bundled handwritten digits: 1,797 gray 8x8 images, 10 classes, no download."""
+# Labels derived from the digit, for multi-output experiments: name -> (class names, digit -> class).
+DIGIT_LABELS = {
+    "digit": ([str(d) for d in range(10)], list(range(10))),
+    "parity": (["even", "odd"], [d % 2 for d in range(10)]),
+    "loops": (["0", "1", "2"], [1, 0, 0, 0, 1, 0, 1, 0, 2, 1]),  # closed loops in the written digit
+}
 
-    def __init__(self, label_name: str = "digit", test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0):
+
+class DigitsCrawler(Crawler):
+    """scikit-learn's bundled handwritten digits: 1,797 gray 8x8 images, 10 classes, no download.
+
+    `extra_labels` adds labels derived from the digit ({name: parity | loops | digit}), so that one
+    image carries several labels.
+    """
+
+    def __init__(
+        self,
+        label_name: str = "digit",
+        extra_labels: dict[str, str] | None = None,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
         super().__init__(val_fraction, split_seed)
-        self.label_name = label_name
+        self.labels = {label_name: "digit", **(extra_labels or {})}
+        for name, kind in self.labels.items():
+            if kind not in DIGIT_LABELS:
+                raise DataError(f"{_ARGS}.extra_labels.{name}", f"{kind!r} is not one of {', '.join(DIGIT_LABELS)}")
         self.test_fraction = test_fraction
 
     def find(self) -> Crawl:
         datasets = require("sklearn.datasets", "dev")
         digits = datasets.load_digits()
         images = (digits.images * (255.0 / 16.0)).round().astype("uint8")
-        samples = [(images[i], (int(digits.target[i]),)) for i in range(len(images))]
+        maps = [DIGIT_LABELS[kind][1] for kind in self.labels.values()]
+        samples = [(images[i], tuple(m[int(digits.target[i])] for m in maps)) for i in range(len(images))]
         source = Path(datasets.__file__).parent / "data" / "digits.csv.gz"
         return Crawl(
             splits=_with_test_split(samples, self.test_fraction, self.split_seed),
-            labels={self.label_name: [str(d) for d in range(10)]},
+            labels={name: DIGIT_LABELS[kind][0] for name, kind in self.labels.items()},
             files=[str(source)] if source.exists() else [],
         )
 
@@ -70,44 +93,58 @@ def _folder(data_folder: str) -> Path:
     return root
 
 
-def _images_by_class(folder: Path, extensions: Sequence[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
+def _images_by_class(folder: Path, extensions: Sequence[str], depth: int = 1) -> dict[tuple[str, ...], list[str]]:
+    """{(class at level 1, ..., class at level depth): image files below}."""
+    found: dict[tuple[str, ...], list[str]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if depth > 1:
+            for key, files in _images_by_class(sub, extensions, depth - 1).items():
+                found[(sub.name, *key)] = files
+            continue
         files = sorted(str(f) for f in sub.rglob("*") if f.suffix.lower() in extensions)
         if files:
-            found[sub.name] = files
+            found[(sub.name,)] = files
     return found
 
 
 class ImageFolderCrawler(Crawler):
-    """A folder with one subfolder per class, or with train/ val/ test/ folders that each hold them."""
+    """A folder with one subfolder per class, or with train/ val/ test/ folders that each hold them.
+
+    With several label names, each is one level of subfolders: label_name [type, color] reads
+    <type>/<color>/image.png.
+    """
 
     def __init__(
         self,
         data_folder: str,
-        label_name: str = "label",
+        label_name: str | Sequence[str] = "label",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
         split_seed: int = 0,
     ):
         super().__init__(val_fraction, split_seed)
-        self.data_folder, self.label_name = data_folder, label_name
+        self.data_folder = data_folder
+        self.label_names = [label_name] if isinstance(label_name, str) else list(label_name)
         self.extensions = tuple(e.lower() for e in extensions)
         self.test_fraction = test_fraction
 
     def find(self) -> Crawl:
         root = _folder(self.data_folder)
         split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-        parts = {s: _images_by_class(d, self.extensions) for s, d in split_dirs.items()} if "train" in split_dirs else {"all": _images_by_class(root, self.extensions)}
-        classes = sorted({c for by_class in parts.values() for c in by_class})
-        if not classes:
-            raise DataError(f"{_ARGS}.data_folder", f"no images ({', '.join(self.extensions)}) in class subfolders of {self.data_folder!r}")
-        index = {c: i for i, c in enumerate(classes)}
-        samples = {s: [(f, (index[c],)) for c, files in by_class.items() for f in files] for s, by_class in parts.items()}
+        if "train" not in split_dirs:
+            split_dirs = {"all": root}
+        depth = len(self.label_names)
+        parts = {s: _images_by_class(d, self.extensions, depth) for s, d in split_dirs.items()}
+        classes = [sorted({key[level] for found in parts.values() for key in found}) for level in range(depth)]
+        if not classes[0]:
+            raise DataError(f"{_ARGS}.data_folder", f"no images ({', '.join(self.extensions)}) in {depth} level(s) of class subfolders of {self.data_folder!r}")
+        index = [{c: i for i, c in enumerate(level)} for level in classes]
+        samples = {s: [(f, tuple(index[lvl][k] for lvl, k in enumerate(key))) for key, files in found.items() for f in files]
+                   for s, found in parts.items()}
         splits = _with_test_split(samples["all"], self.test_fraction, self.split_seed) if "all" in samples else samples
         files = [f for split in samples.values() for f, _ in split]
-        return Crawl(splits=splits, labels={self.label_name: classes}, files=files)
+        return Crawl(splits=splits, labels=dict(zip(self.label_names, classes)), files=files)
 
 
 @register("datareader", "ImageFolder")

@@ -42,6 +42,7 @@ def _per_channel(value: float | Sequence[float], channels: int, name: str) -> li
 def image_transforms(
     train: bool,
     i_shape: Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
     channels: int = 3,
     normalization_mean: float | Sequence[float] = 0.5,
     normalization_std: float | Sequence[float] = 0.5,
@@ -54,9 +55,10 @@ def image_transforms(
 ) -> Callable[[Any], torch.Tensor]:
     """Resize to i_shape, fix channels, [flip, pad-and-crop], scale to [0,1], normalize, [random erasing].
 
-    Flip, crop and erasing apply to the training split only.
+    Flip, crop and erasing apply to the training split only. `shape` is the original's other name for i_shape.
     """
     v2 = require("torchvision.transforms.v2", "vision")
+    i_shape = i_shape or shape
     if normalization_scale is not None:
         warnings.warn("TRANSFORMATION.ARGS.normalization_scale is ignored: pixels are scaled to [0, 1] before normalization")
     steps: list[Any] = [v2.ToImage()]
