@@ -156,7 +156,8 @@ def _run(args: dict[str, Any]) -> int:
 
 def _report(summary: dict[str, Any]) -> None:
     final = summary.get("final", {})
-    shown = {k: v for k, v in final.items() if k.startswith(("test/", "val/")) and v is not None and "/" not in k[5:]}
+    # the total loss and the metrics (lower-case names), not each loss term (NAME/LossClass)
+    shown = {k: v for k, v in final.items() if k.startswith(("test/", "val/")) and v is not None and k.rsplit("/", 1)[1].islower()}
     print(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
     for key, value in sorted(shown.items()):
         print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ednaml.config.load import ConfigWarning
 from ednaml.utils import require
 
 
@@ -60,7 +61,7 @@ def image_transforms(
     v2 = require("torchvision.transforms.v2", "vision")
     i_shape = i_shape or shape
     if normalization_scale is not None:
-        warnings.warn("TRANSFORMATION.ARGS.normalization_scale is ignored: pixels are scaled to [0, 1] before normalization")
+        warnings.warn("TRANSFORMATION.ARGS.normalization_scale is ignored: pixels are scaled to [0, 1] before normalization", ConfigWarning)
     steps: list[Any] = [v2.ToImage()]
     if i_shape:
         steps.append(v2.Resize(list(i_shape), antialias=True))

@@ -54,10 +54,9 @@ class MultiClassificationResnet(nn.Module):
         self.stages, channels = resnet_stages(base, initial_channels, attention)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.outputs = [{"name": o["name"], "label": o["label"]} for o in outputs]
-        self.heads = nn.ModuleDict({
-            o["name"]: ClassificationHead(channels[-1], o["dimensions"], embedding_dimensions, normalization) for o in outputs
-        })
-        self.feature_dimensions = {name: head.feature_dimensions for name, head in self.heads.items()}
+        # a list, not a ModuleDict: output names such as "type" would clash with nn.Module's attributes
+        self.heads = nn.ModuleList(ClassificationHead(channels[-1], o["dimensions"], embedding_dimensions, normalization) for o in outputs)
+        self.feature_dimensions = {o["name"]: head.feature_dimensions for o, head in zip(self.outputs, self.heads)}
 
     @staticmethod
     def check_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
@@ -72,7 +71,7 @@ class MultiClassificationResnet(nn.Module):
         for stage in self.stages:
             x = stage(x)
         features = self.pool(x)
-        return {name: head(features) for name, head in self.heads.items()}
+        return {o["name"]: head(features) for o, head in zip(self.outputs, self.heads)}
 
 
 @register("model", "MultiBranchResnet")
@@ -112,23 +111,24 @@ class MultiBranchResnet(nn.Module):
         stages, channels = resnet_stages(base, initial_channels, attention)
         split = 1 + shared_block
         self.trunk = nn.Sequential(*stages[:split])
-        self.branches = nn.ModuleDict({b["name"]: copy.deepcopy(nn.Sequential(*stages[split:])) for b in branches})
+        # lists, not ModuleDicts: branch and output names such as "type" would clash with nn.Module's attributes
+        self.branch_names = [b["name"] for b in branches]
+        self.branches = nn.ModuleList(copy.deepcopy(nn.Sequential(*stages[split:])) for _ in branches)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        width = channels[-1] if split < len(stages) else channels[split - 1]
-        self.heads = nn.ModuleDict()
-        self.routes: dict[str, str] = {}  # output name -> the branch it reads
-        self.outputs = []
+        width = channels[-1]
+        heads, self.routes, self.outputs = [], [], []  # routes: the branch each output reads
         for branch in branches:
             for output in branch["outputs"]:
-                self.heads[output["name"]] = ClassificationHead(width, output["dimensions"], embedding_dimensions, normalization)
-                self.routes[output["name"]] = branch["name"]
+                heads.append(ClassificationHead(width, output["dimensions"], embedding_dimensions, normalization))
+                self.routes.append(branch["name"])
                 self.outputs.append({"name": output["name"], "label": output["label"]})
         self.fuse_outputs = list(fuse_outputs) if fuse else []
         if fuse:
-            self.heads[fuse_name] = ClassificationHead(width * len(self.fuse_outputs), fuse_dimensions, embedding_dimensions, normalization)
+            heads.append(ClassificationHead(width * len(self.fuse_outputs), fuse_dimensions, embedding_dimensions, normalization))
+            self.routes.append(None)
             self.outputs.append({"name": fuse_name, "label": fuse_label})
-            self.fuse_name = fuse_name
-        self.feature_dimensions = {name: head.feature_dimensions for name, head in self.heads.items()}
+        self.heads = nn.ModuleList(heads)
+        self.feature_dimensions = {o["name"]: head.feature_dimensions for o, head in zip(self.outputs, self.heads)}
 
     @staticmethod
     def check_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
@@ -161,9 +161,7 @@ class MultiBranchResnet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """{output name: (logits, features)}, the fused head's included."""
         shared = self.trunk(x)
-        branch_features = {name: self.pool(branch(shared)) for name, branch in self.branches.items()}
-        results = {name: self.heads[name](branch_features[branch]) for name, branch in self.routes.items()}
+        features = {name: self.pool(branch(shared)) for name, branch in zip(self.branch_names, self.branches)}
         if self.fuse_outputs:
-            fused = torch.cat([branch_features[b] for b in self.fuse_outputs], dim=-1)
-            results[self.fuse_name] = self.heads[self.fuse_name](fused)
-        return results
+            features[None] = torch.cat([features[b] for b in self.fuse_outputs], dim=-1)
+        return {o["name"]: head(features[route]) for o, head, route in zip(self.outputs, self.heads, self.routes)}

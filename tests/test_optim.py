@@ -1,0 +1,116 @@
+"""Optimizers and schedulers: binding by name, warmup, FineGrainedSteppedLR, several optimizers as one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import CONFIGS
+from ednaml import EdnaML
+from ednaml.config import resolve
+from ednaml.optim.optimizers import OptimizerSet
+from ednaml.optim.schedulers import FineGrainedSteppedLR, ScheduleRunner, build_schedules
+
+
+def sgd(lr: float = 1.0) -> torch.optim.Optimizer:
+    return torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=lr)
+
+
+def schedule_entries(*overrides: tuple[str, str]) -> list[dict]:
+    return resolve([], list(overrides))["SCHEDULER"]
+
+
+def test_a_scheduler_drives_the_optimizer_its_name_binds():
+    optimizers = {"a": sgd(1.0), "b": sgd(1.0)}
+    entries = schedule_entries(("SCHEDULER", "[{SCHEDULER_NAME: b, LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}}]"))
+    runner = ScheduleRunner(build_schedules(entries, optimizers))
+    runner.after_epoch({})
+    assert optimizers["a"].param_groups[0]["lr"] == 1.0
+    assert optimizers["b"].param_groups[0]["lr"] == 0.5
+
+
+def test_interval_step_schedulers_step_per_optimizer_step_only():
+    optimizers = {"opt-1": sgd(1.0)}
+    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}, INTERVAL: step}]"))
+    runner = ScheduleRunner(build_schedules(entries, optimizers))
+    runner.after_epoch({})
+    assert optimizers["opt-1"].param_groups[0]["lr"] == 1.0
+    runner.after_step({})
+    runner.after_step({})
+    assert optimizers["opt-1"].param_groups[0]["lr"] == 0.25
+
+
+def test_warmup_ramps_linearly_and_composes_with_the_scheduler():
+    optimizers = {"opt-1": sgd(1.0)}
+    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 2, gamma: 0.1}, INTERVAL: step,"
+                                             " WARMUP_STEPS: 4, WARMUP_START_FACTOR: 0.2}]"))
+    runner = ScheduleRunner(build_schedules(entries, optimizers))
+    seen = []
+    for step in range(6):
+        runner.warm(step)
+        seen.append(round(optimizers["opt-1"].param_groups[0]["lr"], 6))
+        runner.after_step({})
+    # warmup factors 0.4, 0.6, 0.8, 1.0 over StepLR's 1, 1, 0.1, 0.1, then 0.01, 0.01
+    assert seen == [0.4, 0.6, 0.08, 0.1, 0.01, 0.01]
+
+
+def test_reduce_on_plateau_reads_its_monitor():
+    optimizers = {"opt-1": sgd(1.0)}
+    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: ReduceLROnPlateau, LR_KWARGS: {patience: 0, factor: 0.5}, MONITOR: val/accuracy}]"))
+    runner = ScheduleRunner(build_schedules(entries, optimizers))
+    for value in (0.9, 0.95, 0.95, 0.95):
+        runner.after_epoch({"val/accuracy": torch.tensor(value)})
+    assert optimizers["opt-1"].param_groups[0]["lr"] < 1.0
+
+
+def test_fine_grained_stepped_lr_adds_and_multiplies_at_milestones():
+    optimizer = sgd(1.0)
+    scheduler = FineGrainedSteppedLR(optimizer, lr_ops=[[1, "+", 0.1], [3, "*", 2], [4, "+", -0.1]])
+    lrs = []
+    for _ in range(6):
+        lrs.append(round(optimizer.param_groups[0]["lr"], 6))
+        optimizer.step()
+        scheduler.step()
+    assert lrs == [1.0, 1.1, 1.1, 2.2, 2.1, 2.1]
+
+
+def test_optimizer_set_steps_every_member_and_round_trips_its_state():
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    optimizers = OptimizerSet({"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.Adam(b.parameters(), lr=0.1)})
+    before = [p.detach().clone() for p in (*a.parameters(), *b.parameters())]
+    optimizers.zero_grad()
+    loss = optimizers.step(lambda: (a(torch.ones(1, 2)) + b(torch.ones(1, 2))).sum().backward() or torch.tensor(1.0))
+    assert loss.item() == 1.0
+    assert all(not torch.equal(x, p) for x, p in zip(before, (*a.parameters(), *b.parameters())))
+    assert len(optimizers.param_groups) == 2 and len(optimizers.state) == 2  # Adam keeps state for b's tensors
+    state = optimizers.state_dict()
+    fresh = OptimizerSet({"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.Adam(b.parameters(), lr=0.1)})
+    fresh.load_state_dict(state)
+    assert fresh.optimizers["b"].state_dict()["state"][0]["step"] == 1
+
+
+SHORT = {"trainer.limit_train_batches": 8, "trainer.limit_val_batches": 2, "trainer.limit_test_batches": 2,
+         "trainer.enable_progress_bar": False, "TRANSFORMATION.ARGS.i_shape": [16, 16], "EXECUTION.EPOCHS": 2}
+
+
+def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    overrides = {**SHORT, "EXECUTION.TRAINER_ARGS.accumulation_steps": 2, "EXECUTION.FP16": True,
+                 "trainer.gradient_clip_val": 1.0}
+    info = EdnaML(CONFIGS / "digits-multi.yml", overrides=overrides).fit()
+    assert info["status"] == "finished"
+    assert info["global_step"] == 8  # 2 epochs x 8 batches / 2 accumulated: one step for all optimizers together
+    last = torch.load(info["checkpoints"]["last"], map_location="cpu", weights_only=True)
+    assert set(last["optimizer_states"][0]["optimizers"]) == {"backbone", "heads", "loss:parity"}
+    assert last["ednaml"]["config"]["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_resuming_restores_optimizer_and_scheduler_state(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    first = EdnaML(CONFIGS / "digits-multi.yml", overrides=SHORT).fit()
+    resumed = EdnaML(CONFIGS / "digits-multi.yml", overrides={**SHORT, "EXECUTION.EPOCHS": 3},
+                     ckpt_path=first["checkpoints"]["last"]).fit()
+    assert resumed["epochs"] == 3 and resumed["global_step"] == 24
+    state = torch.load(resumed["checkpoints"]["last"], map_location="cpu", weights_only=True)["ednaml"]["schedules"]
+    assert [s["last_epoch"] for s in state] == [3, 3]  # both epoch schedulers stepped 3 times across the two runs
