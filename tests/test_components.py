@@ -16,6 +16,7 @@ from ednaml.data.base import DataError
 from ednaml.data.readers import CSVManifestCrawler, DigitsCrawler, ImageDataset, ImageFolderCrawler
 from ednaml.data.transforms import image_transforms
 from ednaml.losses import Criterion, SoftmaxLabelSmooth, TorchLoss
+from ednaml.losses.criterion import match_output
 from ednaml.models import ClassificationResnet, SmallCNN
 from ednaml.models.weights import load_weights
 from ednaml.optim.optimizers import build_optimizers, param_groups, split_into_groups
@@ -180,3 +181,32 @@ def test_weights_load_where_names_and_shapes_match(tmp_path):
     assert report["mismatched"] == ["head.classifier.weight", "head.classifier.bias"]
     assert torch.equal(target.features[0].weight, source.features[0].weight)
     assert not report["skipped"]
+
+
+class TwoPartNet(nn.Module):
+    """A model that decides its own parameter groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(4, 3), nn.Linear(3, 2)
+
+    def parameter_groups(self, names):
+        return {names[0]: list(self.body.named_parameters(prefix="body")), names[1]: list(self.head.named_parameters(prefix="head"))}
+
+
+def test_a_model_can_decide_its_parameter_groups_and_must_cover_every_parameter():
+    model = TwoPartNet()
+    groups = split_into_groups(model, ["slow", "fast"])
+    assert [n for n, _ in groups["fast"]] == ["head.weight", "head.bias"]
+    model.parameter_groups = lambda names: {names[0]: list(model.body.named_parameters(prefix="body")), names[1]: []}
+    with pytest.raises(ValueError, match=r"missing \['head.weight', 'head.bias'\]"):
+        split_into_groups(model, ["slow", "fast"])
+
+
+def test_a_loss_entry_reads_the_output_named_name_then_the_one_tracking_label_then_the_only_one():
+    outputs = {"type": OutputInfo("type", "type", 8), "out2": OutputInfo("out2", "color", 8)}
+    assert match_output("type", None, outputs) == "type"
+    assert match_output("color", "color", outputs) == "out2"
+    assert match_output("anything", None, {"only": OutputInfo("only", "x", None)}) == "only"
+    with pytest.raises(ValueError, match="no model output is named 'size' or tracks label 'size'"):
+        match_output("size", "size", outputs)

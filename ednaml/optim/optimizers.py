@@ -54,10 +54,20 @@ def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]
         return out
     if len(groups) == 1:
         return {groups[0]: named}
-    if hasattr(model, "parameter_groups"):
-        return model.parameter_groups(groups)
-    raise ValueError(f"MODEL.PARAMETER_GROUPS names {len(groups)} groups but {type(model).__name__} defines no "
-                     "parameter_groups(); give the groups as 'name: [module prefixes]'")
+    if not hasattr(model, "parameter_groups"):
+        raise ValueError(f"MODEL.PARAMETER_GROUPS names {len(groups)} groups but {type(model).__name__} defines no "
+                         "parameter_groups(); give the groups as 'name: [module prefixes]'")
+    decided = model.parameter_groups(list(groups))
+    counts: dict[str, int] = {}
+    for group in decided.values():
+        for name, _ in group:
+            counts[name] = counts.get(name, 0) + 1
+    missing = [n for n, _ in named if n not in counts]
+    twice = [n for n, c in counts.items() if c > 1]
+    if missing or twice or set(decided) != set(groups):
+        raise ValueError(f"{type(model).__name__}.parameter_groups({list(groups)}) must put every trainable parameter in "
+                         f"exactly one of those groups; returned groups {list(decided)}, missing {missing[:5]}, twice {twice[:5]}")
+    return decided
 
 
 def norm_parameter_names(model: nn.Module) -> set[str]:
