@@ -71,11 +71,13 @@ class EdnaML:
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))
         self.config = prepare(files, pairs, imports, base or None)
+        self.resume = None
+        self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs]}
 
     def _run(self, stage: str) -> dict[str, Any]:
         from ednaml.adapters.runner import run_stage
 
-        return run_stage(stage, self.config, self.config["ckpt_path"])
+        return run_stage(stage, self.config, self.config["ckpt_path"], self.resume, self.invocation)
 
     def fit(self) -> dict[str, Any]:
         """Train (with a validation pass first unless SKIPEVAL), then test; returns the run's summary."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -69,7 +70,10 @@ def test_wandb_ran_offline_inside_the_run_folder_with_the_nested_config_and_metr
     assert summary(run)["wandb"]["id"] == run.name
     config = wandb_records.run_config(log)
     config.pop("_wandb")
+    provenance = config.pop("provenance")
     assert config == yaml.safe_load((run / "config.yaml").read_text())
+    recorded = json.loads((run / "provenance.json").read_text())
+    assert provenance["components"] == recorded["components"] and provenance["data"] == recorded["data"]
     rows = wandb_records.history(log)
     tested = [r for r in rows if "test/accuracy" in r]
     assert tested and tested[-1]["test/accuracy"] == pytest.approx(summary(run)["final"]["test/accuracy"])

@@ -25,10 +25,12 @@ def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) 
     last.ckpt every epoch, and {CORE}-v{VER}_best_epoch{E}_step{S}.ckpt by SAVE.MONITOR."""
     save = config["SAVE"]
     prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
-    common = {"dirpath": run.checkpoints, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "auto_insert_metric_name": False}
-    callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], save_last=True, save_top_k=-1, **common)]
+    # last.ckpt is always the newest checkpoint, epoch or step: the one a resume continues from
+    common = {"dirpath": run.checkpoints, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "auto_insert_metric_name": False,
+              "save_last": True, "save_top_k": -1, "enable_version_counter": False}
+    callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], **common)]
     if save["STEP_SAVE_FREQUENCY"]:
-        callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], save_top_k=-1, **common))
+        callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **common))
     if save["MONITOR"] and has_val:
         mode = save["MONITOR_MODE"] if save["MONITOR_MODE"] != "auto" else ("min" if lower_is_better(save["MONITOR"]) else "max")
         callbacks.append(ModelCheckpoint(
@@ -41,18 +43,24 @@ def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) 
 class RunSummary(Callback):
     """Keeps summary.json current: status, final and best metrics, checkpoints, the W&B run."""
 
-    def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None):
+    def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None, previous: dict[str, Any] | None = None):
         self.run, self.stage = run, stage
         self.started = time.time()
         self.summary: dict[str, Any] = {
             "run_id": run.run_id, "experiment": run.experiment, "stage": stage, "status": "running", "run_dir": str(run.path),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "epochs": 0, "global_step": 0, "final": {}, "best": {}, "checkpoints": {}, "wandb": wandb or {},
+            "elapsed_seconds": 0.0, "resumed": 0,
         }
+        self.earlier_seconds = 0.0
+        if previous:  # a resumed run keeps its start, best metrics and time spent so far
+            self.summary.update({k: previous[k] for k in ("started", "final", "best", "epochs", "global_step") if k in previous})
+            self.summary["resumed"] = previous.get("resumed", 0) + 1
+            self.earlier_seconds = previous.get("elapsed_seconds", 0.0)
         self.write()
 
     def write(self) -> None:
-        self.summary["elapsed_seconds"] = round(time.time() - self.started, 2)
+        self.summary["elapsed_seconds"] = round(self.earlier_seconds + time.time() - self.started, 2)
         self.run.write_json("summary.json", self.summary)
 
     def _collect(self, trainer: pl.Trainer, prefixes: tuple[str, ...], epochs_done: int | None = None) -> None:
@@ -107,6 +115,7 @@ class RunSummary(Callback):
         if self.summary["status"] in ("failed", "interrupted"):
             return
         self.summary["status"] = status
+        self.summary.pop("error", None)
         if error:
             self.summary["error"] = error
         self.write()

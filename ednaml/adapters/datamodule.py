@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import lightning.pytorch as pl
+import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ednaml import registry
 from ednaml.data.base import Crawl
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 class EvaluationShards(DistributedSampler):
@@ -25,6 +32,60 @@ class EvaluationShards(DistributedSampler):
         return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
+class EpochSampler(DistributedSampler):
+    """Training order: shuffled by (seed, epoch), sharded across processes, resumable mid-epoch.
+
+    Yields (index, epoch) so that each sample's augmentation is seeded by both (see `EpochSeeded`).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        world, rank = _world()
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.skip, self.skip_epoch = 0, -1
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        if self.epoch == self.skip_epoch:
+            indices = indices[self.skip:]
+        return iter([(index, self.epoch) for index in indices])
+
+
+class EpochSeeded(Dataset):
+    """A dataset whose random transforms draw from an RNG seeded by (seed, epoch, index): the same sample
+    in the same epoch is augmented the same way, whatever the workers, prefetching or a resume did."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, epoch = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63 - 1))
+            return self.dataset[index]
+
+
+class ResumableLoader(DataLoader):
+    """The training loader; its state (epoch, batches done) travels in checkpoints, so a resumed run
+    continues mid-epoch with exactly the batches that were left."""
+
+    def __init__(self, dataset: Dataset, progress: Callable[[], tuple[int, int]], seed: int, **kwargs: Any):
+        sampler = EpochSampler(dataset, seed)
+        super().__init__(EpochSeeded(dataset, seed), sampler=sampler, **kwargs)
+        self.progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, done = self.progress()
+        return {"epoch": epoch, "batches_done": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self.sampler
+        sampler.set_epoch(state["epoch"])
+        sampler.skip_epoch, sampler.skip = state["epoch"], state["batches_done"] * self.batch_size
+
+
 class EdnaDataModule(pl.LightningDataModule):
     """The data of EXECUTION.DATAREADER with TRAIN_ / TEST_TRANSFORMATION; validation uses TEST_."""
 
@@ -36,6 +97,8 @@ class EdnaDataModule(pl.LightningDataModule):
         self.dataset_kwargs = {**reader_cfg["DATASET_ARGS"], **reader_cfg["GENERATOR_ARGS"]}
         self.loader_kwargs = dict(reader_cfg["DATALOADER_ARGS"])
         self.train_cfg, self.test_cfg = config["TRAIN_TRANSFORMATION"], config["TEST_TRANSFORMATION"]
+        seed = config["seed_everything"]
+        self.seed = int(seed) if seed is not False and not isinstance(seed, bool) else 0
         self.crawl: Crawl = self.reader.crawler(**reader_cfg["CRAWLER_ARGS"]).crawl()
         self.transforms = {
             True: self.reader.transforms(train=True, **self.train_cfg["ARGS"]),
@@ -53,23 +116,31 @@ class EdnaDataModule(pl.LightningDataModule):
         return self.dataset_cls(self.crawl.splits[split], transform=self.transforms[split == "train"],
                                 labels=list(self.crawl.labels), **self.dataset_kwargs)
 
-    def _loader(self, split: str) -> DataLoader:
-        settings = self.train_cfg if split == "train" else self.test_cfg
-        kwargs = {"persistent_workers": settings["WORKERS"] > 0, **self.loader_kwargs}
-        dataset = self.dataset(split)
-        if split != "train" and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            kwargs["sampler"] = EvaluationShards(dataset, shuffle=False)
-        return DataLoader(dataset, batch_size=settings["BATCH_SIZE"], shuffle=split == "train",
-                          num_workers=settings["WORKERS"], **kwargs)
+    def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
+        return {"batch_size": settings["BATCH_SIZE"], "num_workers": settings["WORKERS"],
+                "persistent_workers": settings["WORKERS"] > 0,
+                "generator": torch.Generator().manual_seed(self.seed),  # worker seeds, not the global RNG
+                **self.loader_kwargs}
+
+    def _progress(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return ResumableLoader(self.dataset("train"), self._progress, self.seed, **self._kwargs(self.train_cfg))
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        dataset = self.dataset(split)
+        kwargs = self._kwargs(self.test_cfg)
+        if _world()[0] > 1:
+            kwargs["sampler"] = EvaluationShards(dataset, shuffle=False)
+        return DataLoader(dataset, shuffle=False, **kwargs)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._evaluation_loader("test")

@@ -32,6 +32,29 @@ def default_label(config: dict[str, Any], labels: dict[str, list[str]]) -> str:
     return wanted
 
 
+def rng_state() -> dict[str, Any]:
+    """The CPU random number generators' states (torch, numpy, python), as checkpoint-safe lists."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached],
+            "python": list(random.getstate()[1]) + [random.getstate()[2]]}
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+    *internal, gauss = state["python"]
+    random.setstate((3, tuple(internal), gauss))
+
+
 class EdnaModule(pl.LightningModule):
     """Reads like the pipeline: batch -> outputs -> losses (Lightning: backward, update) -> metrics."""
 
@@ -61,6 +84,7 @@ class EdnaModule(pl.LightningModule):
         self.parameter_table: list[GroupRow] = []
         self.schedules = ScheduleRunner([])
         self._pending_schedule_state: list[dict[str, Any]] | None = None
+        self.provenance: dict[str, Any] | None = None  # set by the runner; every checkpoint carries it
         self._stepped_at = -1
 
     def _prefix(self, stage: str, output: str) -> str:
@@ -155,8 +179,12 @@ class EdnaModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ednaml"] = {"version": __version__, "config": self.config, "labels": self.labels,
-                                "schedules": self.schedules.state_dict()}
+                                "provenance": self.provenance, "schedules": self.schedules.state_dict(),
+                                "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("ednaml", {})
         # Schedulers are built with the optimizers, after this hook: their state waits until then.
-        self._pending_schedule_state = checkpoint.get("ednaml", {}).get("schedules")
+        self._pending_schedule_state = saved.get("schedules")
+        if saved.get("rng") and self.trainer.state.fn == "fit":  # a resumed run draws the same random numbers
+            restore_rng_state(saved["rng"])

@@ -11,7 +11,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import CSVLogger
 
 from ednaml.adapters.callbacks import Backup, RunSummary, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
@@ -19,8 +18,10 @@ from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.trainer import build_trainer
 from ednaml.api import BuildError
 from ednaml.data.base import DataError
+from ednaml.tracking.metrics import CommitMetrics, RunLogger
+from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunFolder
-from ednaml.tracking.wandb import wandb_logger
+from ednaml.tracking.wandb import log_run_files, wandb_logger
 
 log = logging.getLogger("ednaml")
 
@@ -64,8 +65,43 @@ def _write_predictions(run: RunFolder, batches: list[dict[str, dict[str, torch.T
     return path
 
 
-def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) -> dict[str, Any]:
-    """Build everything from `config`, run `stage`, and return the run's summary."""
+class RecordParameters(pl.Callback):
+    """Once the optimizers exist: the parameter-group table and counts into provenance.json."""
+
+    def __init__(self, run: RunFolder, provenance: dict[str, Any]):
+        self.run, self.provenance = run, provenance
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: EdnaModule) -> None:
+        table = [row.as_dict() for row in pl_module.parameter_table]
+        self.provenance["parameter_groups"] = table
+        self.provenance["parameters"] = parameter_counts(pl_module)
+        self.run.write_json("provenance.json", self.provenance)
+        self.run.write_json("parameter_groups.json", table)
+
+
+def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool) -> dict[str, Any]:
+    """A new run's provenance; a resumed run keeps its own and adds this resume to it."""
+    record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
+    record["overrides"] = invocation.get("overrides", [])
+    if resuming and (run.path / "provenance.json").exists():
+        original = run.read_json("provenance.json")
+        original.setdefault("resumes", []).append({k: record[k] for k in ("created", "command", "git", "machine")}
+                                                  | {"versions": {k: v for k, v in record["versions"].items() if k != "packages"}})
+        record = original
+    if diff and run.writer:
+        name = "git.diff" if not resuming else f"git-resume{len(record.get('resumes', []))}.diff"
+        run.write_text(name, diff)
+        (record["git"] if not resuming else record["resumes"][-1]["git"])["diff_file"] = name
+    run.write_json("provenance.json", record)
+    return record
+
+
+def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
+              invocation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build everything from `config`, run `stage`, and return the run's summary.
+
+    With `resume`, fit continues that run in its own folder from its last checkpoint.
+    """
     _quiet_lightning()
     seed = config["seed_everything"]
     if seed is not False:
@@ -78,37 +114,39 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
     except (ValueError, KeyError, TypeError, ImportError) as err:
         raise BuildError(str(err).strip("'\"")) from err
 
-    run = RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
+    run = resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
+    if resume is not None:
+        ckpt_path = str(run.checkpoints / "last.ckpt")
     handler = run.start_log()
     previous_id = os.environ.get(RUN_ID_ENV)
     os.environ[RUN_ID_ENV] = run.run_id
     wandb = backup = None
     try:
-        run.write_config(config)
-        log.info("run folder: %s", run.path)
-        loggers: list[Any] = [CSVLogger(save_dir=str(run.path), name="", version="")]
-        wandb, wandb_info = wandb_logger(run, config)
-        if wandb is not None:
-            loggers.append(wandb)
-        summary = RunSummary(run, stage, wandb_info)
-        callbacks: list[Any] = [summary]
+        if resume is None:
+            run.write_config(config)
+        log.info("%s run folder: %s", "resuming" if resume else "run", run.path)
+        provenance = _provenance(run, config, datamodule, invocation or {}, resume is not None)
+        module.provenance = provenance
+        wandb, wandb_info = wandb_logger(run, config, provenance)
+        logger = RunLogger(run.path, run.run_id, wandb)
+        summary = RunSummary(run, stage, wandb_info, previous=run.read_json("summary.json") if resume else None)
+        callbacks: list[Any] = [summary, CommitMetrics(logger)]
         if stage == "fit":
-            callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [summary]
+            callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [summary, CommitMetrics(logger), RecordParameters(run, provenance)]
         save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
             callbacks.append(backup)
-        trainer = build_trainer(config, str(run.path), callbacks, loggers)
+        trainer = build_trainer(config, str(run.path), callbacks, [logger])
+        log_run_files(wandb, run)
         try:
             if stage == "fit":
-                if not config["EXECUTION"]["SKIPEVAL"] and datamodule.has("val"):
+                if not config["EXECUTION"]["SKIPEVAL"] and datamodule.has("val") and resume is None:
                     trainer.validate(module, datamodule=datamodule, verbose=False)
                 trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
                 if run.writer:  # the trained weights alone, for deployment: torch.load(..., weights_only=True)
                     torch.save(module.model.state_dict(), run.checkpoints / "model.pt")
                     summary.record_checkpoints(trainer)
-                if module.parameter_table:
-                    run.write_json("parameter_groups.json", [row.as_dict() for row in module.parameter_table])
                 if datamodule.has("test"):
                     trainer.test(module, datamodule=datamodule, verbose=False)
             elif stage == "validate":
@@ -118,6 +156,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None) 
             elif stage == "predict":
                 batches = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
                 summary.summary["predictions"] = str(_write_predictions(run, batches or [], module))
+            logger.commit()
             summary.finish("finished")
         except BaseException as err:
             summary.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed", error=str(err))

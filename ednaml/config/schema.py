@@ -187,6 +187,11 @@ LOGGING = Section(
     {
         "STEP_VERBOSE": _k(100, int, "log every N steps (trainer.log_every_n_steps)"),
         "INPUT_SIZE": _opt(None, list, "input shape for the model summary"),
+        "WANDB_MODE": _opt(None, str, "W&B mode when the WANDB_MODE variable is unset (default offline)",
+                           choices=("offline", "online", "disabled")),
+        "WANDB_PROJECT": _opt(None, str, "W&B project (default: the experiment name)"),
+        "WANDB_ENTITY": _opt(None, str, "W&B entity (user or team) for online runs"),
+        "WANDB_LOG_MODEL": _k(False, (bool, str), "upload checkpoints as W&B artifacts: true (at the end) or all"),
     },
     "logging",
 )

@@ -46,7 +46,7 @@ def _check_section(spec: Section, value: Any, path: tuple, problems: list[Proble
         elif not sub.dead:
             if not _type_ok(sub, given):
                 problems.append(Problem(path + (name,), f"{show(given)} is not {_expected(sub)}"))
-            elif sub.choices and given not in sub.choices:
+            elif sub.choices and given is not None and given not in sub.choices:
                 options = ", ".join(map(str, sub.choices))
                 problems.append(Problem(path + (name,), f"{show(given)} is not one of: {options}{suggest(str(given), map(str, sub.choices))}"))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ednaml.tracking.secrets import ScrubFilter, scrub
 from ednaml.utils import is_rank_zero
 
 RUN_ID_ENV = "EDNAML_RUN_ID"  # handed to the processes a DDP launcher starts, so all ranks agree
@@ -75,6 +76,12 @@ class RunFolder:
             (path / "checkpoints").mkdir()
         return cls(path=path, run_id=run_id, experiment=experiment, writer=writer)
 
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunFolder":
+        """An existing run folder, to resume the run it holds."""
+        path = Path(path).absolute()
+        return cls(path=path, run_id=path.name, experiment=path.parent.name, writer=is_rank_zero())
+
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
@@ -83,17 +90,25 @@ class RunFolder:
         if self.writer:
             from ednaml.config import dump
 
-            write_atomic(self.path / "config.yaml", dump(config))
+            write_atomic(self.path / "config.yaml", dump(scrub(config)))
 
     def write_json(self, name: str, data: Any) -> None:
         if self.writer:
-            write_atomic(self.path / name, json.dumps(data, indent=2, default=_plain) + "\n")
+            write_atomic(self.path / name, json.dumps(scrub(data), indent=2, default=_plain) + "\n")
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.writer:
+            write_atomic(self.path / name, scrub(text))
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
 
     def start_log(self) -> logging.Handler | None:
         """Send EdnaML's and Lightning's log records to log.txt."""
         if not self.writer:
             return None
         handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
+        handler.addFilter(ScrubFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         for name in ("ednaml", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)

@@ -7,25 +7,50 @@ from pathlib import Path
 from typing import Any
 
 from ednaml.tracking.run_folder import RunFolder
+from ednaml.tracking.secrets import scrub
 
 
-def wandb_logger(run: RunFolder, config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """A Lightning WandbLogger writing under the run folder, and what summary.json records of it."""
-    os.environ.setdefault("WANDB_MODE", "offline")
-    mode = os.environ["WANDB_MODE"]
+def wandb_mode(config: dict[str, Any]) -> str:
+    """WANDB_MODE from the environment, else LOGGING.WANDB_MODE, else offline."""
+    return os.environ.get("WANDB_MODE") or config["LOGGING"]["WANDB_MODE"] or "offline"
+
+
+def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """A Lightning WandbLogger writing under the run folder (the same W&B run when resumed), and what
+    summary.json records of it. Its config is the resolved config, nested, plus the provenance."""
+    mode = wandb_mode(config)
     if mode == "disabled":
         return None, {"mode": "disabled"}
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
     try:
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
-        import wandb  # noqa: F401
     except ImportError:
         return None, {"mode": "unavailable"}
-    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=run.experiment, config=config)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logging_cfg = config["LOGGING"]
+    project = logging_cfg["WANDB_PROJECT"] or run.experiment
+    # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
+    settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
+                              x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
+    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=project,
+                         entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
+                         config=scrub({**config, "provenance": provenance}), settings=settings)
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
-    info: dict[str, Any] = {"id": run.run_id, "project": run.experiment, "mode": mode}
+    info: dict[str, Any] = {"id": run.run_id, "project": project, "mode": mode}
     if run.writer:
-        experiment = logger.experiment
-        info["dir"] = str(Path(experiment.dir).parent)
+        info["dir"] = str(Path(logger.experiment.dir).parent)
     return logger, info
+
+
+def log_run_files(logger: Any, run: RunFolder) -> None:
+    """config.yaml and provenance.json as one W&B artifact of the run."""
+    if logger is None or not run.writer:
+        return
+    import wandb
+
+    artifact = wandb.Artifact(f"run-{run.run_id}-record", type="run-record",
+                              description="the resolved config and provenance of this run")
+    for name in ("config.yaml", "provenance.json"):
+        if (run.path / name).exists():
+            artifact.add_file(str(run.path / name))
+    logger.experiment.log_artifact(artifact)

@@ -1,0 +1,170 @@
+"""provenance.json: everything about a run besides its config — code, versions, machine, data, components."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from ednaml import __version__, registry
+from ednaml.config.errors import format_path
+
+HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # bytes of data files hashed by content; larger sets by size and mtime
+LISTED_FILES = 1000
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def versions() -> dict[str, Any]:
+    """ednaml, torch, lightning and Python, and every installed distribution (a list and its hash)."""
+    packages = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]})
+    found = {}
+    for name in ("torch", "lightning", "torchvision", "torchmetrics", "wandb"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return {"ednaml": __version__, "python": platform.python_version(), **found,
+            "packages_sha256": sha256("\n".join(packages).encode()), "packages": packages}
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_state(cwd: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(commit, branch, dirty) of the working tree the run was started from, and its diff when dirty."""
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    if commit is None:
+        return None, None
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
+    diff = _git(["diff", "HEAD"], cwd) if status else None
+    state = {"commit": commit, "branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd), "dirty": bool(status),
+             "root": _git(["rev-parse", "--show-toplevel"], cwd)}
+    return state, diff
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+                            "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "cuda": torch.version.cuda, "accelerators": []}
+    if torch.cuda.is_available():
+        info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def data_fingerprint(crawl: Any) -> dict[str, Any]:
+    """What the crawler found: samples per split, label classes, the files with sizes, and a hash."""
+    files = sorted(set(crawl.files))
+    sizes = {f: Path(f).stat().st_size for f in files if Path(f).is_file()}
+    total = sum(sizes.values())
+    digest = hashlib.sha256()
+    by_content = total <= HASH_CONTENT_UP_TO
+    for f in files:
+        digest.update(f.encode())
+        if f in sizes:
+            if by_content:
+                digest.update(Path(f).read_bytes())
+            else:
+                digest.update(f"{sizes[f]}:{Path(f).stat().st_mtime_ns}".encode())
+    for split, samples in sorted(crawl.splits.items()):  # which sample is in which split, and its labels
+        digest.update(split.encode())
+        digest.update(repr([(str(x) if isinstance(x, (str, Path)) else i, y) for i, (x, y) in enumerate(samples)]).encode())
+    return {
+        "samples": {split: len(samples) for split, samples in crawl.splits.items()},
+        "labels": {name: len(classes) for name, classes in crawl.labels.items()},
+        "files": len(files),
+        "bytes": total,
+        "sha256": digest.hexdigest(),
+        "hashed": "content" if by_content else "size and mtime",
+        "file_list": [{"path": f, "bytes": sizes.get(f)} for f in files[:LISTED_FILES]],
+    }
+
+
+def _components(config: dict[str, Any]) -> Iterable[tuple[tuple, str, str]]:
+    """(key path, kind, name) of every component the config names."""
+    execution = config["EXECUTION"]
+    yield ("EXECUTION", "TRAINER"), "trainer", execution["TRAINER"]
+    yield ("EXECUTION", "OPTIMIZER_BUILDER"), "optimizer_builder", execution["OPTIMIZER_BUILDER"]
+    yield ("EXECUTION", "DATAREADER", "DATAREADER"), "datareader", execution["DATAREADER"]["DATAREADER"]
+    if execution["DATAREADER"]["GENERATOR"]:
+        yield ("EXECUTION", "DATAREADER", "GENERATOR"), "dataset", execution["DATAREADER"]["GENERATOR"]
+    yield ("MODEL", "BUILDER"), "model_builder", config["MODEL"]["BUILDER"]
+    yield ("MODEL", "MODEL_ARCH"), "model", config["MODEL"]["MODEL_ARCH"]
+    for i, entry in enumerate(config["LOSS"]):
+        for j, name in enumerate(entry["LOSSES"]):
+            yield ("LOSS", i, "LOSSES", j), "loss", name
+    for section, sched in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
+        for i, entry in enumerate(config[section]):
+            yield (section, i, "OPTIMIZER"), "optimizer", entry["OPTIMIZER"]
+        for i, entry in enumerate(config[sched]):
+            yield (sched, i, "LR_SCHEDULER"), "scheduler", entry["LR_SCHEDULER"]
+    for i, entry in enumerate(config["MODEL_PLUGIN"]):
+        yield ("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry["PLUGIN"]
+
+
+def describe_component(obj: Any) -> dict[str, Any]:
+    """The class a name resolved to, its module file and a hash of its source."""
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        source = None
+    try:
+        file = inspect.getsourcefile(obj)
+    except TypeError:
+        file = None
+    return {"class": f"{obj.__module__}.{obj.__qualname__}", "file": file,
+            "source_sha256": sha256(source.encode()) if source else None}
+
+
+def component_map(config: dict[str, Any]) -> dict[str, Any]:
+    """Each component name in the config -> what it resolved to. Data readers include their parts."""
+    found = {}
+    for path, kind, name in _components(config):
+        obj = registry.get(kind, name)
+        entry = {"name": name, **describe_component(obj)}
+        if kind == "datareader":
+            entry["parts"] = {part: describe_component(getattr(obj, part)) for part in ("crawler", "dataset", "transforms")}
+        found[format_path(path)] = entry
+    return found
+
+
+def build_provenance(config: dict[str, Any], crawl: Any, argv: list[str], cwd: Path, run_id: str) -> tuple[dict[str, Any], str | None]:
+    """provenance.json's content (without the parameter table, added once optimizers exist), and the git diff."""
+    git, diff = git_state(cwd)
+    record = {
+        "run_id": run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": [Path(sys.argv[0]).name, *argv] if argv else None,
+        "working_directory": str(cwd),
+        "seed": config["seed_everything"],
+        "versions": versions(),
+        "git": git,
+        "machine": machine(),
+        "data": data_fingerprint(crawl),
+        "components": component_map(config),
+        "parameters": None,
+        "parameter_groups": None,
+    }
+    return record, diff
+
+
+def parameter_counts(module: Any) -> dict[str, int]:
+    params = list(module.model.parameters())
+    loss_params = list(module.criterion.parameters())
+    return {"model": sum(p.numel() for p in params), "model_trainable": sum(p.numel() for p in params if p.requires_grad),
+            "losses": sum(p.numel() for p in loss_params)}
