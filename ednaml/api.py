@@ -10,6 +10,11 @@ from ednaml.config import ConfigError, Problem, resolve
 from ednaml.config.load import deep_merge, normalize_legacy
 
 
+# What may change when a run is resumed: where it runs, not what it computes.
+RESUMABLE_CHANGES = {"ckpt_path", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
+                     "trainer.enable_progress_bar"}
+
+
 class BuildError(Exception):
     """A config that validated but whose data or components could not be built (missing folder, ...)."""
 
@@ -28,10 +33,12 @@ def prepare(
     search_dirs = [Path(f).parent for f in reversed(files)]
     sources = list(imports) + list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else list(imports)
     try:
-        registry.import_sources(sources, search_dirs)
+        imported = registry.import_sources(sources, search_dirs)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
     validate(config, source=", ".join(map(str, files)) or None)
+    if isinstance(config.get("EXECUTION"), dict):  # recorded as found, so the run can be reproduced from anywhere
+        config["EXECUTION"]["IMPORTS"] = list(dict.fromkeys(imported))
     return config
 
 
@@ -74,6 +81,39 @@ class EdnaML:
         self.resume = None
         self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs]}
 
+    @classmethod
+    def resume(
+        cls,
+        run: str | os.PathLike,
+        *configs: str | os.PathLike | Mapping[str, Any],
+        overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+        imports: Sequence[str] = (),
+        root: str | os.PathLike = "runs",
+    ) -> "EdnaML":
+        """Continue an interrupted run in its own folder from its last checkpoint (`.fit()` runs it).
+
+        A config given here must be the run's own: any difference except where it runs
+        (trainer.devices, accelerator, strategy, num_nodes, progress bar) is refused, naming the keys.
+        """
+        from ednaml.tracking.browse import flatten, resolve_run
+        from ednaml.tracking.run_folder import RunFolder, load_yaml
+
+        path = resolve_run(str(run), root)
+        if not (path / "checkpoints" / "last.ckpt").exists():
+            raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
+        saved = load_yaml(path / "config.yaml")
+        experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports)
+        given, ran = flatten(experiment.config), flatten(saved)
+        changed = [k for k in list(ran) + [k for k in given if k not in ran]
+                   if given.get(k) != ran.get(k) and k not in RESUMABLE_CHANGES]
+        if changed:
+            shown = "; ".join(f"{k}: the run has {ran.get(k)!r}, given {given.get(k)!r}" for k in changed[:10])
+            raise ConfigError(f"--resume {path.name}: the config differs from the run's ({shown}). Resume with the run's "
+                              "own config (no --config), or start a new run with `ednaml fit`.")
+        experiment.config = {**saved, "trainer": experiment.config["trainer"]}
+        experiment.resume = RunFolder.open(path)
+        return experiment
+
     def _run(self, stage: str) -> dict[str, Any]:
         from ednaml.adapters.runner import run_stage
 
@@ -91,3 +131,14 @@ class EdnaML:
 
     def predict(self) -> dict[str, Any]:
         return self._run("predict")
+
+
+def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs") -> tuple[dict[str, Any], str]:
+    """A new run from RUN's resolved config and seed; returns its summary and `ednaml diff` of the two."""
+    from ednaml.tracking.browse import diff, format_diff, resolve_run, side
+    from ednaml.tracking.run_folder import load_yaml
+
+    path = resolve_run(str(run), root)
+    experiment = EdnaML(load_yaml(path / "config.yaml"))
+    summary = experiment.fit()
+    return summary, format_diff(diff(side(str(path)), side(summary["run_dir"])))

@@ -9,13 +9,18 @@ import warnings
 from typing import Any, Sequence
 
 STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("list",)
-FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import")
-BARE_FLAGS = ("--print_config", "--debug", "--help")
+COMMANDS = STAGES + ("list", "runs", "diff", "reproduce")
+FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
+                    "--status", "--where")
+BARE_FLAGS = ("--print_config", "--debug", "--help", "--json")
 
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
+       ednaml fit --resume RUN
        ednaml list [KIND] [PATTERN]
+       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE] [--json]
+       ednaml diff RUN_A RUN_B [--root ROOT] [--json]
+       ednaml reproduce RUN [--root ROOT]
 
 Run an experiment described by an EdnaML config on a Lightning Trainer.
 
@@ -25,11 +30,16 @@ commands:
   test       evaluate on the test split (--ckpt_path alone: the checkpoint's own config)
   predict    write predictions.csv for the test split
   list       the registered components, by kind (datareader, model, loss, ...)
+  runs       the runs under ROOT (default ./runs), newest first
+  diff       what differs between two runs (folders or run ids) or configs: config, components,
+             versions, data, final metrics
+  reproduce  a new run from RUN's resolved config and seed, then its diff against RUN
 
 options:
   -c, --config FILE        a config file; several merge left to right (mappings merge, lists replace)
   --print_config           print the resolved config (it loads again as the same config) and exit
-  --ckpt_path PATH         checkpoint to resume (fit) or to evaluate
+  --ckpt_path PATH         checkpoint to start from (fit) or to evaluate
+  --resume RUN             continue an interrupted run (its folder or run id) from its last checkpoint
   --seed_everything N      seed for every RNG (default: one is picked and recorded)
   --import FILE|MODULE     import custom components before names are resolved (repeatable)
   --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision bf16-mixed)
@@ -55,7 +65,9 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     if command not in COMMANDS:
         close = difflib.get_close_matches(command, COMMANDS, n=1)
         raise UsageError(f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else f"; commands are {', '.join(COMMANDS)}"))
-    args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False, "debug": False, "help": False, "positional": []}
+    args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
+                            "debug": False, "help": False, "json": False, "positional": [], "where": [],
+                            "resume": None, "root": None, "experiment": None, "status": None}
     i = 0
     while i < len(rest):
         token = rest[i]
@@ -80,6 +92,13 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             args["config"].append(value)
         elif name == "--import":
             args["imports"].append(value)
+        elif name == "--where":
+            dotted, eq, wanted = value.partition("=")
+            if not eq:
+                raise UsageError(f"--where {value!r}: write it as KEY=VALUE, e.g. --where OPTIMIZER.0.BASE_LR=0.001")
+            args["where"].append((dotted, wanted))
+        elif name in ("--resume", "--root", "--experiment", "--status"):
+            args[key] = value
         elif name in ("--ckpt_path", "--seed_everything"):
             args["overrides"].append((key, value))
         elif "." in key or key.isupper() or key in ("trainer",):
@@ -132,6 +151,44 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # n
     return warnings._formatwarning_orig(message, category, filename, lineno, line)  # type: ignore[attr-defined]
 
 
+def _runs(args: dict[str, Any]) -> int:
+    import json
+
+    from ednaml.config.load import parse_value
+    from ednaml.tracking.browse import find_runs, format_table, matches, table_rows
+
+    root = args["positional"][0] if args["positional"] else (args["root"] or "runs")
+    where = [(k, parse_value(v)) for k, v in args["where"]]
+    runs = [r for r in find_runs(root) if matches(r, args["experiment"], args["status"], where)]
+    rows = table_rows(runs)
+    print(json.dumps(rows, indent=2) if args["json"] else (format_table(rows) if rows else f"no runs under {root}"))
+    return 0
+
+
+def _diff(args: dict[str, Any]) -> int:
+    import json
+
+    from ednaml.tracking.browse import diff, format_diff, side
+
+    if len(args["positional"]) != 2:
+        raise UsageError("`ednaml diff` takes two runs (folders or run ids) or config files")
+    root = args["root"] or "runs"
+    result = diff(side(args["positional"][0], root), side(args["positional"][1], root))
+    print(json.dumps(result, indent=2, default=str) if args["json"] else format_diff(result))
+    return 0
+
+
+def _reproduce(args: dict[str, Any]) -> int:
+    from ednaml.api import reproduce
+
+    if len(args["positional"]) != 1:
+        raise UsageError("`ednaml reproduce` takes one run (its folder or run id)")
+    summary, difference = reproduce(args["positional"][0], args["root"] or "runs")
+    _report(summary)
+    print("\n" + difference)
+    return 0 if summary["status"] == "finished" else 1
+
+
 def _run(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.config import dump
@@ -140,9 +197,16 @@ def _run(args: dict[str, Any]) -> int:
         print(USAGE + _trainer_help())
         return 0
     ckpt = dict(args["overrides"]).get("ckpt_path")
-    if not args["config"] and not ckpt:
+    if args["resume"]:
+        if args["command"] != "fit":
+            raise UsageError("--resume continues training: use it with `ednaml fit`")
+        experiment = EdnaML.resume(args["resume"], *args["config"], overrides=args["overrides"], imports=args["imports"],
+                                   root=args["root"] or "runs")
+    elif not args["config"] and not ckpt:
         raise UsageError(f"`ednaml {args['command']}` needs --config FILE (or --ckpt_path of an EdnaML checkpoint)")
-    experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"], ckpt_path=ckpt)
+    else:
+        experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"], ckpt_path=ckpt)
+    experiment.invocation["argv"] = args["argv"]
     if args["print_config"]:
         sys.stdout.write(dump(experiment.config))
         return 0
@@ -178,9 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"ednaml {__version__}")
             return 0
-        if args["command"] == "list":
-            return _list(args)
-        return _run(args)
+        args["argv"] = argv
+        commands = {"list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce}
+        return commands.get(args["command"], _run)(args)
     except UsageError as err:
         print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
         return 2

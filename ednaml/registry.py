@@ -86,12 +86,14 @@ def _load_entry_points() -> None:
         ep.load()  # importing the module runs its @register decorators
 
 
-def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = ()) -> None:
+def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = ()) -> list[str]:
     """Import user files (`my_losses.py`) or modules (`mypkg.losses`) so their registrations run.
 
-    A relative file path is looked for in `search_dirs` (the config files' folders), then the working directory.
+    A relative file path is looked for in `search_dirs` (the config files' folders), then the working
+    directory. Returns the sources as imported: files as absolute paths, modules by name.
     """
     search_dirs = list(search_dirs)
+    imported = []
     for source in sources:
         path = Path(source)
         if not path.is_absolute():
@@ -99,6 +101,7 @@ def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = ()) -> 
         if source.endswith(".py") or path.exists():
             if not path.exists():
                 raise FileNotFoundError(f"file {source!r} does not exist (looked beside the config files and in the working directory)")
+            imported.append(str(path.resolve()))
             module_name = f"ednaml_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
             if module_name in sys.modules:
                 continue
@@ -112,6 +115,8 @@ def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = ()) -> 
                 sys.path.remove(str(path.parent.resolve()))
         else:
             importlib.import_module(source)
+            imported.append(source)
+    return imported
 
 
 def _import_dotted(path: str) -> Any:

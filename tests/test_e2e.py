@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import wandb_records
+from ednaml.tracking import wandb_log as wandb_records
 from conftest import CONFIGS, run_ednaml, run_folders, summary
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def test_fit_leaves_the_run_folder_layout(digits_run):
 def test_metrics_csv_has_every_loss_term_metric_and_learning_rate(digits_run):
     _, run = digits_run
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("train/loss_step", "train/loss_epoch", "train/digit/SoftmaxLogitsLoss_step", "val/loss",
+    for column in ("train/loss_step", "train/loss", "train/digit/SoftmaxLogitsLoss_step", "train/digit/SoftmaxLogitsLoss", "val/loss",
                    "val/accuracy", "val/f1_micro", "val/f1_weighted", "test/accuracy", "lr/opt-1/weight", "lr/opt-1/bias"):
         assert column in header, column
 

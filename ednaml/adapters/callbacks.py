@@ -27,7 +27,7 @@ def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) 
     prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
     # last.ckpt is always the newest checkpoint, epoch or step: the one a resume continues from
     common = {"dirpath": run.checkpoints, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "auto_insert_metric_name": False,
-              "save_last": True, "save_top_k": -1, "enable_version_counter": False}
+              "save_last": True, "save_top_k": -1, "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], **common)]
     if save["STEP_SAVE_FREQUENCY"]:
         callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **common))
@@ -102,8 +102,14 @@ class RunSummary(Callback):
         if not trainer.sanity_checking:
             self._collect(trainer, ("val/",))
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._collect(trainer, ("train/",), epochs_done=trainer.current_epoch + 1)
+    # The module logs the epoch's training means in its own on_train_epoch_end, after callbacks' hooks:
+    # they are collected when the next epoch starts, and when training ends.
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch > 0:
+            self._collect(trainer, ("train/",), epochs_done=trainer.current_epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._collect(trainer, ("train/",), epochs_done=trainer.current_epoch)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collect(trainer, ("test/",))
@@ -158,3 +164,28 @@ class Backup(Callback):
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.sync()
+
+
+class StepMetrics(Callback):
+    """Every STEP_VERBOSE optimizer steps: the step's loss, each loss term and every learning rate.
+
+    Written before that step's checkpoint (checkpoint callbacks run last), so a resume from it
+    neither loses nor repeats the row.
+    """
+
+    def __init__(self) -> None:
+        self.seen = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step == self.seen:  # mid-accumulation: no optimizer step yet
+            return
+        self.seen = step
+        if step % trainer.log_every_n_steps and step != 1:
+            return
+        from ednaml.adapters.module import log_to_loggers
+
+        row = {f"train/{k}_step": v.item() for k, v in pl_module.train_losses.last.items()}
+        groups = [g for optimizer in trainer.optimizers for g in optimizer.param_groups]
+        row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)})
+        log_to_loggers(trainer, row)

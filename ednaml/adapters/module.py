@@ -32,6 +32,51 @@ def default_label(config: dict[str, Any], labels: dict[str, list[str]]) -> str:
     return wanted
 
 
+def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, Any]) -> None:
+    """Straight to the loggers at the current step (not through Lightning's aggregation), so the row is
+    written before any checkpoint of this step and resumes neither lose nor repeat it."""
+    row = {**metrics, "epoch": trainer.current_epoch}
+    for logger in trainer.loggers:
+        logger.log_metrics(row, step=trainer.global_step)
+
+
+class EpochLosses:
+    """Running sums of the training loss and its terms over an epoch; they travel in checkpoints, so a
+    resumed epoch's mean covers all its batches."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.epoch = -1
+        self.last: dict[str, torch.Tensor] = {}
+
+    def add(self, values: dict[str, torch.Tensor], size: int, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.reset()
+            self.epoch = epoch
+        for key, value in values.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums.get(key, 0) + value * size
+        self.count += size
+        self.last = {k: v.detach() for k, v in values.items()}
+
+    def means(self, strategy: Any) -> dict[str, float]:
+        count = strategy.reduce(torch.tensor(float(self.count), device=strategy.root_device), reduce_op="sum")
+        if count.item() == 0:
+            return {}
+        return {k: (strategy.reduce(v, reduce_op="sum") / count).item() for k, v in self.sums.items()}
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state:
+            self.sums, self.count, self.epoch = dict(state["sums"]), state["count"], state["epoch"]
+
+
 def rng_state() -> dict[str, Any]:
     """The CPU random number generators' states (torch, numpy, python), as checkpoint-safe lists."""
     import random
@@ -85,6 +130,7 @@ class EdnaModule(pl.LightningModule):
         self.schedules = ScheduleRunner([])
         self._pending_schedule_state: list[dict[str, Any]] | None = None
         self.provenance: dict[str, Any] | None = None  # set by the runner; every checkpoint carries it
+        self.train_losses = EpochLosses()
         self._stepped_at = -1
 
     def _prefix(self, stage: str, output: str) -> str:
@@ -103,22 +149,19 @@ class EdnaModule(pl.LightningModule):
 
     # ---- the steps ----
 
-    def _losses(self, batch: Any, stage: str) -> tuple[torch.Tensor, dict[str, Any], dict[str, torch.Tensor]]:
-        """Outputs, targets and the total loss; the total and every term logged under {stage}/."""
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
-        size = len(batch[0])
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
-        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_step=on_step, on_epoch=True, batch_size=size, sync_dist=True)
-        return loss, outputs, targets
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._losses(batch, "train")
+        self.train_losses.add({"loss": loss.detach(), **terms}, len(batch[0]), self.current_epoch)
+        self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss
 
     def _evaluate(self, batch: Any, stage: str, metrics: nn.ModuleList) -> None:
-        _, outputs, targets = self._losses(batch, stage)
+        outputs, targets = self.step_logic(self.model, batch)
+        loss, terms = self.criterion(outputs, targets)
+        size = len(batch[0])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_epoch=True, batch_size=size, sync_dist=True)
         for name, collection in zip(self.outputs, metrics):
             collection.update(outputs[name].logits, targets[outputs[name].label])
             self.log_dict(collection, on_step=False, on_epoch=True)
@@ -163,9 +206,6 @@ class EdnaModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.schedules.warm(self.trainer.global_step)
-        if self.trainer.global_step % self.trainer.log_every_n_steps == 0 or batch_idx == 0:
-            groups = [g for optimizer in self.trainer.optimizers for g in optimizer.param_groups]
-            self.log_dict({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)}, on_step=True, on_epoch=False)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.trainer.global_step != self._stepped_at:  # an optimizer step happened (not mid-accumulation)
@@ -173,6 +213,12 @@ class EdnaModule(pl.LightningModule):
             self.schedules.after_step(self.trainer.callback_metrics)
 
     def on_train_epoch_end(self) -> None:
+        """The epoch's mean loss and terms, over every process, then the epoch schedulers."""
+        means = self.train_losses.means(self.trainer.strategy)
+        log_to_loggers(self.trainer, {f"train/{k}": v for k, v in means.items()})
+        for key, value in means.items():  # for summary.json, monitors and ReduceLROnPlateau
+            self.log(f"train/{key}", value, logger=False, sync_dist=False)
+        self.train_losses.reset()
         self.schedules.after_epoch(self.trainer.callback_metrics)
 
     # ---- checkpoints ----
@@ -180,7 +226,7 @@ class EdnaModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ednaml"] = {"version": __version__, "config": self.config, "labels": self.labels,
                                 "provenance": self.provenance, "schedules": self.schedules.state_dict(),
-                                "rng": rng_state()}
+                                "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("ednaml", {})
@@ -188,3 +234,4 @@ class EdnaModule(pl.LightningModule):
         self._pending_schedule_state = saved.get("schedules")
         if saved.get("rng") and self.trainer.state.fn == "fit":  # a resumed run draws the same random numbers
             restore_rng_state(saved["rng"])
+            self.train_losses.load_state_dict(saved.get("train_losses"))

@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from ednaml.adapters.callbacks import Backup, RunSummary, checkpoint_callbacks
+from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.trainer import build_trainer
@@ -21,7 +21,7 @@ from ednaml.data.base import DataError
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunFolder
-from ednaml.tracking.wandb import log_run_files, wandb_logger
+from ednaml.tracking.wandb import backfill, log_run_files, wandb_logger
 
 log = logging.getLogger("ednaml")
 
@@ -128,11 +128,14 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
         provenance = _provenance(run, config, datamodule, invocation or {}, resume is not None)
         module.provenance = provenance
         wandb, wandb_info = wandb_logger(run, config, provenance)
+        if resume is not None and (sent := backfill(wandb, run, wandb_info.get("dir"))):
+            log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
         logger = RunLogger(run.path, run.run_id, wandb)
         summary = RunSummary(run, stage, wandb_info, previous=run.read_json("summary.json") if resume else None)
         callbacks: list[Any] = [summary, CommitMetrics(logger)]
         if stage == "fit":
-            callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [summary, CommitMetrics(logger), RecordParameters(run, provenance)]
+            callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [
+                StepMetrics(), summary, CommitMetrics(logger), RecordParameters(run, provenance)]
         save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])

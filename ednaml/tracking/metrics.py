@@ -94,6 +94,8 @@ class RunLogger(Logger):
         self.pending = []
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """A checkpoint now covers everything logged so far: write it out."""
+        self.commit()
         if self.wandb is not None:
             self.wandb.after_save_checkpoint(checkpoint_callback)
 
@@ -106,24 +108,10 @@ class RunLogger(Logger):
 
 
 class CommitMetrics(Callback):
-    """Commits held-back metrics once a checkpoint covers them, and when a stage ends."""
+    """Commits held-back metrics when a stage ends (during training, each checkpoint commits them)."""
 
     def __init__(self, logger: RunLogger):
-        self.logger, self.checkpointed = logger, False
-
-    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        self.checkpointed = True
-
-    def _after_checkpoint(self) -> None:
-        if self.checkpointed:
-            self.logger.commit()
-            self.checkpointed = False
-
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self._after_checkpoint()
-
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self._after_checkpoint()
+        self.logger = logger
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self.logger.commit()

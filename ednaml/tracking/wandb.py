@@ -31,7 +31,8 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     project = logging_cfg["WANDB_PROJECT"] or run.experiment
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
     settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
-                              x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
+                              x_disable_meta=True, x_disable_stats=True, x_save_requirements=False,
+                              x_transaction_log_flush_interval=1.0)
     logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=project,
                          entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
                          config=scrub({**config, "provenance": provenance}), settings=settings)
@@ -54,3 +55,20 @@ def log_run_files(logger: Any, run: RunFolder) -> None:
         if (run.path / name).exists():
             artifact.add_file(str(run.path / name))
     logger.experiment.log_artifact(artifact)
+
+
+def backfill(logger: Any, run: RunFolder, current_dir: str | None) -> int:
+    """On resume: send W&B the committed metric rows (metrics.csv) that the killed process never flushed."""
+    if logger is None or not run.writer or not (run.path / "metrics.csv").exists():
+        return 0
+    import csv
+
+    from ednaml.tracking.wandb_log import missing_rows
+
+    logs = [p for p in sorted(run.path.glob("wandb/*run-*/run-*.wandb")) if current_dir is None or str(p.parent) != current_dir]
+    with (run.path / "metrics.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = missing_rows(rows, logs)
+    for step, values in missing:
+        logger.log_metrics(values, step)
+    return len(missing)

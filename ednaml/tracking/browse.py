@@ -1,0 +1,220 @@
+"""Find, list and compare runs: `ednaml runs` and `ednaml diff`."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ednaml.config.errors import ConfigError, format_path
+
+DEFAULT_ROOT = "runs"
+
+
+@dataclass
+class Run:
+    """One run folder, read: its resolved config, summary and provenance (any may be missing)."""
+
+    path: Path
+    config: dict[str, Any] | None
+    summary: dict[str, Any]
+    provenance: dict[str, Any] | None
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def experiment(self) -> str:
+        return self.path.parent.name
+
+
+def _read(path: Path, loader: Any) -> Any:
+    try:
+        return loader(path.read_text(encoding="utf-8")) if path.exists() else None
+    except (ValueError, yaml.YAMLError):
+        return None
+
+
+def read_run(path: Path) -> Run:
+    return Run(path, _read(path / "config.yaml", yaml.safe_load), _read(path / "summary.json", json.loads) or {},
+               _read(path / "provenance.json", json.loads))
+
+
+def find_runs(root: str | Path = DEFAULT_ROOT) -> list[Run]:
+    """Every run under <root>/<experiment>/<run_id>/, newest first."""
+    runs = [read_run(p.parent) for p in Path(root).glob("*/*/summary.json")]
+    return sorted(runs, key=lambda r: (r.summary.get("started", ""), r.run_id), reverse=True)
+
+
+def resolve_run(ref: str, root: str | Path = DEFAULT_ROOT) -> Path:
+    """A run folder from its path or its run id (looked up under `root`)."""
+    path = Path(ref)
+    if (path / "summary.json").exists() or (path / "config.yaml").exists():
+        return path
+    matches = list(Path(root).glob(f"*/{ref}"))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"run id {ref!r} is in several experiments under {str(root)!r}: {[str(m) for m in matches]}; give the path")
+    known = [r.run_id for r in find_runs(root)]
+    close = difflib.get_close_matches(ref, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (runs under {str(root)!r}: `ednaml runs {root}`)"
+    raise ConfigError(f"{ref!r} is neither a run folder nor a run id under {str(root)!r}{hint}")
+
+
+def flatten(value: Any, path: tuple = ()) -> dict[str, Any]:
+    """{'OPTIMIZER[0].BASE_LR': 0.001, ...}: every leaf by its key path, in document order."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(flatten(sub, path + (key,)))
+        return out
+    if isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
+        out = {}
+        for i, sub in enumerate(value):
+            out.update(flatten(sub, path + (i,)))
+        return out
+    return {format_path(path): value}
+
+
+def config_value(config: dict[str, Any] | None, dotted: str) -> Any:
+    return flatten(config or {}).get(dotted, flatten(config or {}).get(dotted.replace(".0.", "[0].")))
+
+
+def best_metric(run: Run) -> str:
+    score = (run.summary.get("checkpoints") or {}).get("best_score") or {}
+    if score:
+        (name, value), = score.items()
+        return f"{name}={value:.4f}" if isinstance(value, float) else f"{name}={value}"
+    for name in ("val/accuracy", "val/loss"):
+        if name in run.summary.get("best", {}):
+            return f"{name}={run.summary['best'][name]['value']:.4f}"
+    return ""
+
+
+def matches(run: Run, experiment: str | None, status: str | None, where: list[tuple[str, Any]]) -> bool:
+    if experiment and not fnmatch.fnmatchcase(run.experiment, experiment):
+        return False
+    if status and run.summary.get("status") != status:
+        return False
+    flat = flatten(run.config or {})
+    return all(_key(k) in flat and flat[_key(k)] == v for k, v in where)
+
+
+def _key(dotted: str) -> str:
+    """OPTIMIZER.0.BASE_LR -> OPTIMIZER[0].BASE_LR (the form flatten() uses)."""
+    from ednaml.config.load import parse_key_path
+
+    return format_path(parse_key_path(dotted))
+
+
+def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    return [{
+        "experiment": r.experiment, "run_id": r.run_id, "started": r.summary.get("started", ""),
+        "status": r.summary.get("status", "?"), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
+        "best": best_metric(r), "wandb": (r.summary.get("wandb") or {}).get("id", ""), "path": str(r.path),
+    } for r in runs]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    columns = ["experiment", "run_id", "started", "status", "stage", "epochs", "best", "wandb"]
+    cells = [columns] + [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
+
+
+# ---- diff ----
+
+
+@dataclass
+class Side:
+    """One side of a diff: a run, or a config file (config only)."""
+
+    label: str
+    config: dict[str, Any]
+    provenance: dict[str, Any] | None
+    final: dict[str, Any]
+
+
+def side(ref: str, root: str | Path = DEFAULT_ROOT) -> Side:
+    path = Path(ref)
+    if path.is_file():
+        from ednaml.config import resolve
+
+        return Side(str(path), resolve([path]), None, {})
+    run = read_run(resolve_run(ref, root))
+    if run.config is None:
+        raise ConfigError(f"{str(run.path)!r} has no config.yaml; it is not a complete run folder")
+    return Side(run.run_id, run.config, run.provenance, run.summary.get("final", {}))
+
+
+ABSENT = "(absent)"
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, value in a, value in b) for every key whose values differ; ABSENT where one side lacks it."""
+    keys = list(a) + [k for k in b if k not in a]
+    return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if (k in a) != (k in b) or a.get(k) != b.get(k)]
+
+
+def diff(a: Side, b: Side) -> dict[str, Any]:
+    """Differences in config, components, versions, data and final metrics — in that order."""
+    result: dict[str, Any] = {"a": a.label, "b": b.label,
+                              "config": _changes(flatten(a.config), flatten(b.config))}
+    if a.provenance and b.provenance:
+        ca, cb = a.provenance.get("components", {}), b.provenance.get("components", {})
+        result["components"] = [(k, ca.get(k), cb.get(k)) for k in list(ca) + [k for k in cb if k not in ca]
+                                if (ca.get(k) or {}).get("class") != (cb.get(k) or {}).get("class")
+                                or (ca.get(k) or {}).get("source_sha256") != (cb.get(k) or {}).get("source_sha256")]
+        va = {k: v for k, v in a.provenance.get("versions", {}).items() if k != "packages"}
+        vb = {k: v for k, v in b.provenance.get("versions", {}).items() if k != "packages"}
+        result["versions"] = _changes(va, vb)
+        pa, pb = set(a.provenance["versions"].get("packages", [])), set(b.provenance["versions"].get("packages", []))
+        result["packages"] = {"only_a": sorted(pa - pb), "only_b": sorted(pb - pa)}
+        da, db = a.provenance.get("data", {}), b.provenance.get("data", {})
+        result["data"] = _changes({k: v for k, v in da.items() if k != "file_list"}, {k: v for k, v in db.items() if k != "file_list"})
+    metrics = sorted(set(a.final) | set(b.final))
+    result["metrics"] = [(k, a.final.get(k), b.final.get(k)) for k in metrics if a.final.get(k) != b.final.get(k)]
+    return result
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def format_diff(result: dict[str, Any]) -> str:
+    lines = [f"a: {result['a']}", f"b: {result['b']}", ""]
+    config = result["config"]
+    lines.append(f"config: {len(config)} difference{'s' * (len(config) != 1)}" if config else "config: same")
+    lines += [f"  {k}: {_show(va)} -> {_show(vb)}" for k, va, vb in config]
+    if "components" in result:
+        comps = result["components"]
+        lines.append(f"components: {len(comps)} changed" if comps else "components: same")
+        for key, ca, cb in comps:
+            what = "source changed" if ca and cb and ca.get("class") == cb.get("class") else "class changed"
+            lines.append(f"  {key}: {(ca or {}).get('class')} -> {(cb or {}).get('class')} ({what})")
+        versions, packages = result["versions"], result["packages"]
+        changed = bool(versions or packages["only_a"] or packages["only_b"])
+        lines.append("versions: differ" if changed else "versions: same")
+        lines += [f"  {k}: {_show(va)} -> {_show(vb)}" for k, va, vb in versions if k != "packages_sha256"]
+        lines += [f"  - {p}" for p in packages["only_a"][:20]] + [f"  + {p}" for p in packages["only_b"][:20]]
+        data = result["data"]
+        lines.append("data: differs" if data else "data: same")
+        lines += [f"  {k}: {_show(va)} -> {_show(vb)}" for k, va, vb in data]
+    metrics = result["metrics"]
+    lines.append("final metrics: differ" if metrics else "final metrics: same")
+    for k, va, vb in metrics:
+        delta = f"  ({vb - va:+.4g})" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else ""
+        lines.append(f"  {k}: {_show(va)} -> {_show(vb)}{delta}")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Read a run-<id>.wandb transaction log (LevelDB-style record framing) with wandb's own protobuf classes.
+
+A resumed run uses it to find which of its committed metric rows never reached W&B (a killed process
+loses what W&B had not yet flushed) and sends them again.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Iterator
+
+BLOCK = 32 * 1024
+RECORD_HEADER = 7  # crc32 (4), length (2), type (1)
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def records(path: Path) -> Iterator[Any]:
+    """Every record of the log, in order; a torn last record (a killed writer) ends the iteration."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    if len(data) < 7:
+        return
+    ident, magic, _ = struct.unpack("<4sHB", data[:7])
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path} is not a W&B transaction log")
+    pos, pending = 7, b""
+    while pos + RECORD_HEADER <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < RECORD_HEADER:  # block trailer padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + RECORD_HEADER])
+        chunk = data[pos + RECORD_HEADER:pos + RECORD_HEADER + length]
+        if len(chunk) < length:
+            return
+        pos += RECORD_HEADER + length
+        if kind == 0 and length == 0:
+            continue
+        if kind in (FULL, FIRST):
+            pending = chunk
+        else:
+            pending += chunk
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            try:
+                record.ParseFromString(pending)
+            except Exception:  # noqa: BLE001 - a torn record
+                return
+            yield record
+
+
+def run_config(path: Path) -> dict[str, Any]:
+    """The run's config as W&B stores it: {key: value}."""
+    config: dict[str, Any] = {}
+    for record in records(path):
+        kind = record.WhichOneof("record_type")
+        updates = record.config.update if kind == "config" else record.run.config.update if kind == "run" else []
+        for item in updates:
+            config[item.key] = json.loads(item.value_json)
+    return config
+
+
+def history(path: Path) -> list[dict[str, Any]]:
+    """The metric rows W&B holds, as {key: value} (with _step, _runtime, trainer/global_step, ...)."""
+    rows = []
+    for record in records(path):
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+    return rows
+
+
+def missing_rows(metrics_rows: list[dict[str, Any]], logs: list[Path]) -> list[tuple[int, dict[str, Any]]]:
+    """Rows of metrics.csv (step + values) that none of the W&B logs holds."""
+    seen = set()
+    for log in logs:
+        for row in history(log):
+            step = row.get("trainer/global_step")
+            seen.add((step, frozenset(k for k in row if not k.startswith("_") and k != "trainer/global_step")))
+    missing = []
+    for row in metrics_rows:
+        values = {k: float(v) for k, v in row.items() if k != "step" and v not in ("", None)}
+        step = int(row["step"]) if row.get("step") not in ("", None) else None
+        if values and (step, frozenset(values)) not in seen:
+            missing.append((step, values))
+    return missing
