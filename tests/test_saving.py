@@ -64,7 +64,8 @@ def test_drive_and_log_backups_copy_the_run(workdir, monkeypatch, target):
     fs, root = fsspec.core.url_to_fs(f"{url}/{info['experiment']}/{info['run_id']}")
     copied = {p.rsplit("/", 1)[1] for p in fs.find(root)}
     best = info["checkpoints"]["best"].rsplit("/", 1)[1]
-    expected = {"config.yaml", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json", "last.ckpt",
+    expected = {"config.yaml", "provenance.json", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json",
+                "confusion.json", "report.html", "last.ckpt",
                 "digits-v1_epoch0_step10.ckpt", "digits-v1_epoch1_step20.ckpt", best, "model.pt"}
     assert expected <= copied
     assert all("_best_" in name for name in copied - expected)  # an earlier best stays in the backup

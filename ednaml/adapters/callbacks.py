@@ -134,7 +134,8 @@ class Backup(Callback):
     changed files are copied at the start of every epoch and once more when the run ends.
     """
 
-    RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json")
+    RUN_FILES = ("config.yaml", "provenance.json", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json",
+                 "confusion.json", "report.html")
 
     def __init__(self, run: RunFolder, target: str, checkpoints: bool, logs: bool):
         self.run, self.checkpoints, self.logs = run, checkpoints, logs

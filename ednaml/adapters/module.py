@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,11 +12,12 @@ from torch import nn
 
 from ednaml import __version__, registry
 from ednaml.losses import Criterion
-from ednaml.metrics import classification_metrics
+from ednaml.metrics import classification_metrics, confusion_matrix
 from ednaml.models import build_model
 from ednaml.models.weights import load_weights
 from ednaml.optim.optimizers import GroupRow, OptimizerSet, format_table, make_optimizer, norm_parameter_names
 from ednaml.optim.schedulers import ScheduleRunner, build_schedules
+from ednaml.tracking.secrets import scrub
 
 log = logging.getLogger("ednaml")
 
@@ -30,6 +32,12 @@ def default_label(config: dict[str, Any], labels: dict[str, list[str]]) -> str:
     if wanted not in labels:
         raise ValueError(f"LOSS[0].LABEL: {wanted!r} is not a label of the data; its labels are {list(labels)}")
     return wanted
+
+
+@dataclass
+class Scored:
+    logits: torch.Tensor
+    target: torch.Tensor
 
 
 def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, Any]) -> None:
@@ -126,6 +134,8 @@ class EdnaModule(pl.LightningModule):
         metrics = {name: classification_metrics(classes[info.label]) for name, info in self.outputs.items()}
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
         self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
+        self.test_confusion = nn.ModuleList(confusion_matrix(classes[info.label]) for info in self.outputs.values())
+        self.confusion: dict[str, Any] = {}  # after a test: {output: {matrix, classes}}
         self.parameter_table: list[GroupRow] = []
         self.schedules = ScheduleRunner([])
         self._pending_schedule_state: list[dict[str, Any]] | None = None
@@ -156,7 +166,8 @@ class EdnaModule(pl.LightningModule):
         self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss
 
-    def _evaluate(self, batch: Any, stage: str, metrics: nn.ModuleList) -> None:
+    def _evaluate(self, batch: Any, stage: str, metrics: nn.ModuleList) -> dict[str, Any]:
+        """Losses and metrics of one evaluation batch; returns {output: (logits, target)} for more."""
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
         size = len(batch[0])
@@ -165,12 +176,21 @@ class EdnaModule(pl.LightningModule):
         for name, collection in zip(self.outputs, metrics):
             collection.update(outputs[name].logits, targets[outputs[name].label])
             self.log_dict(collection, on_step=False, on_epoch=True)
+        return {name: Scored(outputs[name].logits, targets[outputs[name].label]) for name in self.outputs}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_metrics)
+        outputs = self._evaluate(batch, "test", self.test_metrics)
+        for (name, output), confusion in zip(outputs.items(), self.test_confusion):
+            confusion.update(output.logits, output.target)
+
+    def on_test_epoch_end(self) -> None:
+        self.confusion = {name: {"matrix": confusion.compute().tolist(), "classes": self.labels[info.label]}
+                          for (name, info), confusion in zip(self.outputs.items(), self.test_confusion)}
+        for confusion in self.test_confusion:
+            confusion.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, dict[str, torch.Tensor]]:
         outputs, targets = self.step_logic(self.model, batch)
@@ -224,8 +244,8 @@ class EdnaModule(pl.LightningModule):
     # ---- checkpoints ----
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ednaml"] = {"version": __version__, "config": self.config, "labels": self.labels,
-                                "provenance": self.provenance, "schedules": self.schedules.state_dict(),
+        checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
+                                "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
                                 "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

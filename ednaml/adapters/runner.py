@@ -20,6 +20,7 @@ from ednaml.api import BuildError
 from ednaml.data.base import DataError
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
+from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunFolder
 from ednaml.tracking.wandb import backfill, log_run_files, wandb_logger
 
@@ -160,6 +161,8 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
                 batches = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
                 summary.summary["predictions"] = str(_write_predictions(run, batches or [], module))
             logger.commit()
+            if module.confusion:
+                run.write_json("confusion.json", module.confusion)
             summary.finish("finished")
         except BaseException as err:
             summary.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed", error=str(err))
@@ -167,6 +170,8 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
         log.info("run %s %s; final metrics: %s", run.run_id, summary.summary["status"], summary.summary["final"])
         return summary.summary
     finally:
+        if run.writer:
+            write_report(run.path)
         if backup is not None:
             backup.sync()
         if wandb is not None and run.writer:

@@ -42,3 +42,10 @@ def classification_metrics(num_classes: int, names: Sequence[str] = DEFAULT_METR
     from torchmetrics import MetricCollection
 
     return MetricCollection({name: registry.get("metric", name)(num_classes) for name in names})
+
+
+def confusion_matrix(num_classes: int) -> "Metric":
+    """Counts of (true class, predicted class), synced across devices."""
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    return MulticlassConfusionMatrix(num_classes=num_classes)

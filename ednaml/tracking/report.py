@@ -1,0 +1,181 @@
+"""report.html: one self-contained page per run — config, provenance, curves, parameter groups, results.
+
+No scripts, no network: inline CSS and SVG, so the file opens in any browser, anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ednaml.tracking.run_folder import write_atomic
+
+WIDTH, HEIGHT, PAD = 520, 220, 40
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _series(rows: list[dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
+    """metric -> [(step, value)] from metrics.csv."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if not row.get("step"):
+            continue
+        for key, value in row.items():
+            if key in ("step", "epoch") or value in ("", None):
+                continue
+            try:
+                series.setdefault(key, []).append((float(row["step"]), float(value)))
+            except ValueError:
+                continue
+    return series
+
+
+def svg_chart(title: str, lines: dict[str, list[tuple[float, float]]]) -> str:
+    """A line chart of several series over steps, as inline SVG."""
+    points = [p for values in lines.values() for p in values]
+    if not points:
+        return ""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def at(x: float, y: float) -> str:
+        return f"{PAD + (x - x0) / (x1 - x0) * (WIDTH - 2 * PAD):.1f},{HEIGHT - PAD - (y - y0) / (y1 - y0) * (HEIGHT - 2 * PAD):.1f}"
+
+    parts = [f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
+             f'<text x="{PAD}" y="16" class="title">{html.escape(title)}</text>',
+             f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
+             f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
+             f'<text x="{PAD - 4}" y="{PAD + 4}" class="tick" text-anchor="end">{y1:.3g}</text>',
+             f'<text x="{PAD - 4}" y="{HEIGHT - PAD}" class="tick" text-anchor="end">{y0:.3g}</text>',
+             f'<text x="{PAD}" y="{HEIGHT - PAD + 14}" class="tick">{x0:.0f}</text>',
+             f'<text x="{WIDTH - PAD}" y="{HEIGHT - PAD + 14}" class="tick" text-anchor="end">step {x1:.0f}</text>']
+    for i, (name, values) in enumerate(lines.items()):
+        color = COLORS[i % len(COLORS)]
+        coords = " ".join(at(x, y) for x, y in values)
+        if len(values) > 1:
+            parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.8"/>')
+        parts += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.2" fill="{color}"/>' for c in coords.split()[-60:]]
+        parts.append(f'<text x="{WIDTH - PAD + 4 - 150}" y="{30 + 13 * i}" class="legend" fill="{color}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _charts(series: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """Loss curves, each metric's curves (val and test), learning rates."""
+    groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for key, values in series.items():
+        stage, _, name = key.partition("/")
+        if stage == "lr":
+            groups.setdefault("learning rate", {})[name] = values
+        elif name in ("loss", "loss_step"):
+            groups.setdefault("loss", {})[key] = values
+        elif stage in ("val", "test") and name.rsplit("/", 1)[-1].islower():
+            groups.setdefault(name, {})[key] = values
+        elif "/" in name and stage in ("train", "val") and not name.endswith("_step"):
+            groups.setdefault(f"loss term {name}", {})[key] = values
+    order = ["loss"] + sorted(k for k in groups if k not in ("loss", "learning rate") and not k.startswith("loss term")) \
+        + sorted(k for k in groups if k.startswith("loss term")) + ["learning rate"]
+    return [svg_chart(name, groups[name]) for name in order if name in groups]
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def _confusion(name: str, matrix: list[list[int]], classes: list[str]) -> str:
+    peak = max((max(row) for row in matrix), default=1) or 1
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in classes)
+    rows = []
+    for label, row in zip(classes, matrix):
+        cells = "".join(f'<td style="background: rgba(31,119,180,{0.08 + 0.9 * v / peak:.2f})">{v}</td>' for v in row)
+        rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+    return (f"<h3>{html.escape(name)}: true class (rows) × predicted class (columns)</h3>"
+            f'<table class="confusion"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1120px; color: #222; }
+h1 { font-size: 20px; } h2 { font-size: 16px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 28px; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f5f5f5; } td:first-child { text-align: left; } .confusion td { min-width: 28px; text-align: center; }
+.charts { display: flex; flex-wrap: wrap; gap: 12px; } .chart { border: 1px solid #eee; background: #fff; }
+.chart .axis { stroke: #888; } .chart .title { font-weight: 600; font-size: 13px; } .chart .tick { font-size: 10px; fill: #666; }
+.chart .legend { font-size: 10px; } pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
+.status-finished { color: #2ca02c; } .status-failed, .status-interrupted { color: #d62728; }
+"""
+
+
+def build_report(run_dir: Path) -> str:
+    run_dir = Path(run_dir)
+    summary = _read_json(run_dir / "summary.json") or {}
+    provenance = _read_json(run_dir / "provenance.json") or {}
+    groups = _read_json(run_dir / "parameter_groups.json") or []
+    confusion = _read_json(run_dir / "confusion.json") or {}
+    config_text = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").exists() else ""
+    rows: list[dict[str, str]] = []
+    if (run_dir / "metrics.csv").exists():
+        with (run_dir / "metrics.csv").open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+
+    status = summary.get("status", "?")
+    final = summary.get("final", {})
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.get('experiment', ''))} "
+             f"{html.escape(summary.get('run_id', run_dir.name))}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(summary.get('experiment', run_dir.parent.name))} / {html.escape(summary.get('run_id', run_dir.name))}</h1>",
+             f"<p>{html.escape(summary.get('stage', ''))} · <b class='status-{html.escape(status)}'>{html.escape(status)}</b> · "
+             f"started {html.escape(summary.get('started', ''))} · {summary.get('epochs', '')} epochs, "
+             f"{summary.get('global_step', '')} steps · {summary.get('elapsed_seconds', '')} s"
+             f"{' · resumed ' + str(summary['resumed']) + '×' if summary.get('resumed') else ''}</p>",
+             "<h2>Final metrics</h2>",
+             _table([[k, v, (summary.get("best", {}).get(k) or {}).get("value")] for k, v in final.items()], ["metric", "final", "best"])]
+    charts = _charts(_series(rows))
+    if charts:
+        parts += ["<h2>Curves</h2>", f"<div class='charts'>{''.join(charts)}</div>"]
+    if confusion:
+        parts.append("<h2>Confusion matrix (test)</h2>")
+        parts += [_confusion(name, entry["matrix"], entry["classes"]) for name, entry in confusion.items()]
+    if groups:
+        parts += ["<h2>Parameter groups</h2>",
+                  _table([[g["group"], g["optimizer"], g["kind"], g["tensors"], g["parameters"], g["lr"], g["weight_decay"]] for g in groups],
+                         ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight decay"])]
+    if provenance:
+        versions = provenance.get("versions", {})
+        git = provenance.get("git") or {}
+        data = provenance.get("data", {})
+        machine = provenance.get("machine", {})
+        facts = [["command", " ".join(provenance.get("command") or []) or "(Python API)"],
+                 ["seed", provenance.get("seed")],
+                 ["versions", ", ".join(f"{k} {versions.get(k)}" for k in ("ednaml", "torch", "lightning", "python") if versions.get(k))],
+                 ["packages", f"{len(versions.get('packages', []))} (sha256 {str(versions.get('packages_sha256', ''))[:12]})"],
+                 ["git", f"{git.get('commit', '')[:12]} on {git.get('branch')}{' (dirty)' if git.get('dirty') else ''}" if git else "not a git working tree"],
+                 ["machine", f"{machine.get('platform', '')}, {machine.get('cpus', '')} CPUs, accelerators: {', '.join(machine.get('accelerators') or []) or 'none'}"],
+                 ["data", f"{data.get('samples')}, {data.get('files')} files, {data.get('bytes')} bytes, sha256 {str(data.get('sha256', ''))[:12]}"],
+                 ["parameters", provenance.get("parameters")]]
+        parts += ["<h2>Provenance</h2>", _table(facts, ["", ""])]
+        comps = provenance.get("components", {})
+        parts.append(_table([[k, v["name"], v["class"], (v.get("source_sha256") or "")[:12]] for k, v in comps.items()],
+                            ["config key", "name", "class", "source sha256"]))
+    parts += ["<h2>Config</h2>", f"<pre>{html.escape(config_text)}</pre>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_report(run_dir: Path) -> Path:
+    path = Path(run_dir) / "report.html"
+    write_atomic(path, build_report(Path(run_dir)))
+    return path
