@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -42,19 +43,44 @@ def prepare(
     return config
 
 
-def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The resolved config a checkpoint carries."""
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
     import torch
 
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path: {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint:
-        raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no config); pass --config too")
-    return checkpoint["ednaml"]["config"]
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})") from None
+    if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint or "state_dict" not in checkpoint:
+        raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
+    return checkpoint["ednaml"]
+
+
+def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The resolved config a checkpoint carries."""
+    return read_checkpoint(path)["config"]
+
+
+def checkpoint_mismatch(path: str | os.PathLike, config: dict[str, Any]) -> None:
+    """A checkpoint must hold the model (and learnable losses) that `config` builds; say which keys differ."""
+    from ednaml.tracking.browse import flatten
+
+    saved = read_checkpoint(path)["config"]
+    parts = {"MODEL": lambda c: {k: v for k, v in c["MODEL"].items() if k != "WEIGHTS"},
+             "LOSS": lambda c: [{k: e[k] for k in ("NAME", "LOSSES", "KWARGS")} for e in c["LOSS"]]}
+    differing = []
+    for section, pick in parts.items():
+        a, b = flatten(pick(saved), (section,)), flatten(pick(config), (section,))
+        differing += [k for k in list(a) + [k for k in b if k not in a] if a.get(k) != b.get(k)]
+    if differing:
+        shown = "; ".join(differing[:8])
+        raise ConfigError(f"ckpt_path: {str(path)!r} holds a different model than this config ({shown}); "
+                          "use the checkpoint's own config (omit --config) or a matching checkpoint")
 
 
 class EdnaML:
@@ -74,6 +100,8 @@ class EdnaML:
                 base = deep_merge(normalize_legacy(base), normalize_legacy(dict(c)))
         if ckpt_path and not configs:
             base = config_from_checkpoint(ckpt_path)
+        elif ckpt_path:
+            checkpoint_mismatch(ckpt_path, prepare(files, list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides), imports, base or None))
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))

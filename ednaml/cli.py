@@ -9,7 +9,7 @@ import warnings
 from typing import Any, Sequence
 
 STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("list", "runs", "diff", "reproduce")
+COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
                     "--status", "--where")
 BARE_FLAGS = ("--print_config", "--debug", "--help", "--json")
@@ -17,6 +17,7 @@ BARE_FLAGS = ("--print_config", "--debug", "--help", "--json")
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
        ednaml fit --resume RUN
+       ednaml check --config CFG.yml [...]
        ednaml list [KIND] [PATTERN]
        ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
@@ -29,6 +30,9 @@ commands:
   validate   evaluate on the validation split
   test       evaluate on the test split (--ckpt_path alone: the checkpoint's own config)
   predict    write predictions.csv for the test split
+  check      build everything and try one batch, one backward and one optimizer step, without
+             training; print the data, model, parameter groups, learning-rate schedule, checkpoint
+             plan and run folder; exit 0 when ready to train, 2 otherwise
   list       the registered components, by kind (datareader, model, loss, ...)
   runs       the runs under ROOT (default ./runs), newest first
   diff       what differs between two runs (folders or run ids) or configs: config, components,
@@ -189,6 +193,22 @@ def _reproduce(args: dict[str, Any]) -> int:
     return 0 if summary["status"] == "finished" else 1
 
 
+def _check(args: dict[str, Any]) -> int:
+    from ednaml.api import EdnaML
+    from ednaml.check import check
+    from ednaml.config import ConfigError
+
+    if not args["config"]:
+        raise UsageError("`ednaml check` needs --config FILE")
+    experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"])
+    lines, problems = check(experiment.config)
+    print("\n".join(lines))
+    if problems:
+        raise ConfigError(problems, ", ".join(args["config"]))
+    print("ready to train")
+    return 0
+
+
 def _run(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.config import dump
@@ -243,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
-        commands = {"list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce}
+        commands = {"check": _check, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:
         print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
@@ -252,10 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ednaml.api import BuildError
         from ednaml.config import ConfigError
         from ednaml.data.base import DataError
+        from ednaml.faults import RunStopped
         from ednaml.utils import MissingExtra
 
-        if debug or not isinstance(err, (ConfigError, BuildError, DataError, MissingExtra)):
+        if debug or not isinstance(err, (ConfigError, BuildError, DataError, MissingExtra, RunStopped)):
             raise
+        if isinstance(err, RunStopped):
+            print(f"ednaml: run stopped: {err}", file=sys.stderr)
+            return err.exit_code
         print(f"ednaml: {err}" if isinstance(err, ConfigError) else f"ednaml: error: {err}", file=sys.stderr)
         return 2
 

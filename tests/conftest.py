@@ -30,6 +30,17 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
+@pytest.fixture(autouse=True)
+def _log_handlers_write_to_this_tests_stderr():
+    """Lightning's log handler keeps the stderr of the moment it was imported; pytest swaps stderr per test."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setStream(sys.stderr)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)

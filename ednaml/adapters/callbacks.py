@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 import time
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from ednaml.faults import Interrupted
 from ednaml.tracking.run_folder import RunFolder, plain_metrics
+
+log = logging.getLogger("ednaml")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -115,7 +121,10 @@ class RunSummary(Callback):
         self._collect(trainer, ("test/",))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.finish("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed", error=str(exception))
+        self.record_checkpoints(trainer)
+        self.summary["global_step"] = trainer.global_step
+        interrupted = isinstance(exception, (KeyboardInterrupt, Interrupted))
+        self.finish("interrupted" if interrupted else "failed", error=str(exception))
 
     def finish(self, status: str, error: str | None = None) -> None:
         if self.summary["status"] in ("failed", "interrupted"):
@@ -125,6 +134,59 @@ class RunSummary(Callback):
         if error:
             self.summary["error"] = error
         self.write()
+
+
+class StopOnSignal(Callback):
+    """SIGTERM or Ctrl-C during training: finish the batch, save last.ckpt, stop. `--resume` continues.
+
+    The handlers replace Lightning's own SIGTERM handling for the length of training, so the stop is
+    always at a batch boundary with a checkpoint. A second Ctrl-C stops at once.
+    """
+
+    def __init__(self, run: RunFolder):
+        self.run, self.requested, self.previous = run, None, {}
+
+    def _request(self, signum: int, frame: Any) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._request) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _stop_requested(self, trainer: pl.Trainer) -> bool:
+        # any process asked (a launcher may signal only one): every process stops at the same point
+        return trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._stop_requested(trainer):
+            path = self.run.checkpoints / "last.ckpt"
+            trainer.save_checkpoint(path)
+            for logger in trainer.loggers:
+                if hasattr(logger, "commit"):
+                    logger.commit()
+            self._stop(trainer, path)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._stop_requested(trainer):  # asked during the last epoch's end: its checkpoint is the place to resume
+            self._stop(trainer, self.run.checkpoints / "last.ckpt")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._stop_requested(trainer):
+            self._stop(trainer, self.run.checkpoints / "last.ckpt")
+
+    def _stop(self, trainer: pl.Trainer, path: Any) -> None:
+        self.restore()
+        raise Interrupted(self.requested or "SIGTERM", trainer.global_step, str(path), self.run.run_id)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.restore()
 
 
 class Backup(Callback):
@@ -141,6 +203,7 @@ class Backup(Callback):
         self.run, self.checkpoints, self.logs = run, checkpoints, logs
         self.target = f"{target.rstrip('/')}/{run.experiment}/{run.run_id}"
         self.copied: dict[str, float] = {}
+        self.error: str | None = None
 
     def sync(self) -> None:
         if not self.run.writer:
@@ -150,15 +213,19 @@ class Backup(Callback):
         files = [self.run.path / name for name in self.RUN_FILES] if self.logs else []
         if self.checkpoints:
             files += sorted(self.run.checkpoints.glob("*.ckpt")) + sorted(self.run.checkpoints.glob("*.pt"))
-        fs, root = fsspec.core.url_to_fs(self.target)
-        for path in files:
-            if not path.is_file() or self.copied.get(str(path)) == path.stat().st_mtime:
-                continue
-            relative = path.relative_to(self.run.path).as_posix()
-            destination = f"{root}/{relative}"
-            fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
-            fs.put_file(str(path), destination)
-            self.copied[str(path)] = path.stat().st_mtime
+        try:
+            fs, root = fsspec.core.url_to_fs(self.target)
+            for path in files:
+                if not path.is_file() or self.copied.get(str(path)) == path.stat().st_mtime:
+                    continue
+                relative = path.relative_to(self.run.path).as_posix()
+                destination = f"{root}/{relative}"
+                fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
+                fs.put_file(str(path), destination)
+                self.copied[str(path)] = path.stat().st_mtime
+        except (OSError, ValueError, ImportError) as err:  # the run goes on; its local files are all there
+            self.error = f"SAVE.CHECKPOINT_DIRECTORY {self.target!r}: backup failed ({type(err).__name__}: {err}); the local files in {self.run.path} are kept"
+            log.error(self.error)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.sync()

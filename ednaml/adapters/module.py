@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ednaml import __version__, registry
+from ednaml.faults import NonFiniteLoss
 from ednaml.losses import Criterion
 from ednaml.metrics import classification_metrics, confusion_matrix
 from ednaml.models import build_model
@@ -162,6 +163,11 @@ class EdnaModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
+        if not torch.isfinite(loss):  # stop before the bad step touches a weight; the last checkpoint stays good
+            bad = [name for name, value in terms.items() if not torch.isfinite(value)] or ["loss"]
+            raise NonFiniteLoss(f"the loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+                                f"batch {batch_idx}); non-finite terms: {', '.join(bad)}. The run stopped; its last "
+                                "checkpoint holds the last good weights.")
         self.train_losses.add({"loss": loss.detach(), **terms}, len(batch[0]), self.current_epoch)
         self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss

@@ -12,12 +12,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, checkpoint_callbacks
+from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.trainer import build_trainer
 from ednaml.api import BuildError
 from ednaml.data.base import DataError
+from ednaml.faults import Interrupted, RunStopped, explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
@@ -136,7 +137,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
         callbacks: list[Any] = [summary, CommitMetrics(logger)]
         if stage == "fit":
             callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [
-                StepMetrics(), summary, CommitMetrics(logger), RecordParameters(run, provenance)]
+                StepMetrics(), summary, CommitMetrics(logger), RecordParameters(run, provenance), StopOnSignal(run)]
         save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
@@ -163,9 +164,14 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
             logger.commit()
             if module.confusion:
                 run.write_json("confusion.json", module.confusion)
+            if backup is not None and backup.error:
+                summary.summary["backup_error"] = backup.error
             summary.finish("finished")
         except BaseException as err:
-            summary.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed", error=str(err))
+            summary.finish("interrupted" if isinstance(err, (KeyboardInterrupt, Interrupted)) else "failed", error=str(err))
+            reason = explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], str(trainer.strategy.root_device))
+            if reason:
+                raise RunStopped(reason) from err
             raise
         log.info("run %s %s; final metrics: %s", run.run_id, summary.summary["status"], summary.summary["final"])
         return summary.summary

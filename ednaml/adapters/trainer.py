@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from ednaml.config.errors import Problem, show
 
@@ -47,6 +50,26 @@ def trainer_kwargs(trainer: dict[str, Any]) -> dict[str, Any]:
     return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint beside its final name, flushes it to disk, then renames it into place:
+    a kill during a save never leaves a half-written `last.ckpt` (the previous one stays)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        target = Path(str(path))
+        if "://" in str(path):  # remote: fsspec's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            with temporary.open("wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
 def build_trainer(config: dict[str, Any], root_dir: str, callbacks: list, loggers: list) -> pl.Trainer:
     """The Trainer of `config['trainer']`, with EdnaML's callbacks and loggers added to the user's own."""
     kwargs = trainer_kwargs({k: v for k, v in config["trainer"].items() if k != "default_root_dir"})
@@ -58,4 +81,8 @@ def build_trainer(config: dict[str, Any], root_dir: str, callbacks: list, logger
         loggers = []
     elif user_logger not in (None, True):
         loggers = loggers + (user_logger if isinstance(user_logger, list) else [user_logger])
-    return pl.Trainer(default_root_dir=root_dir, callbacks=callbacks + user_callbacks, logger=loggers, **kwargs)
+    plugins = kwargs.pop("plugins", None) or []
+    plugins = plugins if isinstance(plugins, list) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return pl.Trainer(default_root_dir=root_dir, callbacks=callbacks + user_callbacks, logger=loggers, plugins=plugins, **kwargs)

@@ -25,7 +25,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{format_path(self.path)}: {self.message}"
+        return f"{format_path(self.path)}: {self.message}" if self.path else self.message
 
 
 class ConfigError(Exception):

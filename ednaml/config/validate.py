@@ -81,27 +81,32 @@ def check_structure(cfg: dict[str, Any]) -> list[Problem]:
             _check_section(spec, value, (section,), problems)
         elif not isinstance(value, (dict, list)):
             problems.append(Problem((section,), f"must be a mapping or a list, got {show(value)}"))
-    if not problems:
+    try:  # the rules between keys, where the keys they read are well-formed
         problems += _check_rules(cfg)
+    except (KeyError, TypeError, AttributeError):
+        pass
     return problems
 
 
 def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
     for key in ("EPOCHS", "TEST_FREQUENCY"):
-        if cfg["EXECUTION"][key] < 1:
+        if number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1:
             problems.append(Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1"))
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-        if cfg[section]["BATCH_SIZE"] < 1:
+        if number(cfg[section]["BATCH_SIZE"]) and cfg[section]["BATCH_SIZE"] < 1:
             problems.append(Problem((section, "BATCH_SIZE"), f"{cfg[section]['BATCH_SIZE']} must be at least 1"))
-        if cfg[section]["WORKERS"] < 0:
+        if number(cfg[section]["WORKERS"]) and cfg[section]["WORKERS"] < 0:
             problems.append(Problem((section, "WORKERS"), f"{cfg[section]['WORKERS']} must be 0 or more"))
 
     names: dict[str, int] = {}
     for i, entry in enumerate(cfg["LOSS"]):
         n = len(entry["LOSSES"])
         for key in ("KWARGS", "LAMBDAS"):
-            if len(entry[key]) != n:
+            if isinstance(entry[key], list) and len(entry[key]) != n:
                 problems.append(Problem(("LOSS", i, key), f"has {len(entry[key])} items but LOSSES has {n}; give one per loss"))
         for j, lam in enumerate(entry["LAMBDAS"]):
             if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:

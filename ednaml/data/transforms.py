@@ -36,7 +36,7 @@ def _per_channel(value: float | Sequence[float], channels: int, name: str) -> li
     if len(values) == 1:
         values = values * channels
     if len(values) != channels:
-        raise ValueError(f"TRANSFORMATION.ARGS.{name} has {len(values)} values for {channels} channels")
+        raise ValueError(f"TRANSFORMATION.ARGS.{name}: has {len(values)} values for {channels} channels")
     return values
 
 

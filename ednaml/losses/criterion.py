@@ -18,13 +18,14 @@ def reads_features(loss: Any) -> bool:
 
 
 def match_output(name: str, label: str | None, outputs: dict[str, Any]) -> str:
-    """The output a LOSS entry reads: the one named NAME, else the one tracking LABEL, else the only one."""
+    """The output a LOSS entry reads: the one named NAME, else the one tracking LABEL, else (no LABEL given)
+    the only one. An entry whose LABEL no output tracks is an error, not a silent mismatch."""
     if name in outputs:
         return name
     tracking = [n for n, o in outputs.items() if label is not None and o.label == label]
     if tracking:
         return tracking[0]
-    if len(outputs) == 1:
+    if len(outputs) == 1 and label is None:
         return next(iter(outputs))
     raise ValueError(f"LOSS entry {name!r}: no model output is named {name!r} or tracks label {label!r}; "
                      f"outputs are {[f'{n} ({o.label})' for n, o in outputs.items()]}")

@@ -29,4 +29,4 @@ def attention(kind: str | None, channels: int) -> nn.Module:
         return nn.Identity()
     if str(kind).lower() == "cbam":
         return CBAM(channels)
-    raise ValueError(f"MODEL.MODEL_KWARGS.attention {kind!r} is not one of {', '.join(ATTENTIONS)} (or null)")
+    raise ValueError(f"MODEL.MODEL_KWARGS.attention: {kind!r} is not one of {', '.join(ATTENTIONS)} (or null)")

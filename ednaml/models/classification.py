@@ -34,7 +34,7 @@ def feature_norm(kind: str | None, dim: int) -> nn.Module:
         return L2Norm()
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"MODEL.MODEL_NORMALIZATION {kind!r} is not one of {', '.join(NORMALIZATIONS)}")
+    raise ValueError(f"MODEL.MODEL_NORMALIZATION: {kind!r} is not one of {', '.join(NORMALIZATIONS)}")
 
 
 class ClassificationHead(nn.Module):
@@ -95,7 +95,7 @@ def resnet_stages(base: str, initial_channels: int, attention_kind: str | None) 
     With an attention kind, each of layer1..layer4 is followed by that attention module.
     """
     if base not in RESNETS:
-        raise ValueError(f"MODEL.MODEL_BASE {base!r} is not one of {', '.join(RESNETS)}")
+        raise ValueError(f"MODEL.MODEL_BASE: {base!r} is not one of {', '.join(RESNETS)}")
     models = require("torchvision.models", "vision")
     net = getattr(models, base)(weights=None)
     if initial_channels != 3:

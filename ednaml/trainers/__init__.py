@@ -76,7 +76,7 @@ class MultiClassificationTrainer(ClassificationTrainer):
         self.labels = list(labels)
         declared = getattr(model, "outputs", None)
         if not declared:
-            raise ValueError(f"EXECUTION.TRAINER {type(self).__name__} needs a multi-output model (with `outputs`), "
+            raise ValueError(f"EXECUTION.TRAINER: {type(self).__name__} needs a multi-output model (with `outputs`), "
                              f"not {type(model).__name__}")
         features = getattr(model, "feature_dimensions", {}) or {}
         self.outputs = {}

@@ -1,0 +1,185 @@
+"""`ednaml check`: build every part of a run and try one step of it, without training.
+
+Reads one batch of each split, runs the model and every loss, one backward pass and one optimizer step
+on a throwaway copy, and lays out what the run will do. Every problem is reported, with its key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import time
+import warnings
+from typing import Any
+
+import torch
+
+from ednaml.config.errors import Problem
+from ednaml.data.base import DataError
+from ednaml.faults import explain
+
+KEY_PATH = re.compile(r"^((?:[A-Z_]+|trainer)(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\[\d+\])?)*): (.*)$", re.S)
+
+
+def problem_from(err: BaseException, default: tuple) -> Problem:
+    """A Problem at the key path the message starts with ('MODEL.MODEL_KWARGS: ...'), else at `default`."""
+    text = str(err).strip("'\"")
+    if isinstance(err, DataError):
+        return Problem(tuple(err.key.split(".")), text.split(": ", 1)[1] if ": " in text else text)
+    match = KEY_PATH.match(text)
+    if match:
+        from ednaml.config.load import parse_key_path
+
+        return Problem(tuple(parse_key_path(match.group(1))), match.group(2))
+    return Problem(default, text)
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_shape(v) for v in value) + ")"
+    return type(value).__name__
+
+
+def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
+    """The learning rate of every param group at the start of each epoch, simulated on a copy."""
+    probe = copy.deepcopy(module)
+    optimizer = probe.configure_optimizers()
+    groups = [(g.get("name", str(i)), g) for i, g in enumerate(optimizer.param_groups)]
+    plateau = [s.name for s in probe.schedules.schedules if s.monitor]
+    rows = [["epoch"] + [name for name, _ in groups]]
+    step = 0
+    with warnings.catch_warnings():  # the simulation steps schedulers without optimizer steps, on purpose
+        warnings.simplefilter("ignore")
+        for epoch in range(epochs):
+            probe.schedules.warm(step)
+            rows.append([str(epoch)] + [f"{g['lr']:.4g}" for _, g in groups])
+            for _ in range(steps_per_epoch):
+                probe.schedules.warm(step)
+                step += 1
+                probe.schedules.after_step({})
+            probe.schedules.after_epoch({})
+    shown = rows if len(rows) <= 13 else rows[:7] + [["..."] * len(rows[0])] + rows[-5:]
+    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in shown]
+    if plateau:
+        lines.append(f"  (ReduceLROnPlateau of {', '.join(plateau)} depends on its MONITOR: shown constant)")
+    return lines
+
+
+def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
+    """The report's lines and every problem found."""
+    from ednaml.adapters.callbacks import checkpoint_callbacks
+    from ednaml.adapters.datamodule import EdnaDataModule
+    from ednaml.adapters.module import EdnaModule
+    from ednaml.adapters.trainer import build_trainer
+    from ednaml.optim.optimizers import format_table
+    from ednaml.tracking.run_folder import RunFolder, experiment_name, new_run_id
+
+    started = time.time()
+    lines: list[str] = []
+    problems: list[Problem] = []
+    reader = ("EXECUTION", "DATAREADER", "DATAREADER")
+
+    try:
+        data = EdnaDataModule(config)
+    except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
+        return lines, [problem_from(err, reader)]
+    lines.append("data")
+    lines.append("  samples: " + ", ".join(f"{split} {len(samples)}" for split, samples in data.crawl.splits.items()))
+    lines.append("  labels: " + ", ".join(f"{name} ({len(classes)} classes)" for name, classes in data.labels.items()))
+    if not data.has("train"):
+        problems.append(Problem(reader, "the data has no training samples"))
+    batches: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        if not data.has(split):
+            lines.append(f"  {split}: none" + (" (fit will not validate)" if split == "val" else ""))
+            continue
+        try:
+            loader = data.train_dataloader() if split == "train" else data._evaluation_loader(split)
+            batches[split] = next(iter(loader))
+            lines.append(f"  {split} batch: {_shape(batches[split])}, {len(loader)} batches")
+        except Exception as err:  # noqa: BLE001
+            problems.append(problem_from(err, ("EXECUTION", "DATAREADER")))
+
+    try:
+        module = EdnaModule(config, data.labels)
+    except Exception as err:  # noqa: BLE001
+        return lines, problems + [problem_from(err, ("MODEL",))]
+    lines.append("model")
+    lines.append(f"  {type(module.model).__name__}: {sum(p.numel() for p in module.model.parameters()):,} parameters; "
+                 f"outputs: " + ", ".join(f"{n} -> {o.label}" for n, o in module.outputs.items()))
+
+    if "train" in batches:
+        probe = copy.deepcopy(module)
+        batch = batches["train"]
+        try:
+            try:
+                outputs, targets = probe.step_logic(probe.model, batch)
+            except RuntimeError as err:
+                if explain(err):
+                    raise
+                raise ValueError(f"MODEL: the model cannot take a training batch of {_shape(batch)}: {err}. Check "
+                                 "TRANSFORMATION.ARGS (i_shape, channels) against MODEL.MODEL_KWARGS (initial_channels, ...)") from err
+            for name, output in outputs.items():
+                classes = len(data.labels[output.label])
+                if output.logits.shape[-1] != classes:
+                    problems.append(Problem(("MODEL", "MODEL_KWARGS"), f"output {name!r} gives {output.logits.shape[-1]} classes but label "
+                                            f"{output.label!r} has {classes}; leave its size blank to take it from the data"))
+            lines.append("  forward: " + ", ".join(f"{n} {_shape(o.logits)}" for n, o in outputs.items()))
+            loss, terms = probe.criterion(outputs, targets)
+            lines.append("losses (one batch)")
+            lines += [f"  {name}: {value.item():.4f}" for name, value in terms.items()] + [f"  total: {loss.item():.4f}"]
+            if not torch.isfinite(loss):
+                problems.append(Problem(("LOSS",), f"the loss of the first batch is {loss.item()}"))
+            optimizer = probe.configure_optimizers()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            lines.append("  backward and one optimizer step: ok")
+        except Exception as err:  # noqa: BLE001
+            reason = explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"])
+            problems.append(Problem(("TRANSFORMATION", "BATCH_SIZE"), reason) if reason else problem_from(err, ("MODEL",)))
+        del probe
+
+    try:
+        module.configure_optimizers()
+        lines.append("parameter groups")
+        lines += ["  " + line for line in format_table(module.parameter_table).splitlines()]
+        steps = max(1, len(data.train_dataloader()) // config["EXECUTION"]["TRAINER_ARGS"]["accumulation_steps"]) if data.has("train") else 1
+        lines.append(f"learning rate at the start of each epoch ({steps} optimizer steps per epoch)")
+        lines += _lr_schedule(module, steps, config["EXECUTION"]["EPOCHS"])
+    except Exception as err:  # noqa: BLE001
+        problems.append(problem_from(err, ("OPTIMIZER",)))
+
+    root = config["trainer"].get("default_root_dir") or "runs"
+    placeholder = RunFolder(path=__import__("pathlib").Path(root).absolute() / experiment_name(config) / new_run_id(),
+                            run_id="", experiment=experiment_name(config), writer=False)
+    save = config["SAVE"]
+    epochs = config["EXECUTION"]["EPOCHS"]
+    lines.append("checkpoints")
+    every = save["SAVE_FREQUENCY"]
+    saved = [e - 1 for e in range(1, epochs + 1) if every and e % every == 0]
+    prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
+    lines.append(f"  {prefix}_epoch{{E}}_step{{S}}.ckpt after epochs (E, from 0): {saved or 'none'}; last.ckpt after every epoch")
+    if save["STEP_SAVE_FREQUENCY"]:
+        lines.append(f"  and every {save['STEP_SAVE_FREQUENCY']} optimizer steps")
+    if save["MONITOR"] and data.has("val"):
+        lines.append(f"  the best by {save['MONITOR']} ({save['MONITOR_MODE']}) as {prefix}_best_epoch{{E}}_step{{S}}.ckpt")
+    if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
+        lines.append(f"  copies to {save['CHECKPOINT_DIRECTORY']}")
+    quiet = logging.getLogger("lightning.pytorch")
+    level, quiet.level = quiet.level, logging.WARNING  # not the Trainer's device banner in the middle of the report
+    try:
+        build_trainer(config, str(placeholder.path), checkpoint_callbacks(config, placeholder, data.has("val")), [])
+    except Exception as err:  # noqa: BLE001
+        problems.append(problem_from(err, ("trainer",)))
+    finally:
+        quiet.setLevel(level)
+    lines.append("run folder")
+    lines.append(f"  {placeholder.path.parent}/<run id>  (W&B: {__import__('ednaml.tracking.wandb', fromlist=['x']).wandb_mode(config)})")
+    lines.append(f"checked in {time.time() - started:.1f} s")
+    unique = {(p.path, p.message): p for p in problems}
+    return [line.rstrip() for line in lines], list(unique.values())
