@@ -40,6 +40,8 @@ def _shape(value: Any) -> str:
         return f"{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(_shape(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shape(v)}" for k, v in value.items()) + "}"
     return type(value).__name__
 
 
@@ -105,7 +107,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
             problems.append(problem_from(err, ("EXECUTION", "DATAREADER")))
 
     try:
-        module = EdnaModule(config, data.labels)
+        module = EdnaModule(config, data.labels, data.info)
     except Exception as err:  # noqa: BLE001
         return lines, problems + [problem_from(err, ("MODEL",))]
     lines.append("model")

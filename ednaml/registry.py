@@ -16,9 +16,9 @@ ENTRY_POINT_GROUP = "ednaml.components"
 # kind -> modules that define its built-ins; imported only when the kind is first asked for,
 # so that `ednaml --help` and `ednaml list` do not pay for torch, lightning or torchvision.
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "datareader": ("ednaml.data.readers",),
-    "dataset": ("ednaml.data.readers",),
-    "model": ("ednaml.models",),
+    "datareader": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
+    "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
+    "model": ("ednaml.models", "ednaml.models.text", "ednaml.models.video"),
     "model_builder": ("ednaml.models",),
     "trainer": ("ednaml.trainers",),
     "loss": ("ednaml.losses",),

@@ -8,6 +8,9 @@ from types import ModuleType
 
 _EXTRA_HINT = {
     "vision": "pip install 'ednaml[vision]'",
+    "text": "pip install 'ednaml[text]'",
+    "video": "pip install 'ednaml[video]'",
+    "hf": "pip install 'ednaml[hf]'",
 }
 
 

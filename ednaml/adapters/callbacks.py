@@ -26,17 +26,27 @@ def better(metric: str, new: float, old: float) -> bool:
     return new < old if lower_is_better(metric) else new > old
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """Rewrites last.ckpt (its own class, so that Lightning keeps its state apart from the numbered ones)."""
+
+
 def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) -> list[ModelCheckpoint]:
     """{CORE}-v{VER}_epoch{E}_step{S}.ckpt every SAVE_FREQUENCY epochs (and STEP_SAVE_FREQUENCY steps),
     last.ckpt every epoch, and {CORE}-v{VER}_best_epoch{E}_step{S}.ckpt by SAVE.MONITOR."""
     save = config["SAVE"]
     prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
-    # last.ckpt is always the newest checkpoint, epoch or step: the one a resume continues from
-    common = {"dirpath": run.checkpoints, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "auto_insert_metric_name": False,
-              "save_last": True, "save_top_k": -1, "enable_version_counter": False, "save_on_train_epoch_end": True}
-    callbacks = [ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], **common)]
+    # The periodic checkpoints keep every file; last.ckpt is rewritten at every epoch's end and every
+    # step save, so it is always the newest checkpoint: the one a resume continues from.
+    common = {"dirpath": run.checkpoints, "auto_insert_metric_name": False, "enable_version_counter": False,
+              "save_on_train_epoch_end": True}
+    numbered = {**common, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "save_top_k": -1}
+    last = {**common, "filename": "last", "save_top_k": 1}
+    callbacks: list[ModelCheckpoint] = [LastCheckpoint(every_n_epochs=1, **last)]
+    if save["SAVE_FREQUENCY"]:
+        callbacks.append(ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], **numbered))
     if save["STEP_SAVE_FREQUENCY"]:
-        callbacks.append(ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **common))
+        callbacks += [ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **numbered),
+                      LastCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **last)]
     if save["MONITOR"] and has_val:
         mode = save["MONITOR_MODE"] if save["MONITOR_MODE"] != "auto" else ("min" if lower_is_better(save["MONITOR"]) else "max")
         callbacks.append(ModelCheckpoint(

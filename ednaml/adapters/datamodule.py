@@ -89,7 +89,8 @@ class ResumableLoader(DataLoader):
 class EdnaDataModule(pl.LightningDataModule):
     """The data of EXECUTION.DATAREADER with TRAIN_ / TEST_TRANSFORMATION; validation uses TEST_."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], saved: dict[str, Any] | None = None):
+        """`saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew."""
         super().__init__()
         reader_cfg = config["EXECUTION"]["DATAREADER"]
         self.reader = registry.get("datareader", reader_cfg["DATAREADER"])
@@ -104,6 +105,23 @@ class EdnaDataModule(pl.LightningDataModule):
             True: self.reader.transforms(train=True, **self.train_cfg["ARGS"]),
             False: self.reader.transforms(train=False, **self.test_cfg["ARGS"]),
         }
+        self.collate = getattr(self.reader, "collate", None)
+        train, test = self.transforms[True], self.transforms[False]
+        if hasattr(train, "fit"):  # transforms learned from the training split (a tokenizer)
+            if saved and saved.get("tokenizer"):
+                train.adopt(saved["tokenizer"])
+            else:
+                train.fit([x for x, _ in self.crawl.splits["train"]])
+            test.adopt(train.tokenizer.to_str())
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the model needs to know of the data besides its labels (a tokenizer's vocabulary size)."""
+        return dict(getattr(self.transforms[True], "info", {}))
+
+    def state_dict(self) -> dict[str, Any]:
+        tokenizer = getattr(self.transforms[True], "tokenizer", None)
+        return {"tokenizer": tokenizer.to_str()} if tokenizer is not None else {}
 
     @property
     def labels(self) -> dict[str, list[str]]:
@@ -118,7 +136,7 @@ class EdnaDataModule(pl.LightningDataModule):
 
     def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
         return {"batch_size": settings["BATCH_SIZE"], "num_workers": settings["WORKERS"],
-                "persistent_workers": settings["WORKERS"] > 0,
+                "persistent_workers": settings["WORKERS"] > 0, "collate_fn": self.collate,
                 "generator": torch.Generator().manual_seed(self.seed),  # worker seeds, not the global RNG
                 **self.loader_kwargs}
 

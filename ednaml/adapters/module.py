@@ -112,7 +112,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 class EdnaModule(pl.LightningModule):
     """Reads like the pipeline: batch -> outputs -> losses (Lightning: backward, update) -> metrics."""
 
-    def __init__(self, config: dict[str, Any], labels: dict[str, list[str]]):
+    def __init__(self, config: dict[str, Any], labels: dict[str, list[str]], data_info: dict[str, Any] | None = None):
         super().__init__()
         self.config, self.labels = config, labels
         classes = {name: len(values) for name, values in labels.items()}
@@ -122,7 +122,7 @@ class EdnaModule(pl.LightningModule):
         else:
             target = default_label(config, labels)
 
-        self.model = build_model(config["MODEL"], classes, target)
+        self.model = build_model(config["MODEL"], classes, target, data_info or {})
         if config["MODEL"]["WEIGHTS"]:
             self._load_weights(config["MODEL"]["WEIGHTS"])
         if config["LOGGING"]["INPUT_SIZE"]:  # lets Lightning's model summary show input and output shapes
@@ -168,7 +168,7 @@ class EdnaModule(pl.LightningModule):
             raise NonFiniteLoss(f"the loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
                                 f"batch {batch_idx}); non-finite terms: {', '.join(bad)}. The run stopped; its last "
                                 "checkpoint holds the last good weights.")
-        self.train_losses.add({"loss": loss.detach(), **terms}, len(batch[0]), self.current_epoch)
+        self.train_losses.add({"loss": loss.detach(), **terms}, len(batch[1]), self.current_epoch)
         self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss
 
@@ -176,7 +176,7 @@ class EdnaModule(pl.LightningModule):
         """Losses and metrics of one evaluation batch; returns {output: (logits, target)} for more."""
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
-        size = len(batch[0])
+        size = len(batch[1])
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_epoch=True, batch_size=size, sync_dist=True)
         for name, collection in zip(self.outputs, metrics):
@@ -252,7 +252,8 @@ class EdnaModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
-                                "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
+                                "train_losses": self.train_losses.state_dict(), "rng": rng_state(),
+                                "data": self.trainer.datamodule.state_dict() if self.trainer.datamodule is not None else {}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("ednaml", {})

@@ -108,9 +108,14 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
     seed = config["seed_everything"]
     if seed is not False:
         pl.seed_everything(int(seed), workers=True, verbose=False)
+    saved = None
+    if ckpt_path or resume is not None:  # the data state the checkpoint carries (a tokenizer)
+        from ednaml.api import read_checkpoint
+
+        saved = read_checkpoint(ckpt_path or resume.checkpoints / "last.ckpt").get("data")
     try:
-        datamodule = EdnaDataModule(config)
-        module = EdnaModule(config, datamodule.labels)
+        datamodule = EdnaDataModule(config, saved)
+        module = EdnaModule(config, datamodule.labels, datamodule.info)
     except DataError:
         raise
     except (ValueError, KeyError, TypeError, ImportError) as err:
@@ -126,6 +131,8 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
     try:
         if resume is None:
             run.write_config(config)
+        if datamodule.state_dict().get("tokenizer"):
+            run.write_text("tokenizer.json", datamodule.state_dict()["tokenizer"])
         log.info("%s run folder: %s", "resuming" if resume else "run", run.path)
         provenance = _provenance(run, config, datamodule, invocation or {}, resume is not None)
         module.provenance = provenance

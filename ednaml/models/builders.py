@@ -47,14 +47,18 @@ def fill_output_sizes(value: Any, classes: dict[str, int]) -> Any:
     return filled
 
 
-def build_model(model_cfg: dict[str, Any], classes: dict[str, int], target_label: str) -> nn.Module:
-    """Build MODEL, filling blank output sizes from the data: `softmax_dimensions` with the classes of the
-    target label, blank `dimensions` of outputs with the classes of their own label."""
+def build_model(model_cfg: dict[str, Any], classes: dict[str, int], target_label: str | None, data_info: dict[str, Any] | None = None) -> nn.Module:
+    """Build MODEL, filling blanks from the data: `softmax_dimensions` with the classes of the target
+    label, blank `dimensions` of outputs with the classes of their own label, and what the data
+    reader knows (a tokenizer's `vocab_size`, `padding_idx`)."""
     arch = registry.get("model", model_cfg["MODEL_ARCH"])
     builder = registry.get("model_builder", model_cfg["BUILDER"])
     kwargs = fill_output_sizes(dict(model_cfg["MODEL_KWARGS"]), classes)
     params = inspect.signature(arch).parameters
     for key in OUTPUT_SIZE_KWARGS:
-        if key in params and kwargs.get(key) is None:
+        if key in params and kwargs.get(key) is None and target_label is not None:
             kwargs[key] = classes[target_label]
+    for key, value in (data_info or {}).items():
+        if key in params and kwargs.get(key) is None:
+            kwargs[key] = value
     return builder(arch, model_cfg["MODEL_BASE"], model_cfg["MODEL_NORMALIZATION"], kwargs)

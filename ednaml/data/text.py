@@ -1,0 +1,217 @@
+"""Text data readers: CSV / JSONL files or Debian's fortunes, tokenized with Hugging Face `tokenizers`.
+
+The tokenizer is trained on the training split (WordPiece or BPE) or loaded from a tokenizer.json,
+and travels with the run (run folder and checkpoints), so test and predict see the same tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ednaml.data.base import Crawl, Crawler, DataError, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.registry import register
+from ednaml.utils import require
+
+_ARGS = "EXECUTION.DATAREADER.CRAWLER_ARGS"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FORTUNES = "/usr/share/games/fortunes"
+
+
+def _splits(samples: list[Sample], test_fraction: float, seed: int) -> dict[str, list[Sample]]:
+    train, test = seeded_split(samples, test_fraction, seed + 1)
+    return {"train": train, "test": test}
+
+
+def _read_rows(path: Path, key: str) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(f"{_ARGS}.{key}", f"file {str(path)!r} does not exist")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        with path.open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+class TextFilesCrawler(Crawler):
+    """Texts and one or more label columns from CSV or JSONL files: a train file, and val / test files
+    or seeded splits of it."""
+
+    def __init__(
+        self,
+        train_file: str,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        text_column: str = "text",
+        label_columns: Sequence[str] = ("label",),
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
+        super().__init__(val_fraction, split_seed)
+        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.text_column = text_column
+        self.label_columns = [label_columns] if isinstance(label_columns, str) else list(label_columns)
+        self.test_fraction = test_fraction
+
+    def find(self) -> Crawl:
+        rows = {split: _read_rows(Path(f), f"{split}_file") for split, f in self.files.items() if f}
+        for split, found in rows.items():
+            columns = list(found[0]) if found else []
+            for key, column in [("text_column", self.text_column)] + [("label_columns", c) for c in self.label_columns]:
+                if found and column not in columns:
+                    raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.files[split]!r}; its columns are {columns}")
+        classes = {c: sorted({str(r[c]) for found in rows.values() for r in found}) for c in self.label_columns}
+        index = {c: {v: i for i, v in enumerate(values)} for c, values in classes.items()}
+        samples = {split: [(str(r[self.text_column]), tuple(index[c][str(r[c])] for c in self.label_columns)) for r in found]
+                   for split, found in rows.items()}
+        splits = samples if "test" in samples else {**samples, **_splits(samples["train"], self.test_fraction, self.split_seed)}
+        return Crawl(splits=splits, labels=classes, files=[f for f in self.files.values() if f])
+
+
+class FortunesCrawler(Crawler):
+    """Debian's `fortunes` package: each quotation labelled with the category file it is in
+    (apt-get install fortunes)."""
+
+    def __init__(
+        self,
+        categories: Sequence[str] = ("computers", "science", "politics"),
+        folder: str = FORTUNES,
+        label_name: str = "category",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
+        super().__init__(val_fraction, split_seed)
+        self.categories, self.folder, self.label_name = list(categories), Path(folder), label_name
+        self.test_fraction = test_fraction
+
+    def find(self) -> Crawl:
+        if not self.folder.is_dir():
+            raise DataError(f"{_ARGS}.folder", f"folder {str(self.folder)!r} does not exist; install Debian's fortunes "
+                                               "package (apt-get install fortunes) or point folder at its files")
+        samples: list[Sample] = []
+        for label, category in enumerate(self.categories):
+            path = self.folder / category
+            if not path.is_file():
+                known = sorted(p.name for p in self.folder.iterdir() if "." not in p.name)
+                raise DataError(f"{_ARGS}.categories", f"{category!r} is not a fortunes category; they are {known}")
+            quotes = [q.strip() for q in path.read_text(encoding="utf-8", errors="replace").split("\n%\n")]
+            samples += [(" ".join(q.split()), (label,)) for q in quotes if q and q != "%"]
+        return Crawl(splits=_splits(samples, self.test_fraction, self.split_seed),
+                     labels={self.label_name: list(self.categories)},
+                     files=[str(self.folder / c) for c in self.categories])
+
+
+def train_tokenizer(texts: Sequence[str], kind: str, vocab_size: int, lowercase: bool) -> Any:
+    """A WordPiece or BPE tokenizer trained on `texts`, adding [CLS] ... [SEP]."""
+    tk = require("tokenizers", "text")
+    if kind not in ("wordpiece", "bpe"):
+        raise ValueError(f"TRANSFORMATION.ARGS.tokenizer: {kind!r} is not wordpiece or bpe")
+    model = tk.models.WordPiece(unk_token="[UNK]") if kind == "wordpiece" else tk.models.BPE(unk_token="[UNK]")
+    tokenizer = tk.Tokenizer(model)
+    tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=lowercase)
+    tokenizer.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
+    trainer_cls = tk.trainers.WordPieceTrainer if kind == "wordpiece" else tk.trainers.BpeTrainer
+    tokenizer.train_from_iterator(texts, trainer=trainer_cls(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False))
+    if kind == "wordpiece":
+        tokenizer.decoder = tk.decoders.WordPiece()
+    tokenizer.post_processor = tk.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))])
+    return tokenizer
+
+
+class TextEncoder:
+    """Text -> token ids, truncated to maxlen (padding happens per batch, to its longest text).
+
+    masking: true (every split) or train_only replaces each token with [MASK] with mlm_probability.
+    """
+
+    def __init__(
+        self,
+        train: bool,
+        tokenizer: str = "wordpiece",
+        vocab_size: int = 8000,
+        lowercase: bool = True,
+        maxlen: int = 128,
+        tokenizer_file: str | None = None,
+        masking: bool | str = False,
+        mlm_probability: float = 0.15,
+    ):
+        if masking not in (True, False, "train_only"):
+            raise ValueError(f"TRANSFORMATION.ARGS.masking: {masking!r} is not true, false or train_only")
+        self.train, self.kind, self.vocab_size, self.lowercase, self.maxlen = train, tokenizer, vocab_size, lowercase, maxlen
+        self.tokenizer_file, self.mlm_probability = tokenizer_file, mlm_probability
+        self.mask = masking is True or (masking == "train_only" and train)
+        self.tokenizer: Any = None
+
+    def fit(self, texts: Sequence[str]) -> None:
+        """Load tokenizer_file, or train a tokenizer on the training texts."""
+        tk = require("tokenizers", "text")
+        if self.tokenizer_file:
+            if not Path(self.tokenizer_file).is_file():
+                raise DataError("TRANSFORMATION.ARGS.tokenizer_file", f"file {self.tokenizer_file!r} does not exist")
+            self.tokenizer = tk.Tokenizer.from_file(self.tokenizer_file)
+        else:
+            self.tokenizer = train_tokenizer(texts, self.kind, self.vocab_size, self.lowercase)
+        self._configure()
+
+    def adopt(self, serialized: str) -> None:
+        """Use a tokenizer saved with a run (its JSON)."""
+        self.tokenizer = require("tokenizers", "text").Tokenizer.from_str(serialized)
+        self._configure()
+
+    def _configure(self) -> None:
+        self.tokenizer.enable_truncation(self.maxlen)
+        self.tokenizer.no_padding()
+        self.special = {self.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS if self.tokenizer.token_to_id(t) is not None}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"vocab_size": self.tokenizer.get_vocab_size(), "padding_idx": self.tokenizer.token_to_id("[PAD]") or 0}
+
+    def __call__(self, text: str) -> torch.Tensor:
+        ids = torch.tensor(self.tokenizer.encode(text).ids, dtype=torch.long)
+        if self.mask and self.mlm_probability > 0:
+            candidates = torch.tensor([i not in self.special for i in ids.tolist()])
+            chosen = (torch.rand(len(ids)) < self.mlm_probability) & candidates
+            ids = ids.masked_fill(chosen, self.tokenizer.token_to_id("[MASK]"))
+        return ids
+
+
+def pad_batch(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Dynamic padding: every text of the batch padded to the batch's longest, with an attention mask."""
+    ids = torch.nn.utils.rnn.pad_sequence([x for x, _ in batch], batch_first=True, padding_value=0)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i, (x, _) in enumerate(batch):
+        mask[i, : len(x)] = True
+    return {"input_ids": ids, "attention_mask": mask}, torch.stack([y for _, y in batch])
+
+
+@register("dataset", "TextDataset")
+class TextDataset(LabelledDataset):
+    """Texts with one class index per label; the transform encodes them."""
+
+
+class TextReader(DataReader):
+    dataset = TextDataset
+    transforms = TextEncoder
+    collate = staticmethod(pad_batch)
+
+
+@register("datareader", "TextFiles")
+class TextFiles(TextReader):
+    """Texts from CSV or JSONL files (a text column, one or more label columns), tokenized on the fly."""
+
+    crawler = TextFilesCrawler
+
+
+@register("datareader", "Fortunes")
+class Fortunes(TextReader):
+    """Debian's fortunes (apt-get install fortunes): which category file a quotation comes from."""
+
+    crawler = FortunesCrawler
