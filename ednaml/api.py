@@ -100,12 +100,12 @@ class EdnaML:
                 base = deep_merge(normalize_legacy(base), normalize_legacy(dict(c)))
         if ckpt_path and not configs:
             base = config_from_checkpoint(ckpt_path)
-        elif ckpt_path:
-            checkpoint_mismatch(ckpt_path, prepare(files, list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides), imports, base or None))
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))
         self.config = prepare(files, pairs, imports, base or None)
+        if ckpt_path and configs:
+            checkpoint_mismatch(ckpt_path, self.config)
         self.resume = None
         self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs]}
 

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,6 +80,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
     from ednaml.adapters.trainer import build_trainer
     from ednaml.optim.optimizers import format_table
     from ednaml.tracking.run_folder import RunFolder, experiment_name, new_run_id
+    from ednaml.tracking.wandb import wandb_mode
 
     started = time.time()
     lines: list[str] = []
@@ -157,7 +159,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         problems.append(problem_from(err, ("OPTIMIZER",)))
 
     root = config["trainer"].get("default_root_dir") or "runs"
-    placeholder = RunFolder(path=__import__("pathlib").Path(root).absolute() / experiment_name(config) / new_run_id(),
+    placeholder = RunFolder(path=Path(root).absolute() / experiment_name(config) / new_run_id(),
                             run_id="", experiment=experiment_name(config), writer=False)
     save = config["SAVE"]
     epochs = config["EXECUTION"]["EPOCHS"]
@@ -181,7 +183,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
     finally:
         quiet.setLevel(level)
     lines.append("run folder")
-    lines.append(f"  {placeholder.path.parent}/<run id>  (W&B: {__import__('ednaml.tracking.wandb', fromlist=['x']).wandb_mode(config)})")
+    lines.append(f"  {placeholder.path.parent}/<run id>  (W&B: {wandb_mode(config)})")
     lines.append(f"checked in {time.time() - started:.1f} s")
     unique = {(p.path, p.message): p for p in problems}
     return [line.rstrip() for line in lines], list(unique.values())

@@ -147,12 +147,16 @@ def _list(args: dict[str, Any]) -> int:
     return 0
 
 
+_python_formatwarning = warnings.formatwarning
+
+
 def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Config warnings as one plain line; every other warning as Python shows it."""
     from ednaml.config.load import ConfigWarning
 
     if issubclass(category, ConfigWarning):
         return f"ednaml: warning: {message}\n"
-    return warnings._formatwarning_orig(message, category, filename, lineno, line)  # type: ignore[attr-defined]
+    return _python_formatwarning(message, category, filename, lineno, line)
 
 
 def _runs(args: dict[str, Any]) -> int:
@@ -250,8 +254,7 @@ def _report(summary: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    warnings._formatwarning_orig = warnings.formatwarning  # type: ignore[attr-defined]
-    warnings.formatwarning = _format_warning
+    previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         args = parse_args(argv)
         if args["command"] == "help":
@@ -282,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return err.exit_code
         print(f"ednaml: {err}" if isinstance(err, ConfigError) else f"ednaml: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

@@ -23,7 +23,16 @@ def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class FeatureLoss(nn.Module):
+    """A loss on features; `normalize` puts them on the unit sphere first."""
+
     input = "features"
+
+    def __init__(self, margin: float, normalize: bool):
+        super().__init__()
+        self.margin, self.normalize = margin, normalize
+
+    def prepared(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(features, dim=-1) if self.normalize else features
 
 
 @register("loss", "TripletLoss")
@@ -31,12 +40,10 @@ class TripletLoss(FeatureLoss):
     """Batch-hard triplet loss: for each anchor, its farthest positive and nearest negative, with a margin."""
 
     def __init__(self, margin: float = 0.3, normalize: bool = False):
-        super().__init__()
-        self.margin, self.normalize = margin, normalize
+        super().__init__(margin, normalize)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            features = F.normalize(features, dim=-1)
+        features = self.prepared(features)
         dist = pairwise_distances(features)
         positive, negative = pair_masks(labels)
         hardest_positive = (dist * positive).max(dim=1).values
@@ -52,12 +59,11 @@ class MarginLoss(FeatureLoss):
     """Margin-based loss (Wu et al. 2017): positive pairs within beta - margin, negatives beyond beta + margin."""
 
     def __init__(self, margin: float = 0.2, beta: float = 1.2, normalize: bool = True):
-        super().__init__()
-        self.margin, self.beta, self.normalize = margin, beta, normalize
+        super().__init__(margin, normalize)
+        self.beta = beta
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            features = F.normalize(features, dim=-1)
+        features = self.prepared(features)
         dist = pairwise_distances(features)
         positive, negative = pair_masks(labels)
         pos_loss = F.relu(dist - self.beta + self.margin)[positive]
@@ -72,12 +78,10 @@ class ContrastiveLoss(FeatureLoss):
     """Contrastive loss over all pairs: same label -> distance^2, different -> max(0, margin - distance)^2."""
 
     def __init__(self, margin: float = 1.0, normalize: bool = False):
-        super().__init__()
-        self.margin, self.normalize = margin, normalize
+        super().__init__(margin, normalize)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            features = F.normalize(features, dim=-1)
+        features = self.prepared(features)
         dist = pairwise_distances(features)
         positive, negative = pair_masks(labels)
         terms = torch.cat([dist[positive].pow(2), F.relu(self.margin - dist[negative]).pow(2)])
@@ -89,12 +93,10 @@ class CompactContrastiveLoss(FeatureLoss):
     """Contrastive loss with hard mining: each anchor's farthest positive pulled in, nearest negative pushed past the margin."""
 
     def __init__(self, margin: float = 1.0, normalize: bool = False):
-        super().__init__()
-        self.margin, self.normalize = margin, normalize
+        super().__init__(margin, normalize)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            features = F.normalize(features, dim=-1)
+        features = self.prepared(features)
         dist = pairwise_distances(features)
         positive, negative = pair_masks(labels)
         pull = (dist * positive).max(dim=1).values.pow(2)[positive.any(dim=1)]
@@ -108,12 +110,10 @@ class ClusterLoss(FeatureLoss):
     """Cluster loss: each class's farthest member must be nearer its class mean than the nearest other mean, by a margin."""
 
     def __init__(self, margin: float = 0.3, normalize: bool = False):
-        super().__init__()
-        self.margin, self.normalize = margin, normalize
+        super().__init__(margin, normalize)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            features = F.normalize(features, dim=-1)
+        features = self.prepared(features)
         classes = labels.unique()
         if len(classes) < 2:
             return features.sum() * 0
@@ -124,14 +124,14 @@ class ClusterLoss(FeatureLoss):
 
 
 @register("loss", "CenterLoss")
-class CenterLoss(FeatureLoss):
+class CenterLoss(nn.Module):
     """Center loss (Wen et al. 2016): squared distance of each feature to its class's learned center.
 
     Learns one center per class: optimise them with a LOSS_OPTIMIZER entry naming this LOSS entry.
     num_classes and feat_dim, left blank, come from the label and the model.
     """
 
-    learnable = True
+    input, learnable = "features", True
 
     def __init__(self, num_classes: int | None = None, feat_dim: int | None = None):
         super().__init__()
@@ -142,13 +142,13 @@ class CenterLoss(FeatureLoss):
 
 
 @register("loss", "ProxyNCA")
-class ProxyNCA(FeatureLoss):
+class ProxyNCA(nn.Module):
     """ProxyNCA (Movshovitz-Attias et al. 2017): features near their class's learned proxy, far from the others.
 
     Learns one proxy per class: optimise them with a LOSS_OPTIMIZER entry naming this LOSS entry.
     """
 
-    learnable = True
+    input, learnable = "features", True
 
     def __init__(self, num_classes: int | None = None, feat_dim: int | None = None, scale: float = 3.0):
         super().__init__()

@@ -30,3 +30,11 @@ def attention(kind: str | None, channels: int) -> nn.Module:
     if str(kind).lower() == "cbam":
         return CBAM(channels)
     raise ValueError(f"MODEL.MODEL_KWARGS.attention: {kind!r} is not one of {', '.join(ATTENTIONS)} (or null)")
+
+
+def check_attention(kwargs: dict) -> list[tuple[str, str]]:
+    """A model's `check_kwargs` rule for its `attention` kwarg."""
+    kind = kwargs.get("attention")
+    if kind is not None and str(kind).lower() not in ATTENTIONS + ("none",):
+        return [("attention", f"{kind!r} is not a known attention; known: {', '.join(ATTENTIONS)}")]
+    return []

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ednaml.models.attention import ATTENTIONS, attention
+from ednaml.models.attention import attention, check_attention
 from ednaml.registry import register
 from ednaml.utils import require
 
@@ -129,12 +129,7 @@ class ClassificationResnet(nn.Module):
         self.head = ClassificationHead(channels[-1], softmax_dimensions, embedding_dimensions, normalization)
         self.feature_dimensions = self.head.feature_dimensions
 
-    @staticmethod
-    def check_kwargs(kwargs: dict) -> list[tuple[str, str]]:
-        kind = kwargs.get("attention")
-        if kind is not None and str(kind).lower() not in ATTENTIONS + ("none",):
-            return [("attention", f"{kind!r} is not a known attention; known: {', '.join(ATTENTIONS)}")]
-        return []
+    check_kwargs = staticmethod(check_attention)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, features)."""

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ednaml.models.attention import ATTENTIONS
+from ednaml.models.attention import check_attention
 from ednaml.models.classification import ClassificationHead, resnet_stages
 from ednaml.registry import register
 
@@ -24,13 +24,6 @@ def _check_outputs(outputs: Any, key: str) -> list[tuple[str, str]]:
     if len(set(names)) != len(names):
         problems.append((key, f"output names must be unique, got {names}"))
     return problems
-
-
-def _check_attention(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
-    kind = kwargs.get("attention")
-    if kind is not None and str(kind).lower() not in ATTENTIONS + ("none",):
-        return [("attention", f"{kind!r} is not a known attention; known: {', '.join(ATTENTIONS)}")]
-    return []
 
 
 @register("model", "MultiClassificationResnet")
@@ -60,7 +53,7 @@ class MultiClassificationResnet(nn.Module):
 
     @staticmethod
     def check_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
-        problems = _check_outputs(kwargs.get("outputs"), "outputs") + _check_attention(kwargs)
+        problems = _check_outputs(kwargs.get("outputs"), "outputs") + check_attention(kwargs)
         count = kwargs.get("number_outputs")
         if count is not None and isinstance(kwargs.get("outputs"), list) and count != len(kwargs["outputs"]):
             problems.append(("number_outputs", f"is {count} but outputs lists {len(kwargs['outputs'])}"))
@@ -132,7 +125,7 @@ class MultiBranchResnet(nn.Module):
 
     @staticmethod
     def check_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
-        problems = _check_attention(kwargs)
+        problems = check_attention(kwargs)
         branches = kwargs.get("branches")
         if not isinstance(branches, list) or not branches:
             return problems + [("branches", "must be a list of {name, outputs: [{name, label, dimensions}]}")]

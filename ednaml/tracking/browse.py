@@ -83,10 +83,6 @@ def flatten(value: Any, path: tuple = ()) -> dict[str, Any]:
     return {format_path(path): value}
 
 
-def config_value(config: dict[str, Any] | None, dotted: str) -> Any:
-    return flatten(config or {}).get(dotted, flatten(config or {}).get(dotted.replace(".0.", "[0].")))
-
-
 def best_metric(run: Run) -> str:
     score = (run.summary.get("checkpoints") or {}).get("best_score") or {}
     if score:
