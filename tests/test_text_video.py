@@ -110,10 +110,11 @@ def test_the_bundled_videos_become_labelled_clips():
 
 
 def majority(run: Path) -> float:
-    """The test accuracy of always predicting the most common test class."""
+    """The test accuracy of always predicting the most common test class, as summary.json records it."""
     matrix = json.loads((run / "confusion.json").read_text())
     (entry,) = matrix.values()
     rows = [sum(r) for r in entry["matrix"]]
+    assert summary(run)["majority_baseline"]["test/accuracy"] == pytest.approx(max(rows) / sum(rows))
     return max(rows) / sum(rows)
 
 

@@ -81,6 +81,20 @@ class RecordParameters(pl.Callback):
         self.run.write_json("parameter_groups.json", table)
 
 
+def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[str, float]:
+    """The test accuracy of always predicting each output's most common test class: the bar to beat."""
+    samples = datamodule.crawl.splits["test"]
+    names = list(datamodule.labels)
+    baseline = {}
+    for name, info in module.outputs.items():
+        column = names.index(info.label)
+        counts: dict[int, int] = {}
+        for _, labels in samples:
+            counts[labels[column]] = counts.get(labels[column], 0) + 1
+        baseline[f"{module._prefix('test', name)}accuracy"] = max(counts.values()) / len(samples)
+    return baseline
+
+
 def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool) -> dict[str, Any]:
     """A new run's provenance; a resumed run keeps its own and adds this resume to it."""
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
@@ -169,6 +183,8 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
                 batches = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
                 summary.summary["predictions"] = str(_write_predictions(run, batches or [], module))
             logger.commit()
+            if stage in ("fit", "test") and datamodule.has("test"):
+                summary.summary["majority_baseline"] = majority_baseline(datamodule, module)
             if module.confusion:
                 run.write_json("confusion.json", module.confusion)
             if backup is not None and backup.error:
