@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from conftest import CONFIGS, ROOT, run_ednaml, run_folders, summary
-from ednaml.api import prepare
 from ednaml.config.schema import LIGHTNING_KEYS, SCHEMA, ListOf, Section
 
 
