@@ -9,10 +9,18 @@ from torch.nn import functional as F
 from ednaml.registry import register
 
 
+def distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between the rows of a and b, in float32 and with a finite gradient at 0
+    (cdist's gradient at a zero distance is not; mixed precision makes such near-zeros common)."""
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        a, b = a.float(), b.float()
+        squared = a.pow(2).sum(dim=1, keepdim=True) + b.pow(2).sum(dim=1) - 2 * a @ b.T
+        return squared.clamp_min(1e-12).sqrt()
+
+
 def pairwise_distances(features: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances between every pair of rows (N x N), stable at 0."""
-    squared = torch.cdist(features, features).pow(2)
-    return squared.clamp_min(1e-12).sqrt() * (1 - torch.eye(len(features), device=features.device))
+    """Distances between every pair of rows (N x N), 0 on the diagonal."""
+    return distances(features, features) * (1 - torch.eye(len(features), device=features.device))
 
 
 def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +125,11 @@ class ClusterLoss(FeatureLoss):
         classes = labels.unique()
         if len(classes) < 2:
             return features.sum() * 0
+        features = features.float()
         means = torch.stack([features[labels == c].mean(dim=0) for c in classes])
-        spread = torch.stack([(features[labels == c] - means[i]).norm(dim=1).max() for i, c in enumerate(classes)])
-        between = torch.cdist(means, means) + torch.eye(len(classes), device=features.device) * 1e12
+        spread = torch.stack([(features[labels == c] - means[i]).pow(2).sum(dim=1).clamp_min(1e-12).sqrt().max()
+                              for i, c in enumerate(classes)])
+        between = distances(means, means) + torch.eye(len(classes), device=features.device) * 1e12
         return F.relu(spread - between.min(dim=1).values + self.margin).mean()
 
 
@@ -138,7 +148,7 @@ class CenterLoss(nn.Module):
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim) * 0.1)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (features - self.centers[labels]).pow(2).sum(dim=1).mean()
+        return 0.5 * (features.float() - self.centers[labels]).pow(2).sum(dim=1).mean()
 
 
 @register("loss", "ProxyNCA")
@@ -156,6 +166,6 @@ class ProxyNCA(nn.Module):
         self.scale = scale
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        f = self.scale * F.normalize(features, dim=-1)
+        f = self.scale * F.normalize(features.float(), dim=-1)
         p = self.scale * F.normalize(self.proxies, dim=-1)
-        return F.cross_entropy(-torch.cdist(f, p).pow(2), labels)
+        return F.cross_entropy(-distances(f, p).pow(2), labels)
