@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import zipfile
 from pathlib import Path
@@ -45,10 +47,16 @@ def prepare(
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
-    import torch
-
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path: {str(path)!r} does not exist")
+    return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
+    """Read once per file version: validation, the config and the run's data state all need it."""
+    import torch
+
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)")
     try:

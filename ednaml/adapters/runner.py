@@ -145,8 +145,9 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
     try:
         if resume is None:
             run.write_config(config)
-        if datamodule.state_dict().get("tokenizer"):
-            run.write_text("tokenizer.json", datamodule.state_dict()["tokenizer"])
+        tokenizer = datamodule.state_dict().get("tokenizer")
+        if tokenizer:
+            run.write_text("tokenizer.json", tokenizer)
         log.info("%s run folder: %s", "resuming" if resume else "run", run.path)
         provenance = _provenance(run, config, datamodule, invocation or {}, resume is not None)
         module.provenance = provenance
