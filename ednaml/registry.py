@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import importlib
@@ -13,15 +14,15 @@ from typing import Any, Callable, Iterable
 
 ENTRY_POINT_GROUP = "ednaml.components"
 
-# kind -> modules that define its built-ins; imported only when the kind is first asked for,
-# so that `ednaml --help` and `ednaml list` do not pay for torch, lightning or torchvision.
+# kind -> the modules whose @register decorators define its built-ins; imported only when the kind is
+# first asked for. `ednaml list` reads their source instead (see `declared`), so it never pays for torch.
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "datareader": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
     "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
-    "model": ("ednaml.models", "ednaml.models.text", "ednaml.models.video"),
-    "model_builder": ("ednaml.models",),
+    "model": ("ednaml.models.classification", "ednaml.models.multi", "ednaml.models.text", "ednaml.models.video"),
+    "model_builder": ("ednaml.models.builders",),
     "trainer": ("ednaml.trainers",),
-    "loss": ("ednaml.losses",),
+    "loss": ("ednaml.losses.classification", "ednaml.losses.metric_learning"),
     "optimizer": ("ednaml.optim.optimizers",),
     "optimizer_builder": ("ednaml.optim.optimizers",),
     "scheduler": ("ednaml.optim.schedulers",),
@@ -29,6 +30,8 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "plugin": (),
     "deployment": (),
 }
+# kind -> the torch module whose public classes (its __all__) the kind also resolves
+_TORCH_MODULES = {"optimizer": "torch.optim", "scheduler": "torch.optim.lr_scheduler"}
 KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
 
 _components: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
@@ -186,10 +189,52 @@ def describe(obj: Any) -> str:
 
 
 def catalogue(kind: str | None = None, pattern: str = "*") -> dict[str, list[tuple[str, str]]]:
-    """`{kind: [(name, one-line description)]}` for `ednaml list`, filtered by a wildcard pattern."""
+    """`{kind: [(name, one-line description)]}` for `ednaml list`, filtered by a wildcard pattern.
+
+    Built-ins come from their source files and torch's from its `__all__`, without importing either;
+    components registered at run time or by installed packages are imported and described as well.
+    """
+    _load_entry_points()
     kinds = [kind] if kind else list(KINDS)
     listing = {}
     for k in kinds:
-        rows = [(n, describe(get(k, n))) for n in names(k) if fnmatch.fnmatchcase(n, pattern)]
-        listing[k] = rows
+        rows = dict(declared(k))
+        rows.update((n, describe(obj)) for n, obj in _components[k].items())
+        listing[k] = sorted((n, d) for n, d in rows.items() if fnmatch.fnmatchcase(n, pattern))
     return listing
+
+
+def declared(kind: str) -> list[tuple[str, str]]:
+    """(name, first docstring line) of every built-in of `kind`, read from source, nothing imported."""
+    rows = [(name, doc) for module in _BUILTIN_MODULES[kind] for k, name, doc in _registrations(module) if k == kind]
+    if kind in _TORCH_MODULES:
+        rows += [(name, f"{_TORCH_MODULES[kind]}.{name}") for name in _torch_public(_TORCH_MODULES[kind])]
+    return rows
+
+
+def _source(module: str) -> Path:
+    spec = importlib.util.find_spec(module.partition(".")[0])  # a top-level package: found, not imported
+    path = Path(spec.origin).parent.joinpath(*module.split(".")[1:])
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _registrations(module: str) -> list[tuple[str, str, str]]:
+    """(kind, name, first docstring line) of each `@register("kind", "name")` in a module's source."""
+    found = []
+    for node in ast.walk(ast.parse(_source(module).read_text(encoding="utf-8"))):
+        if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            if (isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register"
+                    and all(isinstance(arg, ast.Constant) for arg in decorator.args)):
+                kind, name = decorator.args[0].value, decorator.args[1].value if len(decorator.args) > 1 else node.name
+                found.append((kind, name, (ast.get_docstring(node) or "").split("\n")[0]))
+    return found
+
+
+def _torch_public(module: str) -> list[str]:
+    """The classes a torch module exports (the capitalised names of its literal __all__)."""
+    for node in ast.parse(_source(module).read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return [name for name in ast.literal_eval(node.value) if name[:1].isupper()]
+    return []

@@ -46,3 +46,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _registry_as_it_was():
+    """Components a test registers are gone after it (built-ins it happened to load first stay)."""
+    from ednaml import registry
+
+    saved = {kind: dict(found) for kind, found in registry._components.items()}
+    yield
+    for kind, found in registry._components.items():
+        for name in [n for n, obj in found.items() if n not in saved[kind]
+                     and getattr(obj, "__module__", None) not in registry._BUILTIN_MODULES[kind]]:
+            del found[name]
+        found.update(saved[kind])

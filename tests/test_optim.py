@@ -95,10 +95,11 @@ SHORT = {"trainer.limit_train_batches": 8, "trainer.limit_val_batches": 2, "trai
 
 def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    # without schedulers: with them, this combination (bf16, accumulation, two model optimizers with
-    # different learning rates) has diverged to NaN on some runs, an open problem (see the issue notes)
+    # 24x24, not SHORT's 16x16: there ResNet-18's layer4 sees a 1x1 map through a stride-2 3x3 convolution,
+    # and torch 2.14's bf16 CPU (oneDNN) weight gradient of that shape holds uninitialised values
+    # (1e35s or NaN on the taps that only see padding), whatever EdnaML does
     overrides = {**SHORT, "EXECUTION.TRAINER_ARGS.accumulation_steps": 2, "EXECUTION.FP16": True,
-                 "trainer.gradient_clip_val": 1.0, "SCHEDULER": []}
+                 "trainer.gradient_clip_val": 1.0, "TRANSFORMATION.ARGS.i_shape": [24, 24]}
     info = EdnaML(CONFIGS / "digits-multi.yml", overrides=overrides).fit()
     assert info["status"] == "finished"
     assert info["global_step"] == 8  # 2 epochs x 8 batches / 2 accumulated: one step for all optimizers together

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import textwrap
 
@@ -93,3 +94,20 @@ def test_ednaml_list_filters_with_a_wildcard(tmp_path):
     result = run_ednaml("list", "model", "*Resnet*", cwd=tmp_path)
     assert result.returncode == 0
     assert "ClassificationResnet" in result.stdout and "SmallCNN" not in result.stdout
+
+
+@pytest.mark.parametrize("kind", registry.KINDS)
+def test_the_catalogue_read_from_source_is_what_the_registry_resolves(kind):
+    # `ednaml list` reads the @register decorators and torch's __all__ without importing them
+    listed = dict(registry.declared(kind))
+    assert set(listed) == set(registry.names(kind))
+    for name, description in listed.items():
+        if not description.startswith("torch."):
+            assert description == registry.describe(registry.get(kind, name)), name
+
+
+def test_ednaml_list_imports_neither_torch_nor_the_components(tmp_path):
+    probe = "import sys; from ednaml.cli import main; main(['list']); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "False", result.stderr[-2000:]
+    assert "SmallCNN" in result.stdout and "AdamW" in result.stdout

@@ -170,6 +170,9 @@ class StopOnSignal(Callback):
         return trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Several processes agree on a stop at the logging interval only: no collective on every step.
+        if trainer.world_size > 1 and trainer.global_step % trainer.log_every_n_steps:
+            return
         if self._stop_requested(trainer):
             path = self.run.checkpoints / "last.ckpt"
             trainer.save_checkpoint(path)
@@ -263,6 +266,7 @@ class StepMetrics(Callback):
             return
         from ednaml.adapters.module import log_to_loggers
 
+        pl_module.train_losses.settle(trainer.strategy)
         row = {f"train/{k}_step": v.item() for k, v in pl_module.train_losses.last.items()}
         groups = [g for optimizer in trainer.optimizers for g in optimizer.param_groups]
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)})

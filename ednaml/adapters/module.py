@@ -49,34 +49,78 @@ def log_to_loggers(trainer: pl.Trainer, metrics: dict[str, Any]) -> None:
         logger.log_metrics(row, step=trainer.global_step)
 
 
-class EpochLosses:
-    """Running sums of the training loss and its terms over an epoch; they travel in checkpoints, so a
-    resumed epoch's mean covers all its batches."""
+@dataclass
+class StepLosses:
+    """One training step's loss and terms, still on the device, with where it happened."""
+
+    step: int
+    epoch: int
+    batch: int
+    size: int
+    values: dict[str, torch.Tensor]
+
+
+class TrainingLosses:
+    """The training loss and its terms: epoch means that travel in checkpoints (so a resumed epoch's mean
+    covers all its batches), and the guard against non-finite losses.
+
+    Steps are kept on the device and looked at together in `settle` (at the logging interval, the
+    epoch's end and before every checkpoint): no host-device synchronisation on every step, and still
+    no checkpoint ever holds weights that a non-finite loss has touched.
+    """
+
+    MAX_PENDING = 256  # steps kept on the device before they are settled anyway
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.epoch = -1
+        self.pending: list[StepLosses] = []
         self.last: dict[str, torch.Tensor] = {}
 
-    def add(self, values: dict[str, torch.Tensor], size: int, epoch: int) -> None:
-        if epoch != self.epoch:
+    def add(self, losses: StepLosses, strategy: Any) -> None:
+        if losses.epoch != self.epoch:
             self.reset()
-            self.epoch = epoch
-        for key, value in values.items():
-            value = value.detach().float()
-            self.sums[key] = self.sums.get(key, 0) + value * size
-        self.count += size
-        self.last = {k: v.detach() for k, v in values.items()}
+            self.epoch = losses.epoch
+        self.pending.append(losses)
+        self.last = losses.values
+        if len(self.pending) >= self.MAX_PENDING:
+            self.settle(strategy)
+
+    def settle(self, strategy: Any) -> None:
+        """Fold the pending steps into the sums; raise NonFiniteLoss if any process saw a non-finite loss."""
+        pending, self.pending = self.pending, []
+        # one row per step: the loss, then each term
+        values = torch.stack([torch.stack([v.float() for v in p.values.values()]) for p in pending]) if pending else None
+        finite = values.isfinite() if values is not None else None
+        bad = finite is not None and not bool(finite.all())  # the one synchronisation
+        if strategy.reduce_boolean_decision(bad, all=False):  # every process stops at the same step
+            raise NonFiniteLoss(self._describe(pending, finite) if bad else "a non-finite loss on another process")
+        if values is None:
+            return
+        sizes = torch.tensor([p.size for p in pending], dtype=torch.float32, device=values.device)
+        for key, column in zip(pending[0].values, (values * sizes[:, None]).sum(dim=0)):
+            self.sums[key] = self.sums.get(key, 0) + column
+        self.count += sum(p.size for p in pending)
+
+    @staticmethod
+    def _describe(pending: list[StepLosses], finite: torch.Tensor) -> str:
+        row = int((~finite.all(dim=1)).nonzero()[0])
+        first = pending[row]
+        names = list(first.values)
+        bad = [name for name, ok in zip(names[1:], finite[row, 1:].tolist()) if not ok] or ["loss"]
+        return (f"the loss is {first.values['loss'].item()} at step {first.step} (epoch {first.epoch}, batch {first.batch}); "
+                f"non-finite terms: {', '.join(bad)}. The run stopped; its last checkpoint holds the last good weights.")
 
     def means(self, strategy: Any) -> dict[str, float]:
+        self.settle(strategy)
         count = strategy.reduce(torch.tensor(float(self.count), device=strategy.root_device), reduce_op="sum")
         if count.item() == 0:
             return {}
         return {k: (strategy.reduce(v, reduce_op="sum") / count).item() for k, v in self.sums.items()}
 
     def reset(self) -> None:
-        self.sums, self.count = {}, 0
+        self.sums, self.count, self.pending = {}, 0, []
 
     def state_dict(self) -> dict[str, Any]:
         return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count, "epoch": self.epoch}
@@ -141,7 +185,7 @@ class EdnaModule(pl.LightningModule):
         self.schedules = ScheduleRunner([])
         self._pending_schedule_state: list[dict[str, Any]] | None = None
         self.provenance: dict[str, Any] | None = None  # set by the runner; every checkpoint carries it
-        self.train_losses = EpochLosses()
+        self.train_losses = TrainingLosses()
         self._stepped_at = -1
 
     def _prefix(self, stage: str, output: str) -> str:
@@ -163,12 +207,11 @@ class EdnaModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
-        if not torch.isfinite(loss):  # stop before the bad step touches a weight; the last checkpoint stays good
-            bad = [name for name, value in terms.items() if not torch.isfinite(value)] or ["loss"]
-            raise NonFiniteLoss(f"the loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
-                                f"batch {batch_idx}); non-finite terms: {', '.join(bad)}. The run stopped; its last "
-                                "checkpoint holds the last good weights.")
-        self.train_losses.add({"loss": loss.detach(), **terms}, len(batch[1]), self.current_epoch)
+        # Checked for non-finite values at the logging interval and before every checkpoint, not here:
+        # a check on every step would stall a GPU (see TrainingLosses).
+        self.train_losses.add(StepLosses(self.global_step, self.current_epoch, batch_idx, len(batch[1]),
+                                         {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}),
+                              self.trainer.strategy)
         self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss
 
@@ -250,6 +293,8 @@ class EdnaModule(pl.LightningModule):
     # ---- checkpoints ----
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.trainer.state.fn == "fit":
+            self.train_losses.settle(self.trainer.strategy)  # raises before a non-finite step's weights are saved
         checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
                                 "train_losses": self.train_losses.state_dict(), "rng": rng_state(),

@@ -14,6 +14,11 @@ from ednaml.registry import register
 OUTPUT_SIZE_KWARGS = ("softmax_dimensions", "num_classes")
 
 
+# The original EdnaML had one builder per model family; here they are one.
+@register("model_builder", "multibranch_model_builder")
+@register("model_builder", "multiclassification_model_builder")
+@register("model_builder", "classification_model_builder")
+@register("model_builder", "ednaml_model_builder")
 def ednaml_model_builder(arch: type[nn.Module], base: str | None, normalization: str | None, kwargs: dict[str, Any]) -> nn.Module:
     """Pass MODEL_BASE and MODEL_NORMALIZATION to the architecture when it takes them."""
     params = inspect.signature(arch).parameters
@@ -23,11 +28,6 @@ def ednaml_model_builder(arch: type[nn.Module], base: str | None, normalization:
     if normalization is not None and "normalization" in params:
         kwargs["normalization"] = normalization
     return arch(**kwargs)
-
-
-# The original EdnaML had one builder per model family; here they are one.
-for _name in ("ednaml_model_builder", "classification_model_builder", "multiclassification_model_builder", "multibranch_model_builder"):
-    register("model_builder", _name)(ednaml_model_builder)
 
 
 def fill_output_sizes(value: Any, classes: dict[str, int]) -> Any:
