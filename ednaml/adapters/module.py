@@ -210,7 +210,7 @@ class EdnaModule(pl.LightningModule):
         # Checked for non-finite values at the logging interval and before every checkpoint, not here:
         # a check on every step would stall a GPU (see TrainingLosses).
         self.train_losses.add(StepLosses(self.global_step, self.current_epoch, batch_idx, len(batch[1]),
-                                         {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}),
+                                         {"loss": loss.detach(), **terms}),
                               self.trainer.strategy)
         self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss

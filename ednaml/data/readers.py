@@ -68,7 +68,7 @@ class DigitsCrawler(Crawler):
         digits = datasets.load_digits()
         images = (digits.images * (255.0 / 16.0)).round().astype("uint8")
         maps = [DIGIT_LABELS[kind][1] for kind in self.labels.values()]
-        samples = [(images[i], tuple(m[int(digits.target[i])] for m in maps)) for i in range(len(images))]
+        samples = [(image, tuple(m[digit] for m in maps)) for image, digit in zip(images, digits.target.tolist())]
         source = Path(datasets.__file__).parent / "data" / "digits.csv.gz"
         return Crawl(
             splits=_with_test_split(samples, self.test_fraction, self.split_seed),

@@ -65,8 +65,7 @@ class LossEntry(nn.Module):
 
     def forward(self, outputs: dict[str, Output], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         output, target = outputs[self.output], targets[self.label]
-        total: torch.Tensor | float = 0.0
-        terms = {}
+        weighted, terms = [], {}
         for loss, weight, term in zip(self.losses, self.weights, self.term_names):
             if reads_features(loss):
                 if output.features is None:
@@ -75,8 +74,8 @@ class LossEntry(nn.Module):
             else:
                 value = loss(output.logits, target)
             terms[term] = value.detach()
-            total = total + weight * value
-        return total, terms
+            weighted.append(value if weight == 1.0 else weight * value)  # no graph node for a weight of one
+        return sum(weighted[1:], weighted[0]), terms
 
 
 class Criterion(nn.Module):
@@ -90,10 +89,9 @@ class Criterion(nn.Module):
         return next(e for e in self.entries if e.name == name)
 
     def forward(self, outputs: dict[str, Output], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        total: torch.Tensor | float = 0.0
-        terms: dict[str, torch.Tensor] = {}
+        values, terms = [], {}
         for entry in self.entries:
             value, entry_terms = entry(outputs, targets)
-            total = total + value
+            values.append(value)
             terms.update(entry_terms)
-        return total, terms
+        return sum(values[1:], values[0]), terms

@@ -1,0 +1,31 @@
+"""The benchmark runs from the repository: `python -m bench` on the digits, one short round."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_benchmark_times_all_three_contenders_and_reports_their_ratios(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "bench", "--tasks", "digits", "--repeats", "1", "--epochs", "2",
+                             "--json", str(out), "--report", str(tmp_path / "bench.md")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digits = json.loads(out.read_text())["tasks"]["digits"]
+    for who in ("ednaml", "lightning", "plain"):
+        assert 0 < digits[who]["step"]["median"] < 1 and 0 < digits[who]["first_step"]["median"] < 60
+        assert digits[who]["peak_mb"]["median"] > 100
+    assert 0.3 < digits["ednaml/lightning"]["step"]["median"] < 3  # a ratio, not a copy of either side
+    assert digits["steps_per_epoch"] == 21  # 1,293 training digits in batches of 64
+    assert set(digits["loader"]) == {"0", "2"}
+    assert "| step, ms |" in (tmp_path / "bench.md").read_text()
