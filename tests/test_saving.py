@@ -81,3 +81,13 @@ def test_a_second_run_never_touches_the_first(workdir, monkeypatch):
     assert first["run_id"] != second["run_id"]
     assert len(run_folders(workdir / "runs")) == 2
     assert all(p.stat().st_mtime == t for p, t in before.items())
+
+
+def test_a_run_with_trainer_callbacks_from_the_config_writes_checkpoints_that_load_weights_only(workdir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.Timer", "init_args": {"interval": "epoch"}}]
+    info = fit(workdir, **{"trainer.callbacks": callbacks})
+    assert info["status"] == "finished"
+    last = torch.load(info["checkpoints"]["last"], map_location="cpu", weights_only=True)
+    assert last["ednaml"]["config"]["trainer"]["callbacks"] == callbacks  # plain data, as written
+    assert any(key.startswith("Timer") for key in last["callbacks"])  # the callback ran and saved its state

@@ -279,7 +279,8 @@ class EdnaModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.trainer.global_step != self._stepped_at:  # an optimizer step happened (not mid-accumulation)
             self._stepped_at = self.trainer.global_step
-            self.schedules.after_step(self.trainer.callback_metrics)
+            # Lightning assembles callback_metrics on each read: only when a scheduler needs them
+            self.schedules.after_step(self.trainer.callback_metrics if self.schedules.monitors("step") else {})
 
     def on_train_epoch_end(self) -> None:
         """The epoch's mean loss and terms, over every process, then the epoch schedulers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import re
@@ -36,8 +37,8 @@ def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
     parser = trainer_parser()
     problems = []
     for key, value in trainer.items():
-        try:
-            parser.parse_object({"trainer": {key: value}}, defaults=False)
+        try:  # a copy: jsonargparse turns `{class_path: ...}` mappings into Namespaces in place
+            parser.parse_object({"trainer": {key: copy.deepcopy(value)}}, defaults=False)
         except Exception as err:  # noqa: BLE001 - jsonargparse raises several kinds for a bad value
             problems.append(Problem(("trainer", key), f"{show(value)} is not valid here: {_reason(err)}"))
     return problems
@@ -46,7 +47,7 @@ def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
 def trainer_kwargs(trainer: dict[str, Any]) -> dict[str, Any]:
     """Trainer arguments with `{class_path, init_args}` callbacks, loggers and plugins instantiated."""
     parser = trainer_parser()
-    namespace = parser.instantiate(parser.parse_object({"trainer": trainer}, defaults=False))
+    namespace = parser.instantiate(parser.parse_object({"trainer": copy.deepcopy(trainer)}, defaults=False))
     return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
 
 

@@ -95,6 +95,10 @@ class ScheduleRunner:
                     self.scheduled[id(group)] = group["lr"]
                     group["lr"] = group["lr"] * factor
 
+    def monitors(self, interval: str) -> bool:
+        """Whether a scheduler stepped at `interval` reads a logged metric (ReduceLROnPlateau)."""
+        return any(s.interval == interval and isinstance(s.scheduler, ReduceLROnPlateau) for s in self.schedules)
+
     def after_step(self, metrics: dict[str, Any]) -> None:
         self._step("step", metrics)
 

@@ -31,8 +31,7 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     project = logging_cfg["WANDB_PROJECT"] or run.experiment
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
     settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
-                              x_disable_meta=True, x_disable_stats=True, x_save_requirements=False,
-                              x_transaction_log_flush_interval=1.0)
+                              x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
     logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=project,
                          entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
                          config=scrub({**config, "provenance": provenance}), settings=settings)
