@@ -106,6 +106,34 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_term_and_keeps_the_last_go
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
+def test_an_error_that_follows_a_nan_loss_is_reported_as_the_nan_step(tmp_path):
+    # the bad step's update spoils the weights; the next step's loss fails on the NaN logits before
+    # the losses are next checked: the report names the cause, not its consequence
+    (tmp_path / "nan_then_error.py").write_text(textwrap.dedent("""
+        import torch
+        import ednaml
+
+        @ednaml.register.loss("NaNThenError")
+        class NaNThenError(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.calls = 0
+            def forward(self, logits, target):
+                self.calls += 1
+                if not torch.isfinite(logits).all():
+                    raise RuntimeError("logits are not finite")
+                loss = torch.nn.functional.cross_entropy(logits, target)
+                return loss * float("nan") if self.calls == 4 else loss
+    """))
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--import", str(tmp_path / "nan_then_error.py"),
+                        "--LOSS.0.LOSSES", "[NaNThenError]", "--EXECUTION.SKIPEVAL", "true",
+                        "--trainer.num_sanity_val_steps", "0", *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "the loss is nan at step 3 (epoch 0, batch 3)" in result.stderr
+    (run,) = run_folders(tmp_path / "runs")
+    assert summary(run)["status"] == "failed" and "step 3" in summary(run)["error"]
+
+
 def test_a_kill_during_a_checkpoint_write_leaves_last_ckpt_loadable(tmp_path):
     # a ResNet-18 checkpoint (with Adam's state) takes long enough to write that the kill lands inside it
     process = start(tmp_path, "--config", str(CONFIGS / "digits-multi.yml"), "--SAVE.STEP_SAVE_FREQUENCY", "2",

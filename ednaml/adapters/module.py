@@ -60,6 +60,11 @@ class StepLosses:
     values: dict[str, torch.Tensor]
 
 
+def _rows(pending: list[StepLosses]) -> torch.Tensor | None:
+    """One row per step: the loss, then each term."""
+    return torch.stack([torch.stack([v.float() for v in p.values.values()]) for p in pending]) if pending else None
+
+
 class TrainingLosses:
     """The training loss and its terms: epoch means that travel in checkpoints (so a resumed epoch's mean
     covers all its batches), and the guard against non-finite losses.
@@ -90,8 +95,7 @@ class TrainingLosses:
     def settle(self, strategy: Any) -> None:
         """Fold the pending steps into the sums; raise NonFiniteLoss if any process saw a non-finite loss."""
         pending, self.pending = self.pending, []
-        # one row per step: the loss, then each term
-        values = torch.stack([torch.stack([v.float() for v in p.values.values()]) for p in pending]) if pending else None
+        values = _rows(pending)
         finite = values.isfinite() if values is not None else None
         bad = finite is not None and not bool(finite.all())  # the one synchronisation
         if strategy.reduce_boolean_decision(bad, all=False):  # every process stops at the same step
@@ -102,6 +106,14 @@ class TrainingLosses:
         for key, column in zip(pending[0].values, (values * sizes[:, None]).sum(dim=0)):
             self.sums[key] = self.sums.get(key, 0) + column
         self.count += sum(p.size for p in pending)
+
+    def non_finite(self) -> str | None:
+        """The first pending non-finite step, described, or None: for a run that failed otherwise first
+        (a later error is often a consequence of weights a non-finite step spoiled)."""
+        values = _rows(self.pending)
+        if values is None or bool(values.isfinite().all()):
+            return None
+        return self._describe(self.pending, values.isfinite())
 
     @staticmethod
     def _describe(pending: list[StepLosses], finite: torch.Tensor) -> str:

@@ -193,8 +193,11 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
             summary.finish("finished")
         except BaseException as err:
             summary.finish("interrupted" if isinstance(err, (KeyboardInterrupt, Interrupted)) else "failed", error=str(err))
-            reason = explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], str(trainer.strategy.root_device))
+            reason = (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else module.train_losses.non_finite()) \
+                or explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], str(trainer.strategy.root_device))
             if reason:
+                summary.summary["error"] = reason
+                summary.write()
                 raise RunStopped(reason) from err
             raise
         log.info("run %s %s; final metrics: %s", run.run_id, summary.summary["status"], summary.summary["final"])
