@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 import warnings
 from typing import Any, Sequence
@@ -47,10 +48,11 @@ options:
   --import FILE|MODULE     import custom components before names are resolved (repeatable)
   --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision bf16-mixed)
   --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR 0.01)
+  SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)
   --debug                  show Python tracebacks
   -h, --help               show this help (with a stage: also every --trainer.* argument)
 
-Values are read as YAML: 3 is a number, [8, 8] a list, null nothing.
+Values are read as YAML 1.2: 3 and 3e-3 are numbers, [8, 8] a list, null nothing.
 """
 
 
@@ -79,6 +81,13 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             args["help"] = True
             continue
         if not token.startswith("-"):
+            override = re.fullmatch(r"([A-Za-z_][\w.\[\]]*)=(.*)", token, re.S)
+            if command in STAGES + ("check",):  # Hydra's KEY=VALUE is an override; any other word a mistake
+                if not override:
+                    raise UsageError(f"unexpected argument {token!r}: write an override as --KEY.PATH VALUE or "
+                                     "KEY.PATH=VALUE, and a config as --config FILE")
+                args["overrides"].append(override.groups())
+                continue
             args["positional"].append(token)
             continue
         name, eq, value = token.partition("=")

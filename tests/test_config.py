@@ -175,3 +175,19 @@ def test_unreadable_files_are_named_with_what_is_wrong(tmp_path, text, message):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="config file .*nope.yml' does not exist"):
         resolve([tmp_path / "nope.yml"])
+
+
+def test_numbers_with_an_exponent_are_floats_in_files_and_overrides(tmp_path):
+    path = write(tmp_path, "a.yml", "OPTIMIZER:\n  - BASE_LR: 3e-3\n    WEIGHT_DECAY: 1E-4\nEXECUTION:\n  EPOCHS: 1e1\n")
+    cfg = resolve([path], [("OPTIMIZER.0.WEIGHT_DECAY", "5e-4"), ("LOSS.0.LAMBDAS", "[1e0, 2.5e-1]")])
+    assert cfg["OPTIMIZER"][0]["BASE_LR"] == 0.003 and isinstance(cfg["OPTIMIZER"][0]["BASE_LR"], float)
+    assert cfg["OPTIMIZER"][0]["WEIGHT_DECAY"] == 0.0005
+    assert cfg["LOSS"][0]["LAMBDAS"] == [1.0, 0.25]
+    printed = write(tmp_path, "printed.yml", dump(cfg))
+    assert resolve([printed]) == cfg  # --print_config's output reads back the same
+
+
+def test_words_that_only_look_like_numbers_stay_strings(tmp_path):
+    path = write(tmp_path, "a.yml", "SAVE:\n  MODEL_QUALIFIER: e5\n  MODEL_BACKBONE: 1e5x\n")
+    cfg = resolve([path])
+    assert cfg["SAVE"]["MODEL_QUALIFIER"] == "e5" and cfg["SAVE"]["MODEL_BACKBONE"] == "1e5x"

@@ -109,6 +109,22 @@ def test_an_unknown_option_suggests_the_right_one(tmp_path):
     assert result.returncode == 2 and "unknown option --confg; did you mean --config?" in result.stderr
 
 
+def test_a_hydra_style_key_equals_value_is_an_override(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "SAVE.MODEL_VERSION=2", "OPTIMIZER.0.BASE_LR=5e-4",
+                        "--print_config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = yaml.safe_load(result.stdout)
+    assert printed["SAVE"]["MODEL_VERSION"] == 2 and printed["OPTIMIZER"][0]["BASE_LR"] == 0.0005
+
+
+@pytest.mark.parametrize("command", ["fit", "check"])
+def test_a_stray_word_on_the_command_line_is_an_error_not_ignored(tmp_path, command):
+    result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), "SAVE.MODEL_VERSION", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unexpected argument 'SAVE.MODEL_VERSION'" in result.stderr and "KEY.PATH=VALUE" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_trainer_values_are_checked_against_the_trainer_signature_types():
     found = problems([("trainer.precision", "bf17"), ("trainer.gradient_clip_val", "lots")])
     assert found[0].startswith("trainer.precision: 'bf17' is not valid here:") and "bf16-mixed" in found[0]

@@ -34,8 +34,25 @@ class ConfigWarning(UserWarning):
     """An accepted but ignored or rewritten part of a config."""
 
 
+class YAMLLoader(yaml.SafeLoader):
+    """yaml.SafeLoader reading numbers as YAML 1.2 and OmegaConf do: `3e-3` and `1E5` are floats (YAML 1.1
+    needs a dot, `3.0e-3`, and reads `3e-3` as a string)."""
+
+
+YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them."""
+    return yaml.load(text, Loader=YAMLLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Load one config file with yaml.safe_load; errors name the file (and line)."""
+    """Load one config file (safe YAML, YAML 1.2 numbers); errors name the file (and line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a file")
@@ -43,7 +60,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if b"\x00" in raw[:4096]:
         raise ConfigError(f"{str(path)!r} is a binary file, not a YAML config")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = parse_yaml(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{str(path)!r} is not UTF-8 text, not a YAML config") from None
     except yaml.YAMLError as err:
@@ -83,9 +100,9 @@ def parse_key_path(dotted: str) -> list[str | int]:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value, read as YAML: '3' -> 3, '[1,2]' -> [1, 2], 'null' -> None."""
+    """A command-line value, read as YAML: '3' -> 3, '5e-4' -> 0.0005, '[1,2]' -> [1, 2], 'null' -> None."""
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -208,7 +225,7 @@ def _materialize_lists(cfg: dict[str, Any]) -> None:
 def _coerce(key: Key, value: Any) -> Any:
     """Old configs wrote kwargs as strings holding a dict ('{"step_size": 20}')."""
     if dict in key.types and isinstance(value, str):
-        for loader in (json.loads, yaml.safe_load):
+        for loader in (json.loads, parse_yaml):
             try:
                 parsed = loader(value)
             except (ValueError, yaml.YAMLError):

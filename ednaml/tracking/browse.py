@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ednaml.config.errors import ConfigError, format_path
+from ednaml.config.load import parse_yaml
 
 DEFAULT_ROOT = "runs"
 
@@ -42,7 +43,7 @@ def _read(path: Path, loader: Any) -> Any:
 
 
 def read_run(path: Path) -> Run:
-    return Run(path, _read(path / "config.yaml", yaml.safe_load), _read(path / "summary.json", json.loads) or {},
+    return Run(path, _read(path / "config.yaml", parse_yaml), _read(path / "summary.json", json.loads) or {},
                _read(path / "provenance.json", json.loads))
 
 

@@ -131,4 +131,6 @@ def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    from ednaml.config.load import parse_yaml
+
+    return parse_yaml(path.read_text(encoding="utf-8"))
