@@ -8,6 +8,7 @@ loop, optimizer, scheduler, metrics, checkpoints and logging are written here by
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 import torch
@@ -73,14 +74,14 @@ class Data:
 
 
 def build_model(spec: dict[str, Any], classes: int, info: dict[str, Any]) -> nn.Module:
-    kwargs = {**spec["model_kwargs"], "softmax_dimensions": classes}
+    """The config's model class with its MODEL_KWARGS, MODEL_BASE and MODEL_NORMALIZATION where it takes
+    them, and what the data knows (a tokenizer's vocabulary size)."""
     arch = _load(MODELS[spec["arch"]])
-    if spec["base"]:
-        kwargs["base"] = spec["base"]
-    if spec["normalization"] and spec["arch"] != "TextCNN":
-        kwargs["normalization"] = spec["normalization"]
-    if spec["arch"] == "TextCNN":
-        kwargs.update(info)
+    params = inspect.signature(arch).parameters
+    kwargs = {**spec["model_kwargs"], "softmax_dimensions": classes}
+    for key, value in (("base", spec["base"]), ("normalization", spec["normalization"]), *info.items()):
+        if key in params and value is not None and kwargs.get(key) is None:
+            kwargs[key] = value
     return arch(**kwargs)
 
 
