@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import gc
 import re
 import sys
 import warnings
@@ -263,8 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
+    collecting = gc.isenabled()
     try:
         args = parse_args(argv)
+        if args["command"] in STAGES + ("check",):
+            # Start-up creates half a million long-lived objects (torch, Lightning, W&B): collecting
+            # garbage among them, again and again, took a second. A run turns collection back on once
+            # they are frozen (adapters.runner.frozen_for_the_run).
+            gc.disable()
         if args["command"] == "help":
             print(USAGE)
             return 0
@@ -295,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         warnings.formatwarning = previous
+        if collecting:
+            gc.enable()
 
 
 if __name__ == "__main__":
