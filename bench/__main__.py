@@ -33,7 +33,7 @@ TASKS = {  # name -> (config, epochs, what it needs)
     "text": (ROOT / "configs" / "fortunes-text.yml", 4, "/usr/share/games/fortunes"),
 }
 CONTENDERS = ("ednaml", "lightning", "plain")
-TIMER = "[{class_path: bench.timing.StepTimer}]"
+TIMER = "[{class_path: bench.callback.StepTimer}]"
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str], out: Path | None = None) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 def bench_task(name: str, repeats: int, work: Path, env: dict[str, str], gpu: bool, epochs: int | None) -> dict[str, Any]:
-    config, default_epochs, needs = TASKS[name]
+    config, default_epochs, _ = TASKS[name]
     epochs = epochs or default_epochs
     resolved = subprocess.run([str(EDNAML), "fit", "--config", str(config), "--EXECUTION.EPOCHS", str(epochs), "--print_config"],
                               cwd=work, env=env, capture_output=True, text=True, check=True).stdout

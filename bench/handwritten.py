@@ -18,7 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from bench import spec as tasks
-from bench.timing import StepTimer
+from bench.callback import StepTimer
 
 
 def _read(path: str) -> dict[str, Any]:

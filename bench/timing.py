@@ -62,35 +62,3 @@ class Clock:
         if path:
             with open(path, "w", encoding="utf-8") as handle:
                 json.dump(record, handle)
-
-
-def _cuda_sync() -> Any:
-    import torch
-
-    return torch.cuda.synchronize if torch.cuda.is_available() else None
-
-
-try:
-    from lightning.pytorch.callbacks import Callback
-except ImportError:  # the plain loop needs only the Clock
-    Callback = object  # type: ignore[assignment,misc]
-
-
-class StepTimer(Callback):
-    """The Clock as a Lightning callback, for `ednaml fit` (--trainer.callbacks) and the hand-written run."""
-
-    def __init__(self) -> None:
-        self.clock = Clock(_cuda_sync())
-
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self.clock.epoch_start()
-
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self.clock.batch_start()
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.clock.batch_end()
-
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self.clock.train_end()
-        self.clock.write(global_step=trainer.global_step)

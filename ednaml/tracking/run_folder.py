@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ednaml.tracking.secrets import ScrubFilter, scrub
 from ednaml.utils import is_rank_zero
 
