@@ -44,11 +44,11 @@ def run(command: list[str], cwd: Path, env: dict[str, str], out: Path | None = N
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    _, status, usage = os.wait4(process.pid, 0)  # the child's own peak memory, which Popen.wait does not give
     wall = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(command)} failed (exit {process.returncode}):\n{stderr[-3000:]}")
+    process.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    if code != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed (exit {code}):\n{stderr[-3000:]}")
     result: dict[str, Any] = {"wall": wall, "peak_mb": usage.ru_maxrss / 1024}
     if out is not None:
         timings = json.loads(out.read_text())
