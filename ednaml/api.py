@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ednaml.config import ConfigError, Problem, resolve
+from ednaml.config.errors import locate
 from ednaml.config.load import deep_merge, normalize_legacy
 
 
@@ -27,19 +28,29 @@ def prepare(
     overrides: Iterable[tuple[str, Any]] = (),
     imports: Sequence[str] = (),
     base: Mapping[str, Any] | None = None,
+    origins: dict[tuple, str] | None = None,
+    base_label: str = "the given config",
 ) -> dict[str, Any]:
-    """Resolve, import the user's components, validate: the config a run will use, or a ConfigError."""
+    """Resolve, import the user's components, validate: the config a run will use, or a ConfigError.
+    `origins`, where given, is filled with the file or flag each key path came from."""
     from ednaml import registry
     from ednaml.config.validate import validate
 
-    config = resolve(files, list(overrides), dict(base) if base else None)
+    origins = {} if origins is None else origins
+    config = resolve(files, list(overrides), dict(base) if base else None, origins, base_label)
     search_dirs = [Path(f).parent for f in reversed(files)]
     sources = list(imports) + list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else list(imports)
     try:
         imported = registry.import_sources(sources, search_dirs)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
-    validate(config, source=", ".join(map(str, files)) or None)
+    validate(config, source=", ".join(map(str, files)) or None, origins=origins)
+    if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
+        try:
+            read_checkpoint(config["ckpt_path"])
+        except ConfigError as err:
+            problems = [Problem(("ckpt_path",), p.message.removeprefix("ckpt_path: ")) for p in err.problems]
+            raise ConfigError(locate(problems, origins), ", ".join(map(str, files)) or None) from None
     if isinstance(config.get("EXECUTION"), dict):  # recorded as found, so the run can be reproduced from anywhere
         config["EXECUTION"]["IMPORTS"] = list(dict.fromkeys(imported))
     return config
@@ -106,12 +117,14 @@ class EdnaML:
         for c in configs:
             if isinstance(c, Mapping):
                 base = deep_merge(normalize_legacy(base), normalize_legacy(dict(c)))
+        label = "the given config"
         if ckpt_path and not configs:
-            base = config_from_checkpoint(ckpt_path)
+            base, label = config_from_checkpoint(ckpt_path), f"the config in {ckpt_path}"
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))
-        self.config = prepare(files, pairs, imports, base or None)
+        self.origins: dict[tuple, str] = {}
+        self.config = prepare(files, pairs, imports, base or None, self.origins, label)
         if ckpt_path and configs:
             checkpoint_mismatch(ckpt_path, self.config)
         self.resume = None

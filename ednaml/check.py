@@ -25,7 +25,7 @@ KEY_PATH = re.compile(r"^((?:[A-Z_]+|trainer)(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\
 
 def problem_from(err: BaseException, default: tuple) -> Problem:
     """A Problem at the key path the message starts with ('MODEL.MODEL_KWARGS: ...'), else at `default`."""
-    text = str(err).strip("'\"")
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)  # KeyError quotes its message
     if isinstance(err, DataError):
         return Problem(tuple(err.key.split(".")), text.split(": ", 1)[1] if ": " in text else text)
     match = KEY_PATH.match(text)
@@ -70,6 +70,55 @@ def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
     if plateau:
         lines.append(f"  (ReduceLROnPlateau of {', '.join(plateau)} depends on its MONITOR: shown constant)")
     return lines
+
+
+def forward(module: Any, batch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's outputs for `batch`; a batch it cannot take is said in the config's words."""
+    try:
+        return module.step_logic(module.model, batch)
+    except RuntimeError as err:
+        if explain(err):
+            raise
+        raise ValueError(f"MODEL: the model cannot take a training batch of {_shape(batch)}: {err}. Check "
+                         "TRANSFORMATION.ARGS (i_shape, channels) against MODEL.MODEL_KWARGS (initial_channels, ...)") from err
+
+
+def output_problems(outputs: dict[str, Any], labels: dict[str, list[str]]) -> list[Problem]:
+    """Each output must give one score per class of its label."""
+    problems = []
+    for name, output in outputs.items():
+        classes = len(labels[output.label])
+        if output.logits.shape[-1] != classes:
+            problems.append(Problem(("MODEL", "MODEL_KWARGS"), f"output {name!r} gives {output.logits.shape[-1]} classes but label "
+                                    f"{output.label!r} has {classes}; leave its size blank to take it from the data"))
+    return problems
+
+
+def preflight(module: Any, data: Any) -> list[Problem]:
+    """What `fit` tries before it makes a run folder, as `check` does: the parameter groups and optimizers
+    build, and the model takes two training samples and gives one score per class. Nothing is changed:
+    evaluation mode, no gradients, the random number generators as they were."""
+    problems: list[Problem] = []
+    try:
+        module.configure_optimizers()
+    except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
+        problems.append(problem_from(err, ("OPTIMIZER",)))
+    if not data.has("train"):
+        return problems
+    samples = data.crawl.splits["train"][:2]
+    dataset = data.dataset_cls(samples, transform=data.transforms[False], labels=list(data.labels), **data.dataset_kwargs)
+    collate = data.collate or torch.utils.data.default_collate
+    training = module.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        try:
+            module.eval()
+            outputs, _ = forward(module, collate([dataset[i] for i in range(len(samples))]))
+            problems += output_problems(outputs, data.labels)
+        except Exception as err:  # noqa: BLE001
+            problems.append(problem_from(err, ("MODEL",)))
+        finally:
+            module.train(training)
+    return problems
 
 
 def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
@@ -120,18 +169,8 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         probe = copy.deepcopy(module)
         batch = batches["train"]
         try:
-            try:
-                outputs, targets = probe.step_logic(probe.model, batch)
-            except RuntimeError as err:
-                if explain(err):
-                    raise
-                raise ValueError(f"MODEL: the model cannot take a training batch of {_shape(batch)}: {err}. Check "
-                                 "TRANSFORMATION.ARGS (i_shape, channels) against MODEL.MODEL_KWARGS (initial_channels, ...)") from err
-            for name, output in outputs.items():
-                classes = len(data.labels[output.label])
-                if output.logits.shape[-1] != classes:
-                    problems.append(Problem(("MODEL", "MODEL_KWARGS"), f"output {name!r} gives {output.logits.shape[-1]} classes but label "
-                                            f"{output.label!r} has {classes}; leave its size blank to take it from the data"))
+            outputs, targets = forward(probe, batch)
+            problems += output_problems(outputs, data.labels)
             lines.append("  forward: " + ", ".join(f"{n} {_shape(o.logits)}" for n, o in outputs.items()))
             loss, terms = probe.criterion(outputs, targets)
             lines.append("losses (one batch)")

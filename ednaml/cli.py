@@ -41,7 +41,8 @@ commands:
   reproduce  a new run from RUN's resolved config and seed, then its diff against RUN
 
 options:
-  -c, --config FILE        a config file; several merge left to right (mappings merge, lists replace)
+  -c, --config FILE        a config file; several merge left to right (mappings merge, lists replace;
+                           see docs/config.md for !replace, !delete and swapping a component)
   --print_config           print the resolved config (it loads again as the same config) and exit
   --ckpt_path PATH         checkpoint to start from (fit) or to evaluate
   --resume RUN             continue an interrupted run (its folder or run id) from its last checkpoint
@@ -50,6 +51,7 @@ options:
   --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision bf16-mixed)
   --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR 0.01)
   SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)
+  ~SECTION.KEY             remove a key the config files set (~MODEL.MODEL_KWARGS.width)
   --debug                  show Python tracebacks
   -h, --help               show this help (with a stage: also every --trainer.* argument)
 
@@ -84,6 +86,9 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         if not token.startswith("-"):
             override = re.fullmatch(r"([A-Za-z_][\w.\[\]]*)=(.*)", token, re.S)
             if command in STAGES + ("check",):  # Hydra's KEY=VALUE is an override; any other word a mistake
+                if re.fullmatch(r"~[A-Za-z_][\w.\[\]]*", token):  # Hydra's ~KEY deletes a key
+                    args["overrides"].append((token[1:], "!delete"))
+                    continue
                 if not override:
                     raise UsageError(f"unexpected argument {token!r}: write an override as --KEY.PATH VALUE or "
                                      "KEY.PATH=VALUE, and a config as --config FILE")
@@ -210,6 +215,7 @@ def _check(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.check import check
     from ednaml.config import ConfigError
+    from ednaml.config.errors import locate
 
     if not args["config"]:
         raise UsageError("`ednaml check` needs --config FILE")
@@ -217,7 +223,7 @@ def _check(args: dict[str, Any]) -> int:
     lines, problems = check(experiment.config)
     print("\n".join(lines))
     if problems:
-        raise ConfigError(problems, ", ".join(args["config"]))
+        raise ConfigError(locate(problems, experiment.origins), ", ".join(args["config"]))
     print("ready to train")
     return 0
 

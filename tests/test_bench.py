@@ -25,7 +25,9 @@ def test_the_benchmark_times_all_three_contenders_and_reports_their_ratios(tmp_p
     for who in ("ednaml", "lightning", "plain"):
         assert 0 < digits[who]["step"]["median"] < 1 and 0 < digits[who]["first_step"]["median"] < 60
         assert digits[who]["peak_mb"]["median"] > 100
-    assert 0.3 < digits["ednaml/lightning"]["step"]["median"] < 3  # a ratio, not a copy of either side
+    # a ratio of the two sides (one round: the ratio of their medians), not a copy of either; no timing bound
+    ratio = digits["ednaml/lightning"]["step"]["median"]
+    assert ratio == pytest.approx(digits["ednaml"]["step"]["median"] / digits["lightning"]["step"]["median"], rel=1e-6)
     assert digits["steps_per_epoch"] == 21  # 1,293 training digits in batches of 64
     assert set(digits["loader"]) == {"0", "2"}
     assert "| step, ms |" in (tmp_path / "bench.md").read_text()

@@ -191,3 +191,80 @@ def test_words_that_only_look_like_numbers_stay_strings(tmp_path):
     path = write(tmp_path, "a.yml", "SAVE:\n  MODEL_QUALIFIER: e5\n  MODEL_BACKBONE: 1e5x\n")
     cfg = resolve([path])
     assert cfg["SAVE"]["MODEL_QUALIFIER"] == "e5" and cfg["SAVE"]["MODEL_BACKBONE"] == "1e5x"
+
+
+# ---- composing configs: merge, replace, delete, swapping a component ----
+
+
+def test_a_replace_tag_replaces_a_mapping_and_a_delete_tag_removes_a_key(tmp_path):
+    a = write(tmp_path, "a.yml", {"MODEL": {"MODEL_KWARGS": {"width": 32, "embedding_dimensions": 64}},
+                                  "EXECUTION": {"DATAREADER": {"CRAWLER_ARGS": {"split_seed": 1, "test_fraction": 0.2}}}})
+    b = write(tmp_path, "b.yml", "MODEL:\n  MODEL_KWARGS: !replace {width: 8}\n"
+                                 "EXECUTION:\n  DATAREADER:\n    CRAWLER_ARGS:\n      split_seed: !delete\n")
+    cfg = resolve([a, b])
+    assert cfg["MODEL"]["MODEL_KWARGS"] == {"width": 8}
+    assert cfg["EXECUTION"]["DATAREADER"]["CRAWLER_ARGS"] == {"test_fraction": 0.2}
+    assert "!" not in dump(cfg)  # the tags are resolved, not carried into the resolved config
+
+
+def test_on_the_command_line_a_mapping_replaces_and_a_delete_removes(tmp_path):
+    a = write(tmp_path, "a.yml", {"MODEL": {"MODEL_KWARGS": {"width": 32, "embedding_dimensions": 64}}})
+    assert resolve([a], [("MODEL.MODEL_KWARGS", "{width: 8}")])["MODEL"]["MODEL_KWARGS"] == {"width": 8}
+    assert resolve([a], [("MODEL.MODEL_KWARGS.width", "!delete")])["MODEL"]["MODEL_KWARGS"] == {"embedding_dimensions": 64}
+
+
+def test_a_tag_in_the_wrong_place_is_a_yaml_error_naming_the_file(tmp_path):
+    bad = write(tmp_path, "bad.yml", "MODEL:\n  MODEL_KWARGS: !replace 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yml.*line 2.*!replace tags a mapping"):
+        resolve([bad])
+
+
+def test_a_file_that_names_another_component_drops_the_old_ones_arguments(tmp_path):
+    a = write(tmp_path, "a.yml", {"MODEL": {"MODEL_ARCH": "SmallCNN", "MODEL_KWARGS": {"width": 32}},
+                                  "EXECUTION": {"DATAREADER": {"DATAREADER": "Digits", "CRAWLER_ARGS": {"split_seed": 3}}}})
+    b = write(tmp_path, "b.yml", {"MODEL": {"MODEL_ARCH": "ClassificationResnet", "MODEL_KWARGS": {"initial_channels": 1}},
+                                  "EXECUTION": {"DATAREADER": {"DATAREADER": "ImageFolder"}}})
+    with pytest.warns(ConfigWarning, match=r"MODEL\.MODEL_KWARGS of SmallCNN dropped: .*b\.yml sets MODEL\.MODEL_ARCH to ClassificationResnet"):
+        cfg = resolve([a, b])
+    assert cfg["MODEL"]["MODEL_KWARGS"] == {"initial_channels": 1}
+    assert cfg["EXECUTION"]["DATAREADER"]["CRAWLER_ARGS"] == {}
+    same = write(tmp_path, "same.yml", {"MODEL": {"MODEL_ARCH": "SmallCNN", "MODEL_KWARGS": {"embedding_dimensions": 16}}})
+    assert resolve([a, same])["MODEL"]["MODEL_KWARGS"] == {"width": 32, "embedding_dimensions": 16}  # same model: merged
+
+
+def test_the_command_line_swaps_a_component_whatever_the_order_of_its_flags(tmp_path):
+    a = write(tmp_path, "a.yml", {"OPTIMIZER": [{"OPTIMIZER_NAME": "opt-1", "OPTIMIZER": "Adam",
+                                                 "OPTIMIZER_KWARGS": {"betas": [0.9, 0.99]}}]})
+    for order in ([0, 1], [1, 0]):
+        flags = [("OPTIMIZER.0.OPTIMIZER", "SGD"), ("OPTIMIZER.0.OPTIMIZER_KWARGS.momentum", "0.9")]
+        with pytest.warns(ConfigWarning, match="the command line sets OPTIMIZER"):
+            cfg = resolve([a], [flags[i] for i in order])
+        assert cfg["OPTIMIZER"][0]["OPTIMIZER_KWARGS"] == {"momentum": 0.9}
+
+
+# ---- a resolved config stays open to overrides ----
+
+
+def test_an_override_of_transformation_reaches_both_splits_of_a_resolved_config(tmp_path):
+    resolved = write(tmp_path, "resolved.yml", dump(resolve([Path(__file__).parent.parent / "configs" / "digits.yml"])))
+    cfg = resolve([resolved], [("TRANSFORMATION.BATCH_SIZE", "32"), ("TRANSFORMATION.ARGS.i_shape", "[16, 16]")])
+    for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+        assert cfg[section]["BATCH_SIZE"] == 32 and cfg[section]["ARGS"]["i_shape"] == [16, 16], section
+    assert cfg["TRAIN_TRANSFORMATION"]["ARGS"]["t_crop"] is True  # what differs per split stays
+    only_train = resolve([resolved], [("TRAIN_TRANSFORMATION.BATCH_SIZE", "16")])
+    assert (only_train["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], only_train["TEST_TRANSFORMATION"]["BATCH_SIZE"]) == (16, 64)
+    assert resolve([resolved]) == resolve([Path(__file__).parent.parent / "configs" / "digits.yml"])  # still the same config
+
+
+# ---- where each value came from ----
+
+
+def test_origins_name_the_file_or_flag_that_set_each_key(tmp_path):
+    a = write(tmp_path, "a.yml", {"EXECUTION": {"EPOCHS": 3}, "OPTIMIZER": [{"BASE_LR": 0.1}]})
+    b = write(tmp_path, "b.yml", {"trainer": {"log_every_n_steps": 7}})
+    origins: dict = {}
+    resolve([a, b], [("OPTIMIZER.0.BASE_LR", "0.2")], origins=origins)
+    assert origins[("EXECUTION", "EPOCHS")] == str(a)
+    assert origins[("OPTIMIZER", 0, "BASE_LR")] == "--OPTIMIZER.0.BASE_LR"
+    assert origins[("LOGGING", "STEP_VERBOSE")] == str(b)  # the Trainer key it mirrors was set there
+    assert ("MODEL", "MODEL_ARCH") not in origins  # a default

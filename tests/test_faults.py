@@ -8,6 +8,7 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -31,14 +32,21 @@ def wait_for(cwd: Path, pattern: str, process: subprocess.Popen, poll: float = 0
         time.sleep(poll)
 
 
-def test_check_passes_every_shipped_config(tmp_path):
-    for config in sorted(CONFIGS.glob("*.yml")):
-        result = run_ednaml("check", "--config", str(config), cwd=tmp_path)
-        assert result.returncode == 0, f"{config.name}: {result.stderr[-2000:]}"
-        lines = result.stdout.splitlines()
-        for section in ("data", "model", "losses (one batch)", "parameter groups", "learning rate at the start of each epoch",
-                        "checkpoints", "run folder", "ready to train"):
-            assert any(line.startswith(section) for line in lines), f"{config.name}: {section}"
+def _shipped(config: Path) -> Any:
+    """The fortunes example needs a system package; every other shipped config's data comes with pip."""
+    if config.name == "fortunes-text.yml" and not Path("/usr/share/games/fortunes").is_dir():
+        return pytest.param(config, marks=pytest.mark.skip(reason="its data is Debian's fortunes package (apt-get install fortunes)"))
+    return config
+
+
+@pytest.mark.parametrize("config", [_shipped(c) for c in sorted(CONFIGS.glob("*.yml"))], ids=lambda c: c.stem)
+def test_check_passes_every_shipped_config(tmp_path, config):
+    result = run_ednaml("check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, f"{config.name}: {result.stderr[-2000:]}"
+    lines = result.stdout.splitlines()
+    for section in ("data", "model", "losses (one batch)", "parameter groups", "learning rate at the start of each epoch",
+                    "checkpoints", "run folder", "ready to train"):
+        assert any(line.startswith(section) for line in lines), f"{config.name}: {section}"
     assert not (tmp_path / "runs").exists()  # a check trains nothing and writes nothing
 
 

@@ -119,13 +119,16 @@ def majority(run: Path) -> float:
 
 
 @pytest.mark.e2e
-@needs_fortunes
-def test_the_text_example_beats_the_majority_baseline_and_its_tokenizer_travels(tmp_path):
-    result = run_ednaml("fit", "--config", str(CONFIGS / "fortunes-text.yml"), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+@pytest.mark.parametrize("config", ["polarity-text.yml", pytest.param("fortunes-text.yml", marks=needs_fortunes)])
+def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
+    result = run_ednaml("fit", "--config", str(CONFIGS / config), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path / "runs")
     accuracy = summary(run)["final"]["test/accuracy"]
-    assert accuracy >= majority(run) + 0.1, (accuracy, majority(run))
+    if config == "fortunes-text.yml":  # 2,378 quotations; the 200 polarity sentences are too few to learn much from
+        assert accuracy >= majority(run) + 0.1, (accuracy, majority(run))
+    losses = [float(row["train/loss"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
+    assert losses[-1] < losses[0], losses  # it learns the training split, at least
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["ednaml"]["data"]["tokenizer"] == (run / "tokenizer.json").read_text()
     tested = run_ednaml("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path, env={"WANDB_MODE": "disabled"})

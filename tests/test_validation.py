@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 import yaml
@@ -14,7 +15,9 @@ from ednaml.config import ConfigError
 def problems(overrides: list[tuple[str, str]]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         prepare([CONFIGS / "digits.yml"], overrides)
-    return [str(p) for p in caught.value.problems]
+    for problem in caught.value.problems:  # each value came from the file or one of the overrides
+        assert problem.origin in [str(CONFIGS / "digits.yml")] + [f"--{key}" for key, _ in overrides], problem
+    return [str(dataclasses.replace(p, origin=None)) for p in caught.value.problems]
 
 
 def test_the_shipped_configs_validate():
@@ -117,6 +120,12 @@ def test_a_hydra_style_key_equals_value_is_an_override(tmp_path):
     assert printed["SAVE"]["MODEL_VERSION"] == 2 and printed["OPTIMIZER"][0]["BASE_LR"] == 0.0005
 
 
+def test_a_hydra_style_tilde_deletes_a_key(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "~MODEL.MODEL_KWARGS.width", "--print_config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert yaml.safe_load(result.stdout)["MODEL"]["MODEL_KWARGS"] == {"initial_channels": 1, "embedding_dimensions": 64}
+
+
 @pytest.mark.parametrize("command", ["fit", "check"])
 def test_a_stray_word_on_the_command_line_is_an_error_not_ignored(tmp_path, command):
     result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), "SAVE.MODEL_VERSION", "2", cwd=tmp_path)
@@ -134,3 +143,13 @@ def test_trainer_values_are_checked_against_the_trainer_signature_types():
 def test_trainer_callbacks_in_lightning_cli_form_are_checked():
     found = problems([("trainer.callbacks", "[{class_path: EarlyStopping, init_args: {monitorr: val/loss}}]")])
     assert found[0].startswith("trainer.callbacks:") and "monitorr" in found[0]
+
+
+def test_an_error_names_the_file_or_flag_its_value_came_from(tmp_path):
+    extra = tmp_path / "extra.yml"
+    extra.write_text("EXECUTION:\n  EPOCHS: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        prepare([CONFIGS / "digits.yml", extra], [("OPTIMIZER.0.BASE_LR", "-1")])
+    text = str(caught.value)
+    assert f"EXECUTION.EPOCHS: 0 must be at least 1 (set in {extra})" in text
+    assert "OPTIMIZER[0].BASE_LR: -1 must be a number, 0 or more (set by --OPTIMIZER.0.BASE_LR)" in text

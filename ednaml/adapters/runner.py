@@ -19,6 +19,7 @@ from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.trainer import build_trainer
 from ednaml.api import BuildError
+from ednaml.config import ConfigError
 from ednaml.data.base import DataError
 from ednaml.faults import Interrupted, RunStopped, explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
@@ -158,8 +159,16 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
         module = EdnaModule(config, datamodule.labels, datamodule.info)
     except DataError:
         raise
-    except (ValueError, KeyError, TypeError, ImportError) as err:
-        raise BuildError(str(err).strip("'\"")) from err
+    except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
+        from ednaml.check import problem_from
+
+        problem = problem_from(err, ())  # a message that names its key is the user's mistake: exit 2, as in check
+        raise (ConfigError([problem]) if problem.path else BuildError(problem.message)) from err
+    if stage == "fit" and resume is None:
+        from ednaml.check import preflight
+
+        if problems := preflight(module, datamodule):
+            raise ConfigError(problems)
 
     run = resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
     if resume is not None:

@@ -29,7 +29,7 @@ def trainer_parser() -> Any:
 
 def _reason(err: Exception) -> str:
     text = re.sub(r'Parser key "trainer\.[^"]*":\s*', "", str(err))
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
@@ -42,6 +42,27 @@ def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
         except Exception as err:  # noqa: BLE001 - jsonargparse raises several kinds for a bad value
             problems.append(Problem(("trainer", key), f"{show(value)} is not valid here: {_reason(err)}"))
     return problems
+
+
+def check_trainer_build(trainer: dict[str, Any]) -> list[Problem]:
+    """What lightning.Trainer itself refuses once the types are right (an accelerator it does not know,
+    devices it cannot use, a strategy that does not fit them), reported at the key that was written."""
+    import logging
+
+    quiet = logging.getLogger("lightning.pytorch")
+    level, quiet.level = quiet.level, logging.WARNING  # not the device banner of a throwaway Trainer
+    try:
+        kwargs = trainer_kwargs({k: v for k, v in trainer.items() if k not in ("default_root_dir", "logger", "callbacks")})
+        pl.Trainer(**{"enable_progress_bar": False, "enable_model_summary": False, **kwargs, "logger": False, "enable_checkpointing": False})
+    except Exception as err:  # noqa: BLE001 - Lightning raises several kinds for a setting it cannot use
+        text = " ".join(str(err).split())
+        named = [k for k in trainer if re.search(rf"\b{re.escape(k)}\b", text)]
+        if len(named) == 1:
+            return [Problem(("trainer", named[0]), f"{show(trainer[named[0]])} is not valid here: {text}")]
+        return [Problem(("trainer",), text)]
+    finally:
+        quiet.setLevel(level)
+    return []
 
 
 def trainer_kwargs(trainer: dict[str, Any]) -> dict[str, Any]:

@@ -23,9 +23,34 @@ def format_path(path: Sequence[Any]) -> str:
 class Problem:
     path: Path
     message: str
+    origin: str | None = None  # the file or command-line flag the value came from
 
     def __str__(self) -> str:
-        return f"{format_path(self.path)}: {self.message}" if self.path else self.message
+        text = f"{format_path(self.path)}: {self.message}" if self.path else self.message
+        if not self.origin:
+            return text
+        return text + (f" (set by {self.origin})" if self.origin.startswith(("-", "~")) else f" (set in {self.origin})")
+
+
+def locate(problems: Sequence[Problem], origins: dict[tuple, str]) -> list[Problem]:
+    """Each problem with the file or flag its value came from; a TRAIN_/TEST_TRANSFORMATION value that was
+    written in TRANSFORMATION is reported there, once."""
+    def origin(path: Path) -> str | None:
+        for end in range(len(path), 0, -1):
+            if path[:end] in origins:
+                return origins[path[:end]]
+        return None
+
+    located: dict[tuple, Problem] = {}
+    for problem in problems:
+        path = problem.path
+        if path[:1] in (("TRAIN_TRANSFORMATION",), ("TEST_TRANSFORMATION",)) and path not in origins:
+            shared = ("TRANSFORMATION",) + tuple(path[1:])
+            if origin(shared) or not origin(path):
+                path = shared
+        found = Problem(path, problem.message, problem.origin or origin(path))
+        located.setdefault((found.path, found.message), found)
+    return list(located.values())
 
 
 class ConfigError(Exception):

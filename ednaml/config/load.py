@@ -46,6 +46,36 @@ YAMLLoader.add_implicit_resolver(
 )
 
 
+class Replace(dict):
+    """A mapping tagged `!replace`: it replaces the mapping below it instead of merging into it."""
+
+
+class _Delete:
+    """`!delete` (or `~KEY.PATH` on the command line): the key is removed from the layers below."""
+
+    def __repr__(self) -> str:
+        return "!delete"
+
+
+DELETE = _Delete()
+
+
+def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Replace:
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(None, None, "!replace tags a mapping ({key: value, ...})", node.start_mark)
+    return Replace(loader.construct_mapping(node, deep=True))
+
+
+def _construct_delete(loader: yaml.SafeLoader, node: yaml.Node) -> _Delete:
+    if not isinstance(node, yaml.ScalarNode) or node.value:
+        raise yaml.constructor.ConstructorError(None, None, "!delete takes no value (write `KEY: !delete`)", node.start_mark)
+    return DELETE
+
+
+YAMLLoader.add_constructor("!replace", _construct_replace)
+YAMLLoader.add_constructor("!delete", _construct_delete)
+
+
 def parse_yaml(text: str) -> Any:
     """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them."""
     return yaml.load(text, Loader=YAMLLoader)  # noqa: S506 - a SafeLoader subclass
@@ -76,13 +106,26 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def deep_merge(base: Any, update: Any) -> Any:
-    """Mappings merge key by key; anything else (lists included) is replaced wholesale."""
-    if isinstance(base, dict) and isinstance(update, dict):
+    """Mappings merge key by key; anything else (lists included) is replaced wholesale. A mapping tagged
+    `!replace` replaces the one below it; a key set to `!delete` is removed."""
+    if isinstance(base, dict) and isinstance(update, dict) and not isinstance(update, Replace):
         merged = dict(base)
         for key, value in update.items():
-            merged[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+            if value is DELETE:
+                merged.pop(key, None)
+            else:
+                merged[key] = deep_merge(base.get(key), value) if key in base else plain(value)
         return merged
-    return copy.deepcopy(update)
+    return plain(update)
+
+
+def plain(value: Any) -> Any:
+    """A deep copy with the merge tags resolved: `!replace` mappings as mappings, `!delete` keys gone."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if v is not DELETE}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def parse_key_path(dotted: str) -> list[str | int]:
@@ -125,7 +168,9 @@ def set_path(cfg: dict[str, Any], path: Sequence[str | int], value: Any, dotted:
             elif part > len(node):
                 raise ConfigError(f"--{dotted}: {format_path(path[:i])} has {len(node)} entries, no index {part}")
         if isinstance(node, list):
-            if last:
+            if last and value is DELETE:
+                del node[part]
+            elif last:
                 node[part] = value
             else:
                 node = node[part]
@@ -133,8 +178,10 @@ def set_path(cfg: dict[str, Any], path: Sequence[str | int], value: Any, dotted:
         if not isinstance(node, dict):
             raise ConfigError(f"--{dotted}: {format_path(path[:i])} is {show(node)}, not a mapping")
         key = str(part) if isinstance(part, int) and part not in node else part
-        if last:
-            node[key] = value
+        if last and value is DELETE:
+            node.pop(key, None)
+        elif last:
+            node[key] = plain(value)
         else:
             if node.get(key) is None:
                 node[key] = [] if isinstance(SCHEMA.get(key), ListOf) else {}
@@ -297,18 +344,108 @@ def _linked() -> list[tuple[list, list]]:
     return [(parse_key_path(a), parse_key_path(b)) for a, b in LINKED_KEYS]
 
 
+# A layer that names another component than the layers below it drops the arguments they gave the old one.
+COMPONENT_ARGUMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("EXECUTION.DATAREADER.DATAREADER", ("EXECUTION.DATAREADER.CRAWLER_ARGS", "EXECUTION.DATAREADER.DATASET_ARGS")),
+    ("EXECUTION.DATAREADER.GENERATOR", ("EXECUTION.DATAREADER.GENERATOR_ARGS",)),
+    ("MODEL.MODEL_ARCH", ("MODEL.MODEL_KWARGS",)),
+    ("OPTIMIZER.*.OPTIMIZER", ("OPTIMIZER.*.OPTIMIZER_KWARGS",)),
+    ("LOSS_OPTIMIZER.*.OPTIMIZER", ("LOSS_OPTIMIZER.*.OPTIMIZER_KWARGS",)),
+    ("SCHEDULER.*.LR_SCHEDULER", ("SCHEDULER.*.LR_KWARGS",)),
+    ("LOSS_SCHEDULER.*.LR_SCHEDULER", ("LOSS_SCHEDULER.*.LR_KWARGS",)),
+    ("MODEL_PLUGIN.*.PLUGIN", ("MODEL_PLUGIN.*.PLUGIN_KWARGS",)),
+)
+
+
+def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer: str) -> None:
+    """`named`: the component names a layer sets, by key path. Where one differs from the name below it,
+    the arguments below it are removed, so that the layer's own arguments (if any) stand alone."""
+    for name_key, argument_keys in COMPONENT_ARGUMENTS:
+        pattern = name_key.split(".")
+        for path, new in named.items():
+            if len(path) != len(pattern) or not all(p == q or (p == "*" and isinstance(q, int)) for p, q in zip(pattern, path)):
+                continue
+            old = get_path(merged, path)
+            if old is None or old == new:
+                continue
+            for argument_key in argument_keys:
+                argument_path = [path[i] if part == "*" else part for i, part in enumerate(argument_key.split("."))]
+                parent, last = get_path(merged, argument_path[:-1]), argument_path[-1]
+                if isinstance(parent, dict) and parent.get(last):
+                    del parent[last]
+                    _warn(f"{format_path(argument_path)} of {old} dropped: {layer} sets {format_path(path)} to {new}")
+
+
+def _named_components(layer: dict[str, Any]) -> dict[tuple, Any]:
+    named = {}
+    for name_key, _ in COMPONENT_ARGUMENTS:
+        if "*" not in name_key:  # a list in a file replaces the list below it, arguments and all
+            value = get_path(layer, parse_key_path(name_key))
+            if value is not None:
+                named[tuple(parse_key_path(name_key))] = value
+    return named
+
+
+def _inherit_transformations(layer: dict[str, Any]) -> dict[str, Any]:
+    """TRAIN_/TEST_TRANSFORMATION hold what differs from TRANSFORMATION: a value equal to TRANSFORMATION's in
+    the same layer is read as inherited, so that a later TRANSFORMATION change reaches both splits (a resolved
+    config, which spells every value out, stays open to `--TRANSFORMATION.BATCH_SIZE 32`)."""
+    shared = layer.get("TRANSFORMATION")
+    if not isinstance(shared, dict):
+        return layer
+
+    def differing(own: Any, common: Any) -> Any:
+        if not isinstance(own, dict) or isinstance(own, Replace) or not isinstance(common, dict):
+            return own
+        kept = {}
+        for key, value in own.items():
+            if key in common and value == common[key] and value is not DELETE:
+                continue
+            kept[key] = differing(value, common[key]) if key in common else value
+        return kept
+
+    out = dict(layer)
+    for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+        if isinstance(out.get(section), dict):
+            out[section] = differing(out[section], shared)
+    return out
+
+
+def flatten_keys(value: Any, path: tuple = ()) -> Iterable[tuple]:
+    """Every key path of a nested config, leaves and the mappings and lists above them."""
+    if path:
+        yield path
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from flatten_keys(sub, path + (key,))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from flatten_keys(sub, path + (i,))
+
+
 def resolve(
     files: Sequence[str | os.PathLike] = (),
     overrides: Iterable[tuple[str, Any]] = (),
     base: dict[str, Any] | None = None,
+    origins: dict[tuple, str] | None = None,
+    base_label: str = "the given config",
 ) -> dict[str, Any]:
-    """Defaults < files (left to right) < Lightning keys < overrides (left to right) -> the resolved config.
+    """Defaults < base < files (left to right) < Lightning keys < overrides -> the resolved config.
 
-    `overrides` are (dotted key path, value) pairs; string values are read as YAML.
+    Mappings merge key by key; lists and other values replace. `!replace` and `!delete` (`~KEY.PATH` on the
+    command line) replace a mapping or remove a key; a layer that names another component drops the old
+    one's arguments. `overrides` are (dotted key path, value) pairs; string values are read as YAML.
+    `origins`, where given, is filled with the file or flag each key path was last set by.
     """
-    merged: dict[str, Any] = copy.deepcopy(base) if base else {}
-    for f in files:
-        merged = deep_merge(normalize_legacy(merged), normalize_legacy(read_yaml(f)))
+    origins = {} if origins is None else origins
+    merged: dict[str, Any] = {}
+    layers = ([(base_label, base)] if base else []) + [(str(f), f) for f in files]
+    for label, source in layers:
+        layer = _inherit_transformations(normalize_legacy(read_yaml(source) if not isinstance(source, dict) else copy.deepcopy(source)))
+        merged = normalize_legacy(merged)
+        _drop_stale_arguments(merged, _named_components(layer), label)
+        merged = deep_merge(merged, layer)
+        origins.update({path: label for path in flatten_keys(layer)})
     merged = normalize_legacy(merged)
     _materialize_lists(merged)
 
@@ -318,18 +455,24 @@ def resolve(
         value = get_path(merged, trainer_path)
         if value is not None:
             set_path(merged, ednaml_path, value, format_path(ednaml_path))
-    # Layer 4: command-line overrides, left to right; a linked key sets its twin too.
-    for dotted, value in overrides:
-        path = parse_key_path(dotted)
-        value = parse_value(value) if isinstance(value, str) else value
+            if tuple(trainer_path) in origins:
+                origins[tuple(ednaml_path)] = origins[tuple(trainer_path)]
+    # Layer 4: the command line, one layer: overrides left to right; a linked key sets its twin too.
+    parsed = [(dotted, parse_key_path(dotted), parse_value(value) if isinstance(value, str) else value) for dotted, value in overrides]
+    _drop_stale_arguments(merged, {tuple(path): value for _, path, value in parsed if value is not DELETE}, "the command line")
+    for dotted, path, value in parsed:
         set_path(merged, path, value, dotted)
         if path and path[0] in SCHEMA and isinstance(SCHEMA[path[0]], ListOf):
             merged[path[0]] = normalize_legacy({path[0]: merged[path[0]]})[path[0]]
+        flag = f"~{dotted}" if value is DELETE else f"--{dotted}"
+        origins.update({tuple(path) + sub: flag for sub in [()] + list(flatten_keys(value))})
         for a, b in links:
             if path == a:
                 set_path(merged, b, value, dotted)
+                origins[tuple(b)] = flag
             elif path == b:
                 set_path(merged, a, value, dotted)
+                origins[tuple(a)] = flag
 
     cfg = fill_defaults(merged)
     if cfg["DEPLOYMENT"] != fill_section(SCHEMA["DEPLOYMENT"], {}, ("DEPLOYMENT",), set()):

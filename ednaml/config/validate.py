@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ednaml.config.errors import ConfigError, Problem, show
+from ednaml.config.errors import ConfigError, Problem, locate, show
 from ednaml.config.load import ConfigWarning, suggest
 from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section
 
@@ -101,6 +102,21 @@ def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
             problems.append(Problem((section, "BATCH_SIZE"), f"{cfg[section]['BATCH_SIZE']} must be at least 1"))
         if number(cfg[section]["WORKERS"]) and cfg[section]["WORKERS"] < 0:
             problems.append(Problem((section, "WORKERS"), f"{cfg[section]['WORKERS']} must be 0 or more"))
+
+    for path, least in ((("SAVE", "SAVE_FREQUENCY"), 0), (("SAVE", "STEP_SAVE_FREQUENCY"), 0), (("LOGGING", "STEP_VERBOSE"), 1)):
+        value = cfg[path[0]][path[1]]
+        if number(value) and value < least:
+            meaning = "0 or more (0: off)" if least == 0 else "at least 1"
+            problems.append(Problem(path, f"{value} must be {meaning}"))
+    for section in ("OPTIMIZER", "LOSS_OPTIMIZER"):
+        for i, entry in enumerate(cfg[section]):
+            for key in ("BASE_LR", "WEIGHT_DECAY"):
+                if number(entry[key]) and (entry[key] < 0 or entry[key] != entry[key]):
+                    problems.append(Problem((section, i, key), f"{entry[key]} must be a number, 0 or more"))
+
+    weights = cfg["MODEL"]["WEIGHTS"]
+    if isinstance(weights, str) and weights and not Path(weights).is_file():
+        problems.append(Problem(("MODEL", "WEIGHTS"), f"{weights!r} " + ("is not a file" if Path(weights).exists() else "does not exist")))
 
     names: dict[str, int] = {}
     for i, entry in enumerate(cfg["LOSS"]):
@@ -302,16 +318,20 @@ def check_trainer_keys(trainer: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def validate(cfg: dict[str, Any], source: str | None = None) -> None:
-    """Raise one ConfigError listing every problem in `cfg`."""
+def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None) -> None:
+    """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from)."""
     problems = check_structure(cfg)
     if not problems:
         problems = check_components(cfg)
     else:  # names can still be checked where the structure allows it
         problems += _components_where_possible(cfg)
+    if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
+        from ednaml.adapters.trainer import check_trainer_build
+
+        problems = check_trainer_build(cfg["trainer"])
     if problems:
         first: dict[tuple, Problem] = {}
-        for problem in problems:  # one message per key path
+        for problem in locate(problems, origins or {}):  # one message per key path
             first.setdefault(problem.path, problem)
         raise ConfigError(list(first.values()), source)
 

@@ -107,6 +107,33 @@ class FortunesCrawler(Crawler):
                      files=[str(self.folder / c) for c in self.categories])
 
 
+class PolarityCrawler(Crawler):
+    """Gensim's bundled movie-review sentences (Pang & Lee's polarity data, 200 sentences labelled
+    negative or positive): installed by `pip install ednaml[text]`, no download."""
+
+    def __init__(self, label_name: str = "polarity", test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0):
+        super().__init__(val_fraction, split_seed)
+        self.label_name, self.test_fraction = label_name, test_fraction
+
+    def find(self) -> Crawl:
+        import importlib.util
+
+        spec = importlib.util.find_spec("gensim")  # its data file only: importing gensim takes seconds
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError("EXECUTION.DATAREADER.DATAREADER", "PangLeePolarity reads gensim's bundled data: "
+                                                               "pip install 'ednaml[text]' (or pip install gensim)")
+        path = Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data" / "pang_lee_polarity.cor"
+        if not path.is_file():
+            raise DataError("EXECUTION.DATAREADER.DATAREADER", f"{str(path)!r} is missing from this gensim installation")
+        classes = ["negative", "positive"]
+        samples: list[Sample] = []
+        for line in path.read_text(encoding="cp1252", errors="replace").splitlines():  # the original files are not UTF-8
+            label, _, text = line.partition(" ")
+            if label in ("__label__neg", "__label__pos") and text.strip():
+                samples.append((text.strip(), (int(label == "__label__pos"),)))
+        return Crawl(splits=_splits(samples, self.test_fraction, self.split_seed), labels={self.label_name: classes}, files=[str(path)])
+
+
 def train_tokenizer(texts: Sequence[str], kind: str, vocab_size: int, lowercase: bool) -> Any:
     """A WordPiece or BPE tokenizer trained on `texts`, adding [CLS] ... [SEP]."""
     tk = require("tokenizers", "text")
@@ -215,3 +242,10 @@ class Fortunes(TextReader):
     """Debian's fortunes (apt-get install fortunes): which category file a quotation comes from."""
 
     crawler = FortunesCrawler
+
+
+@register("datareader", "PangLeePolarity")
+class PangLeePolarity(TextReader):
+    """Movie-review sentences, negative or positive (gensim's bundled copy of Pang & Lee's data)."""
+
+    crawler = PolarityCrawler

@@ -77,3 +77,22 @@ def image_transforms(
     if train and (rea or random_erase):
         steps.append(v2.RandomErasing(p=0.5, value=float(random_erase_value)))
     return v2.Compose(steps)
+
+
+def check_normalization(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+    """normalization_std divides every pixel: each value must be a non-zero number."""
+    problems = []
+    for name in ("normalization_mean", "normalization_std"):
+        if name not in kwargs:
+            continue
+        value = kwargs[name]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            problems.append((name, f"{value!r} is not a number or a list of numbers (one per channel)"))
+        elif name == "normalization_std" and any(v == 0 for v in values):
+            problems.append((name, f"{value!r}: a standard deviation of 0 would divide by zero; use 1 to leave values as they are"))
+    return problems
+
+
+image_transforms.check_kwargs = check_normalization  # type: ignore[attr-defined]
+

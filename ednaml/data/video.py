@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from ednaml.data.base import Crawl, Crawler, DataError, DataReader, LabelledDataset, Sample
 from ednaml.registry import register
+from ednaml.data.transforms import check_normalization
 from ednaml.utils import require
 
 _ARGS = "EXECUTION.DATAREADER.CRAWLER_ARGS"
@@ -184,6 +185,10 @@ class VideoTransform:
         self.i_shape, self.channels, self.h_flip = list(i_shape), channels, h_flip
         per = lambda v: torch.tensor([float(v)] * channels if isinstance(v, (int, float)) else [float(x) for x in v]).view(1, channels, 1, 1)  # noqa: E731
         self.mean, self.std = per(normalization_mean), per(normalization_std)
+
+    @staticmethod
+    def check_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+        return check_normalization(kwargs)
 
     def __call__(self, clip: np.ndarray) -> torch.Tensor:
         chosen = sample_frames(len(clip), self.frames, self.sampling, self.stride)
