@@ -19,7 +19,7 @@ USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
        ednaml fit --resume RUN
        ednaml check --config CFG.yml [...]
-       ednaml list [KIND] [PATTERN]
+       ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
        ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
@@ -140,9 +140,63 @@ def _trainer_help() -> str:
     return "\n".join(lines)
 
 
-def _list(args: dict[str, Any]) -> int:
-    from ednaml import registry
+# Where each kind's arguments go in a config, and the ones EdnaML passes itself.
+_ARGUMENTS = {
+    "model": [("MODEL.MODEL_KWARGS", None, ("base", "normalization"))],
+    "loss": [("LOSS[i].KWARGS[j]", None, ())],
+    "optimizer": [("OPTIMIZER[i].OPTIMIZER_KWARGS", None, ("params", "lr", "weight_decay"))],
+    "scheduler": [("SCHEDULER[i].LR_KWARGS", None, ("optimizer",))],
+    "plugin": [("MODEL_PLUGIN[i].PLUGIN_KWARGS", None, ())],
+    "trainer": [("EXECUTION.TRAINER_ARGS", None, ())],
+    "dataset": [("EXECUTION.DATAREADER.DATASET_ARGS", None, ("samples", "transform", "labels"))],
+    "datareader": [("EXECUTION.DATAREADER.CRAWLER_ARGS", "crawler", ()), ("TRANSFORMATION.ARGS", "transforms", ("train",)),
+                   ("EXECUTION.DATAREADER.DATASET_ARGS", "dataset", ("samples", "transform", "labels"))],
+}
 
+
+def _arguments(kind: str, obj: Any) -> list[str]:
+    """The config keys a component's arguments go under, each argument with its type and default."""
+    import inspect
+
+    lines = []
+    for key, part, supplied in _ARGUMENTS.get(kind, [("arguments", None, ())]):
+        target = getattr(obj, part) if part else obj
+        try:
+            parameters = inspect.signature(target.__init__ if inspect.isclass(target) else target).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        shown = []
+        for p in parameters:
+            if p.name in ("self", "cls") + tuple(supplied) or p.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                shown.append(f"    **{p.name}  (any other keyword)")
+                continue
+            text = f"    {p.name}"
+            if p.annotation is not inspect.Parameter.empty:
+                text += f": {p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation)}"
+            text += "  (required)" if p.default is inspect.Parameter.empty else f" = {p.default!r}"
+            shown.append(text)
+        lines += [f"  {key}:"] + (shown or ["    (none)"])
+    return lines
+
+
+def _list(args: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    from ednaml import registry
+    from ednaml.config.load import read_yaml
+
+    sources, search = list(args["imports"]), [Path.cwd()]
+    for config in args["config"]:  # a config's EXECUTION.IMPORTS, found beside it, as a run finds them
+        execution = read_yaml(config).get("EXECUTION")
+        sources += (execution.get("IMPORTS") or []) if isinstance(execution, dict) else []
+        search.insert(0, Path(config).parent)
+    if sources:
+        try:
+            registry.import_sources(sources, search)
+        except (ImportError, FileNotFoundError, SyntaxError) as err:
+            raise UsageError(f"--import: cannot import {err}") from None
     kind = args["positional"][0] if args["positional"] else None
     pattern = args["positional"][1] if len(args["positional"]) > 1 else "*"
     if kind and kind not in registry.KINDS:
@@ -151,6 +205,14 @@ def _list(args: dict[str, Any]) -> int:
         else:
             close = difflib.get_close_matches(kind, registry.KINDS, n=1)
             raise UsageError(f"unknown kind {kind!r}" + (f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(registry.KINDS)}"))
+    if kind and len(args["positional"]) > 1 and not any(c in pattern for c in "*?["):  # one component: its arguments
+        try:
+            obj = registry.get(kind, pattern)
+        except registry.RegistryError as err:
+            raise UsageError(str(err)) from None
+        print(f"{kind} {pattern}: {registry.describe(obj)}".rstrip())
+        print("\n".join(_arguments(kind, obj)))
+        return 0
     for k, rows in registry.catalogue(kind, pattern).items():
         if not rows and kind is None:
             continue

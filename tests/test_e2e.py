@@ -101,6 +101,17 @@ def test_predict_writes_one_prediction_per_test_sample(digits_run):
     assert len(rows) - 1 == 359  # the test split
     right = sum(r.split(",")[1] == r.split(",")[3] for r in rows[1:])
     assert right / 359 == pytest.approx(summary(run)["final"]["test/accuracy"], abs=1e-6)
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(359))  # each sample by its position in the split
+
+    two = run_ednaml("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.accelerator", "cpu",
+                     "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=cwd, env={"WANDB_MODE": "disabled"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    (sharded,) = [r for r in run_folders(cwd / "runs") if summary(r)["stage"] == "predict" and r != predicted]
+    rows_two = (sharded / "predictions.csv").read_text().splitlines()
+    assert len(rows_two) == len(rows) and not (sharded / ".predictions").exists()  # one file, every sample once
+    for one, other in zip(rows[1:], rows_two[1:]):
+        (i, p, c, t), (j, q, d, u) = one.split(","), other.split(",")
+        assert (i, p, t) == (j, q, u) and float(c) == pytest.approx(float(d), abs=1e-5)
 
 
 def test_print_config_output_loads_again_as_the_same_run(tmp_path):

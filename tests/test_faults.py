@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -218,3 +219,49 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_on_two_processes(tmp_path):
     info = summary(run)
     assert info["status"] == "finished" and info["epochs"] == 3 and info["global_step"] == 33
     assert len(run_folders(tmp_path / "runs")) == 1
+
+
+SIGTERM_AT = textwrap.dedent("""
+    import os, signal
+    import torch
+    import ednaml
+
+    @ednaml.register.loss("SigtermAt")
+    class SigtermAt(torch.nn.Module):
+        \"\"\"Cross-entropy; the process sends itself SIGTERM in its training call number $SIGTERM_AT.\"\"\"
+        def __init__(self):
+            super().__init__()
+            self.at, self.calls = int(os.environ.get("SIGTERM_AT", "0")), 0
+        def forward(self, logits, target):
+            if self.training:
+                self.calls += 1
+                if self.calls == self.at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            return torch.nn.functional.cross_entropy(logits, target)
+""")
+
+
+def _metrics(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("batch", [0, 10, 20], ids=["first", "middle", "last"])
+def test_a_run_resumed_after_a_stop_at_any_batch_of_an_epoch_records_what_an_uninterrupted_run_does(tmp_path, batch):
+    (tmp_path / "sigterm_at.py").write_text(SIGTERM_AT)
+    args = ["fit", "--config", str(CONFIGS / "digits.yml"), "--import", str(tmp_path / "sigterm_at.py"), "--LOSS.0.LOSSES",
+            "[SigtermAt]", "--EXECUTION.EPOCHS", "3", "--SAVE.MONITOR", "val/loss", *QUIET]
+    whole = run_ednaml(*args, "--trainer.default_root_dir", "whole", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    stopped = run_ednaml(*args, "--trainer.default_root_dir", "stopped", cwd=tmp_path,
+                         env={"WANDB_MODE": "disabled", "SIGTERM_AT": str(21 + batch + 1)})  # epoch 1 of 21 batches
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    (run,) = run_folders(tmp_path / "stopped")
+    resumed = run_ednaml("fit", "--resume", str(run), *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (reference,) = run_folders(tmp_path / "whole")
+    assert _metrics(run) == _metrics(reference)
+    ours, theirs = summary(run), summary(reference)
+    assert ours["best"] == theirs["best"] and ours["final"] == theirs["final"]
+    best = lambda info: Path(info["checkpoints"].get("best", "")).name  # noqa: E731
+    assert best(ours) == best(theirs)

@@ -111,3 +111,25 @@ def test_ednaml_list_imports_neither_torch_nor_the_components(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.splitlines()[-1] == "False", result.stderr[-2000:]
     assert "SmallCNN" in result.stdout and "AdamW" in result.stdout
+
+
+def test_ednaml_list_shows_the_users_components_and_one_components_arguments(tmp_path):
+    (tmp_path / "my_losses.py").write_text(
+        "import torch, ednaml\n"
+        "@ednaml.register.loss('HalfCrossEntropy')\n"
+        "class HalfCrossEntropy(torch.nn.Module):\n"
+        "    '''Half the cross-entropy.'''\n"
+        "    def __init__(self, smoothing: float, scale: float = 0.5):\n"
+        "        super().__init__()\n")
+    listed = run_ednaml("list", "loss", "--import", "my_losses.py", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert re.search(r"^  HalfCrossEntropy +Half the cross-entropy\.", listed.stdout, re.M)
+    (tmp_path / "cfg.yml").write_text("EXECUTION:\n  IMPORTS: [my_losses.py]\n")
+    one = run_ednaml("list", "loss", "HalfCrossEntropy", "--config", "cfg.yml", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert one.stdout.splitlines() == ["loss HalfCrossEntropy: Half the cross-entropy.", "  LOSS[i].KWARGS[j]:",
+                                       "    smoothing: float  (required)", "    scale: float = 0.5"]
+    reader = run_ednaml("list", "datareader", "Digits", cwd=tmp_path).stdout
+    assert "  EXECUTION.DATAREADER.CRAWLER_ARGS:" in reader and "  TRANSFORMATION.ARGS:" in reader and "i_shape" in reader
+    missing = run_ednaml("list", "loss", "--import", "nowhere.py", cwd=tmp_path)
+    assert missing.returncode == 2 and "nowhere.py" in missing.stderr and "Traceback" not in missing.stderr

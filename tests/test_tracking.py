@@ -194,3 +194,40 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result_as_an_uninterrupted_o
 
     assert len(list(run.glob("wandb/offline-run-*"))) == 2  # one W&B run id, written by two processes
     assert history(run) == history(reference)
+
+
+# ---- debug runs, online W&B without a login ----
+
+
+def test_a_debug_run_is_marked_in_its_summary_in_runs_and_in_wandb(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--trainer.limit_train_batches", "3",
+                        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--EXECUTION.EPOCHS", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = run_folders(tmp_path / "runs")
+    assert summary(run)["debug"] == ["trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+    listed = run_ednaml("runs", cwd=tmp_path)
+    assert "finished (debug)" in listed.stdout, listed.stdout
+    (log,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    assert b"debug" in log.read_bytes()  # the W&B run's tag
+    full = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
+                      env={"WANDB_MODE": "disabled"})
+    assert full.returncode == 0, full.stderr[-2000:]
+    (other,) = [r for r in run_folders(tmp_path / "runs") if r != run]
+    assert "debug" not in summary(other)
+
+
+def test_online_wandb_without_a_login_stops_before_the_run_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "NETRC"))}
+    env.update({"HOME": str(tmp_path), "WANDB_MODE": "online"})
+    for command in ("fit", "check"):
+        result = subprocess.run([str(EDNAML), command, "--config", str(CONFIGS / "digits.yml")], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "LOGGING.WANDB_MODE: 'online' (from the WANDB_MODE environment variable) needs a W&B login" in result.stderr
+        assert "wandb login" in result.stderr and "WANDB_MODE=offline" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "0" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    found = subprocess.run([str(EDNAML), "check", "--config", str(CONFIGS / "digits.yml")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0, found.stderr[-2000:]  # a login is there: nothing refused (check sends nothing)

@@ -47,7 +47,8 @@ def test_a_kwarg_the_component_does_not_take():
 def test_kwargs_of_torch_optimizers_and_schedulers_are_checked():
     found = problems([("OPTIMIZER.0.OPTIMIZER_KWARGS", "{betaz: [0.9, 0.99]}"), ("SCHEDULER.0.LR_KWARGS", "{step: 3}")])
     assert found[0].startswith("OPTIMIZER[0].OPTIMIZER_KWARGS.betaz: Adam takes no argument 'betaz'; did you mean 'betas'?")
-    assert found[1].startswith("SCHEDULER[0].LR_KWARGS.step: StepLR takes no argument 'step'")
+    assert found[1:] == ["SCHEDULER[0].LR_KWARGS.step_size: is missing: StepLR needs it (a required argument, no default)",
+                         "SCHEDULER[0].LR_KWARGS.step: StepLR takes no argument 'step'; did you mean 'step_size'?"]
 
 
 def test_torch_loss_checks_its_loss_class():

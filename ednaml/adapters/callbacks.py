@@ -59,7 +59,8 @@ def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) 
 class RunSummary(Callback):
     """Keeps summary.json current: status, final and best metrics, checkpoints, the W&B run."""
 
-    def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None, previous: dict[str, Any] | None = None):
+    def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None, previous: dict[str, Any] | None = None,
+                 debug: list[str] | None = None):
         self.run, self.stage = run, stage
         self.started = time.time()
         self.summary: dict[str, Any] = {
@@ -68,6 +69,8 @@ class RunSummary(Callback):
             "epochs": 0, "global_step": 0, "final": {}, "best": {}, "checkpoints": {}, "wandb": wandb or {},
             "elapsed_seconds": 0.0, "resumed": 0,
         }
+        if debug:  # a few batches, not the experiment: `ednaml runs` and W&B say so
+            self.summary["debug"] = debug
         self.earlier_seconds = 0.0
         if previous:  # a resumed run keeps its start, best metrics and time spent so far
             self.summary.update({k: previous[k] for k in ("started", "final", "best", "epochs", "global_step") if k in previous})
@@ -172,6 +175,10 @@ class StopOnSignal(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Several processes agree on a stop at the logging interval only: no collective on every step.
         if trainer.world_size > 1 and trainer.global_step % trainer.log_every_n_steps:
+            return
+        if batch_idx + 1 >= trainer.num_training_batches:
+            # the epoch's last batch: its end (the epoch's loss, validation, checkpoints) runs first, then the
+            # stop at the next epoch's start resumes from that epoch's last.ckpt; a resume from here would skip it
             return
         if self._stop_requested(trainer):
             path = self.run.checkpoints / "last.ckpt"

@@ -102,7 +102,10 @@ class TrainingLosses:
             raise NonFiniteLoss(self._describe(pending, finite) if bad else "a non-finite loss on another process")
         if values is None:
             return
-        sizes = torch.tensor([p.size for p in pending], dtype=torch.float32, device=values.device)
+        # Summed on the CPU in float64 (the check above has synchronised already): exact for these values, so
+        # the epoch mean does not depend on where the steps were folded in (a resume folds at its checkpoint).
+        values = values.detach().to("cpu", torch.float64)
+        sizes = torch.tensor([p.size for p in pending], dtype=torch.float64)
         for key, column in zip(pending[0].values, (values * sizes[:, None]).sum(dim=0)):
             self.sums[key] = self.sums.get(key, 0) + column
         self.count += sum(p.size for p in pending)
@@ -126,10 +129,11 @@ class TrainingLosses:
 
     def means(self, strategy: Any) -> dict[str, float]:
         self.settle(strategy)
-        count = strategy.reduce(torch.tensor(float(self.count), device=strategy.root_device), reduce_op="sum")
+        device = strategy.root_device if strategy.world_size > 1 else torch.device("cpu")  # a collective needs its device
+        count = strategy.reduce(torch.tensor(float(self.count), dtype=torch.float64, device=device), reduce_op="sum")
         if count.item() == 0:
             return {}
-        return {k: (strategy.reduce(v, reduce_op="sum") / count).item() for k, v in self.sums.items()}
+        return {k: (strategy.reduce(v.to(device), reduce_op="sum") / count).item() for k, v in self.sums.items()}
 
     def reset(self) -> None:
         self.sums, self.count, self.pending = {}, 0, []

@@ -5,19 +5,22 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
+import json
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
-from ednaml.adapters.trainer import build_trainer
+from ednaml.adapters.trainer import build_trainer, debug_settings
 from ednaml.api import BuildError
 from ednaml.config import ConfigError
 from ednaml.data.base import DataError
@@ -44,30 +47,46 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def _write_predictions(run: RunFolder, batches: list[dict[str, dict[str, torch.Tensor]]], module: EdnaModule) -> Path:
-    """predictions.csv: per sample and output, the predicted class, its probability and the target class."""
-    path = run.path / "predictions.csv"
-    if not run.writer:
-        return path
-    names = list(module.outputs)
-    single = len(names) == 1
-    header = ["index"] + [f"{c}" if single else f"{n}_{c}" for n in names for c in ("prediction", "confidence", "target")]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        index = 0
-        for batch in batches:
+class PredictionWriter(BasePredictionWriter):
+    """predictions.csv: per test sample, by its position in the split, and per output: the predicted class,
+    its probability and the target class. With several processes each writes its shard, then the first
+    process merges them into one file holding every sample once."""
+
+    def __init__(self, run: RunFolder):
+        super().__init__(write_interval="epoch")
+        self.run = run
+        self.path = run.path / "predictions.csv"
+
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: EdnaModule, predictions: Any, batch_indices: Any) -> None:
+        if batch_indices and batch_indices[0] and isinstance(batch_indices[0][0], list):  # per dataloader: there is one
+            predictions, batch_indices = predictions[0] if isinstance(predictions[0], list) else predictions, batch_indices[0]
+        names = list(pl_module.outputs)
+        rows: dict[int, list[str]] = {}
+        for batch, indices in zip(predictions, batch_indices):
             columns = []
             for name in names:
-                classes = module.labels[module.outputs[name].label]
+                classes = pl_module.labels[pl_module.outputs[name].label]
                 values = batch[name]
-                columns.append(([classes[i] for i in values["prediction"].tolist()],
-                                [f"{c:.6f}" for c in values["confidence"].tolist()],
-                                [classes[i] for i in values["target"].tolist()]))
-            for row in zip(*[v for triple in columns for v in triple]):
-                writer.writerow([index, *row])
-                index += 1
-    return path
+                columns += [[classes[i] for i in values["prediction"].tolist()], [f"{c:.6f}" for c in values["confidence"].tolist()],
+                            [classes[i] for i in values["target"].tolist()]]
+            for index, *row in zip(indices, *columns):
+                rows[int(index)] = row
+        shards = self.run.path / ".predictions"
+        shards.mkdir(exist_ok=True)
+        (shards / f"rank{trainer.global_rank}.json").write_text(json.dumps(rows), encoding="utf-8")
+        trainer.strategy.barrier()
+        if trainer.global_rank != 0:
+            return
+        merged: dict[int, list[str]] = {}
+        for shard in sorted(shards.glob("rank*.json")):
+            merged.update({int(k): v for k, v in json.loads(shard.read_text(encoding="utf-8")).items()})
+        single = len(names) == 1
+        header = ["index"] + [c if single else f"{n}_{c}" for n in names for c in ("prediction", "confidence", "target")]
+        with self.path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows([index, *merged[index]] for index in sorted(merged))
+        shutil.rmtree(shards, ignore_errors=True)
 
 
 class RecordParameters(pl.Callback):
@@ -190,11 +209,14 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
         if resume is not None and (sent := backfill(wandb, run, wandb_info.get("dir"))):
             log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
         logger = RunLogger(run.path, run.run_id, wandb)
-        summary = RunSummary(run, stage, wandb_info, previous=run.read_json("summary.json") if resume else None)
+        summary = RunSummary(run, stage, wandb_info, previous=run.read_json("summary.json") if resume else None,
+                             debug=debug_settings(config["trainer"]))
         callbacks: list[Any] = [summary, CommitMetrics(logger)]
         if stage == "fit":
             callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [
                 StepMetrics(), summary, CommitMetrics(logger), RecordParameters(run, provenance), StopOnSignal(run)]
+        if stage == "predict":
+            callbacks.append(PredictionWriter(run))
         save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
@@ -217,8 +239,8 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
             elif stage == "test":
                 trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
             elif stage == "predict":
-                batches = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
-                summary.summary["predictions"] = str(_write_predictions(run, batches or [], module))
+                trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False)
+                summary.summary["predictions"] = str(run.path / "predictions.csv")
             logger.commit()
             if stage in ("fit", "test") and datamodule.has("test"):
                 summary.summary["majority_baseline"] = majority_baseline(datamodule, module)

@@ -44,6 +44,18 @@ def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def debug_settings(trainer: dict[str, Any]) -> list[str]:
+    """The Trainer settings that make a run a debug run (a few batches, not the experiment), as KEY=VALUE."""
+    found = []
+    for key in ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_val_batches", "limit_test_batches",
+                "limit_predict_batches"):
+        value = trainer.get(key)
+        if value is None or value is False or (key == "overfit_batches" and value == 0) or (key.startswith("limit_") and value == 1.0):
+            continue
+        found.append(f"trainer.{key}={value}")
+    return found
+
+
 def check_trainer_build(trainer: dict[str, Any]) -> list[Problem]:
     """What lightning.Trainer itself refuses once the types are right (an accelerator it does not know,
     devices it cannot use, a strategy that does not fit them), reported at the key that was written."""

@@ -186,32 +186,39 @@ def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
 # ---- components: names resolve, kwargs fit their signatures ----
 
 
-def _parameters(obj: Any) -> tuple[list[str], bool]:
+def _parameters(obj: Any) -> tuple[list[str], bool, list[str]]:
+    """The keyword parameters of `obj`, whether it takes **kwargs, and the parameters without a default."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):
-        return [], True
+        return [], True, []
     params = [p for p in sig.parameters.values() if p.name not in ("self", "cls")]
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-    named = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-    return named, var_kw
+    keyword = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    return [p.name for p in keyword], var_kw, [p.name for p in keyword if p.default is inspect.Parameter.empty]
 
 
-def check_kwargs(obj: Any, kwargs: Any, path: tuple, problems: list[Problem], supplied: Iterable[str] = ()) -> None:
-    """Every kwarg must be a parameter of `obj`; `supplied` are the ones EdnaML fills in itself."""
+def check_kwargs(obj: Any, kwargs: Any, path: tuple, problems: list[Problem], supplied: Iterable[str] = (),
+                 filled: Iterable[str] | None = None) -> None:
+    """Every kwarg must be a parameter of `obj`; `supplied` are the ones EdnaML passes itself. With `filled`
+    (the ones EdnaML passes when they are not given), every required parameter must be there too."""
     if not isinstance(kwargs, dict):
         problems.append(Problem(path, f"{show(kwargs)} is not a mapping of kwargs"))
         return
     own_check = getattr(obj, "check_kwargs", None)  # a component's own rules for its kwargs
     if callable(own_check):
         problems += [Problem(path + (key,), message) for key, message in own_check(kwargs)]
-    accepted, var_kw = _parameters(obj)
+    accepted, var_kw, required = _parameters(obj)
+    supplied = set(supplied)
+    label = getattr(obj, "__name__", str(obj))
+    if filled is not None:
+        for name in required:
+            if name not in kwargs and name not in supplied and name not in set(filled):
+                problems.append(Problem(path + (name,), f"is missing: {label} needs it (a required argument, no default)"))
     if var_kw:
         return
-    supplied = set(supplied)
     takes = [p for p in accepted if p not in supplied]
-    label = getattr(obj, "__name__", str(obj))
     for name in kwargs:
         if name in supplied:
             problems.append(Problem(path + (name,), f"is set by EdnaML for {label}; remove it here"))
@@ -253,7 +260,7 @@ def check_components(cfg: dict[str, Any]) -> list[Problem]:
     reader = resolve("datareader", execution["DATAREADER"]["DATAREADER"], ("EXECUTION", "DATAREADER", "DATAREADER"))
     dr = execution["DATAREADER"]
     if reader is not None:
-        check_kwargs(reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), problems)
+        check_kwargs(reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), problems, filled=())
         dataset = reader.dataset
         if dr["GENERATOR"]:
             dataset = resolve("dataset", dr["GENERATOR"], ("EXECUTION", "DATAREADER", "GENERATOR"))
@@ -262,7 +269,7 @@ def check_components(cfg: dict[str, Any]) -> list[Problem]:
             check_kwargs(dataset, dr["DATASET_ARGS"], ("EXECUTION", "DATAREADER", "DATASET_ARGS"), problems, supplied)
             check_kwargs(dataset, dr["GENERATOR_ARGS"], ("EXECUTION", "DATAREADER", "GENERATOR_ARGS"), problems, supplied)
         for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-            check_kwargs(reader.transforms, cfg[section]["ARGS"], (section, "ARGS"), problems, ("train",))
+            check_kwargs(reader.transforms, cfg[section]["ARGS"], (section, "ARGS"), problems, ("train",), filled=())
     from torch.utils.data import DataLoader
 
     check_kwargs(DataLoader, dr["DATALOADER_ARGS"], ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"), problems,
@@ -279,7 +286,7 @@ def check_components(cfg: dict[str, Any]) -> list[Problem]:
         for j, name in enumerate(entry["LOSSES"]):
             loss = resolve("loss", name, ("LOSS", i, "LOSSES", j))
             if loss is not None and j < len(entry["KWARGS"]):
-                check_kwargs(loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j), problems)
+                check_kwargs(loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j), problems, filled=("num_classes", "feat_dim"))
             if getattr(loss, "learnable", False) and entry["NAME"] not in optimized_losses:
                 problems.append(Problem(("LOSS", i, "LOSSES", j), f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}"))
 
@@ -288,11 +295,11 @@ def check_components(cfg: dict[str, Any]) -> list[Problem]:
             opt = resolve("optimizer", entry["OPTIMIZER"], (section, i, "OPTIMIZER"))
             if opt is not None:
                 check_kwargs(opt, entry["OPTIMIZER_KWARGS"], (section, i, "OPTIMIZER_KWARGS"), problems,
-                             ("params", "lr", "weight_decay"))
+                             ("params", "lr", "weight_decay"), filled=())
         for i, entry in enumerate(cfg[sched_section]):
             sched = resolve("scheduler", entry["LR_SCHEDULER"], (sched_section, i, "LR_SCHEDULER"))
             if sched is not None:
-                check_kwargs(sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"), problems, ("optimizer",))
+                check_kwargs(sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"), problems, ("optimizer",), filled=())
 
     for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
         plugin = resolve("plugin", entry["PLUGIN"], ("MODEL_PLUGIN", i, "PLUGIN"))
@@ -329,6 +336,9 @@ def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple
         from ednaml.adapters.trainer import check_trainer_build
 
         problems = check_trainer_build(cfg["trainer"])
+        from ednaml.tracking.wandb import login_problem
+
+        problems += [p for p in [login_problem(cfg)] if p]
     if problems:
         first: dict[tuple, Problem] = {}
         for problem in locate(problems, origins or {}):  # one message per key path

@@ -114,7 +114,7 @@ def _key(dotted: str) -> str:
 def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
     return [{
         "experiment": r.experiment, "run_id": r.run_id, "started": r.summary.get("started", ""),
-        "status": r.summary.get("status", "?"), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
+        "status": r.summary.get("status", "?") + (" (debug)" if r.summary.get("debug") else ""), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
         "best": best_metric(r), "wandb": (r.summary.get("wandb") or {}).get("id", ""), "path": str(r.path),
     } for r in runs]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import netrc
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+from ednaml.config.errors import Problem
 from ednaml.tracking.run_folder import RunFolder
 from ednaml.tracking.secrets import scrub
 
@@ -13,6 +16,24 @@ from ednaml.tracking.secrets import scrub
 def wandb_mode(config: dict[str, Any]) -> str:
     """WANDB_MODE from the environment, else LOGGING.WANDB_MODE, else offline."""
     return os.environ.get("WANDB_MODE") or config["LOGGING"]["WANDB_MODE"] or "offline"
+
+
+def login_problem(config: dict[str, Any]) -> Problem | None:
+    """Online W&B needs a login; without one the run would fail at its first log call. Looked up as wandb
+    does, without the network: WANDB_API_KEY, else the W&B host's entry in ~/.netrc (`wandb login`)."""
+    mode = wandb_mode(config)
+    if mode not in ("online", "run") or os.environ.get("WANDB_API_KEY"):
+        return None
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        if netrc.netrc(os.environ.get("NETRC") or None).authenticators(host):
+            return None
+    except (OSError, netrc.NetrcParseError):
+        pass
+    source = " (from the WANDB_MODE environment variable)" if os.environ.get("WANDB_MODE") else ""
+    return Problem(("LOGGING", "WANDB_MODE"), f"{mode!r}{source} needs a W&B login and none was found (no WANDB_API_KEY, "
+                   f"no {host} entry in ~/.netrc): run `wandb login`, or set WANDB_MODE=offline to log locally "
+                   "and `wandb sync` the run later")
 
 
 def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -32,7 +53,10 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
     settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
                               x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
-    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=project,
+    from ednaml.adapters.trainer import debug_settings
+
+    debug = debug_settings(config["trainer"])
+    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=project, tags=["debug"] if debug else None,
                          entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
                          config=scrub({**config, "provenance": provenance}), settings=settings)
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
