@@ -30,21 +30,27 @@ def prepare(
     base: Mapping[str, Any] | None = None,
     origins: dict[tuple, str] | None = None,
     base_label: str = "the given config",
+    trusted: bool = True,
 ) -> dict[str, Any]:
     """Resolve, import the user's components, validate: the config a run will use, or a ConfigError.
-    `origins`, where given, is filled with the file or flag each key path came from."""
+    `origins`, where given, is filled with the file or flag each key path came from. A config that is not
+    `trusted` (one a checkpoint or run folder carries: data, not code) may not import files or modules."""
     from ednaml import registry
     from ednaml.config.validate import validate
 
     origins = {} if origins is None else origins
     config = resolve(files, list(overrides), dict(base) if base else None, origins, base_label)
     search_dirs = [Path(f).parent for f in reversed(files)]
-    sources = list(imports) + list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else list(imports)
+    carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
+    if carried and not trusted:
+        raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"{carried} come from {base_label}, which is data, not code: "
+                                   "EdnaML imports them only with --trust (read them first)")])
+    sources = list(imports) + carried
     try:
         imported = registry.import_sources(sources, search_dirs)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
-    validate(config, source=", ".join(map(str, files)) or None, origins=origins)
+    validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trusted)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
         try:
             read_checkpoint(config["ckpt_path"])
@@ -111,7 +117,10 @@ class EdnaML:
         overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
         imports: Sequence[str] = (),
         ckpt_path: str | None = None,
+        trust: bool | None = None,
     ):
+        """`trust`: whether the config may import code (EXECUTION.IMPORTS, dotted component paths). By default
+        a config from files or mappings may, the config a checkpoint carries (`ckpt_path` alone) may not."""
         files = [c for c in configs if not isinstance(c, Mapping)]
         base: dict[str, Any] = {}
         for c in configs:
@@ -124,7 +133,8 @@ class EdnaML:
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))
         self.origins: dict[tuple, str] = {}
-        self.config = prepare(files, pairs, imports, base or None, self.origins, label)
+        trusted = trust if trust is not None else not (ckpt_path and not configs)
+        self.config = prepare(files, pairs, imports, base or None, self.origins, label, trusted)
         if ckpt_path and configs:
             checkpoint_mismatch(ckpt_path, self.config)
         self.resume = None
@@ -138,20 +148,31 @@ class EdnaML:
         overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
         imports: Sequence[str] = (),
         root: str | os.PathLike = "runs",
+        trust: bool = False,
     ) -> "EdnaML":
         """Continue an interrupted run in its own folder from its last checkpoint (`.fit()` runs it).
 
         A config given here must be the run's own: any difference except where it runs
         (trainer.devices, accelerator, strategy, num_nodes, progress bar) is refused, naming the keys.
         """
+        from ednaml.config.errors import format_path
+        from ednaml.config.load import get_path, set_path
         from ednaml.tracking.browse import flatten, resolve_run
         from ednaml.tracking.run_folder import RunFolder, load_yaml
+        from ednaml.tracking.secrets import MASK, masked_paths
 
         path = resolve_run(str(run), root)
         if not (path / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
         saved = load_yaml(path / "config.yaml")
-        experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports)
+        experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs))
+        masked = masked_paths(saved)  # secrets the run folder does not keep: given again, or the run cannot go on
+        missing = [p for p in masked if MASK in str(get_path(experiment.config, p))]
+        if missing:
+            raise ConfigError([Problem(p, "held a secret, masked in the run folder: give it again to resume "
+                                          f"(--{format_path(p)} VALUE)") for p in missing])
+        for p in masked:
+            set_path(saved, list(p), get_path(experiment.config, p), format_path(p))
         given, ran = flatten(experiment.config), flatten(saved)
         changed = [k for k in list(ran) + [k for k in given if k not in ran]
                    if given.get(k) != ran.get(k) and k not in RESUMABLE_CHANGES]
@@ -182,12 +203,13 @@ class EdnaML:
         return self._run("predict")
 
 
-def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs") -> tuple[dict[str, Any], str]:
-    """A new run from RUN's resolved config and seed; returns its summary and `ednaml diff` of the two."""
+def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs", trust: bool = False) -> tuple[dict[str, Any], str]:
+    """A new run from RUN's resolved config and seed; returns its summary and `ednaml diff` of the two.
+    The run folder's config imports code only with `trust`."""
     from ednaml.tracking.browse import diff, format_diff, resolve_run, side
     from ednaml.tracking.run_folder import load_yaml
 
     path = resolve_run(str(run), root)
-    experiment = EdnaML(load_yaml(path / "config.yaml"))
+    experiment = EdnaML(load_yaml(path / "config.yaml"), trust=trust)
     summary = experiment.fit()
     return summary, format_diff(diff(side(str(path)), side(summary["run_dir"])))

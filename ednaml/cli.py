@@ -13,7 +13,7 @@ STAGES = ("fit", "validate", "test", "predict")
 COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
                     "--status", "--where")
-BARE_FLAGS = ("--print_config", "--debug", "--help", "--json")
+BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust")
 
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
@@ -52,6 +52,8 @@ options:
   --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR 0.01)
   SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)
   ~SECTION.KEY             remove a key the config files set (~MODEL.MODEL_KWARGS.width)
+  --trust                  let a config from a checkpoint or run folder import code (EXECUTION.IMPORTS,
+                           dotted component paths); without it such a config is data only
   --debug                  show Python tracebacks
   -h, --help               show this help (with a stage: also every --trainer.* argument)
 
@@ -74,7 +76,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         close = difflib.get_close_matches(command, COMMANDS, n=1)
         raise UsageError(f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else f"; commands are {', '.join(COMMANDS)}"))
     args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
-                            "debug": False, "help": False, "json": False, "positional": [], "where": [],
+                            "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
                             "resume": None, "root": None, "experiment": None, "status": None}
     i = 0
     while i < len(rest):
@@ -267,7 +269,7 @@ def _reproduce(args: dict[str, Any]) -> int:
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml reproduce` takes one run (its folder or run id)")
-    summary, difference = reproduce(args["positional"][0], args["root"] or "runs")
+    summary, difference = reproduce(args["positional"][0], args["root"] or "runs", trust=args["trust"])
     _report(summary)
     print("\n" + difference)
     return 0 if summary["status"] == "finished" else 1
@@ -302,11 +304,12 @@ def _run(args: dict[str, Any]) -> int:
         if args["command"] != "fit":
             raise UsageError("--resume continues training: use it with `ednaml fit`")
         experiment = EdnaML.resume(args["resume"], *args["config"], overrides=args["overrides"], imports=args["imports"],
-                                   root=args["root"] or "runs")
+                                   root=args["root"] or "runs", trust=args["trust"])
     elif not args["config"] and not ckpt:
         raise UsageError(f"`ednaml {args['command']}` needs --config FILE (or --ckpt_path of an EdnaML checkpoint)")
     else:
-        experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"], ckpt_path=ckpt)
+        experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"], ckpt_path=ckpt,
+                            trust=True if args["trust"] else None)
     experiment.invocation["argv"] = args["argv"]
     if args["print_config"]:
         sys.stdout.write(dump(experiment.config))

@@ -160,14 +160,55 @@ def names(kind: str) -> list[str]:
     return sorted(found)
 
 
-def get(kind: str, name: str) -> Any:
-    """Resolve a component by registered name or dotted import path; raise RegistryError with a suggestion."""
+def _kind_bases(kind: str) -> tuple[type, ...]:
+    """The classes a component of `kind` named by a dotted path must derive from (none: register it instead)."""
+    import torch
+
+    if kind in ("model", "loss"):
+        return (torch.nn.Module,)
+    if kind == "optimizer":
+        return (torch.optim.Optimizer,)
+    if kind == "scheduler":
+        return (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if kind == "dataset":
+        return (torch.utils.data.Dataset,)
+    if kind == "datareader":
+        from ednaml.data.base import DataReader
+
+        return (DataReader,)
+    if kind == "trainer":
+        from ednaml.trainers import ClassificationTrainer
+
+        return (ClassificationTrainer,)
+    if kind == "metric":
+        from torchmetrics import Metric
+
+        return (Metric,)
+    return ()
+
+
+def get(kind: str, name: str, trusted: bool = True) -> Any:
+    """Resolve a component by registered name or dotted import path; raise RegistryError with a suggestion.
+
+    A dotted path resolves only to a class of its kind (an nn.Module for a model, an Optimizer, ...); from
+    a config that is not `trusted` (one a checkpoint or run folder carries) it is not imported at all.
+    """
     _load_builtins(kind)
     if name in _components[kind]:
         return _components[kind][name]
     obj = _fallback(kind, name)
     if obj is None and "." in name:
+        label = kind.replace("_", " ")
+        if not trusted:
+            raise RegistryError(f"{name!r} is a dotted import path in a config from a checkpoint or run folder, which is "
+                                f"data, not code: EdnaML imports it only with --trust (or name a registered {label})")
         obj = _import_dotted(name)
+        bases = _kind_bases(kind)
+        if obj is not None and not (inspect.isclass(obj) and bases and issubclass(obj, bases)):
+            wanted = " or ".join(f"{b.__module__}.{b.__qualname__}" for b in bases)
+            raise RegistryError(f"{name!r} is not a {label}: a dotted path must name a subclass of {wanted}" if bases else
+                                f"{name!r}: a {label} is found by its registered name only; register it with "
+                                f"@ednaml.register.{kind} in a file given to --import")
     if obj is None:
         raise RegistryError(unknown_name_message(kind, name))
     return obj

@@ -257,7 +257,9 @@ def test_a_run_resumed_after_a_stop_at_any_batch_of_an_epoch_records_what_an_uni
                          env={"WANDB_MODE": "disabled", "SIGTERM_AT": str(21 + batch + 1)})  # epoch 1 of 21 batches
     assert stopped.returncode == 143, stopped.stderr[-2000:]
     (run,) = run_folders(tmp_path / "stopped")
-    resumed = run_ednaml("fit", "--resume", str(run), *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    refused = run_ednaml("fit", "--resume", str(run), *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert refused.returncode == 2 and "EXECUTION.IMPORTS" in refused.stderr  # a run folder's imports are data
+    resumed = run_ednaml("fit", "--resume", str(run), "--trust", *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (reference,) = run_folders(tmp_path / "whole")
     assert _metrics(run) == _metrics(reference)

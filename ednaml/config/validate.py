@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -12,6 +13,8 @@ from ednaml.config.errors import ConfigError, Problem, locate, show
 from ednaml.config.load import ConfigWarning, suggest
 from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section
 
+NAME_LENGTH = 40
+NAME_PART = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._+-]{{0,{NAME_LENGTH - 1}}}")
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping", list: "a list"}
 
 
@@ -113,6 +116,12 @@ def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
             for key in ("BASE_LR", "WEIGHT_DECAY"):
                 if number(entry[key]) and (entry[key] < 0 or entry[key] != entry[key]):
                     problems.append(Problem((section, i, key), f"{entry[key]} must be a number, 0 or more"))
+
+    for key in ("MODEL_CORE_NAME", "MODEL_VERSION", "MODEL_BACKBONE", "MODEL_QUALIFIER"):  # they name the run folder
+        part = cfg["SAVE"][key]
+        if not isinstance(part, (str, int)) or isinstance(part, bool) or not NAME_PART.fullmatch(str(part)):
+            problems.append(Problem(("SAVE", key), f"{show(part)} is not a safe name: it names the run folder and "
+                                    f"checkpoints, so use letters, digits and . _ + - (a letter or digit first), at most {NAME_LENGTH} characters"))
 
     weights = cfg["MODEL"]["WEIGHTS"]
     if isinstance(weights, str) and weights and not Path(weights).is_file():
@@ -227,7 +236,7 @@ def check_kwargs(obj: Any, kwargs: Any, path: tuple, problems: list[Problem], su
             problems.append(Problem(path + (name,), f"{label} takes no argument {name!r}{hint}"))
 
 
-def _resolver(problems: list[Problem]) -> Callable[[str, Any, tuple], Any]:
+def _resolver(problems: list[Problem], trusted: bool = True) -> Callable[[str, Any, tuple], Any]:
     from ednaml import registry
 
     def resolve(kind: str, name: Any, path: tuple) -> Any:
@@ -235,7 +244,7 @@ def _resolver(problems: list[Problem]) -> Callable[[str, Any, tuple], Any]:
             problems.append(Problem(path, f"{show(name)} is not a {kind.replace('_', ' ')} name"))
             return None
         try:
-            return registry.get(kind, name)
+            return registry.get(kind, name, trusted)
         except registry.RegistryError as err:
             problems.append(Problem(path, str(err)))
         except ImportError as err:  # a component whose optional extra is missing
@@ -245,10 +254,10 @@ def _resolver(problems: list[Problem]) -> Callable[[str, Any, tuple], Any]:
     return resolve
 
 
-def check_components(cfg: dict[str, Any]) -> list[Problem]:
-    """Every component name resolves and every kwarg is a parameter of its component."""
+def check_components(cfg: dict[str, Any], trusted: bool = True) -> list[Problem]:
+    """Every component name resolves (dotted paths only where `trusted`) and every kwarg is a parameter of its component."""
     problems: list[Problem] = []
-    resolve = _resolver(problems)
+    resolve = _resolver(problems, trusted)
     execution = cfg["EXECUTION"]
 
     trainer_cls = resolve("trainer", execution["TRAINER"], ("EXECUTION", "TRAINER"))
@@ -325,13 +334,15 @@ def check_trainer_keys(trainer: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None) -> None:
-    """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from)."""
+def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None,
+             trusted: bool = True) -> None:
+    """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from).
+    A config that is not `trusted` (from a checkpoint or run folder) may not name components by import path."""
     problems = check_structure(cfg)
     if not problems:
-        problems = check_components(cfg)
+        problems = check_components(cfg, trusted)
     else:  # names can still be checked where the structure allows it
-        problems += _components_where_possible(cfg)
+        problems += _components_where_possible(cfg, trusted)
     if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
         from ednaml.adapters.trainer import check_trainer_build
 
@@ -346,8 +357,8 @@ def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple
         raise ConfigError(list(first.values()), source)
 
 
-def _components_where_possible(cfg: dict[str, Any]) -> list[Problem]:
+def _components_where_possible(cfg: dict[str, Any], trusted: bool) -> list[Problem]:
     try:
-        return check_components(cfg)
+        return check_components(cfg, trusted)
     except (KeyError, TypeError, AttributeError, IndexError):
         return []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ednaml.tracking.secrets import ScrubFilter, scrub
+from ednaml.tracking.secrets import ScrubFilter, scrub, scrub_text
 from ednaml.utils import is_rank_zero
 
 RUN_ID_ENV = "EDNAML_RUN_ID"  # handed to the processes a DDP launcher starts, so all ranks agree
@@ -63,6 +63,8 @@ class RunFolder:
         run_id = inherited if inherited and not writer else new_run_id()
         root = Path(root).absolute()
         path = root / experiment / run_id
+        if path.resolve().parent.parent != root.resolve():  # validation allows only safe names; this is the backstop
+            raise ValueError(f"SAVE: the run folder {str(path)!r} would not be a folder of the runs root {str(root)!r}")
         if writer:
             while True:
                 try:
@@ -96,7 +98,7 @@ class RunFolder:
 
     def write_text(self, name: str, text: str) -> None:
         if self.writer:
-            write_atomic(self.path / name, scrub(text))
+            write_atomic(self.path / name, scrub_text(text))
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
