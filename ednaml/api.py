@@ -77,6 +77,13 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)")
     try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # every member against its CRC: flipped bytes are found, not loaded
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        damaged = str(err)
+    if damaged:
+        raise ConfigError(f"ckpt_path: {str(path)!r} is corrupted ({damaged} fails its checksum); use another checkpoint")
+    try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -157,13 +164,17 @@ class EdnaML:
         """
         from ednaml.config.errors import format_path
         from ednaml.config.load import get_path, set_path
-        from ednaml.tracking.browse import flatten, resolve_run
+        from ednaml.tracking.browse import flatten, read_run, resolve_run
         from ednaml.tracking.run_folder import RunFolder, load_yaml
         from ednaml.tracking.secrets import MASK, masked_paths
 
         path = resolve_run(str(run), root)
         if not (path / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
+        status = (read_run(path).summary or {}).get("status")
+        if status == "finished":
+            raise ConfigError(f"--resume {path.name}: the run finished; resuming would train and test it again. Start a new "
+                              f"run from its config with `ednaml reproduce {path.name}`, or from its weights with --ckpt_path")
         saved = load_yaml(path / "config.yaml")
         experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs))
         masked = masked_paths(saved)  # secrets the run folder does not keep: given again, or the run cannot go on

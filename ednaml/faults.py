@@ -30,6 +30,11 @@ def explain(err: BaseException, batch_size: int | None = None, where: str = "") 
     if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
         hint = f"; try TRANSFORMATION.BATCH_SIZE {max(1, batch_size // 2)}" if batch_size else ""
         return f"TRANSFORMATION.BATCH_SIZE {batch_size}: a batch does not fit in memory{(' on ' + where) if where else ''}{hint} (or trainer.precision bf16-mixed)"
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return f"no space left on the device writing {err.filename or 'the run folder'}; the last complete checkpoint is kept"
+    chain, seen = err, set()  # torch wraps the OSError of a full disk in a RuntimeError ("file write failed")
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if (isinstance(chain, OSError) and chain.errno == errno.ENOSPC) or "No space left on device" in str(chain):
+            where = getattr(chain, "filename", None) or "the run folder"
+            return f"no space left on the device writing {where}; the last complete checkpoint is kept"
+        chain = chain.__cause__ or chain.__context__
     return None

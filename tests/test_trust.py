@@ -3,6 +3,9 @@ and secrets given any way are recorded nowhere."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -66,3 +69,120 @@ def test_secrets_given_three_ways_are_in_no_file_and_the_config_keeps_its_keys(t
     again = run_ednaml("reproduce", run.name, cwd=tmp_path, env=env)  # the recorded config still runs
     assert again.returncode == 0, again.stderr[-2000:]
 
+
+# ---- oversized input ----
+
+
+def test_an_alias_bomb_and_an_oversized_config_are_refused_quickly(tmp_path):
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yml").write_text("\n".join(bomb) + "\n")
+    (tmp_path / "huge.yml").write_text("EXECUTION:\n  EPOCHS: 1\n" + "# padding\n" * 200_000)
+    for name, expected in (("bomb.yml", "its aliases expand to"), ("huge.yml", "a config is at most 1,000,000")):
+        result = run_ednaml("check", "--config", name, cwd=tmp_path, timeout=60)
+        assert result.returncode == 2 and expected in result.stderr and name in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+
+
+# ---- run folder integrity ----
+
+
+def test_a_checkpoint_with_flipped_bytes_and_a_bad_weights_file_are_named(tmp_path):
+    from ednaml.api import read_checkpoint
+
+    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
+                         env={"WANDB_MODE": "disabled"})
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = run_folders(tmp_path / "runs")
+    data = bytearray((run / "checkpoints" / "last.ckpt").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+    (tmp_path / "flipped.ckpt").write_bytes(bytes(data))
+    with pytest.raises(Exception, match="is corrupted .* fails its checksum"):
+        read_checkpoint(tmp_path / "flipped.ckpt")
+    tested = run_ednaml("test", "--ckpt_path", "flipped.ckpt", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert tested.returncode == 2 and "fails its checksum" in tested.stderr and "Traceback" not in tested.stderr
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x04not a pickle at all")
+    for command in ("check", "fit"):
+        bad = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), "--MODEL.WEIGHTS", "weights.pt", cwd=tmp_path,
+                         env={"WANDB_MODE": "disabled"})
+        assert bad.returncode == 2 and "MODEL.WEIGHTS: 'weights.pt' is not a readable weights file" in bad.stderr, bad.stderr[-2000:]
+        assert "Traceback" not in bad.stderr
+
+
+def test_a_finished_run_is_not_resumed_a_busy_one_is_refused_and_a_dead_one_is_shown(tmp_path):
+    import fcntl
+
+    from ednaml.tracking.run_folder import LOCK_FILE
+
+    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
+                         env={"WANDB_MODE": "disabled"})
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = run_folders(tmp_path / "runs")
+    finished = run_ednaml("fit", "--resume", run.name, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert finished.returncode == 2 and "the run finished" in finished.stderr
+    summary_path = run / "summary.json"
+    summary_path.write_text(summary_path.read_text().replace('"finished"', '"interrupted"'))
+    with (run / LOCK_FILE).open("a") as handle:  # another process is running this run
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        busy = run_ednaml("fit", "--resume", run.name, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert busy.returncode == 2 and "is running in another process" in busy.stderr, busy.stderr[-2000:]
+    summary_path.write_text(summary_path.read_text().replace('"interrupted"', '"running"'))  # killed with no word
+    listed = run_ednaml("runs", cwd=tmp_path)
+    assert f"{run.name}  " in listed.stdout and " dead " in listed.stdout, listed.stdout
+
+
+# ---- bad data is found when it is crawled; a full disk is said plainly ----
+
+
+def _image_folder(root) -> None:
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), color=40 * i).save(root / label / f"{i}.png")
+
+
+def test_a_corrupt_and_an_empty_image_are_reported_by_check_and_fit_with_their_paths(tmp_path):
+    _image_folder(tmp_path / "images")
+    (tmp_path / "images" / "a" / "0.png").write_bytes(b"")
+    (tmp_path / "images" / "b" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage, not an image")
+    overrides = ["--EXECUTION.DATAREADER.DATAREADER", "ImageFolder", "--EXECUTION.DATAREADER.CRAWLER_ARGS",
+                 f"{{data_folder: {tmp_path / 'images'}}}", "--EXECUTION.EPOCHS", "1"]
+    for command in ("check", "fit"):
+        result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), *overrides, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: 2 of 12 images cannot be used" in result.stderr
+        assert f"{tmp_path / 'images' / 'a' / '0.png'} (empty)" in result.stderr
+        assert f"{tmp_path / 'images' / 'b' / '1.png'} (not a readable image)" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_manifest_with_a_missing_file_and_a_blank_label_is_reported(tmp_path):
+    from ednaml.data.base import DataError
+    from ednaml.data.readers import CSVManifestCrawler
+
+    _image_folder(tmp_path / "images")
+    rows = [f"images/{label}/{i}.png,{label}" for label in ("a", "b") for i in range(6)]
+    (tmp_path / "blank.csv").write_text("path,label\n" + "\n".join(rows[:-1] + ["images/b/5.png,"]) + "\n")
+    with pytest.raises(DataError, match=r"label_columns: 1 blank label cells in .*line 13 \(label\)"):
+        CSVManifestCrawler(str(tmp_path / "blank.csv")).crawl()
+    (tmp_path / "missing.csv").write_text("path,label\n" + "\n".join(rows + ["images/a/404.png,a"]) + "\n")
+    with pytest.raises(DataError, match=r"manifest: 1 of 13 images cannot be used: .*404\.png \(missing\)"):
+        CSVManifestCrawler(str(tmp_path / "missing.csv")).crawl()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full (a device that is always full) is Linux's")
+def test_a_full_disk_during_a_checkpoint_save_is_said_plainly_and_keeps_the_last_checkpoint(tmp_path):
+    from ednaml.adapters.trainer import AtomicCheckpointIO
+    from ednaml.faults import explain
+
+    target, io = tmp_path / "last.ckpt", AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, target)
+    good = target.read_bytes()
+    (tmp_path / f".last.ckpt.tmp-{os.getpid()}").symlink_to("/dev/full")  # the next save's temporary file: a full disk
+    with pytest.raises(BaseException) as caught:  # torch reports it as a RuntimeError around the OSError, or the reverse
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(100_000)}, target)
+    assert explain(caught.value) == "no space left on the device writing the run folder; the last complete checkpoint is kept"
+    assert target.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

@@ -28,7 +28,7 @@ from ednaml.faults import Interrupted, RunStopped, explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
-from ednaml.tracking.run_folder import RUN_ID_ENV, RunFolder
+from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
 from ednaml.tracking.wandb import backfill, log_run_files, wandb_logger
 
 log = logging.getLogger("ednaml")
@@ -192,6 +192,10 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
     run = resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
     if resume is not None:
         ckpt_path = str(run.checkpoints / "last.ckpt")
+    try:
+        run.lock()
+    except RunBusy as err:
+        raise ConfigError(f"--resume: {err}") from None
     handler = run.start_log()
     previous_id = os.environ.get(RUN_ID_ENV)
     os.environ[RUN_ID_ENV] = run.run_id
@@ -269,6 +273,7 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
             import wandb as wandb_lib
 
             wandb_lib.finish()
+        run.unlock()
         if previous_id is None:
             os.environ.pop(RUN_ID_ENV, None)
         else:

@@ -34,8 +34,12 @@ class ConfigWarning(UserWarning):
     """An accepted but ignored or rewritten part of a config."""
 
 
-class YAMLLoader(yaml.SafeLoader):
-    """yaml.SafeLoader reading numbers as YAML 1.2 and OmegaConf do: `3e-3` and `1E5` are floats (YAML 1.1
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few kilobytes; this bounds time and memory for any file given
+MAX_CONFIG_NODES = 100_000  # after aliases are expanded: a small file of nested aliases cannot become millions
+
+
+class YAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's C parser where installed
+    """A safe loader reading numbers as YAML 1.2 and OmegaConf do: `3e-3` and `1E5` are floats (YAML 1.1
     needs a dot, `3.0e-3`, and reads `3e-3` as a string)."""
 
 
@@ -77,8 +81,33 @@ YAMLLoader.add_constructor("!delete", _construct_delete)
 
 
 def parse_yaml(text: str) -> Any:
-    """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them."""
-    return yaml.load(text, Loader=YAMLLoader)  # noqa: S506 - a SafeLoader subclass
+    """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them, and at most
+    MAX_CONFIG_NODES values once aliases are expanded."""
+    data = yaml.load(text, Loader=YAMLLoader)  # noqa: S506 - a safe loader
+    _check_expansion(data)
+    return data
+
+
+def _check_expansion(data: Any) -> None:
+    sizes: dict[int, int] = {}  # shared (aliased) mappings and lists are counted once per use, computed once
+    active: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        key = id(value)
+        if key in active:
+            raise yaml.YAMLError("an alias refers to a mapping or list that contains it")
+        if key not in sizes:
+            active.add(key)
+            children = value.values() if isinstance(value, dict) else value
+            sizes[key] = 1 + sum(size(child) for child in children)
+            active.discard(key)
+        return sizes[key]
+
+    total = size(data)
+    if total > MAX_CONFIG_NODES:
+        raise yaml.YAMLError(f"its aliases expand to {total:,} values; a config holds at most {MAX_CONFIG_NODES:,}")
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -86,6 +115,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{str(path)!r} is {path.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
     raw = path.read_bytes()
     if b"\x00" in raw[:4096]:
         raise ConfigError(f"{str(path)!r} is a binary file, not a YAML config")

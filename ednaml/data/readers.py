@@ -28,9 +28,34 @@ class ImageDataset(LabelledDataset):
         if isinstance(item, (str, Path)):
             from PIL import Image
 
-            with Image.open(item) as image:
-                return image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
+            try:
+                with Image.open(item) as image:
+                    return image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
+            except (OSError, ValueError, SyntaxError) as err:  # damaged after the crawl checked it
+                raise DataError("EXECUTION.DATAREADER", f"image {str(item)!r} cannot be read: {err}") from None
         return item
+
+
+def check_images(paths: Sequence[str], key: str) -> None:
+    """Every image file exists, is not empty and has a header Pillow can read; every bad one is named at once."""
+    from PIL import Image, UnidentifiedImageError
+
+    bad = []
+    for path in paths:
+        file = Path(path)
+        if not file.is_file():
+            bad.append(f"{path} (missing)")
+        elif file.stat().st_size == 0:
+            bad.append(f"{path} (empty)")
+        else:
+            try:
+                with Image.open(file) as image:
+                    image.size  # the header is parsed on open
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+                bad.append(f"{path} (not a readable image)")
+    if bad:
+        shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise DataError(key, f"{len(bad)} of {len(paths)} images cannot be used: {shown}")
 
 
 # Labels derived from the digit, for multi-output experiments: name -> (class names, digit -> class).
@@ -144,6 +169,7 @@ class ImageFolderCrawler(Crawler):
                    for s, found in parts.items()}
         splits = _with_test_split(samples["all"], self.test_fraction, self.split_seed) if "all" in samples else samples
         files = [f for split in samples.values() for f, _ in split]
+        check_images(files, f"{_ARGS}.data_folder")
         return Crawl(splits=splits, labels=dict(zip(self.label_names, classes)), files=files)
 
 
@@ -189,6 +215,11 @@ class CSVManifestCrawler(Crawler):
             if column not in columns:
                 raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}")
         root = Path(self.root).expanduser() if self.root else path.parent
+        blank = [(i, c) for i, row in enumerate(rows, start=2) for c in self.label_columns if not (row[c] or "").strip()]
+        if blank:
+            shown = ", ".join(f"line {i} ({c})" for i, c in blank[:20]) + (f" and {len(blank) - 20} more" if len(blank) > 20 else "")
+            raise DataError(f"{_ARGS}.label_columns", f"{len(blank)} blank label cells in {self.manifest!r}: {shown}; "
+                                                      "a blank is not a class: fill them or remove those rows")
         classes = {c: sorted({row[c] for row in rows}) for c in self.label_columns}
         index = {c: {v: i for i, v in enumerate(vals)} for c, vals in classes.items()}
 
@@ -205,8 +236,9 @@ class CSVManifestCrawler(Crawler):
                 splits[split].append(sample(row))
         else:
             splits = _with_test_split([sample(r) for r in rows], self.test_fraction, self.split_seed)
-        files = [str(path)] + [s for split in splits.values() for s, _ in split]
-        return Crawl(splits=splits, labels=classes, files=files)
+        images = [s for split in splits.values() for s, _ in split]
+        check_images(images, f"{_ARGS}.manifest")
+        return Crawl(splits=splits, labels=classes, files=[str(path)] + images)
 
 
 @register("datareader", "CSVManifest")

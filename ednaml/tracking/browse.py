@@ -13,6 +13,7 @@ import yaml
 
 from ednaml.config.errors import ConfigError, format_path
 from ednaml.config.load import parse_yaml
+from ednaml.tracking.run_folder import held
 
 DEFAULT_ROOT = "runs"
 
@@ -98,7 +99,7 @@ def best_metric(run: Run) -> str:
 def matches(run: Run, experiment: str | None, status: str | None, where: list[tuple[str, Any]]) -> bool:
     if experiment and not fnmatch.fnmatchcase(run.experiment, experiment):
         return False
-    if status and run.summary.get("status") != status:
+    if status and run_status(run) != status:
         return False
     flat = flatten(run.config or {})
     return all(_key(k) in flat and flat[_key(k)] == v for k, v in where)
@@ -111,10 +112,17 @@ def _key(dotted: str) -> str:
     return format_path(parse_key_path(dotted))
 
 
+def run_status(run: Run) -> str:
+    """The summary's status, except that a `running` run whose folder lock is free has died (killed
+    before it could say so)."""
+    recorded = run.summary.get("status", "?")
+    return "dead" if recorded == "running" and held(run.path) is False else recorded
+
+
 def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
     return [{
         "experiment": r.experiment, "run_id": r.run_id, "started": r.summary.get("started", ""),
-        "status": r.summary.get("status", "?") + (" (debug)" if r.summary.get("debug") else ""), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
+        "status": run_status(r) + (" (debug)" if r.summary.get("debug") else ""), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
         "best": best_metric(r), "wandb": (r.summary.get("wandb") or {}).get("id", ""), "path": str(r.path),
     } for r in runs]
 

@@ -15,6 +15,12 @@ from typing import Any
 from ednaml.tracking.secrets import ScrubFilter, scrub, scrub_text
 from ednaml.utils import is_rank_zero
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: no lock, and `ednaml runs` cannot tell a dead run from a running one
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
 RUN_ID_ENV = "EDNAML_RUN_ID"  # handed to the processes a DDP launcher starts, so all ranks agree
 log = logging.getLogger("ednaml")
 
@@ -103,6 +109,25 @@ class RunFolder:
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
 
+    def lock(self) -> None:
+        """Held while a stage runs in this folder: a second fit or resume of the run is refused, and a run
+        that says `running` with its lock free has died (`ednaml runs` shows it as `dead`)."""
+        if not self.writer or fcntl is None:
+            return
+        handle = (self.path / LOCK_FILE).open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise RunBusy(f"run {self.run_id} is running in another process; wait for it, or stop it first") from None
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            handle.close()  # closing the file releases the lock
+            self._lock_handle = None
+
     def start_log(self) -> logging.Handler | None:
         """Send EdnaML's and Lightning's log records to log.txt."""
         if not self.writer:
@@ -124,6 +149,23 @@ class RunFolder:
         for name in ("ednaml", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).removeHandler(handler)
         handler.close()
+
+
+class RunBusy(Exception):
+    """The run folder is locked by another process running the same run."""
+
+
+def held(path: Path) -> bool | None:
+    """Whether a process holds the run folder's lock (None where that cannot be told)."""
+    lock = path / LOCK_FILE
+    if fcntl is None or not lock.exists():
+        return None if fcntl is None else False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+    return False
 
 
 def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
