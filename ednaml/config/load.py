@@ -88,6 +88,10 @@ def parse_yaml(text: str) -> Any:
     return data
 
 
+class TooLarge(yaml.YAMLError):
+    """YAML that is well-formed but expands beyond what a config may hold."""
+
+
 def _check_expansion(data: Any) -> None:
     sizes: dict[int, int] = {}  # shared (aliased) mappings and lists are counted once per use, computed once
     active: set[int] = set()
@@ -97,7 +101,7 @@ def _check_expansion(data: Any) -> None:
             return 1
         key = id(value)
         if key in active:
-            raise yaml.YAMLError("an alias refers to a mapping or list that contains it")
+            raise TooLarge("an alias refers to a mapping or list that contains it")
         if key not in sizes:
             active.add(key)
             children = value.values() if isinstance(value, dict) else value
@@ -107,7 +111,7 @@ def _check_expansion(data: Any) -> None:
 
     total = size(data)
     if total > MAX_CONFIG_NODES:
-        raise yaml.YAMLError(f"its aliases expand to {total:,} values; a config holds at most {MAX_CONFIG_NODES:,}")
+        raise TooLarge(f"its aliases expand to {total:,} values; a config holds at most {MAX_CONFIG_NODES:,}")
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -124,6 +128,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         data = parse_yaml(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{str(path)!r} is not UTF-8 text, not a YAML config") from None
+    except TooLarge as err:
+        raise ConfigError(f"{str(path)!r}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
