@@ -123,7 +123,7 @@ def preflight(module: Any, data: Any) -> list[Problem]:
 
 def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
     """The report's lines and every problem found."""
-    from ednaml.adapters.callbacks import checkpoint_callbacks
+    from ednaml.adapters.callbacks import backup_problem, checkpoint_callbacks
     from ednaml.adapters.datamodule import EdnaDataModule
     from ednaml.adapters.module import EdnaModule
     from ednaml.adapters.trainer import build_trainer
@@ -213,6 +213,8 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         lines.append(f"  the best by {save['MONITOR']} ({save['MONITOR_MODE']}) as {prefix}_best_epoch{{E}}_step{{S}}.ckpt")
     if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
         lines.append(f"  copies to {save['CHECKPOINT_DIRECTORY']}")
+        if trouble := backup_problem(save["CHECKPOINT_DIRECTORY"]):
+            problems.append(Problem(("SAVE", "CHECKPOINT_DIRECTORY"), trouble))
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING  # not the Trainer's device banner in the middle of the report
     try:

@@ -329,6 +329,11 @@ def _report(summary: dict[str, Any]) -> None:
     print(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
     for key, value in sorted(shown.items()):
         print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
+    if error := summary.get("backup_error"):
+        print(f"ednaml: warning: {error}", file=sys.stderr)
+    if skipped := summary.get("skipped_samples"):
+        print(f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
+              f"summary.json lists them", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

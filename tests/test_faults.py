@@ -175,15 +175,29 @@ def test_a_corrupted_foreign_or_mismatched_checkpoint_is_a_clear_error(tmp_path)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, (args, result.stderr[-1500:])
 
 
-def test_an_unwritable_backup_target_is_reported_and_the_local_checkpoints_are_kept(tmp_path):
+def test_a_backup_target_that_cannot_be_written_is_refused_before_the_run(tmp_path):
     (tmp_path / "blocked").write_text("a file where the backup folder should be")
+    target = ["--SAVE.DRIVE_BACKUP", "true", "--SAVE.CHECKPOINT_DIRECTORY", str(tmp_path / "blocked" / "backups")]
+    for command in ("check", "fit"):
+        result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), *target, *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert f"SAVE.CHECKPOINT_DIRECTORY: '{tmp_path / 'blocked' / 'backups'}' cannot take backups" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_backup_failing_during_the_run_is_reported_at_the_end_and_the_local_checkpoints_are_kept(tmp_path):
+    from ednaml.config import resolve
+    from ednaml.tracking.run_folder import experiment_name
+
+    (tmp_path / "backups").mkdir()  # writable, but where the experiment's folder goes there is a file
+    (tmp_path / "backups" / experiment_name(resolve([CONFIGS / "digits.yml"]))).write_text("not a folder")
     result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "2", "--SAVE.DRIVE_BACKUP", "true",
-                        "--SAVE.CHECKPOINT_DIRECTORY", str(tmp_path / "blocked" / "backups"), *QUIET, cwd=tmp_path,
-                        env={"WANDB_MODE": "disabled"})
+                        "--SAVE.CHECKPOINT_DIRECTORY", str(tmp_path / "backups"), *QUIET, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_folders(tmp_path / "runs")
     info = summary(run)
     assert info["status"] == "finished" and "backup failed" in info["backup_error"] and "are kept" in info["backup_error"]
+    assert f"ednaml: warning: SAVE.CHECKPOINT_DIRECTORY '{tmp_path / 'backups'}/" in result.stderr  # said last, on the console
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert "backup failed" in (run / "log.txt").read_text()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import fsspec
 import pytest
 import torch
@@ -71,6 +75,30 @@ def test_drive_and_log_backups_copy_the_run(workdir, monkeypatch, target):
     assert all("_best_" in name for name in copied - expected)  # an earlier best stays in the backup
     with fs.open(f"{root}/summary.json") as handle:
         assert b'"status": "finished"' in handle.read()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full (a device that is always full) is Linux's")
+def test_a_backup_copy_to_a_full_disk_keeps_the_previous_copy_and_leaves_no_partial_file(tmp_path):
+    from ednaml.adapters.callbacks import Backup
+    from ednaml.tracking.run_folder import RunFolder
+
+    run = RunFolder(path=tmp_path / "runs" / "exp" / "run1", run_id="run1", experiment="exp", writer=True)
+    run.checkpoints.mkdir(parents=True)
+    last = run.checkpoints / "last.ckpt"
+    last.write_bytes(b"epoch 1" * 1000)
+    backup = Backup(run, str(tmp_path / "remote"), checkpoints=True, logs=False)
+    backup.sync()
+    copy = tmp_path / "remote" / "exp" / "run1" / "checkpoints" / "last.ckpt"
+    assert copy.read_bytes() == last.read_bytes() and backup.error is None
+    last.write_bytes(b"epoch 2" * 1000)
+    os.utime(last, (time.time() + 5, time.time() + 5))  # a newer file, whatever the clock's resolution
+    (copy.parent / ".last.ckpt.partial").symlink_to("/dev/full")  # the copy's temporary file lands on a full disk
+    backup.sync()
+    assert "No space left on device" in backup.error and "are kept" in backup.error
+    assert copy.read_bytes() == b"epoch 1" * 1000  # the good copy, not a truncated one
+    assert [p.name for p in copy.parent.iterdir()] == ["last.ckpt"]
+    backup.sync()  # the disk has room again: the next sync completes the copy
+    assert copy.read_bytes() == b"epoch 2" * 1000
 
 
 def test_a_second_run_never_touches_the_first(workdir, monkeypatch):

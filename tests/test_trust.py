@@ -3,6 +3,7 @@ and secrets given any way are recorded nowhere."""
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, run_ednaml, run_folders
+from conftest import CONFIGS, run_ednaml, run_folders, summary
 from ednaml.config import resolve
 
 pytestmark = pytest.mark.e2e
@@ -157,6 +158,46 @@ def test_a_corrupt_and_an_empty_image_are_reported_by_check_and_fit_with_their_p
         assert f"{tmp_path / 'images' / 'a' / '0.png'} (empty)" in result.stderr
         assert f"{tmp_path / 'images' / 'b' / '1.png'} (not a readable image)" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sample_that_fails_mid_run_stops_the_run_by_default_or_is_skipped_and_counted(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / "images" / split / label).mkdir(parents=True)
+            for i in range(8):
+                Image.new("L", (32, 32), color=20 * i + 60 * (label == "b")).save(tmp_path / "images" / split / label / f"{i}.png")
+    damaged = [tmp_path / "images" / "train" / "b" / "3.png", tmp_path / "images" / "test" / "a" / "5.png"]
+    for path in damaged:  # the header reads (the crawl accepts it), the pixels do not
+        path.write_bytes(path.read_bytes()[:60])
+    data = ["--EXECUTION.DATAREADER.DATAREADER", "ImageFolder", "--EXECUTION.DATAREADER.CRAWLER_ARGS",
+            f"{{data_folder: {tmp_path / 'images'}, label_name: digit}}", "--EXECUTION.EPOCHS", "2", "--TRANSFORMATION.BATCH_SIZE", "4",
+            "--TRANSFORMATION.WORKERS", "2", "--trainer.enable_progress_bar", "false"]
+    stopped = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *data, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr, stopped.stderr[-2000:]
+    assert f"image '{damaged[0]}' cannot be read" in stopped.stderr and "BAD_SAMPLES: skip would drop" in stopped.stderr
+    (failed,) = run_folders(tmp_path / "runs")
+    assert summary(failed)["status"] == "failed"
+
+    skip = [*data, "--EXECUTION.DATAREADER.BAD_SAMPLES", "skip"]
+    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *skip, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = [r for r in run_folders(tmp_path / "runs") if r != failed]
+    skipped = summary(run)["skipped_samples"]
+    assert skipped["samples"] == 2 and skipped["times"] == 3  # the training image in each of 2 epochs, the test image once
+    assert all(any(str(path) in line for line in skipped["first"]) for path in damaged)
+    assert "2 sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip)" in trained.stderr
+    assert "2 sample(s) failed to load and were skipped 3 time(s)" in (run / "log.txt").read_text()
+    assert summary(run)["final"]["test/accuracy"] is not None
+
+    predicted = run_ednaml("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--EXECUTION.DATAREADER.BAD_SAMPLES",
+                           "skip", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    (prediction,) = [r for r in run_folders(tmp_path / "runs") if summary(r)["stage"] == "predict"]
+    rows = list(csv.DictReader((prediction / "predictions.csv").open()))
+    assert [int(row["index"]) for row in rows] == [i for i in range(16) if i != 5]  # test/a/5.png is the sixth test sample
+    assert [row["target"] for row in rows] == ["a"] * 7 + ["b"] * 8
 
 
 def test_a_manifest_with_a_missing_file_and_a_blank_label_is_reported(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -209,11 +210,27 @@ class StopOnSignal(Callback):
         self.restore()
 
 
+def backup_problem(target: str) -> str | None:
+    """Why SAVE.CHECKPOINT_DIRECTORY cannot take a backup (a probe file written and removed), or None."""
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(target)
+        fs.makedirs(root, exist_ok=True)
+        probe = f"{root.rstrip('/')}/.ednaml-probe-{os.getpid()}"
+        fs.pipe_file(probe, b"ednaml")
+        fs.rm_file(probe)
+    except Exception as err:  # noqa: BLE001 - any failure (a missing fsspec backend, a refused write) is the answer
+        return f"{target!r} cannot take backups ({type(err).__name__}: {err})"
+    return None
+
+
 class Backup(Callback):
     """Copies checkpoints (DRIVE_BACKUP) and run files (LOG_BACKUP) to CHECKPOINT_DIRECTORY through fsspec.
 
     The copy lands in <CHECKPOINT_DIRECTORY>/<experiment>/<run_id>/, mirroring the run folder. New or
-    changed files are copied at the start of every epoch and once more when the run ends.
+    changed files are copied at the start of every epoch and once more when the run ends, each to a
+    temporary name renamed over the old copy only once complete: a failed copy leaves the previous one.
     """
 
     RUN_FILES = ("config.yaml", "provenance.json", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json",
@@ -233,17 +250,25 @@ class Backup(Callback):
         files = [self.run.path / name for name in self.RUN_FILES] if self.logs else []
         if self.checkpoints:
             files += sorted(self.run.checkpoints.glob("*.ckpt")) + sorted(self.run.checkpoints.glob("*.pt"))
+        fs = partial = None
         try:
             fs, root = fsspec.core.url_to_fs(self.target)
             for path in files:
                 if not path.is_file() or self.copied.get(str(path)) == path.stat().st_mtime:
                     continue
-                relative = path.relative_to(self.run.path).as_posix()
-                destination = f"{root}/{relative}"
-                fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
-                fs.put_file(str(path), destination)
+                folder, name = f"{root}/{path.relative_to(self.run.path).as_posix()}".rsplit("/", 1)
+                fs.makedirs(folder, exist_ok=True)
+                partial = f"{folder}/.{name}.partial"
+                fs.put_file(str(path), partial)
+                fs.mv(partial, f"{folder}/{name}")
+                partial = None
                 self.copied[str(path)] = path.stat().st_mtime
         except (OSError, ValueError, ImportError) as err:  # the run goes on; its local files are all there
+            if partial is not None:
+                try:
+                    fs.rm_file(partial)
+                except (OSError, ValueError):
+                    pass
             self.error = f"SAVE.CHECKPOINT_DIRECTORY {self.target!r}: backup failed ({type(err).__name__}: {err}); the local files in {self.run.path} are kept"
             log.error(self.error)
 

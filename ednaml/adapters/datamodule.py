@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ednaml import registry
-from ednaml.data.base import Crawl
+from ednaml.data.base import Crawl, DataError
+
+log = logging.getLogger("ednaml")
 
 
 def _world() -> tuple[int, int]:
@@ -78,6 +81,55 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63 - 1)
 
 
+class BadSample:
+    """Stands in for a sample that failed to load, so that a loader worker hands the failure to the main
+    process, which stops or skips by EXECUTION.DATAREADER.BAD_SAMPLES."""
+
+    __slots__ = ("key", "message")
+
+    def __init__(self, err: DataError):
+        self.key, self.message = err.key, err.message
+
+
+class Tolerant(Dataset):
+    """A dataset whose samples that fail to load come back as `BadSample`s rather than raising in a worker."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            return self.dataset[index]
+        except DataError as err:
+            return BadSample(err)
+
+
+class WithBadSamples:
+    """A batch collated from its good samples, with the failures and their positions in the batch."""
+
+    __slots__ = ("batch", "bad", "positions")
+
+    def __init__(self, batch: Any, bad: list[BadSample], positions: list[int]):
+        self.batch, self.bad, self.positions = batch, bad, positions
+
+
+class TolerantCollate:
+    """The reader's collate function over a batch's good samples (a class, so spawned workers can pickle it)."""
+
+    def __init__(self, collate: Callable | None):
+        self.collate = collate or default_collate
+
+    def __call__(self, samples: list[Any]) -> Any:
+        positions = [i for i, sample in enumerate(samples) if isinstance(sample, BadSample)]
+        if not positions:
+            return self.collate(samples)
+        good = [sample for sample in samples if not isinstance(sample, BadSample)]
+        return WithBadSamples(self.collate(good) if good else None, [samples[i] for i in positions], positions)
+
+
 class ResumableLoader(DataLoader):
     """The training loader; its state (epoch, batches done) travels in checkpoints, so a resumed run
     continues mid-epoch with exactly the batches that were left."""
@@ -117,6 +169,9 @@ class EdnaDataModule(pl.LightningDataModule):
             False: self.reader.transforms(train=False, **self.test_cfg["ARGS"]),
         }
         self.collate = getattr(self.reader, "collate", None)
+        self.bad_samples = reader_cfg["BAD_SAMPLES"]
+        self.skipped: dict[str, int] = {}  # message of each sample skipped -> times, in this process
+        self.dropped: list[int] = []  # positions skipped in the latest batch
         train, test = self.transforms[True], self.transforms[False]
         if hasattr(train, "fit"):  # transforms learned from the training split (a tokenizer)
             if saved and saved.get("tokenizer"):
@@ -147,7 +202,7 @@ class EdnaDataModule(pl.LightningDataModule):
 
     def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
         return {"batch_size": settings["BATCH_SIZE"], "num_workers": settings["WORKERS"],
-                "persistent_workers": settings["WORKERS"] > 0, "collate_fn": self.collate,
+                "persistent_workers": settings["WORKERS"] > 0, "collate_fn": TolerantCollate(self.collate),
                 "generator": torch.Generator().manual_seed(self.seed),  # worker seeds, not the global RNG
                 **self.loader_kwargs}
 
@@ -156,14 +211,44 @@ class EdnaDataModule(pl.LightningDataModule):
         return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
-        return ResumableLoader(self.dataset("train"), self._progress, self.seed, **self._kwargs(self.train_cfg))
+        return ResumableLoader(Tolerant(self.dataset("train")), self._progress, self.seed, **self._kwargs(self.train_cfg))
 
     def _evaluation_loader(self, split: str) -> DataLoader:
-        dataset = self.dataset(split)
+        dataset = Tolerant(self.dataset(split))
         kwargs = self._kwargs(self.test_cfg)
         if _world()[0] > 1:
             kwargs["sampler"] = EvaluationShards(dataset, shuffle=False)
         return DataLoader(dataset, shuffle=False, **kwargs)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Stops at a sample that failed to load, or drops and counts it (BAD_SAMPLES: skip)."""
+        self.dropped = []
+        if not isinstance(batch, WithBadSamples):
+            return batch
+        first = batch.bad[0]
+        if self.bad_samples == "stop":
+            raise DataError(first.key, f"{first.message} (EXECUTION.DATAREADER.BAD_SAMPLES: skip would drop such samples and go on)")
+        for bad in batch.bad:
+            message = f"{bad.key}: {bad.message}"
+            if message not in self.skipped:
+                log.warning("skipped a sample (EXECUTION.DATAREADER.BAD_SAMPLES: skip): %s", message)
+            self.skipped[message] = self.skipped.get(message, 0) + 1
+        if batch.batch is None:
+            raise DataError("EXECUTION.DATAREADER.BAD_SAMPLES", f"skip: every sample of a batch failed to load, e.g. {first.key}: {first.message}")
+        self.dropped = batch.positions
+        return batch.batch
+
+    def skipped_everywhere(self) -> dict[str, int]:
+        """The samples skipped by every process (a collective under DDP: call it on all of them)."""
+        if _world()[0] == 1:
+            return dict(self.skipped)
+        gathered: list[Any] = [None] * _world()[0]
+        dist.all_gather_object(gathered, self.skipped)
+        total: dict[str, int] = {}
+        for part in gathered:
+            for message, times in part.items():
+                total[message] = total.get(message, 0) + times
+        return total
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_loader("val")

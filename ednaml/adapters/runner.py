@@ -17,12 +17,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, checkpoint_callbacks
+from ednaml.adapters.callbacks import Backup, RunSummary, backup_problem, StepMetrics, StopOnSignal, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.trainer import build_trainer, debug_settings
 from ednaml.api import BuildError
 from ednaml.config import ConfigError
+from ednaml.config.errors import Problem
 from ednaml.data.base import DataError
 from ednaml.faults import Interrupted, RunStopped, explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
@@ -55,14 +56,23 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, run: RunFolder):
         super().__init__(write_interval="epoch")
         self.run = run
+        self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it
         self.path = run.path / "predictions.csv"
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: EdnaModule, outputs: Any, batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        if dropped := trainer.datamodule.dropped:  # samples skipped (BAD_SAMPLES: skip) have no prediction
+            self.dropped[batch_idx] = set(dropped)
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: EdnaModule, predictions: Any, batch_indices: Any) -> None:
         if batch_indices and batch_indices[0] and isinstance(batch_indices[0][0], list):  # per dataloader: there is one
             predictions, batch_indices = predictions[0] if isinstance(predictions[0], list) else predictions, batch_indices[0]
         names = list(pl_module.outputs)
         rows: dict[int, list[str]] = {}
-        for batch, indices in zip(predictions, batch_indices):
+        for number, (batch, indices) in enumerate(zip(predictions, batch_indices)):
+            if number in self.dropped:
+                indices = [index for position, index in enumerate(indices) if position not in self.dropped[number]]
             columns = []
             for name in names:
                 classes = pl_module.labels[pl_module.outputs[name].label]
@@ -152,6 +162,16 @@ def frozen_for_the_run() -> Iterator[None]:
             gc.disable()
 
 
+def record_skipped(summary: RunSummary, skipped: dict[str, int]) -> None:
+    """Samples dropped under BAD_SAMPLES: skip, in summary.json and said once more at the end."""
+    if not skipped:
+        return
+    times = sum(skipped.values())
+    summary.summary["skipped_samples"] = {"samples": len(skipped), "times": times, "first": sorted(skipped)[:50]}
+    log.warning("%d sample(s) failed to load and were skipped %d time(s) in all (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
+                "they are listed in summary.json under skipped_samples", len(skipped), times)
+
+
 def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
               invocation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
@@ -188,6 +208,9 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
 
         if problems := preflight(module, datamodule):
             raise ConfigError(problems)
+    save = config["SAVE"]
+    if (save["DRIVE_BACKUP"] or save["LOG_BACKUP"]) and (trouble := backup_problem(save["CHECKPOINT_DIRECTORY"])):
+        raise ConfigError([Problem(("SAVE", "CHECKPOINT_DIRECTORY"), trouble)])
 
     run = resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
     if resume is not None:
@@ -221,7 +244,6 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
                 StepMetrics(), summary, CommitMetrics(logger), RecordParameters(run, provenance), StopOnSignal(run)]
         if stage == "predict":
             callbacks.append(PredictionWriter(run))
-        save = config["SAVE"]
         if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
             backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
             callbacks.append(backup)
@@ -252,8 +274,10 @@ def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume
                 run.write_json("confusion.json", module.confusion)
             if backup is not None and backup.error:
                 summary.summary["backup_error"] = backup.error
+            record_skipped(summary, datamodule.skipped_everywhere())
             summary.finish("finished")
         except BaseException as err:
+            record_skipped(summary, datamodule.skipped)
             summary.finish("interrupted" if isinstance(err, (KeyboardInterrupt, Interrupted)) else "failed", error=str(err))
             reason = (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else module.train_losses.non_finite()) \
                 or explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], str(trainer.strategy.root_device))

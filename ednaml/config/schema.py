@@ -55,6 +55,8 @@ DATAREADER = Section(
         "GENERATOR": _opt(None, str, "dataset class replacing the reader's own"),
         "GENERATOR_ARGS": _k({}, dict, "more dataset kwargs, merged over DATASET_ARGS"),
         "DATALOADER_ARGS": _k({}, dict, "kwargs passed to every torch DataLoader"),
+        "BAD_SAMPLES": _k("stop", str, "a sample that fails to load during a run: stop the run naming it, or skip it and count it in summary.json",
+                          choices=("stop", "skip")),
     },
     "the data source",
 )

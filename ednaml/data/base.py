@@ -18,7 +18,7 @@ class DataError(ValueError):
     """A problem with the data a config points at (missing folder, unknown label, ...)."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"{key}: {message}")
 
 
