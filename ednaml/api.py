@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
-import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from ednaml.config import ConfigError, Problem, resolve
-from ednaml.config.errors import locate
+from ednaml.checkpoints import checkpoint_mismatch, config_from_checkpoint, read_checkpoint
+from ednaml.config import resolve
+from ednaml.errors import ConfigError, Problem, locate
+
+if TYPE_CHECKING:
+    from ednaml.tracking.run_folder import RunFolder
 from ednaml.config.load import deep_merge, normalize_legacy
 
 
 # What may change when a run is resumed: where it runs, not what it computes.
 RESUMABLE_CHANGES = {"ckpt_path", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
                      "trainer.enable_progress_bar"}
-
-
-class BuildError(Exception):
-    """A config that validated but whose data or components could not be built (missing folder, ...)."""
 
 
 def prepare(
@@ -62,59 +59,6 @@ def prepare(
     return config
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
-    if not Path(path).is_file():
-        raise ConfigError(f"ckpt_path: {str(path)!r} does not exist")
-    return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns))
-
-
-@functools.lru_cache(maxsize=4)
-def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
-    """Read once per file version: validation, the config and the run's data state all need it."""
-    import torch
-
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()  # every member against its CRC: flipped bytes are found, not loaded
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        damaged = str(err)
-    if damaged:
-        raise ConfigError(f"ckpt_path: {str(path)!r} is corrupted ({damaged} fails its checksum); use another checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})") from None
-    if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint or "state_dict" not in checkpoint:
-        raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
-    return checkpoint["ednaml"]
-
-
-def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The resolved config a checkpoint carries."""
-    return read_checkpoint(path)["config"]
-
-
-def checkpoint_mismatch(path: str | os.PathLike, config: dict[str, Any]) -> None:
-    """A checkpoint must hold the model (and learnable losses) that `config` builds; say which keys differ."""
-    from ednaml.tracking.browse import flatten
-
-    saved = read_checkpoint(path)["config"]
-    parts = {"MODEL": lambda c: {k: v for k, v in c["MODEL"].items() if k != "WEIGHTS"},
-             "LOSS": lambda c: [{k: e[k] for k in ("NAME", "LOSSES", "KWARGS")} for e in c["LOSS"]]}
-    differing = []
-    for section, pick in parts.items():
-        a, b = flatten(pick(saved), (section,)), flatten(pick(config), (section,))
-        differing += [k for k in list(a) + [k for k in b if k not in a] if a.get(k) != b.get(k)]
-    if differing:
-        shown = "; ".join(differing[:8])
-        raise ConfigError(f"ckpt_path: {str(path)!r} holds a different model than this config ({shown}); "
-                          "use the checkpoint's own config (omit --config) or a matching checkpoint")
-
-
 class EdnaML:
     """One experiment from config files (or mappings) and overrides by dotted key path."""
 
@@ -144,7 +88,7 @@ class EdnaML:
         self.config = prepare(files, pairs, imports, base or None, self.origins, label, trusted)
         if ckpt_path and configs:
             checkpoint_mismatch(ckpt_path, self.config)
-        self.resume = None
+        self.resumed: RunFolder | None = None  # the run folder `EdnaML.resume` continues
         self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs]}
 
     @classmethod
@@ -162,9 +106,9 @@ class EdnaML:
         A config given here must be the run's own: any difference except where it runs
         (trainer.devices, accelerator, strategy, num_nodes, progress bar) is refused, naming the keys.
         """
-        from ednaml.config.errors import format_path
+        from ednaml.errors import format_path
         from ednaml.config.load import get_path, set_path
-        from ednaml.tracking.browse import flatten, read_run, resolve_run
+        from ednaml.tracking.browse import changes, flatten, read_run, resolve_run
         from ednaml.tracking.run_folder import RunFolder, load_yaml
         from ednaml.tracking.secrets import MASK, masked_paths
 
@@ -184,21 +128,23 @@ class EdnaML:
                                           f"(--{format_path(p)} VALUE)") for p in missing])
         for p in masked:
             set_path(saved, list(p), get_path(experiment.config, p), format_path(p))
-        given, ran = flatten(experiment.config), flatten(saved)
-        changed = [k for k in list(ran) + [k for k in given if k not in ran]
-                   if given.get(k) != ran.get(k) and k not in RESUMABLE_CHANGES]
+        changed = [(key, had, now) for key, had, now in changes(flatten(saved), flatten(experiment.config))
+                   if key not in RESUMABLE_CHANGES]
         if changed:
-            shown = "; ".join(f"{k}: the run has {ran.get(k)!r}, given {given.get(k)!r}" for k in changed[:10])
+            shown = "; ".join(f"{key}: the run has {had!r}, given {now!r}" for key, had, now in changed[:10])
             raise ConfigError(f"--resume {path.name}: the config differs from the run's ({shown}). Resume with the run's "
                               "own config (no --config), or start a new run with `ednaml fit`.")
         experiment.config = {**saved, "trainer": experiment.config["trainer"]}
-        experiment.resume = RunFolder.open(path)
+        experiment.resumed = RunFolder.open(path)
         return experiment
 
     def _run(self, stage: str) -> dict[str, Any]:
         from ednaml.adapters.runner import run_stage
 
-        return run_stage(stage, self.config, self.config["ckpt_path"], self.resume, self.invocation)
+        try:
+            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation)
+        except ConfigError as err:  # found while building (the first batch, a monitor): said with where each value came from
+            raise ConfigError(locate(err.problems, self.origins), err.source) from err.__cause__
 
     def fit(self) -> dict[str, Any]:
         """Train (with a validation pass first unless SKIPEVAL), then test; returns the run's summary."""

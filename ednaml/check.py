@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import time
 import warnings
 from pathlib import Path
@@ -16,35 +15,9 @@ from typing import Any
 
 import torch
 
-from ednaml.config.errors import Problem
-from ednaml.data.base import DataError
+from ednaml.adapters.preflight import forward, monitor_problems, output_problems, problem_from, shape_of
+from ednaml.errors import Problem
 from ednaml.faults import explain
-
-KEY_PATH = re.compile(r"^((?:[A-Z_]+|trainer)(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\[\d+\])?)*): (.*)$", re.S)
-
-
-def problem_from(err: BaseException, default: tuple) -> Problem:
-    """A Problem at the key path the message starts with ('MODEL.MODEL_KWARGS: ...'), else at `default`."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)  # KeyError quotes its message
-    if isinstance(err, DataError):
-        return Problem(tuple(err.key.split(".")), text.split(": ", 1)[1] if ": " in text else text)
-    match = KEY_PATH.match(text)
-    if match:
-        from ednaml.config.load import parse_key_path
-
-        return Problem(tuple(parse_key_path(match.group(1))), match.group(2))
-    return Problem(default, text)
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
-    if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(_shape(v) for v in value) + ")"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_shape(v)}" for k, v in value.items()) + "}"
-    return type(value).__name__
-
 
 def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
     """The learning rate of every param group at the start of each epoch, simulated on a copy."""
@@ -70,55 +43,6 @@ def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
     if plateau:
         lines.append(f"  (ReduceLROnPlateau of {', '.join(plateau)} depends on its MONITOR: shown constant)")
     return lines
-
-
-def forward(module: Any, batch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The model's outputs for `batch`; a batch it cannot take is said in the config's words."""
-    try:
-        return module.step_logic(module.model, batch)
-    except RuntimeError as err:
-        if explain(err):
-            raise
-        raise ValueError(f"MODEL: the model cannot take a training batch of {_shape(batch)}: {err}. Check "
-                         "TRANSFORMATION.ARGS (i_shape, channels) against MODEL.MODEL_KWARGS (initial_channels, ...)") from err
-
-
-def output_problems(outputs: dict[str, Any], labels: dict[str, list[str]]) -> list[Problem]:
-    """Each output must give one score per class of its label."""
-    problems = []
-    for name, output in outputs.items():
-        classes = len(labels[output.label])
-        if output.logits.shape[-1] != classes:
-            problems.append(Problem(("MODEL", "MODEL_KWARGS"), f"output {name!r} gives {output.logits.shape[-1]} classes but label "
-                                    f"{output.label!r} has {classes}; leave its size blank to take it from the data"))
-    return problems
-
-
-def preflight(module: Any, data: Any) -> list[Problem]:
-    """What `fit` tries before it makes a run folder, as `check` does: the parameter groups and optimizers
-    build, and the model takes two training samples and gives one score per class. Nothing is changed:
-    evaluation mode, no gradients, the random number generators as they were."""
-    problems: list[Problem] = []
-    try:
-        module.configure_optimizers()
-    except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
-        problems.append(problem_from(err, ("OPTIMIZER",)))
-    if not data.has("train"):
-        return problems
-    samples = data.crawl.splits["train"][:2]
-    dataset = data.dataset_cls(samples, transform=data.transforms[False], labels=list(data.labels), **data.dataset_kwargs)
-    collate = data.collate or torch.utils.data.default_collate
-    training = module.training
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        try:
-            module.eval()
-            outputs, _ = forward(module, collate([dataset[i] for i in range(len(samples))]))
-            problems += output_problems(outputs, data.labels)
-        except Exception as err:  # noqa: BLE001
-            problems.append(problem_from(err, ("MODEL",)))
-        finally:
-            module.train(training)
-    return problems
 
 
 def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
@@ -153,7 +77,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         try:
             loader = data.train_dataloader() if split == "train" else data._evaluation_loader(split)
             batches[split] = next(iter(loader))
-            lines.append(f"  {split} batch: {_shape(batches[split])}, {len(loader)} batches")
+            lines.append(f"  {split} batch: {shape_of(batches[split])}, {len(loader)} batches")
         except Exception as err:  # noqa: BLE001
             problems.append(problem_from(err, ("EXECUTION", "DATAREADER")))
 
@@ -171,8 +95,9 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         try:
             outputs, targets = forward(probe, batch)
             problems += output_problems(outputs, data.labels)
-            lines.append("  forward: " + ", ".join(f"{n} {_shape(o.logits)}" for n, o in outputs.items()))
+            lines.append("  forward: " + ", ".join(f"{n} {shape_of(o.logits)}" for n, o in outputs.items()))
             loss, terms = probe.criterion(outputs, targets)
+            problems += monitor_problems(probe, terms, data.has("val"))
             lines.append("losses (one batch)")
             lines += [f"  {name}: {value.item():.4f}" for name, value in terms.items()] + [f"  total: {loss.item():.4f}"]
             if not torch.isfinite(loss):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import gc
 import re
 import sys
 import warnings
 from typing import Any, Sequence
+
+from ednaml.errors import UsageError, did_you_mean
 
 STAGES = ("fit", "validate", "test", "predict")
 COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce")
@@ -61,10 +62,6 @@ Values are read as YAML 1.2: 3 and 3e-3 are numbers, [8, 8] a list, null nothing
 """
 
 
-class UsageError(Exception):
-    pass
-
-
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     """Split argv into the command, config files, overrides (dotted path, value) and flags."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -73,8 +70,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         return {"command": "version"}
     command, rest = argv[0], list(argv[1:])
     if command not in COMMANDS:
-        close = difflib.get_close_matches(command, COMMANDS, n=1)
-        raise UsageError(f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else f"; commands are {', '.join(COMMANDS)}"))
+        raise UsageError(f"unknown command {command!r}" + did_you_mean(command, COMMANDS, f"; commands are {', '.join(COMMANDS)}"))
     args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
                             "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
                             "resume": None, "root": None, "experiment": None, "status": None}
@@ -125,8 +121,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             args["overrides"].append((key, value))
         else:
             options = [f[2:] for f in FLAGS_WITH_VALUE + BARE_FLAGS] + ["trainer.<arg>", "SECTION.KEY"]
-            close = difflib.get_close_matches(key, options, n=1)
-            raise UsageError(f"unknown option --{key}" + (f"; did you mean --{close[0]}?" if close else ""))
+            raise UsageError(f"unknown option --{key}" + did_you_mean(key, options, form=lambda option: f"--{option}"))
     return args
 
 
@@ -205,8 +200,7 @@ def _list(args: dict[str, Any]) -> int:
         if "*" in kind or kind[:1].isupper():
             kind, pattern = None, kind
         else:
-            close = difflib.get_close_matches(kind, registry.KINDS, n=1)
-            raise UsageError(f"unknown kind {kind!r}" + (f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(registry.KINDS)}"))
+            raise UsageError(f"unknown kind {kind!r}" + did_you_mean(kind, registry.KINDS, f"; kinds are {', '.join(registry.KINDS)}"))
     if kind and len(args["positional"]) > 1 and not any(c in pattern for c in "*?["):  # one component: its arguments
         try:
             obj = registry.get(kind, pattern)
@@ -278,8 +272,7 @@ def _reproduce(args: dict[str, Any]) -> int:
 def _check(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.check import check
-    from ednaml.config import ConfigError
-    from ednaml.config.errors import locate
+    from ednaml.errors import ConfigError, locate
 
     if not args["config"]:
         raise UsageError("`ednaml check` needs --config FILE")
@@ -363,19 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001
-        from ednaml.api import BuildError
-        from ednaml.config import ConfigError
-        from ednaml.data.base import DataError
-        from ednaml.faults import RunStopped
-        from ednaml.utils import MissingExtra
+        from ednaml.errors import USER_ERRORS, ConfigError, RunStopped
 
-        if debug or not isinstance(err, (ConfigError, BuildError, DataError, MissingExtra, RunStopped)):
+        if debug or not isinstance(err, USER_ERRORS):
             raise
-        if isinstance(err, RunStopped):
-            print(f"ednaml: run stopped: {err}", file=sys.stderr)
-            return err.exit_code
-        print(f"ednaml: {err}" if isinstance(err, ConfigError) else f"ednaml: error: {err}", file=sys.stderr)
-        return 2
+        lead = "run stopped: " if isinstance(err, RunStopped) else "" if isinstance(err, ConfigError) else "error: "
+        print(f"ednaml: {lead}{err}", file=sys.stderr)
+        return err.exit_code
     finally:
         warnings.formatwarning = previous
         if collecting:

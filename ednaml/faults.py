@@ -1,27 +1,8 @@
-"""Faults during a run, said plainly: interrupted, non-finite loss, out of memory, disk full."""
+"""Faults during a run, said plainly: out of memory, disk full."""
 
 from __future__ import annotations
 
 import errno
-
-
-class RunStopped(Exception):
-    """A run that stopped for a reason the user should read, not a traceback (the CLI prints the message)."""
-
-    exit_code = 1
-
-
-class Interrupted(RunStopped):
-    """SIGTERM or Ctrl-C: the batch finished, last.ckpt was saved, the run can be resumed."""
-
-    def __init__(self, signal_name: str, step: int, checkpoint: str, run_id: str):
-        self.signal_name = signal_name
-        self.exit_code = 143 if signal_name == "SIGTERM" else 130
-        super().__init__(f"{signal_name} at step {step}: saved {checkpoint}; continue with `ednaml fit --resume {run_id}`")
-
-
-class NonFiniteLoss(RunStopped):
-    """A NaN or infinite loss: the run stops before the bad step changes any weight."""
 
 
 def explain(err: BaseException, batch_size: int | None = None, where: str = "") -> str | None:

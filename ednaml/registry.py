@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import fnmatch
 import importlib
 import importlib.util
@@ -11,6 +10,8 @@ import inspect
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from ednaml.errors import did_you_mean
 
 ENTRY_POINT_GROUP = "ednaml.components"
 
@@ -21,7 +22,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
     "model": ("ednaml.models.classification", "ednaml.models.multi", "ednaml.models.text", "ednaml.models.video"),
     "model_builder": ("ednaml.models.builders",),
-    "trainer": ("ednaml.trainers",),
+    "trainer": ("ednaml.steps.classification",),
     "loss": ("ednaml.losses.classification", "ednaml.losses.metric_learning"),
     "optimizer": ("ednaml.optim.optimizers",),
     "optimizer_builder": ("ednaml.optim.optimizers",),
@@ -177,9 +178,9 @@ def _kind_bases(kind: str) -> tuple[type, ...]:
 
         return (DataReader,)
     if kind == "trainer":
-        from ednaml.trainers import ClassificationTrainer
+        from ednaml.steps import StepLogic
 
-        return (ClassificationTrainer,)
+        return (StepLogic,)
     if kind == "metric":
         from torchmetrics import Metric
 
@@ -215,13 +216,7 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
 
 
 def unknown_name_message(kind: str, name: str) -> str:
-    message = f"{name!r} is not a known {kind.replace('_', ' ')}"
-    close = difflib.get_close_matches(str(name), names(kind), n=1, cutoff=0.6)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
-    else:
-        message += f" (see `ednaml list {kind}`)"
-    return message
+    return f"{name!r} is not a known {kind.replace('_', ' ')}" + did_you_mean(name, names(kind), f" (see `ednaml list {kind}`)")
 
 
 def describe(obj: Any) -> str:

@@ -6,16 +6,14 @@ import importlib
 import os
 from types import ModuleType
 
+from ednaml.errors import MissingExtra
+
 _EXTRA_HINT = {
     "vision": "pip install 'ednaml[vision]'",
     "text": "pip install 'ednaml[text]'",
     "video": "pip install 'ednaml[video]'",
     "hf": "pip install 'ednaml[hf]'",
 }
-
-
-class MissingExtra(ImportError):
-    """An optional package that a component needs is not installed."""
 
 
 def require(module: str, extra: str) -> ModuleType:

@@ -11,16 +11,17 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import CONFIGS
 from ednaml.config import resolve
-from ednaml.data.base import DataError
 from ednaml.data.readers import CSVManifestCrawler, DigitsCrawler, ImageDataset, ImageFolderCrawler
 from ednaml.data.transforms import image_transforms
+from ednaml.errors import DataError
 from ednaml.losses import Criterion, SoftmaxLabelSmooth, TorchLoss
 from ednaml.losses.criterion import match_output
 from ednaml.models import ClassificationResnet, SmallCNN
 from ednaml.models.weights import load_weights
 from ednaml.optim.optimizers import build_optimizers, param_groups, split_into_groups
-from ednaml.trainers import Output, OutputInfo
+from ednaml.steps import Output, OutputInfo
 
 
 def make_images(root: Path, classes: dict[str, int], size: int = 12) -> None:
@@ -210,3 +211,24 @@ def test_a_loss_entry_reads_the_output_named_name_then_the_one_tracking_label_th
     assert match_output("anything", None, {"only": OutputInfo("only", "x", None)}) == "only"
     with pytest.raises(ValueError, match="no model output is named 'size' or tracks label 'size'"):
         match_output("size", "size", outputs)
+
+
+def test_execution_metrics_chooses_the_metrics_a_user_registered_one_included():
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from ednaml import registry
+    from ednaml.adapters.datamodule import EdnaDataModule
+    from ednaml.adapters.module import EdnaModule
+
+    @registry.register("metric", "top2")
+    def top2(num_classes: int):
+        return MulticlassAccuracy(num_classes=num_classes, top_k=2, average="micro")
+
+    config = resolve([CONFIGS / "digits.yml"], [("EXECUTION.METRICS", ["top2", "accuracy"])])
+    data = EdnaDataModule(config)
+    module = EdnaModule(config, data.labels, data.info)
+    (collection,) = module.val_metrics
+    assert sorted(collection.keys(keep_base=False)) == ["val/accuracy", "val/top2"]
+    logits = torch.tensor([[0.1, 0.5, 0.4] + [0.0] * 7, [0.9, 0.05, 0.05] + [0.0] * 7])
+    collection.update(logits, torch.tensor([2, 0]))
+    assert {k: v.item() for k, v in collection.compute().items()} == {"val/top2": 1.0, "val/accuracy": 0.5}

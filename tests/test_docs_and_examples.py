@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 
 from conftest import CONFIGS, ROOT, run_ednaml, run_folders, summary
 from ednaml.config.schema import LIGHTNING_KEYS, SCHEMA, ListOf, Section
@@ -25,6 +26,7 @@ def test_the_config_reference_documents_every_section_and_key():
         assert f"`{key}`" in text
 
 
+@pytest.mark.e2e
 def test_the_custom_component_example_trains(tmp_path):
     result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", str(ROOT / "examples" / "focal.yml"),
                         "--EXECUTION.EPOCHS", "2", cwd=tmp_path, env={"WANDB_MODE": "disabled"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -70,3 +71,19 @@ def test_the_legacy_multiclassification_config_runs_with_only_its_data_reader_ch
     # LOSS entries without NAME are named after their LABEL and read the output tracking it
     assert "train/color/SoftmaxLabelSmooth" in final and "train/type/SoftmaxLogitsLoss" in final
     assert "test/type/accuracy" in final and "test/out2/accuracy" in final
+
+
+def test_check_shows_the_learning_rates_the_run_logged(multi_run):
+    # `check` simulates the schedulers; each learning rate logged during epoch E must be its row E
+    result = run_ednaml("check", "--config", str(CONFIGS / "digits-multi.yml"), cwd=multi_run.parent, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.split("learning rate at the start of each epoch", 1)[1].splitlines()[1:]
+    header = lines[0].split()
+    table = {int(row.split()[0]): dict(zip(header[1:], map(float, row.split()[1:]))) for row in lines[1:7]}
+    assert sorted(table) == list(range(6))
+    with (multi_run / "metrics.csv").open(newline="") as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("lr/parity")]
+    assert {int(row["epoch"]) for row in logged} == set(range(6))  # every epoch logged its learning rates
+    for row in logged:
+        for group, value in table[int(row["epoch"])].items():
+            assert float(row[f"lr/{group}"]) == pytest.approx(value, rel=1e-3), (row["epoch"], group)

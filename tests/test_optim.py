@@ -105,6 +105,7 @@ SHORT = {"trainer.limit_train_batches": 8, "trainer.limit_val_batches": 2, "trai
          "trainer.enable_progress_bar": False, "TRANSFORMATION.ARGS.i_shape": [16, 16], "EXECUTION.EPOCHS": 2}
 
 
+@pytest.mark.e2e
 def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     # 24x24, not SHORT's 16x16: there ResNet-18's layer4 sees a 1x1 map through a stride-2 3x3 convolution,
@@ -120,6 +121,7 @@ def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping
     assert last["ednaml"]["config"]["trainer"]["precision"] == "bf16-mixed"
 
 
+@pytest.mark.e2e
 def test_resuming_restores_optimizer_and_scheduler_state(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     first = EdnaML(CONFIGS / "digits-multi.yml", overrides=SHORT).fit()

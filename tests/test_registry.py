@@ -133,3 +133,19 @@ def test_ednaml_list_shows_the_users_components_and_one_components_arguments(tmp
     assert "  EXECUTION.DATAREADER.CRAWLER_ARGS:" in reader and "  TRANSFORMATION.ARGS:" in reader and "i_shape" in reader
     missing = run_ednaml("list", "loss", "--import", "nowhere.py", cwd=tmp_path)
     assert missing.returncode == 2 and "nowhere.py" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_component_registered_in_one_test_is_gone_in_the_next_part_1_registers():
+    @registry.register("model", "OnlyForThisTest")
+    class OnlyForThisTest(torch.nn.Module):
+        pass
+
+    assert registry.get("model", "OnlyForThisTest") is OnlyForThisTest
+
+
+def test_a_component_registered_in_one_test_is_gone_in_the_next_part_2_finds_nothing():
+    # runs after part 1 (pytest keeps a file's order): conftest's fixture undid its registration
+    assert "OnlyForThisTest" not in registry.names("model")
+    with pytest.raises(registry.RegistryError, match="'OnlyForThisTest' is not a known model"):
+        registry.get("model", "OnlyForThisTest")
+    assert "SmallCNN" in registry.names("model")  # the built-ins stay

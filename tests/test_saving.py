@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ def fit(workdir, **overrides):
     return EdnaML(CONFIGS / "digits.yml", overrides={**SHORT, **overrides}).fit()
 
 
+@pytest.mark.e2e
 def test_epoch_and_step_checkpoints_are_named_by_save(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 1, "SAVE.STEP_SAVE_FREQUENCY": 7})
@@ -33,6 +35,7 @@ def test_epoch_and_step_checkpoints_are_named_by_save(workdir, monkeypatch):
     assert last["ednaml"]["config"]["SAVE"]["STEP_SAVE_FREQUENCY"] == 7  # every checkpoint carries the config
 
 
+@pytest.mark.e2e
 def test_save_frequency_zero_keeps_only_last(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 0, "SAVE.MONITOR": None})
@@ -41,12 +44,19 @@ def test_save_frequency_zero_keeps_only_last(workdir, monkeypatch):
     assert "best" not in info["checkpoints"]
 
 
+@pytest.mark.e2e
 def test_the_best_checkpoint_by_monitor_and_a_weights_only_export(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     info = fit(workdir, **{"EXECUTION.EPOCHS": 3, "SAVE.MONITOR": "val/accuracy"})
     best = torch.load(info["checkpoints"]["best"], map_location="cpu", weights_only=True)
-    scores = {e: v["value"] for e, v in [(info["best"]["val/accuracy"]["epoch"], info["best"]["val/accuracy"])]}
-    assert info["checkpoints"]["best_score"]["val/accuracy"] == pytest.approx(max(scores.values()))
+    with open(Path(info["run_dir"]) / "metrics.csv", newline="") as handle:  # every validation pass, as logged
+        rows = [r for r in csv.DictReader(handle) if r.get("val/accuracy") and r.get("epoch")]
+    by_epoch = {int(r["epoch"]): float(r["val/accuracy"]) for r in rows}
+    assert len(by_epoch) >= 3  # the pass before training (epoch 0) and one after each epoch
+    top = max(by_epoch.values())
+    assert info["checkpoints"]["best_score"]["val/accuracy"] == pytest.approx(top, abs=1e-6)
+    assert info["best"]["val/accuracy"]["value"] == pytest.approx(top, abs=1e-6)
+    assert by_epoch[best["epoch"]] == pytest.approx(top, abs=1e-6)  # the file saved after a best epoch
     assert f"_best_epoch{best['epoch']}_" in info["checkpoints"]["best"]
     weights = torch.load(info["checkpoints"]["model"], map_location="cpu", weights_only=True)
     last = torch.load(info["checkpoints"]["last"], map_location="cpu", weights_only=True)
@@ -54,12 +64,14 @@ def test_the_best_checkpoint_by_monitor_and_a_weights_only_export(workdir, monke
     assert all(torch.equal(weights[k], last["state_dict"][f"model.{k}"]) for k in weights)
 
 
+@pytest.mark.e2e
 def test_exact_epoch_count(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     info = fit(workdir, **{"EXECUTION.EPOCHS": 3})
     assert info["epochs"] == 3 and info["global_step"] == 30
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("target", ["local", "memory://ednaml-backup"])
 def test_drive_and_log_backups_copy_the_run(workdir, monkeypatch, target):
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -101,6 +113,7 @@ def test_a_backup_copy_to_a_full_disk_keeps_the_previous_copy_and_leaves_no_part
     assert copy.read_bytes() == b"epoch 2" * 1000
 
 
+@pytest.mark.e2e
 def test_a_second_run_never_touches_the_first(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     first = fit(workdir)
@@ -111,6 +124,7 @@ def test_a_second_run_never_touches_the_first(workdir, monkeypatch):
     assert all(p.stat().st_mtime == t for p, t in before.items())
 
 
+@pytest.mark.e2e
 def test_a_run_with_trainer_callbacks_from_the_config_writes_checkpoints_that_load_weights_only(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     callbacks = [{"class_path": "lightning.pytorch.callbacks.Timer", "init_args": {"interval": "epoch"}}]

@@ -130,7 +130,11 @@ def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
     losses = [float(row["train/loss"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
     assert losses[-1] < losses[0], losses  # it learns the training split, at least
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["ednaml"]["data"]["tokenizer"] == (run / "tokenizer.json").read_text()
+    from ednaml.adapters.datamodule import EdnaDataModule
+    from ednaml.checkpoints import DATA_STATE_KEY
+
+    assert DATA_STATE_KEY == EdnaDataModule.__qualname__  # Lightning keeps a data module's state under its class name
+    assert checkpoint[DATA_STATE_KEY]["tokenizer"] == (run / "tokenizer.json").read_text() and "data" not in checkpoint["ednaml"]
     tested = run_ednaml("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert tested.returncode == 0, tested.stderr[-3000:]
     again = next(r for r in run_folders(tmp_path / "runs") if r != run)

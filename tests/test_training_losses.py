@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from ednaml.adapters.module import StepLosses, TrainingLosses
-from ednaml.faults import NonFiniteLoss
+from ednaml.errors import NonFiniteLoss
 
 STRATEGY = SingleDeviceStrategy(torch.device("cpu"))
 

@@ -89,7 +89,7 @@ def test_an_alias_bomb_and_an_oversized_config_are_refused_quickly(tmp_path):
 
 
 def test_a_checkpoint_with_flipped_bytes_and_a_bad_weights_file_are_named(tmp_path):
-    from ednaml.api import read_checkpoint
+    from ednaml.checkpoints import read_checkpoint
 
     trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
                          env={"WANDB_MODE": "disabled"})
@@ -201,7 +201,7 @@ def test_a_sample_that_fails_mid_run_stops_the_run_by_default_or_is_skipped_and_
 
 
 def test_a_manifest_with_a_missing_file_and_a_blank_label_is_reported(tmp_path):
-    from ednaml.data.base import DataError
+    from ednaml.errors import DataError
     from ednaml.data.readers import CSVManifestCrawler
 
     _image_folder(tmp_path / "images")

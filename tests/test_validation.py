@@ -154,3 +154,12 @@ def test_an_error_names_the_file_or_flag_its_value_came_from(tmp_path):
     text = str(caught.value)
     assert f"EXECUTION.EPOCHS: 0 must be at least 1 (set in {extra})" in text
     assert "OPTIMIZER[0].BASE_LR: -1 must be a number, 0 or more (set by --OPTIMIZER.0.BASE_LR)" in text
+
+
+def test_a_malformed_entry_stops_only_its_own_rule():
+    # LOSS[0].LOSSES is not a list: the loss rules give up on it, and every later rule still reports
+    found = problems([("LOSS.0.LOSSES", "5"), ("OPTIMIZER.0.OPTIMIZER_NAME", "heads"), ("SAVE.MODEL_QUALIFIER", "../up"),
+                      ("OPTIMIZER.0.BASE_LR", "-1"), ("EXECUTION.DATAREADER.CRAWLER_ARGS.test_fractoin", "0.2")])
+    assert [p.split(":")[0] for p in found] == [
+        "LOSS[0].LOSSES", "OPTIMIZER[0].BASE_LR", "SAVE.MODEL_QUALIFIER", "OPTIMIZER[0].OPTIMIZER_NAME", "MODEL.PARAMETER_GROUPS",
+        "SCHEDULER[0].SCHEDULER_NAME", "EXECUTION.DATAREADER.CRAWLER_ARGS.test_fractoin"], found

@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from ednaml.faults import Interrupted
+from ednaml.errors import Interrupted
 from ednaml.tracking.run_folder import RunFolder, plain_metrics
 
 log = logging.getLogger("ednaml")

@@ -11,7 +11,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ednaml import registry
-from ednaml.data.base import Crawl, DataError
+from ednaml.data.base import Crawl
+from ednaml.errors import DataError
 
 log = logging.getLogger("ednaml")
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ednaml import __version__, registry
-from ednaml.faults import NonFiniteLoss
+from ednaml.errors import NonFiniteLoss
 from ednaml.losses import Criterion
 from ednaml.metrics import classification_metrics, confusion_matrix
 from ednaml.models import build_model
@@ -192,7 +192,7 @@ class EdnaModule(pl.LightningModule):
         self.step_logic = step_cls(**step_args)
         self.outputs = self.step_logic.bind(self.model, list(labels), target)
         self.criterion = Criterion(config["LOSS"], self.outputs, classes)
-        metrics = {name: classification_metrics(classes[info.label]) for name, info in self.outputs.items()}
+        metrics = {name: classification_metrics(classes[info.label], config["EXECUTION"]["METRICS"]) for name, info in self.outputs.items()}
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
         self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
         self.test_confusion = nn.ModuleList(confusion_matrix(classes[info.label]) for info in self.outputs.values())
@@ -314,8 +314,7 @@ class EdnaModule(pl.LightningModule):
             self.train_losses.settle(self.trainer.strategy)  # raises before a non-finite step's weights are saved
         checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
-                                "train_losses": self.train_losses.state_dict(), "rng": rng_state(),
-                                "data": self.trainer.datamodule.state_dict() if self.trainer.datamodule is not None else {}}
+                                "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("ednaml", {})

@@ -11,21 +11,20 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ednaml.adapters.callbacks import Backup, RunSummary, backup_problem, StepMetrics, StopOnSignal, checkpoint_callbacks
+from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
+from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
-from ednaml.api import BuildError
-from ednaml.config import ConfigError
-from ednaml.config.errors import Problem
-from ednaml.data.base import DataError
-from ednaml.faults import Interrupted, RunStopped, explain
+from ednaml.checkpoints import data_state
+from ednaml.errors import BuildError, ConfigError, DataError, Interrupted, Problem, RunStopped
+from ednaml.faults import explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
@@ -53,9 +52,9 @@ class PredictionWriter(BasePredictionWriter):
     its probability and the target class. With several processes each writes its shard, then the first
     process merges them into one file holding every sample once."""
 
-    def __init__(self, run: RunFolder):
+    def __init__(self, run: RunFolder, summary: RunSummary):
         super().__init__(write_interval="epoch")
-        self.run = run
+        self.run, self.summary = run, summary
         self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it
         self.path = run.path / "predictions.csv"
 
@@ -97,6 +96,7 @@ class PredictionWriter(BasePredictionWriter):
             writer.writerow(header)
             writer.writerows([index, *merged[index]] for index in sorted(merged))
         shutil.rmtree(shards, ignore_errors=True)
+        self.summary.summary["predictions"] = str(self.path)
 
 
 class RecordParameters(pl.Callback):
@@ -172,6 +172,201 @@ def record_skipped(summary: RunSummary, skipped: dict[str, int]) -> None:
                 "they are listed in summary.json under skipped_samples", len(skipped), times)
 
 
+class ExportWeights(pl.Callback):
+    """When training ends: checkpoints/model.pt, the trained weights alone for deployment
+    (`torch.load(path, weights_only=True)` gives the state dict), and the checkpoints in summary.json."""
+
+    def __init__(self, run: RunFolder, summary: RunSummary):
+        self.run, self.summary = run, summary
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: EdnaModule) -> None:
+        if self.run.writer:
+            torch.save(pl_module.model.state_dict(), self.run.checkpoints / "model.pt")
+            self.summary.record_checkpoints(trainer)
+
+
+class TestRecords(pl.Callback):
+    """When a test ends: the majority-class baseline in summary.json, and confusion.json."""
+
+    def __init__(self, run: RunFolder, summary: RunSummary, datamodule: EdnaDataModule):
+        self.run, self.summary, self.datamodule = run, summary, datamodule
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: EdnaModule) -> None:
+        self.summary.summary["majority_baseline"] = majority_baseline(self.datamodule, pl_module)
+        if pl_module.confusion:
+            self.run.write_json("confusion.json", pl_module.confusion)
+
+
+# ---- the lifecycle: instantiate, check before anything is written, run the stage in a session ----
+
+
+def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None) -> tuple[EdnaDataModule, EdnaModule]:
+    """The data module and the LightningModule; with `checkpoint`, the data state it carries (a tokenizer)."""
+    saved = data_state(checkpoint) if checkpoint else None
+    try:
+        datamodule = EdnaDataModule(config, saved)
+        return datamodule, EdnaModule(config, datamodule.labels, datamodule.info)
+    except DataError:
+        raise
+    except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
+        problem = problem_from(err, ())  # a message that names its key is the user's mistake: exit 2, as in check
+        raise (ConfigError([problem]) if problem.path else BuildError(problem.message)) from err
+
+
+def before_run(stage: str, config: dict[str, Any], module: EdnaModule, datamodule: EdnaDataModule, resuming: bool) -> None:
+    """What `check` would refuse, refused before a run folder exists: the optimizers and a first batch
+    (a new fit), and a backup target that cannot take a file."""
+    problems = preflight(module, datamodule) if stage == "fit" and not resuming else []
+    save = config["SAVE"]
+    if (save["DRIVE_BACKUP"] or save["LOG_BACKUP"]) and (trouble := backup_problem(save["CHECKPOINT_DIRECTORY"])):
+        problems.append(Problem(("SAVE", "CHECKPOINT_DIRECTORY"), trouble))
+    if problems:
+        raise ConfigError(problems)
+
+
+class RunSession:
+    """One stage's life in its run folder. Entering creates (or reopens) and locks the folder, sends the
+    log to log.txt, writes the config and provenance, starts W&B and summary.json. Leaving, however the
+    stage ended: the status and reason in summary.json, the report, the last backup, W&B finished, the
+    lock released."""
+
+    def __init__(self, stage: str, config: dict[str, Any], module: EdnaModule, datamodule: EdnaDataModule,
+                 resume: RunFolder | None, invocation: dict[str, Any] | None, ckpt_path: str | None):
+        self.stage, self.config, self.module, self.datamodule = stage, config, module, datamodule
+        self.resume, self.invocation = resume, invocation or {}
+        self.ckpt_path = str(resume.checkpoints / "last.ckpt") if resume is not None else ckpt_path
+        self.trainer: pl.Trainer | None = None
+        self.summary: RunSummary | None = None
+        self.backup: Backup | None = None
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume is not None
+
+    def __enter__(self) -> "RunSession":
+        config = self.config
+        run = self.run = self.resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
+        with contextlib.ExitStack() as stack:  # undone in reverse if anything below fails, else when the session ends
+            try:
+                run.lock()
+            except RunBusy as err:
+                raise ConfigError(f"--resume: {err}") from None
+            stack.callback(run.unlock)
+            stack.callback(RunFolder.stop_log, run.start_log())
+            stack.enter_context(_run_id_in_environment(run.run_id))
+            if not self.resuming:
+                run.write_config(config)
+            if tokenizer := self.datamodule.state_dict().get("tokenizer"):
+                run.write_text("tokenizer.json", tokenizer)
+            log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
+            self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming)
+            self.wandb, wandb_info = wandb_logger(run, config, self.provenance)
+            if self.wandb is not None and run.writer:
+                stack.callback(_finish_wandb)
+            if self.resuming and (sent := backfill(self.wandb, run, wandb_info.get("dir"))):
+                log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
+            self.logger = RunLogger(run.path, run.run_id, self.wandb)
+            self.summary = RunSummary(run, self.stage, wandb_info, previous=run.read_json("summary.json") if self.resuming else None,
+                                      debug=debug_settings(config["trainer"]))
+            save = config["SAVE"]
+            if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
+                self.backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
+                stack.callback(self._last_backup)
+            if run.writer:
+                stack.callback(write_report, run.path)
+            self._cleanup = stack.pop_all()
+        return self
+
+    def callbacks(self) -> list[pl.Callback]:
+        """The stage's callbacks: summary.json and metrics always; then what the stage writes."""
+        run, summary = self.run, self.summary
+        common: list[pl.Callback] = [summary, CommitMetrics(self.logger)]
+        if self.stage == "fit":
+            common = checkpoint_callbacks(self.config, run, self.datamodule.has("val")) + [StepMetrics(), *common,
+                RecordParameters(run, self.provenance), StopOnSignal(run), ExportWeights(run, summary)]
+        if self.stage in ("fit", "test"):
+            common.append(TestRecords(run, summary, self.datamodule))
+        if self.stage == "predict":
+            common.append(PredictionWriter(run, summary))
+        if self.backup is not None:
+            common.append(self.backup)
+        return common
+
+    def finished(self) -> dict[str, Any]:
+        """The stage ended well: the last metrics committed, the summary final."""
+        summary = self.summary
+        self.logger.commit()
+        if self.backup is not None and self.backup.error:
+            summary.summary["backup_error"] = self.backup.error
+        record_skipped(summary, self.datamodule.skipped_everywhere())
+        summary.finish("finished")
+        log.info("run %s %s; final metrics: %s", self.run.run_id, summary.summary["status"], summary.summary["final"])
+        return summary.summary
+
+    def __exit__(self, kind: type | None, err: BaseException | None, traceback: Any) -> bool:
+        with self._cleanup:
+            if err is not None and self.summary is not None:
+                self._failed(err)
+        return False
+
+    def _failed(self, err: BaseException) -> None:
+        """The status, and a plain reason where there is one (then raised as RunStopped, not a traceback)."""
+        summary = self.summary
+        record_skipped(summary, self.datamodule.skipped)
+        summary.finish("interrupted" if isinstance(err, (KeyboardInterrupt, Interrupted)) else "failed", error=str(err))
+        device = str(self.trainer.strategy.root_device) if self.trainer is not None else ""
+        reason = (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else self.module.train_losses.non_finite()) \
+            or explain(err, self.config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], device)
+        if reason:
+            summary.summary["error"] = reason
+            summary.write()
+            raise RunStopped(reason) from err
+
+    def _last_backup(self) -> None:
+        self.backup.sync()
+        if self.backup.error and self.summary.summary.get("backup_error") != self.backup.error:
+            self.summary.summary["backup_error"] = self.backup.error
+            self.summary.write()
+
+
+@contextlib.contextmanager
+def _run_id_in_environment(run_id: str) -> Iterator[None]:
+    """The run id for processes Lightning starts (DDP ranks join the same run folder)."""
+    previous = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = run_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_ID_ENV, None)
+        else:
+            os.environ[RUN_ID_ENV] = previous
+
+
+def _finish_wandb() -> None:
+    import wandb
+
+    wandb.finish()
+
+
+def _fit(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data: EdnaDataModule) -> None:
+    """A validation pass first (unless SKIPEVAL or resuming), training, then the test split."""
+    if not session.config["EXECUTION"]["SKIPEVAL"] and data.has("val") and not session.resuming:
+        trainer.validate(module, datamodule=data, verbose=False)
+    trainer.fit(module, datamodule=data, ckpt_path=session.ckpt_path)
+    if data.has("test"):
+        trainer.test(module, datamodule=data, verbose=False)
+
+
+STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule], None]] = {
+    "fit": _fit,
+    "validate": lambda s, trainer, module, data: trainer.validate(module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False),
+    "test": lambda s, trainer, module, data: trainer.test(module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False),
+    "predict": lambda s, trainer, module, data: trainer.predict(module, datamodule=data, ckpt_path=s.ckpt_path,
+                                                                return_predictions=False),
+}
+
+
 def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
               invocation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
@@ -179,127 +374,14 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
     With `resume`, fit continues that run in its own folder from its last checkpoint.
     """
     with frozen_for_the_run():
-        return _run_stage(stage, config, ckpt_path, resume, invocation)
-
-
-def _run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None, resume: RunFolder | None,
-               invocation: dict[str, Any] | None) -> dict[str, Any]:
-    _quiet_lightning()
-    seed = config["seed_everything"]
-    if seed is not False:
-        pl.seed_everything(int(seed), workers=True, verbose=False)
-    saved = None
-    if ckpt_path or resume is not None:  # the data state the checkpoint carries (a tokenizer)
-        from ednaml.api import read_checkpoint
-
-        saved = read_checkpoint(ckpt_path or resume.checkpoints / "last.ckpt").get("data")
-    try:
-        datamodule = EdnaDataModule(config, saved)
-        module = EdnaModule(config, datamodule.labels, datamodule.info)
-    except DataError:
-        raise
-    except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
-        from ednaml.check import problem_from
-
-        problem = problem_from(err, ())  # a message that names its key is the user's mistake: exit 2, as in check
-        raise (ConfigError([problem]) if problem.path else BuildError(problem.message)) from err
-    if stage == "fit" and resume is None:
-        from ednaml.check import preflight
-
-        if problems := preflight(module, datamodule):
-            raise ConfigError(problems)
-    save = config["SAVE"]
-    if (save["DRIVE_BACKUP"] or save["LOG_BACKUP"]) and (trouble := backup_problem(save["CHECKPOINT_DIRECTORY"])):
-        raise ConfigError([Problem(("SAVE", "CHECKPOINT_DIRECTORY"), trouble)])
-
-    run = resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
-    if resume is not None:
-        ckpt_path = str(run.checkpoints / "last.ckpt")
-    try:
-        run.lock()
-    except RunBusy as err:
-        raise ConfigError(f"--resume: {err}") from None
-    handler = run.start_log()
-    previous_id = os.environ.get(RUN_ID_ENV)
-    os.environ[RUN_ID_ENV] = run.run_id
-    wandb = backup = None
-    try:
-        if resume is None:
-            run.write_config(config)
-        tokenizer = datamodule.state_dict().get("tokenizer")
-        if tokenizer:
-            run.write_text("tokenizer.json", tokenizer)
-        log.info("%s run folder: %s", "resuming" if resume else "run", run.path)
-        provenance = _provenance(run, config, datamodule, invocation or {}, resume is not None)
-        module.provenance = provenance
-        wandb, wandb_info = wandb_logger(run, config, provenance)
-        if resume is not None and (sent := backfill(wandb, run, wandb_info.get("dir"))):
-            log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
-        logger = RunLogger(run.path, run.run_id, wandb)
-        summary = RunSummary(run, stage, wandb_info, previous=run.read_json("summary.json") if resume else None,
-                             debug=debug_settings(config["trainer"]))
-        callbacks: list[Any] = [summary, CommitMetrics(logger)]
-        if stage == "fit":
-            callbacks = checkpoint_callbacks(config, run, datamodule.has("val")) + [
-                StepMetrics(), summary, CommitMetrics(logger), RecordParameters(run, provenance), StopOnSignal(run)]
-        if stage == "predict":
-            callbacks.append(PredictionWriter(run))
-        if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
-            backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
-            callbacks.append(backup)
-        trainer = build_trainer(config, str(run.path), callbacks, [logger])
-        gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
-        log_run_files(wandb, run)
-        try:
-            if stage == "fit":
-                if not config["EXECUTION"]["SKIPEVAL"] and datamodule.has("val") and resume is None:
-                    trainer.validate(module, datamodule=datamodule, verbose=False)
-                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-                if run.writer:  # the trained weights alone, for deployment: torch.load(..., weights_only=True)
-                    torch.save(module.model.state_dict(), run.checkpoints / "model.pt")
-                    summary.record_checkpoints(trainer)
-                if datamodule.has("test"):
-                    trainer.test(module, datamodule=datamodule, verbose=False)
-            elif stage == "validate":
-                trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-            elif stage == "test":
-                trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-            elif stage == "predict":
-                trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False)
-                summary.summary["predictions"] = str(run.path / "predictions.csv")
-            logger.commit()
-            if stage in ("fit", "test") and datamodule.has("test"):
-                summary.summary["majority_baseline"] = majority_baseline(datamodule, module)
-            if module.confusion:
-                run.write_json("confusion.json", module.confusion)
-            if backup is not None and backup.error:
-                summary.summary["backup_error"] = backup.error
-            record_skipped(summary, datamodule.skipped_everywhere())
-            summary.finish("finished")
-        except BaseException as err:
-            record_skipped(summary, datamodule.skipped)
-            summary.finish("interrupted" if isinstance(err, (KeyboardInterrupt, Interrupted)) else "failed", error=str(err))
-            reason = (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else module.train_losses.non_finite()) \
-                or explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], str(trainer.strategy.root_device))
-            if reason:
-                summary.summary["error"] = reason
-                summary.write()
-                raise RunStopped(reason) from err
-            raise
-        log.info("run %s %s; final metrics: %s", run.run_id, summary.summary["status"], summary.summary["final"])
-        return summary.summary
-    finally:
-        if run.writer:
-            write_report(run.path)
-        if backup is not None:
-            backup.sync()
-        if wandb is not None and run.writer:
-            import wandb as wandb_lib
-
-            wandb_lib.finish()
-        run.unlock()
-        if previous_id is None:
-            os.environ.pop(RUN_ID_ENV, None)
-        else:
-            os.environ[RUN_ID_ENV] = previous_id
-        RunFolder.stop_log(handler)
+        _quiet_lightning()
+        if config["seed_everything"] is not False:
+            pl.seed_everything(int(config["seed_everything"]), workers=True, verbose=False)
+        datamodule, module = instantiate(config, resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path)
+        before_run(stage, config, module, datamodule, resume is not None)
+        with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path) as session:
+            session.trainer = trainer = build_trainer(config, str(session.run.path), session.callbacks(), [session.logger])
+            gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
+            log_run_files(session.wandb, session.run)
+            STAGES[stage](session, trainer, module, datamodule)
+            return session.finished()

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
-from ednaml.config.errors import Problem, show
+from ednaml.errors import Problem, show
 
 
 @functools.lru_cache(maxsize=1)

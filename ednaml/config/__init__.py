@@ -1,6 +1,6 @@
 """The canonical config: load, merge, override, fill defaults, validate."""
 
-from ednaml.config.errors import ConfigError, Problem, format_path
+from ednaml.errors import ConfigError, Problem, format_path
 from ednaml.config.load import ConfigWarning, deep_merge, dump, parse_key_path, read_yaml, resolve
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 import random
@@ -14,7 +13,6 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from ednaml.config.errors import ConfigError, Problem, format_path, show
 from ednaml.config.schema import (
     LIGHTNING_KEYS,
     LINKED_KEYS,
@@ -23,6 +21,7 @@ from ednaml.config.schema import (
     ListOf,
     Section,
 )
+from ednaml.errors import ConfigError, Problem, format_path, show
 
 TORCH_OPTIMIZERS = {
     "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "ASGD", "LBFGS", "Muon",
@@ -565,11 +564,6 @@ def _resolve_loss_names(cfg: dict[str, Any]) -> None:
             entry["NAME"] = entry.get("LABEL") or f"out{i + 1}"
 
 
-def suggest(name: str, options: Iterable[str], cutoff: float = 0.6) -> str:
-    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=cutoff)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:  # every value written out in full, no &anchors
         return True
@@ -581,5 +575,5 @@ def dump(cfg: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "ConfigError", "Problem", "deep_merge", "dump", "get_path", "parse_key_path", "read_yaml", "resolve", "suggest",
+    "ConfigError", "Problem", "deep_merge", "dump", "get_path", "parse_key_path", "read_yaml", "resolve",
 ]

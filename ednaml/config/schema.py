@@ -76,6 +76,7 @@ EXECUTION = Section(
         "TRAINER": _k("ClassificationTrainer", str, "step logic: how a batch becomes outputs, losses, metrics"),
         "TRAINER_ARGS": _k({"accumulation_steps": 1}, dict, "kwargs of the step logic; accumulation_steps -> trainer.accumulate_grad_batches"),
         "OPTIMIZER_BUILDER": _k("ClassificationOptimizer", str, "how OPTIMIZER entries become optimizers"),
+        "METRICS": _k(["accuracy", "f1_micro", "f1_weighted"], list, "metrics of every output on val and test, by name (kind metric)"),
         "FP16": _k(False, bool, "mixed precision (16-mixed on CUDA, bf16-mixed on CPU) unless trainer.precision is set"),
         "MODEL_SERVING": _dead("unused in the original"),
         "IMPORTS": _k([], list, "Python files or modules imported before names are resolved"),
@@ -235,3 +236,37 @@ LINKED_KEYS: tuple[tuple[str, str], ...] = (
     ("EXECUTION.TRAINER_ARGS.accumulation_steps", "trainer.accumulate_grad_batches"),
     ("LOGGING.STEP_VERBOSE", "trainer.log_every_n_steps"),
 )
+
+
+def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
+    """(key path, kind, name) of every component a config names, in document order. Validation, provenance
+    and `check` all walk a config's components with this; a malformed section is passed over (validation
+    reports it), so the rest are still found."""
+    def section(*keys: Any) -> Any:
+        value: Any = config
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def entries(name: str) -> list[tuple[int, dict[str, Any]]]:
+        value = config.get(name)
+        return [(i, e) for i, e in enumerate(value) if isinstance(e, dict)] if isinstance(value, list) else []
+
+    found: list[tuple[tuple, str, Any]] = []
+    for path, kind in ((("EXECUTION", "TRAINER"), "trainer"), (("EXECUTION", "OPTIMIZER_BUILDER"), "optimizer_builder"),
+                       (("EXECUTION", "DATAREADER", "DATAREADER"), "datareader"),
+                       (("EXECUTION", "DATAREADER", "GENERATOR"), "dataset"),
+                       (("MODEL", "BUILDER"), "model_builder"), (("MODEL", "MODEL_ARCH"), "model")):
+        name = section(*path)
+        if name is not None or kind != "dataset":  # GENERATOR is optional; every other one must be named
+            found.append((path, kind, name))
+    for i, entry in entries("LOSS"):
+        losses = entry.get("LOSSES")
+        found += [(("LOSS", i, "LOSSES", j), "loss", name) for j, name in enumerate(losses if isinstance(losses, list) else [])]
+    for optimizers, schedulers in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
+        found += [((optimizers, i, "OPTIMIZER"), "optimizer", entry.get("OPTIMIZER")) for i, entry in entries(optimizers)]
+        found += [((schedulers, i, "LR_SCHEDULER"), "scheduler", entry.get("LR_SCHEDULER")) for i, entry in entries(schedulers)]
+    found += [(("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry.get("PLUGIN")) for i, entry in entries("MODEL_PLUGIN")]
+    metrics = section("EXECUTION", "METRICS")
+    found += [(("EXECUTION", "METRICS", i), "metric", name) for i, name in enumerate(metrics if isinstance(metrics, list) else [])]
+    return found

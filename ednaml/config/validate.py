@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ednaml.config.errors import ConfigError, Problem, locate, show
-from ednaml.config.load import ConfigWarning, suggest
-from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section
+from ednaml.config.load import ConfigWarning
+from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths
+from ednaml.errors import ConfigError, Problem, did_you_mean, locate, show
 
 NAME_LENGTH = 40
 NAME_PART = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._+-]{{0,{NAME_LENGTH - 1}}}")
@@ -43,7 +42,7 @@ def _check_section(spec: Section, value: Any, path: tuple, problems: list[Proble
         sub = spec.keys.get(name)
         if sub is None:
             known = [k for k in spec.keys if not (isinstance(spec.keys[k], Key) and spec.keys[k].dead)]
-            hint = suggest(name, spec.keys) or f"; known keys: {', '.join(known)}"
+            hint = did_you_mean(name, spec.keys) or f"; known keys: {', '.join(known)}"
             problems.append(Problem(path + (name,), f"unknown key{hint}"))
         elif isinstance(sub, Section):
             _check_section(sub, given, path + (name,), problems)
@@ -52,7 +51,7 @@ def _check_section(spec: Section, value: Any, path: tuple, problems: list[Proble
                 problems.append(Problem(path + (name,), f"{show(given)} is not {_expected(sub)}"))
             elif sub.choices and given is not None and given not in sub.choices:
                 options = ", ".join(map(str, sub.choices))
-                problems.append(Problem(path + (name,), f"{show(given)} is not one of: {options}{suggest(str(given), map(str, sub.choices))}"))
+                problems.append(Problem(path + (name,), f"{show(given)} is not one of: {options}{did_you_mean(str(given), map(str, sub.choices))}"))
 
 
 def check_structure(cfg: dict[str, Any]) -> list[Problem]:
@@ -67,9 +66,8 @@ def check_structure(cfg: dict[str, Any]) -> list[Problem]:
             continue
         spec = SCHEMA.get(section)
         if spec is None:
-            close = difflib.get_close_matches(section, known, n=1, cutoff=0.75)
-            if close:
-                problems.append(Problem((section,), f"unknown section; did you mean {close[0]!r}?"))
+            if hint := did_you_mean(section, known, cutoff=0.75):
+                problems.append(Problem((section,), f"unknown section{hint}"))
             elif not section.isupper():
                 problems.append(Problem((section,), f"unknown top-level key; Lightning keys are {', '.join(LIGHTNING_KEYS)}"))
             else:
@@ -85,48 +83,75 @@ def check_structure(cfg: dict[str, Any]) -> list[Problem]:
             _check_section(spec, value, (section,), problems)
         elif not isinstance(value, (dict, list)):
             problems.append(Problem((section,), f"must be a mapping or a list, got {show(value)}"))
-    try:  # the rules between keys, where the keys they read are well-formed
-        problems += _check_rules(cfg)
-    except (KeyError, TypeError, AttributeError):
-        pass
+    return problems + run_rules(RULES, cfg)
+
+
+Rule = Callable[..., list[Problem]]
+
+
+def run_rules(rules: Iterable[Rule], *args: Any) -> list[Problem]:
+    """Every rule, each on its own: a rule that meets a malformed value (reported by the structure check)
+    gives up alone, and the rules after it still run."""
+    problems: list[Problem] = []
+    for rule in rules:
+        try:
+            problems += rule(*args)
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError):
+            continue
     return problems
 
 
-def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
-    problems: list[Problem] = []
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    for key in ("EPOCHS", "TEST_FREQUENCY"):
-        if number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1:
-            problems.append(Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1"))
+
+def counts_are_positive(cfg: dict[str, Any]) -> list[Problem]:
+    problems = [Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1")
+                for key in ("EPOCHS", "TEST_FREQUENCY") if _number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1]
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-        if number(cfg[section]["BATCH_SIZE"]) and cfg[section]["BATCH_SIZE"] < 1:
+        if _number(cfg[section]["BATCH_SIZE"]) and cfg[section]["BATCH_SIZE"] < 1:
             problems.append(Problem((section, "BATCH_SIZE"), f"{cfg[section]['BATCH_SIZE']} must be at least 1"))
-        if number(cfg[section]["WORKERS"]) and cfg[section]["WORKERS"] < 0:
+        if _number(cfg[section]["WORKERS"]) and cfg[section]["WORKERS"] < 0:
             problems.append(Problem((section, "WORKERS"), f"{cfg[section]['WORKERS']} must be 0 or more"))
+    return problems
 
+
+def frequencies_in_range(cfg: dict[str, Any]) -> list[Problem]:
+    problems = []
     for path, least in ((("SAVE", "SAVE_FREQUENCY"), 0), (("SAVE", "STEP_SAVE_FREQUENCY"), 0), (("LOGGING", "STEP_VERBOSE"), 1)):
         value = cfg[path[0]][path[1]]
-        if number(value) and value < least:
-            meaning = "0 or more (0: off)" if least == 0 else "at least 1"
-            problems.append(Problem(path, f"{value} must be {meaning}"))
-    for section in ("OPTIMIZER", "LOSS_OPTIMIZER"):
-        for i, entry in enumerate(cfg[section]):
-            for key in ("BASE_LR", "WEIGHT_DECAY"):
-                if number(entry[key]) and (entry[key] < 0 or entry[key] != entry[key]):
-                    problems.append(Problem((section, i, key), f"{entry[key]} must be a number, 0 or more"))
+        if _number(value) and value < least:
+            problems.append(Problem(path, f"{value} must be " + ("0 or more (0: off)" if least == 0 else "at least 1")))
+    return problems
 
-    for key in ("MODEL_CORE_NAME", "MODEL_VERSION", "MODEL_BACKBONE", "MODEL_QUALIFIER"):  # they name the run folder
+
+def learning_rates_in_range(cfg: dict[str, Any]) -> list[Problem]:
+    return [Problem((section, i, key), f"{entry[key]} must be a number, 0 or more")
+            for section in ("OPTIMIZER", "LOSS_OPTIMIZER") for i, entry in enumerate(cfg[section])
+            for key in ("BASE_LR", "WEIGHT_DECAY") if _number(entry[key]) and (entry[key] < 0 or entry[key] != entry[key])]
+
+
+def run_names_are_safe(cfg: dict[str, Any]) -> list[Problem]:
+    """The SAVE name parts name the run folder and checkpoints: one safe path component each."""
+    problems = []
+    for key in ("MODEL_CORE_NAME", "MODEL_VERSION", "MODEL_BACKBONE", "MODEL_QUALIFIER"):
         part = cfg["SAVE"][key]
         if not isinstance(part, (str, int)) or isinstance(part, bool) or not NAME_PART.fullmatch(str(part)):
             problems.append(Problem(("SAVE", key), f"{show(part)} is not a safe name: it names the run folder and "
                                     f"checkpoints, so use letters, digits and . _ + - (a letter or digit first), at most {NAME_LENGTH} characters"))
+    return problems
 
+
+def model_weights_exist(cfg: dict[str, Any]) -> list[Problem]:
     weights = cfg["MODEL"]["WEIGHTS"]
     if isinstance(weights, str) and weights and not Path(weights).is_file():
-        problems.append(Problem(("MODEL", "WEIGHTS"), f"{weights!r} " + ("is not a file" if Path(weights).exists() else "does not exist")))
+        return [Problem(("MODEL", "WEIGHTS"), f"{weights!r} " + ("is not a file" if Path(weights).exists() else "does not exist"))]
+    return []
 
+
+def loss_entries_agree(cfg: dict[str, Any]) -> list[Problem]:
+    """Per LOSS entry: one KWARGS and LAMBDA per loss, lambdas non-negative and not all 0, unique NAMEs."""
+    problems: list[Problem] = []
     names: dict[str, int] = {}
     for i, entry in enumerate(cfg["LOSS"]):
         n = len(entry["LOSSES"])
@@ -146,50 +171,81 @@ def _check_rules(cfg: dict[str, Any]) -> list[Problem]:
         names.setdefault(entry["NAME"], i)
     if not cfg["LOSS"]:
         problems.append(Problem(("LOSS",), "is empty; training needs at least one loss entry"))
+    return problems
 
+
+def _group_names(cfg: dict[str, Any]) -> list[str]:
     groups = cfg["MODEL"]["PARAMETER_GROUPS"]
-    group_names = list(groups) if isinstance(groups, (list, dict)) else []
-    opt_names: list[str] = []
+    return list(groups) if isinstance(groups, (list, dict)) else []
+
+
+def optimizers_cover_groups(cfg: dict[str, Any]) -> list[Problem]:
+    """One OPTIMIZER entry per MODEL.PARAMETER_GROUPS group, by OPTIMIZER_NAME."""
+    problems: list[Problem] = []
+    group_names, opt_names = _group_names(cfg), []
     for i, entry in enumerate(cfg["OPTIMIZER"]):
         name = entry["OPTIMIZER_NAME"]
         if name in opt_names:
             problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is used twice; one optimizer per parameter group"))
         elif name not in group_names:
-            problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is not a parameter group; MODEL.PARAMETER_GROUPS has {group_names}{suggest(name, group_names)}"))
+            problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is not a parameter group; MODEL.PARAMETER_GROUPS has {group_names}{did_you_mean(name, group_names)}"))
         opt_names.append(name)
     if not cfg["OPTIMIZER"]:
         problems.append(Problem(("OPTIMIZER",), "is empty; training needs at least one optimizer"))
     for group in group_names:
         if opt_names and group not in opt_names:
             problems.append(Problem(("MODEL", "PARAMETER_GROUPS"), f"group {group!r} has no OPTIMIZER entry (OPTIMIZER_NAME: {group}); its parameters would never train"))
+    groups = cfg["MODEL"]["PARAMETER_GROUPS"]
     if isinstance(groups, dict):
         for name, prefixes in groups.items():
             if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
                 problems.append(Problem(("MODEL", "PARAMETER_GROUPS", name), f"{show(prefixes)} is not a list of module prefixes"))
+    return problems
+
+
+def schedulers_name_optimizers(cfg: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    opt_names = [entry["OPTIMIZER_NAME"] for entry in cfg["OPTIMIZER"]]
     for i, entry in enumerate(cfg["SCHEDULER"]):
         name = entry["SCHEDULER_NAME"]
         if name is None and len(opt_names) > 1:
             problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"is blank but there are {len(opt_names)} optimizers; name one of {opt_names}"))
         elif name is not None and name not in opt_names:
-            problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no optimizer; OPTIMIZER_NAMEs are {opt_names}{suggest(name, opt_names)}"))
-    loss_names = list(names)
+            problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no optimizer; OPTIMIZER_NAMEs are {opt_names}{did_you_mean(name, opt_names)}"))
+    return problems
+
+
+def loss_optimizers_name_losses(cfg: dict[str, Any]) -> list[Problem]:
+    """LOSS_OPTIMIZER entries name LOSS entries; LOSS_SCHEDULER entries name LOSS_OPTIMIZER entries."""
+    problems: list[Problem] = []
+    loss_names = list(dict.fromkeys(entry["NAME"] for entry in cfg["LOSS"]))
     loss_opt_names = []
     for i, entry in enumerate(cfg["LOSS_OPTIMIZER"]):
         if entry["OPTIMIZER_NAME"] not in loss_names:
-            problems.append(Problem(("LOSS_OPTIMIZER", i, "OPTIMIZER_NAME"), f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}{suggest(entry['OPTIMIZER_NAME'], loss_names)}"))
+            problems.append(Problem(("LOSS_OPTIMIZER", i, "OPTIMIZER_NAME"), f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}{did_you_mean(entry['OPTIMIZER_NAME'], loss_names)}"))
         loss_opt_names.append(entry["OPTIMIZER_NAME"])
     for i, entry in enumerate(cfg["LOSS_SCHEDULER"]):
         name = entry["SCHEDULER_NAME"]
         if name is None and len(loss_opt_names) != 1:
             problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"is blank; name one of the LOSS_OPTIMIZER entries {loss_opt_names}"))
         elif name is not None and name not in loss_opt_names:
-            problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no LOSS_OPTIMIZER entry; they are {loss_opt_names}{suggest(name, loss_opt_names)}"))
-    seen_plugins: set[str] = set()
-    for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
-        if entry["PLUGIN_NAME"] in seen_plugins:
-            problems.append(Problem(("MODEL_PLUGIN", i, "PLUGIN_NAME"), f"{entry['PLUGIN_NAME']!r} is used twice; PLUGIN_NAMEs must be unique"))
-        seen_plugins.add(entry["PLUGIN_NAME"])
+            problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no LOSS_OPTIMIZER entry; they are {loss_opt_names}{did_you_mean(name, loss_opt_names)}"))
     return problems
+
+
+def plugin_names_are_unique(cfg: dict[str, Any]) -> list[Problem]:
+    problems, seen = [], set()
+    for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
+        if entry["PLUGIN_NAME"] in seen:
+            problems.append(Problem(("MODEL_PLUGIN", i, "PLUGIN_NAME"), f"{entry['PLUGIN_NAME']!r} is used twice; PLUGIN_NAMEs must be unique"))
+        seen.add(entry["PLUGIN_NAME"])
+    return problems
+
+
+# The rules between keys, after the structure check (each reads keys it may find malformed, see run_rules).
+RULES: list[Rule] = [counts_are_positive, frequencies_in_range, learning_rates_in_range, run_names_are_safe, model_weights_exist,
+                     loss_entries_agree, optimizers_cover_groups, schedulers_name_optimizers, loss_optimizers_name_losses,
+                     plugin_names_are_unique]
 
 
 # ---- components: names resolve, kwargs fit their signatures ----
@@ -232,7 +288,7 @@ def check_kwargs(obj: Any, kwargs: Any, path: tuple, problems: list[Problem], su
         if name in supplied:
             problems.append(Problem(path + (name,), f"is set by EdnaML for {label}; remove it here"))
         elif name not in accepted:
-            hint = suggest(name, takes) or (f"; it takes: {', '.join(takes)}" if takes else "; it takes no arguments")
+            hint = did_you_mean(name, takes) or (f"; it takes: {', '.join(takes)}" if takes else "; it takes no arguments")
             problems.append(Problem(path + (name,), f"{label} takes no argument {name!r}{hint}"))
 
 
@@ -254,68 +310,94 @@ def _resolver(problems: list[Problem], trusted: bool = True) -> Callable[[str, A
     return resolve
 
 
-def check_components(cfg: dict[str, Any], trusted: bool = True) -> list[Problem]:
-    """Every component name resolves (dotted paths only where `trusted`) and every kwarg is a parameter of its component."""
-    problems: list[Problem] = []
-    resolve = _resolver(problems, trusted)
-    execution = cfg["EXECUTION"]
+Resolved = dict[tuple, Any]  # key path -> the component it names (None where it does not resolve)
 
-    trainer_cls = resolve("trainer", execution["TRAINER"], ("EXECUTION", "TRAINER"))
-    if trainer_cls is not None:
+
+def step_logic_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    execution = cfg["EXECUTION"]
+    if (trainer_cls := resolved.get(("EXECUTION", "TRAINER"))) is not None:
         args = {k: v for k, v in execution["TRAINER_ARGS"].items() if k != "accumulation_steps"}
         check_kwargs(trainer_cls, args, ("EXECUTION", "TRAINER_ARGS"), problems)
-    resolve("optimizer_builder", execution["OPTIMIZER_BUILDER"], ("EXECUTION", "OPTIMIZER_BUILDER"))
 
-    reader = resolve("datareader", execution["DATAREADER"]["DATAREADER"], ("EXECUTION", "DATAREADER", "DATAREADER"))
-    dr = execution["DATAREADER"]
-    if reader is not None:
-        check_kwargs(reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), problems, filled=())
-        dataset = reader.dataset
-        if dr["GENERATOR"]:
-            dataset = resolve("dataset", dr["GENERATOR"], ("EXECUTION", "DATAREADER", "GENERATOR"))
-        if dataset is not None:
-            supplied = ("samples", "transform", "labels")
-            check_kwargs(dataset, dr["DATASET_ARGS"], ("EXECUTION", "DATAREADER", "DATASET_ARGS"), problems, supplied)
-            check_kwargs(dataset, dr["GENERATOR_ARGS"], ("EXECUTION", "DATAREADER", "GENERATOR_ARGS"), problems, supplied)
-        for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-            check_kwargs(reader.transforms, cfg[section]["ARGS"], (section, "ARGS"), problems, ("train",), filled=())
+
+def data_reader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    """The reader's crawler, dataset (or GENERATOR) and transform kwargs."""
+    dr = cfg["EXECUTION"]["DATAREADER"]
+    reader = resolved.get(("EXECUTION", "DATAREADER", "DATAREADER"))
+    if reader is None:
+        return
+    check_kwargs(reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), problems, filled=())
+    dataset = resolved.get(("EXECUTION", "DATAREADER", "GENERATOR")) if dr["GENERATOR"] else reader.dataset
+    if dataset is not None:
+        supplied = ("samples", "transform", "labels")
+        check_kwargs(dataset, dr["DATASET_ARGS"], ("EXECUTION", "DATAREADER", "DATASET_ARGS"), problems, supplied)
+        check_kwargs(dataset, dr["GENERATOR_ARGS"], ("EXECUTION", "DATAREADER", "GENERATOR_ARGS"), problems, supplied)
+    for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+        check_kwargs(reader.transforms, cfg[section]["ARGS"], (section, "ARGS"), problems, ("train",), filled=())
+
+
+def data_loader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     from torch.utils.data import DataLoader
 
-    check_kwargs(DataLoader, dr["DATALOADER_ARGS"], ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"), problems,
-                 ("dataset", "batch_size", "num_workers", "shuffle"))
+    check_kwargs(DataLoader, cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"], ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"),
+                 problems, ("dataset", "batch_size", "num_workers", "shuffle"))
 
-    model = cfg["MODEL"]
-    resolve("model_builder", model["BUILDER"], ("MODEL", "BUILDER"))
-    arch = resolve("model", model["MODEL_ARCH"], ("MODEL", "MODEL_ARCH"))
-    if arch is not None:
-        check_kwargs(arch, model["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"), problems, ("base", "normalization"))
 
+def model_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    if (arch := resolved.get(("MODEL", "MODEL_ARCH"))) is not None:
+        check_kwargs(arch, cfg["MODEL"]["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"), problems, ("base", "normalization"))
+
+
+def losses_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    """Each loss takes its KWARGS; a loss that learns has an optimizer."""
     optimized_losses = {e["OPTIMIZER_NAME"] for e in cfg["LOSS_OPTIMIZER"]}
     for i, entry in enumerate(cfg["LOSS"]):
         for j, name in enumerate(entry["LOSSES"]):
-            loss = resolve("loss", name, ("LOSS", i, "LOSSES", j))
+            loss = resolved.get(("LOSS", i, "LOSSES", j))
             if loss is not None and j < len(entry["KWARGS"]):
                 check_kwargs(loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j), problems, filled=("num_classes", "feat_dim"))
             if getattr(loss, "learnable", False) and entry["NAME"] not in optimized_losses:
                 problems.append(Problem(("LOSS", i, "LOSSES", j), f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}"))
 
+
+def optimizers_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     for section, sched_section in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
         for i, entry in enumerate(cfg[section]):
-            opt = resolve("optimizer", entry["OPTIMIZER"], (section, i, "OPTIMIZER"))
-            if opt is not None:
+            if (opt := resolved.get((section, i, "OPTIMIZER"))) is not None:
                 check_kwargs(opt, entry["OPTIMIZER_KWARGS"], (section, i, "OPTIMIZER_KWARGS"), problems,
                              ("params", "lr", "weight_decay"), filled=())
         for i, entry in enumerate(cfg[sched_section]):
-            sched = resolve("scheduler", entry["LR_SCHEDULER"], (sched_section, i, "LR_SCHEDULER"))
-            if sched is not None:
+            if (sched := resolved.get((sched_section, i, "LR_SCHEDULER"))) is not None:
                 check_kwargs(sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"), problems, ("optimizer",), filled=())
 
+
+def plugins_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
-        plugin = resolve("plugin", entry["PLUGIN"], ("MODEL_PLUGIN", i, "PLUGIN"))
-        if plugin is not None:
+        if (plugin := resolved.get(("MODEL_PLUGIN", i, "PLUGIN"))) is not None:
             check_kwargs(plugin, entry["PLUGIN_KWARGS"], ("MODEL_PLUGIN", i, "PLUGIN_KWARGS"), problems)
 
+
+def trainer_keys_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     problems += check_trainer_keys(cfg["trainer"])
+
+
+# Each component rule reads the resolved components and adds what it finds to `problems` as it goes, so a
+# rule that stops at a malformed value keeps what it found before it.
+COMPONENT_RULES = [step_logic_fits, data_reader_fits, data_loader_fits, model_fits, losses_fit, optimizers_fit, plugins_fit,
+                   trainer_keys_fit]
+
+
+def check_components(cfg: dict[str, Any], trusted: bool = True) -> list[Problem]:
+    """Every component name resolves (dotted paths only where `trusted`), then every kwarg is a parameter of
+    its component; each rule on its own, as in run_rules."""
+    problems: list[Problem] = []
+    resolve = _resolver(problems, trusted)
+    resolved = {path: resolve(kind, name, path) for path, kind, name in component_paths(cfg)}
+    for rule in COMPONENT_RULES:
+        try:
+            rule(cfg, resolved, problems)
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError):
+            continue
     return problems
 
 
@@ -338,11 +420,7 @@ def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple
              trusted: bool = True) -> None:
     """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from).
     A config that is not `trusted` (from a checkpoint or run folder) may not name components by import path."""
-    problems = check_structure(cfg)
-    if not problems:
-        problems = check_components(cfg, trusted)
-    else:  # names can still be checked where the structure allows it
-        problems += _components_where_possible(cfg, trusted)
+    problems = check_structure(cfg) + check_components(cfg, trusted)
     if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
         from ednaml.adapters.trainer import check_trainer_build
 
@@ -355,10 +433,3 @@ def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple
         for problem in locate(problems, origins or {}):  # one message per key path
             first.setdefault(problem.path, problem)
         raise ConfigError(list(first.values()), source)
-
-
-def _components_where_possible(cfg: dict[str, Any], trusted: bool) -> list[Problem]:
-    try:
-        return check_components(cfg, trusted)
-    except (KeyError, TypeError, AttributeError, IndexError):
-        return []

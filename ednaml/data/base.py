@@ -14,14 +14,6 @@ Sample = tuple[Any, tuple[int, ...]]
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
-    """A problem with the data a config points at (missing folder, unknown label, ...)."""
-
-    def __init__(self, key: str, message: str):
-        self.key, self.message = key, message
-        super().__init__(f"{key}: {message}")
-
-
 @dataclass
 class Crawl:
     """What a crawler found: samples per split, and each label's class names (their order is the index)."""

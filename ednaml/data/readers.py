@@ -6,8 +6,9 @@ import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from ednaml.data.base import Crawl, Crawler, DataError, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, seeded_split
 from ednaml.data.transforms import image_transforms
+from ednaml.errors import DataError
 from ednaml.registry import register
 from ednaml.utils import require
 

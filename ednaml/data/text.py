@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ednaml.data.base import Crawl, Crawler, DataError, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.errors import DataError
 from ednaml.registry import register
 from ednaml.utils import require
 

@@ -11,26 +11,6 @@ from ednaml.config.load import ConfigWarning
 from ednaml.utils import require
 
 
-class _Channels(torch.nn.Module):
-    """Make an image tensor have `channels` channels (gray -> RGB by repetition, RGB -> gray by luminance)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        have = image.shape[-3]
-        if have == self.channels:
-            return image
-        if have == 1:
-            return image.expand(*image.shape[:-3], self.channels, *image.shape[-2:]).clone()
-        if self.channels == 1 and have >= 3:
-            weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(3, 1, 1)
-            gray = (image[..., :3, :, :].float() * weights).sum(dim=-3, keepdim=True)
-            return gray.to(image.dtype)
-        raise ValueError(f"cannot turn a {have}-channel image into {self.channels} channels")
-
-
 def _per_channel(value: float | Sequence[float], channels: int, name: str) -> list[float]:
     values = [float(value)] * channels if isinstance(value, (int, float)) else [float(v) for v in value]
     if len(values) == 1:
@@ -65,7 +45,7 @@ def image_transforms(
     steps: list[Any] = [v2.ToImage()]
     if i_shape:
         steps.append(v2.Resize(list(i_shape), antialias=True))
-    steps.append(_Channels(channels))
+    steps.append(v2.Grayscale(1) if channels == 1 else v2.RGB())  # gray by luminance; RGB by repeating a gray channel
     if train and h_flip:
         steps.append(v2.RandomHorizontalFlip(p=float(h_flip)))
     if train and t_crop and i_shape:
@@ -77,6 +57,13 @@ def image_transforms(
     if train and (rea or random_erase):
         steps.append(v2.RandomErasing(p=0.5, value=float(random_erase_value)))
     return v2.Compose(steps)
+
+
+def check_image_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+    """channels is 1 (gray) or 3 (RGB); and the normalization's rules."""
+    channels = kwargs.get("channels", 3)
+    problems = [] if channels in (1, 3) and not isinstance(channels, bool) else [("channels", f"{channels!r} is not 1 (gray) or 3 (RGB)")]
+    return problems + check_normalization(kwargs)
 
 
 def check_normalization(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
@@ -94,5 +81,5 @@ def check_normalization(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
-image_transforms.check_kwargs = check_normalization  # type: ignore[attr-defined]
+image_transforms.check_kwargs = check_image_kwargs  # type: ignore[attr-defined]
 

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ednaml.data.base import Crawl, Crawler, DataError, DataReader, LabelledDataset, Sample
-from ednaml.registry import register
+from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample
 from ednaml.data.transforms import check_normalization
+from ednaml.errors import DataError
+from ednaml.registry import register
 from ednaml.utils import require
 
 _ARGS = "EXECUTION.DATAREADER.CRAWLER_ARGS"

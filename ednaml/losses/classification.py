@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ednaml.errors import did_you_mean
 from ednaml.registry import register
 
 
@@ -57,8 +57,7 @@ class TorchLoss(nn.Module):
         """(kwarg, message) for each problem with loss_class / loss_kwargs."""
         name = kwargs.get("loss_class", "CrossEntropyLoss")
         if name not in _torch_loss_classes():
-            close = difflib.get_close_matches(str(name), _torch_loss_classes(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; torch.nn losses end in 'Loss', e.g. 'CrossEntropyLoss'"
+            hint = did_you_mean(name, _torch_loss_classes(), "; torch.nn losses end in 'Loss', e.g. 'CrossEntropyLoss'")
             return [("loss_class", f"{name!r} is not a torch.nn loss{hint}")]
         loss_kwargs = kwargs.get("loss_kwargs") or {}
         if not isinstance(loss_kwargs, dict):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ednaml import registry
-from ednaml.trainers import Output, OutputInfo
+from ednaml.steps import Output, OutputInfo
 
 
 def reads_features(loss: Any) -> bool:

@@ -10,9 +10,6 @@ from ednaml.registry import register
 if TYPE_CHECKING:  # torchmetrics costs a second to import: only runs pay for it, not `ednaml list`
     from torchmetrics import Metric, MetricCollection
 
-DEFAULT_METRICS = ("accuracy", "f1_micro", "f1_weighted")
-
-
 @register("metric", "accuracy")
 def accuracy(num_classes: int) -> "Metric":
     """Fraction of samples whose top class is right (micro-averaged accuracy)."""
@@ -37,8 +34,9 @@ def f1_weighted(num_classes: int) -> "Metric":
     return MulticlassF1Score(num_classes=num_classes, average="weighted")
 
 
-def classification_metrics(num_classes: int, names: Sequence[str] = DEFAULT_METRICS) -> "MetricCollection":
-    """The named metrics of one classification output, as one collection."""
+def classification_metrics(num_classes: int, names: Sequence[str]) -> "MetricCollection":
+    """The named metrics (EXECUTION.METRICS) of one classification output, as one collection; each
+    registered metric is a function of the number of classes that returns a torchmetrics Metric."""
     from torchmetrics import MetricCollection
 
     return MetricCollection({name: registry.get("metric", name)(num_classes) for name in names})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 from dataclasses import dataclass
@@ -11,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from ednaml.config.errors import ConfigError, format_path
 from ednaml.config.load import parse_yaml
+from ednaml.errors import ConfigError, did_you_mean, format_path
 from ednaml.tracking.run_folder import held
 
 DEFAULT_ROOT = "runs"
@@ -65,8 +64,7 @@ def resolve_run(ref: str, root: str | Path = DEFAULT_ROOT) -> Path:
     if len(matches) > 1:
         raise ConfigError(f"run id {ref!r} is in several experiments under {str(root)!r}: {[str(m) for m in matches]}; give the path")
     known = [r.run_id for r in find_runs(root)]
-    close = difflib.get_close_matches(ref, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f" (runs under {str(root)!r}: `ednaml runs {root}`)"
+    hint = did_you_mean(ref, known, f" (runs under {str(root)!r}: `ednaml runs {root}`)", cutoff=0.6)
     raise ConfigError(f"{ref!r} is neither a run folder nor a run id under {str(root)!r}{hint}")
 
 
@@ -162,7 +160,7 @@ def side(ref: str, root: str | Path = DEFAULT_ROOT) -> Side:
 ABSENT = "(absent)"
 
 
-def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+def changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, value in a, value in b) for every key whose values differ; ABSENT where one side lacks it."""
     keys = list(a) + [k for k in b if k not in a]
     return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if (k in a) != (k in b) or a.get(k) != b.get(k)]
@@ -171,7 +169,7 @@ def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]
 def diff(a: Side, b: Side) -> dict[str, Any]:
     """Differences in config, components, versions, data and final metrics — in that order."""
     result: dict[str, Any] = {"a": a.label, "b": b.label,
-                              "config": _changes(flatten(a.config), flatten(b.config))}
+                              "config": changes(flatten(a.config), flatten(b.config))}
     if a.provenance and b.provenance:
         ca, cb = a.provenance.get("components", {}), b.provenance.get("components", {})
         result["components"] = [(k, ca.get(k), cb.get(k)) for k in list(ca) + [k for k in cb if k not in ca]
@@ -179,11 +177,11 @@ def diff(a: Side, b: Side) -> dict[str, Any]:
                                 or (ca.get(k) or {}).get("source_sha256") != (cb.get(k) or {}).get("source_sha256")]
         va = {k: v for k, v in a.provenance.get("versions", {}).items() if k != "packages"}
         vb = {k: v for k, v in b.provenance.get("versions", {}).items() if k != "packages"}
-        result["versions"] = _changes(va, vb)
+        result["versions"] = changes(va, vb)
         pa, pb = set(a.provenance["versions"].get("packages", [])), set(b.provenance["versions"].get("packages", []))
         result["packages"] = {"only_a": sorted(pa - pb), "only_b": sorted(pb - pa)}
         da, db = a.provenance.get("data", {}), b.provenance.get("data", {})
-        result["data"] = _changes({k: v for k, v in da.items() if k != "file_list"}, {k: v for k, v in db.items() if k != "file_list"})
+        result["data"] = changes({k: v for k, v in da.items() if k != "file_list"}, {k: v for k, v in db.items() if k != "file_list"})
     metrics = sorted(set(a.final) | set(b.final))
     result["metrics"] = [(k, a.final.get(k), b.final.get(k)) for k in metrics if a.final.get(k) != b.final.get(k)]
     return result

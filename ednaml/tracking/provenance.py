@@ -10,10 +10,11 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ednaml import __version__, registry
-from ednaml.config.errors import format_path
+from ednaml.config.schema import component_paths
+from ednaml.errors import format_path
 
 HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # bytes of data files hashed by content; larger sets by size and mtime
 LISTED_FILES = 1000
@@ -95,28 +96,6 @@ def data_fingerprint(crawl: Any) -> dict[str, Any]:
     }
 
 
-def _components(config: dict[str, Any]) -> Iterable[tuple[tuple, str, str]]:
-    """(key path, kind, name) of every component the config names."""
-    execution = config["EXECUTION"]
-    yield ("EXECUTION", "TRAINER"), "trainer", execution["TRAINER"]
-    yield ("EXECUTION", "OPTIMIZER_BUILDER"), "optimizer_builder", execution["OPTIMIZER_BUILDER"]
-    yield ("EXECUTION", "DATAREADER", "DATAREADER"), "datareader", execution["DATAREADER"]["DATAREADER"]
-    if execution["DATAREADER"]["GENERATOR"]:
-        yield ("EXECUTION", "DATAREADER", "GENERATOR"), "dataset", execution["DATAREADER"]["GENERATOR"]
-    yield ("MODEL", "BUILDER"), "model_builder", config["MODEL"]["BUILDER"]
-    yield ("MODEL", "MODEL_ARCH"), "model", config["MODEL"]["MODEL_ARCH"]
-    for i, entry in enumerate(config["LOSS"]):
-        for j, name in enumerate(entry["LOSSES"]):
-            yield ("LOSS", i, "LOSSES", j), "loss", name
-    for section, sched in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
-        for i, entry in enumerate(config[section]):
-            yield (section, i, "OPTIMIZER"), "optimizer", entry["OPTIMIZER"]
-        for i, entry in enumerate(config[sched]):
-            yield (sched, i, "LR_SCHEDULER"), "scheduler", entry["LR_SCHEDULER"]
-    for i, entry in enumerate(config["MODEL_PLUGIN"]):
-        yield ("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry["PLUGIN"]
-
-
 def describe_component(obj: Any) -> dict[str, Any]:
     """The class a name resolved to, its module file and a hash of its source."""
     try:
@@ -134,7 +113,7 @@ def describe_component(obj: Any) -> dict[str, Any]:
 def component_map(config: dict[str, Any]) -> dict[str, Any]:
     """Each component name in the config -> what it resolved to. Data readers include their parts."""
     found = {}
-    for path, kind, name in _components(config):
+    for path, kind, name in component_paths(config):
         obj = registry.get(kind, name)
         entry = {"name": name, **describe_component(obj)}
         if kind == "datareader":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ednaml.config.errors import Problem
+from ednaml.errors import Problem
 from ednaml.tracking.run_folder import RunFolder
 from ednaml.tracking.secrets import scrub
 

@@ -1,53 +1,19 @@
-"""Step logic ("trainers"): how a batch becomes named model outputs and named targets.
-
-Lightning owns the loop; the EdnaModule turns outputs and targets into losses and metrics.
-"""
+"""The built-in step logic: single-output, multi-output and multi-branch classification."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ednaml.registry import register
-
-
-@dataclass
-class Output:
-    """One model output: its logits, the features they came from (if the model gives them), its label."""
-
-    logits: torch.Tensor
-    features: torch.Tensor | None
-    label: str
-
-
-@dataclass(frozen=True)
-class OutputInfo:
-    """What the step logic knows of an output before any batch: its name, label and feature size."""
-
-    name: str
-    label: str
-    features: int | None
-
-
-def _split(result: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A model's answer for one output: logits, or (logits, features)."""
-    if isinstance(result, (tuple, list)):
-        return result[0], result[1] if len(result) > 1 else None
-    return result, None
+from ednaml.steps import Output, OutputInfo, StepLogic, split_result
 
 
 @register("trainer", "ClassificationTrainer")
-class ClassificationTrainer:
+class ClassificationTrainer(StepLogic):
     """Single-output classification: the model's logits (and features), scored against one label."""
-
-    multi_output = False
-
-    def __init__(self) -> None:
-        self.labels: list[str] = []
-        self.outputs: dict[str, OutputInfo] = {}
 
     def bind(self, model: nn.Module, labels: Sequence[str], target_label: str | None) -> dict[str, OutputInfo]:
         """Called once the data and model are known; returns the outputs the model gives, by name."""
@@ -55,12 +21,9 @@ class ClassificationTrainer:
         self.outputs = {target_label: OutputInfo(target_label, target_label, getattr(model, "feature_dimensions", None))}
         return self.outputs
 
-    def targets(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: y[:, i] for i, name in enumerate(self.labels)}
-
     def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:
         x, y = batch
-        logits, features = _split(model(x))
+        logits, features = split_result(model(x))
         (info,) = self.outputs.values()
         return {info.name: Output(logits, features, info.label)}, self.targets(y)
 
@@ -93,7 +56,7 @@ class MultiClassificationTrainer(ClassificationTrainer):
         results = model(x)
         outputs = {}
         for name, info in self.outputs.items():
-            logits, features = _split(results[name])
+            logits, features = split_result(results[name])
             outputs[name] = Output(logits, features, info.label)
         return outputs, self.targets(y)
 

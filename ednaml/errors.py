@@ -1,9 +1,11 @@
-"""Config problems for people: a key path, the bad value, what would be right."""
+"""What a user can get wrong, and how each ends on the command line: a message and an exit code, never a
+traceback. A config problem names its key path, the bad value and what would be right."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 Path = tuple[Any, ...]
 
@@ -53,8 +55,16 @@ def locate(problems: Sequence[Problem], origins: dict[tuple, str]) -> list[Probl
     return list(located.values())
 
 
+class UsageError(Exception):
+    """A command line that does not parse (an unknown command, option or stray word)."""
+
+    exit_code = 2
+
+
 class ConfigError(Exception):
     """One or more config problems, reported together."""
+
+    exit_code = 2
 
     def __init__(self, problems: Sequence[Problem] | str, source: str | None = None):
         if isinstance(problems, str):
@@ -72,6 +82,58 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+def did_you_mean(name: Any, options: Iterable[str], otherwise: str = "", cutoff: float = 0.6,
+                 form: Callable[[str], str] = repr) -> str:
+    """"; did you mean 'X'?" for the option closest to `name`, else `otherwise`."""
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=cutoff)
+    return f"; did you mean {form(close[0])}?" if close else otherwise
+
+
 def show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+class BuildError(Exception):
+    """A config that validated but whose data or components could not be built (missing folder, ...)."""
+
+    exit_code = 2
+
+
+class DataError(ValueError):
+    """A problem with the data a config points at (missing folder, unknown label, unreadable file, ...)."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(f"{key}: {message}")
+
+
+class MissingExtra(ImportError):
+    """An optional package that a component needs is not installed."""
+
+    exit_code = 2
+
+
+class RunStopped(Exception):
+    """A run that stopped for a reason the user should read, not a traceback (the CLI prints the message)."""
+
+    exit_code = 1
+
+
+class Interrupted(RunStopped):
+    """SIGTERM or Ctrl-C: the batch finished, last.ckpt was saved, the run can be resumed."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: str, run_id: str):
+        self.signal_name = signal_name
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+        super().__init__(f"{signal_name} at step {step}: saved {checkpoint}; continue with `ednaml fit --resume {run_id}`")
+
+
+class NonFiniteLoss(RunStopped):
+    """A NaN or infinite loss: the run stops before the bad step changes any weight."""
+
+
+# Ended by the command line with their message and exit code; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, BuildError, DataError, MissingExtra, RunStopped)

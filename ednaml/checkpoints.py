@@ -1,0 +1,74 @@
+"""Reading EdnaML checkpoints as untrusted input: a zip whose every member passes its CRC, loaded with
+`weights_only=True`, carrying EdnaML's config and model; anything else is a clear error."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ednaml.errors import ConfigError
+
+DATA_STATE_KEY = "EdnaDataModule"  # where Lightning saves the data module's state_dict: its class's qualified name
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt_path: {str(path)!r} does not exist")
+    return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["ednaml"])
+
+
+def data_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The data module's state (a text reader's tokenizer), from Lightning's own entry for it."""
+    read_checkpoint(path)
+    return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["data"])
+
+
+@functools.lru_cache(maxsize=4)
+def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
+    """Read once per file version: validation, the config and the run's data state all need it."""
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # every member against its CRC: flipped bytes are found, not loaded
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        damaged = str(err)
+    if damaged:
+        raise ConfigError(f"ckpt_path: {str(path)!r} is corrupted ({damaged} fails its checksum); use another checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})") from None
+    if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint or "state_dict" not in checkpoint:
+        raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
+    return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}}
+
+
+def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The resolved config a checkpoint carries."""
+    return read_checkpoint(path)["config"]
+
+
+def checkpoint_mismatch(path: str | os.PathLike, config: dict[str, Any]) -> None:
+    """A checkpoint must hold the model (and learnable losses) that `config` builds; say which keys differ."""
+    from ednaml.tracking.browse import changes, flatten
+
+    saved = read_checkpoint(path)["config"]
+    parts = {"MODEL": lambda c: {k: v for k, v in c["MODEL"].items() if k != "WEIGHTS"},
+             "LOSS": lambda c: [{k: e[k] for k in ("NAME", "LOSSES", "KWARGS")} for e in c["LOSS"]]}
+    differing = []
+    for section, pick in parts.items():
+        a, b = flatten(pick(saved), (section,)), flatten(pick(config), (section,))
+        differing += [key for key, _, _ in changes(a, b)]
+    if differing:
+        shown = "; ".join(differing[:8])
+        raise ConfigError(f"ckpt_path: {str(path)!r} holds a different model than this config ({shown}); "
+                          "use the checkpoint's own config (omit --config) or a matching checkpoint")
