@@ -18,6 +18,7 @@ import torch
 from ednaml.adapters.preflight import forward, monitor_problems, output_problems, problem_from, shape_of
 from ednaml.errors import Problem
 from ednaml.faults import explain
+from ednaml.utils import text_table
 
 def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
     """The learning rate of every param group at the start of each epoch, simulated on a copy."""
@@ -38,8 +39,7 @@ def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
                 probe.schedules.after_step({})
             probe.schedules.after_epoch({})
     shown = rows if len(rows) <= 13 else rows[:7] + [["..."] * len(rows[0])] + rows[-5:]
-    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
-    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in shown]
+    lines = text_table(shown, indent="  ").splitlines()
     if plateau:
         lines.append(f"  (ReduceLROnPlateau of {', '.join(plateau)} depends on its MONITOR: shown constant)")
     return lines

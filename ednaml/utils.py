@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import Sequence
 
 from ednaml.errors import MissingExtra
 
@@ -23,6 +24,12 @@ def require(module: str, extra: str) -> ModuleType:
     except ImportError as err:
         hint = _EXTRA_HINT.get(extra, f"pip install 'ednaml[{extra}]'")
         raise MissingExtra(f"{module.split('.')[0]} is needed here ({err}); install it with: {hint}") from None
+
+
+def text_table(rows: Sequence[Sequence[str]], indent: str = "") -> str:
+    """Rows of cells as aligned columns, two spaces apart (the first row is the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return "\n".join(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def is_rank_zero() -> bool:

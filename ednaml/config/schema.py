@@ -219,9 +219,6 @@ SCHEMA: dict[str, Section | ListOf] = {
     "STORAGE": STORAGE,
 }
 
-# Sections whose keys are free-form (no key checking).
-FREE_SECTIONS = {"STORAGE"}
-
 # Lightning's own top-level keys, spelled as LightningCLI spells them.
 LIGHTNING_KEYS: dict[str, Key] = {
     "trainer": _k({}, dict, "any lightning.Trainer argument"),

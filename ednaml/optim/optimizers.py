@@ -11,6 +11,7 @@ from torch import nn
 
 from ednaml import registry
 from ednaml.registry import register
+from ednaml.utils import text_table
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -188,5 +189,4 @@ class OptimizerSet(torch.optim.Optimizer):
 def format_table(rows: list[GroupRow]) -> str:
     header = ("group", "optimizer", "parameters", "tensors", "kind", "lr", "weight_decay")
     lines = [header] + [(r.group, r.optimizer, f"{r.parameters:,}", str(r.tensors), r.kind, f"{r.lr:.6g}", f"{r.weight_decay:.6g}") for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return text_table(lines)

@@ -13,6 +13,7 @@ import yaml
 from ednaml.config.load import parse_yaml
 from ednaml.errors import ConfigError, did_you_mean, format_path
 from ednaml.tracking.run_folder import held
+from ednaml.utils import text_table
 
 DEFAULT_ROOT = "runs"
 
@@ -127,9 +128,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     columns = ["experiment", "run_id", "started", "status", "stage", "epochs", "best", "wandb"]
-    cells = [columns] + [[str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
+    return text_table([columns] + [[str(row[c]) for c in columns] for row in rows])
 
 
 # ---- diff ----
