@@ -85,6 +85,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         module = EdnaModule(config, data.labels, data.info)
     except Exception as err:  # noqa: BLE001
         return lines, problems + [problem_from(err, ("MODEL",))]
+    problems += monitor_problems(module, data.has("val"))
     lines.append("model")
     lines.append(f"  {type(module.model).__name__}: {sum(p.numel() for p in module.model.parameters()):,} parameters; "
                  f"outputs: " + ", ".join(f"{n} -> {o.label}" for n, o in module.outputs.items()))
@@ -97,7 +98,6 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
             problems += output_problems(outputs, data.labels)
             lines.append("  forward: " + ", ".join(f"{n} {shape_of(o.logits)}" for n, o in outputs.items()))
             loss, terms = probe.criterion(outputs, targets)
-            problems += monitor_problems(probe, terms, data.has("val"))
             lines.append("losses (one batch)")
             lines += [f"  {name}: {value.item():.4f}" for name, value in terms.items()] + [f"  total: {loss.item():.4f}"]
             if not torch.isfinite(loss):

@@ -143,3 +143,15 @@ def test_mixed_precision_training_holds_on_a_cpu_without_native_bf16(tmp_path):
                              "test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:]
+
+
+def test_optimizer_set_makes_every_hook_dict_torchs_optimizer_makes():
+    plain = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert {name for name in vars(plain) if name.endswith("_hooks")} == set(OptimizerSet.HOOKS)
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    together = OptimizerSet({"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.SGD(b.parameters(), lr=0.1)})
+    seen = []
+    together.register_step_post_hook(lambda optimizer, args, kwargs: seen.append(optimizer))  # as profilers and Lightning do
+    together.step()
+    assert seen == [together]
+    assert together.state_dict()["optimizers"].keys() == {"a", "b"}

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ednaml import registry
@@ -21,19 +22,6 @@ def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
-
-
-class EvaluationShards(DistributedSampler):
-    """Each process evaluates every world_size-th sample, none twice: metrics synced over ranks are exact.
-
-    (Lightning's default DistributedSampler pads the last batch with repeated samples.)
-    """
-
-    def __iter__(self):
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 class EpochSampler(DistributedSampler):
@@ -217,8 +205,12 @@ class EdnaDataModule(pl.LightningDataModule):
     def _evaluation_loader(self, split: str) -> DataLoader:
         dataset = Tolerant(self.dataset(split))
         kwargs = self._kwargs(self.test_cfg)
-        if _world()[0] > 1:
-            kwargs["sampler"] = EvaluationShards(dataset, shuffle=False)
+        world = _world()[0]
+        if world > 1:  # each process every world-th sample, none twice (DistributedSampler would repeat some)
+            if len(dataset) < world:
+                raise DataError("EXECUTION.DATAREADER", f"the {split} split has {len(dataset)} sample(s), fewer than the "
+                                f"{world} processes that evaluate it; each needs at least one")
+            kwargs["sampler"] = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, shuffle=False, **kwargs)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -59,10 +59,11 @@ def output_problems(outputs: dict[str, Any], labels: dict[str, list[str]]) -> li
     return problems
 
 
-def monitor_problems(module: Any, terms: dict[str, Any], has_val: bool) -> list[Problem]:
+def monitor_problems(module: Any, has_val: bool) -> list[Problem]:
     """SAVE.MONITOR and each scheduler's MONITOR must name a value the run logs: the loss, a loss term or a
     metric of an output (Lightning would only find out after the first epoch)."""
     config = module.config
+    terms = [term for entry in module.criterion.entries for term in entry.term_names]
     logged = {f"{stage}/loss" for stage in ("train", "val")} | {f"{stage}/{term}" for stage in ("train", "val") for term in terms}
     for collection in module.val_metrics:
         logged |= set(collection.keys(keep_base=False))
@@ -88,6 +89,7 @@ def preflight(module: Any, data: Any) -> list[Problem]:
         module.configure_optimizers()
     except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
         problems.append(problem_from(err, ("OPTIMIZER",)))
+    problems += monitor_problems(module, data.has("val"))
     if not data.has("train"):
         return problems
     samples = data.crawl.splits["train"][:2]
@@ -97,10 +99,8 @@ def preflight(module: Any, data: Any) -> list[Problem]:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         try:
             module.eval()
-            outputs, targets = forward(module, collate([dataset[i] for i in range(len(samples))]))
+            outputs, _ = forward(module, collate([dataset[i] for i in range(len(samples))]))
             problems += output_problems(outputs, data.labels)
-            if not problems:
-                problems += monitor_problems(module, module.criterion(outputs, targets)[1], data.has("val"))
         except Exception as err:  # noqa: BLE001
             problems.append(problem_from(err, ("MODEL",)))
         finally:

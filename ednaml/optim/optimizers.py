@@ -138,16 +138,23 @@ class OptimizerSet(torch.optim.Optimizer):
     """Several optimizers stepped as one.
 
     Lightning sees one optimizer, so its automatic optimization (gradient accumulation, clipping, mixed
-    precision) applies to every optimizer alike, and one training step is one global step.
+    precision) applies to every optimizer alike, and one training step is one global step. The
+    alternatives cost more: several optimizers in automatic optimization make one global step per
+    optimizer and step each on its own batch; manual optimization leaves accumulation, clipping and
+    mixed-precision scaling to be written again.
+
+    It stands in for torch's Optimizer without calling its __init__ (which would build param groups of
+    its own): the per-instance hook dicts torch's __init__ makes are made here, by the names in HOOKS,
+    and tests/test_optim.py checks those names against torch's.
     """
 
+    HOOKS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
+             "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks", "_optimizer_load_state_dict_post_hooks")
+
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
-        # Optimizer.__init__ would build param groups of its own; these are the members' groups.
         self.optimizers = dict(optimizers)
         self.defaults: dict[str, Any] = {}
-        for hooks in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
-                      "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks",
-                      "_optimizer_load_state_dict_post_hooks"):
+        for hooks in self.HOOKS:
             setattr(self, hooks, OrderedDict())
         self._patch_step_function()
 

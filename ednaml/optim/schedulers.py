@@ -71,7 +71,9 @@ class ScheduleRunner:
     """Steps the schedulers: every epoch or every optimizer step, ReduceLROnPlateau on its MONITOR.
 
     A warmup scales an optimizer's learning rates linearly from WARMUP_START_FACTOR to 1 over the first
-    WARMUP_STEPS optimizer steps; its scheduler sees the unscaled rates, so the two compose.
+    WARMUP_STEPS optimizer steps; its scheduler sees the unscaled rates, so the two compose. (torch's
+    LinearLR + SequentialLR would step both at one interval and cannot hold ReduceLROnPlateau, while a
+    warmup here counts optimizer steps under a scheduler that may count epochs or read a metric.)
     """
 
     def __init__(self, schedules: list[Schedule]):
