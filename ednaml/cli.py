@@ -21,7 +21,7 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml fit --resume RUN
        ednaml check --config CFG.yml [...]
        ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
-       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE] [--json]
+       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
 
@@ -109,10 +109,11 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         elif name == "--import":
             args["imports"].append(value)
         elif name == "--where":
-            dotted, eq, wanted = value.partition("=")
-            if not eq:
-                raise UsageError(f"--where {value!r}: write it as KEY=VALUE, e.g. --where OPTIMIZER.0.BASE_LR=0.001")
-            args["where"].append((dotted, wanted))
+            match = re.fullmatch(r"\s*([^<>=!\s]+)\s*(>=|<=|!=|=|>|<)\s*(.*)", value)
+            if not match:
+                raise UsageError(f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
+                                 "or --where 'test/accuracy>0.9'")
+            args["where"].append(match.groups())
         elif name in ("--resume", "--root", "--experiment", "--status"):
             args[key] = value
         elif name in ("--ckpt_path", "--seed_everything"):
@@ -238,10 +239,13 @@ def _runs(args: dict[str, Any]) -> int:
     from ednaml.tracking.browse import find_runs, format_table, matches, table_rows
 
     root = args["positional"][0] if args["positional"] else (args["root"] or "runs")
-    where = [(k, parse_value(v)) for k, v in args["where"]]
-    runs = [r for r in find_runs(root) if matches(r, args["experiment"], args["status"], where)]
-    rows = table_rows(runs)
-    print(json.dumps(rows, indent=2) if args["json"] else (format_table(rows) if rows else f"no runs under {root}"))
+    where = [(key, op, parse_value(value)) for key, op, value in args["where"]]
+    found = find_runs(root)
+    rows = table_rows([r for r in found if matches(r, args["experiment"], args["status"], where)])
+    if args["json"]:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows) if rows else "no runs match" if found else f"no runs under {root}")
     return 0
 
 

@@ -97,7 +97,14 @@ def test_runs_lists_newest_first_and_filters_by_config_key(project):
     assert [r["run_id"] for r in filtered] == [runs(project)[1].name]
     assert json.loads(run_ednaml("runs", "--status", "failed", "--json", cwd=project).stdout) == []
     table = run_ednaml("runs", cwd=project).stdout
-    assert table.splitlines()[0].split()[:4] == ["experiment", "run_id", "started", "status"]
+    assert table.splitlines()[0].split() == ["experiment", "run_id", "started", "status", "stage", "epochs", "best", "final", "wandb"]
+    assert f"digits/digits-v1-smallcnn-all/smallcnn-all-{runs(project)[0].name[-6:]}" in table
+    finals = {r.name: summary(r)["final"]["test/accuracy"] for r in runs(project)}
+    cut = (min(finals.values()) + max(finals.values())) / 2 if len(set(finals.values())) > 1 else max(finals.values())
+    above = json.loads(run_ednaml("runs", "--where", f"test/accuracy>={cut}", "--json", cwd=project).stdout)
+    assert {r["run_id"] for r in above} == {name for name, value in finals.items() if value >= cut}
+    assert run_ednaml("runs", "--where", "test/accuracy>2", cwd=project).stdout.strip() == "no runs match"
+    assert run_ednaml("runs", "--where", "best.val/loss<1e9", "--where", "OPTIMIZER.0.BASE_LR!=0.01", "--json", cwd=project).stdout.count('"run_id"') == 1
 
 
 def test_diff_of_two_runs_names_the_changed_learning_rate_first(project):
@@ -231,3 +238,29 @@ def test_online_wandb_without_a_login_stops_before_the_run_folder(tmp_path):
     found = subprocess.run([str(EDNAML), "check", "--config", str(CONFIGS / "digits.yml")], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert found.returncode == 0, found.stderr[-2000:]  # a login is there: nothing refused (check sends nothing)
+
+
+def test_two_runs_of_one_study_share_a_project_in_two_groups_with_tags_flat_keys_and_best_values(tmp_path):
+    short = [*SHORT, "--trainer.enable_progress_bar", "false"]
+    for backbone, env in (("narrow", {}), ("wide", {"WANDB_NOTES": "notes from the environment win"})):
+        result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *short, "--SAVE.MODEL_BACKBONE", backbone,
+                            "--LOGGING.WANDB_NOTES", "from the config", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    logs = {run.parent.name: next(run.glob("wandb/offline-run-*/run-*.wandb")) for run in runs(tmp_path)}
+    info = {experiment: wandb_log.run_info(log) for experiment, log in logs.items()}
+    assert sorted(info) == ["digits-v1-narrow-all", "digits-v1-wide-all"]
+    assert {i["project"] for i in info.values()} == {"digits"}  # the study: SAVE.MODEL_CORE_NAME
+    assert {i["group"] for i in info.values()} == set(info)  # the experiment
+    narrow, wide = info["digits-v1-narrow-all"], info["digits-v1-wide-all"]
+    assert narrow["job_type"] == "fit" and narrow["name"].startswith("narrow-all-") and len(narrow["name"]) == len("narrow-all-") + 6
+    assert {"model:SmallCNN", "backbone:narrow", "qualifier:all", "data:Digits", "stage:fit"} <= set(narrow["tags"])
+    assert (narrow["notes"], wide["notes"]) == ("from the config", "notes from the environment win")
+    config = wandb_log.run_config(logs["digits-v1-narrow-all"])
+    assert config["OPTIMIZER.0.BASE_LR"] == config["OPTIMIZER"][0]["BASE_LR"] and config["LOSS.digit.LOSSES"] == ["SoftmaxLogitsLoss"]
+    record = wandb_log.summary(logs["digits-v1-narrow-all"])
+    validation = [row for row in wandb_log.history(logs["digits-v1-narrow-all"]) if "val/accuracy" in row]
+    assert record["val/accuracy"] == {"max": max(row["val/accuracy"] for row in validation)}
+    assert record["val/loss"] == {"min": min(row["val/loss"] for row in validation)}
+    folder = summary(logs["digits-v1-narrow-all"].parents[2])
+    assert record["status"] == "finished" and record["best"] == folder["best"] and record["majority_baseline"] == folder["majority_baseline"]
+    assert record["checkpoints"]["last"].endswith("last.ckpt") and record["test/accuracy"] == folder["final"]["test/accuracy"]

@@ -13,18 +13,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from ednaml.errors import Interrupted
-from ednaml.tracking.run_folder import RunFolder, plain_metrics
+from ednaml.tracking.run_folder import RunFolder, better, lower_is_better, plain_metrics
 
 log = logging.getLogger("ednaml")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses and errors are better lower; everything else (accuracy, F1, ...) higher."""
-    return any(word in metric.lower() for word in ("loss", "error", "mse", "mae"))
-
-
-def better(metric: str, new: float, old: float) -> bool:
-    return new < old if lower_is_better(metric) else new > old
 
 
 class LastCheckpoint(ModelCheckpoint):

@@ -204,6 +204,13 @@ class EdnaModule(pl.LightningModule):
         self.train_losses = TrainingLosses()
         self._stepped_at = -1
 
+    def logged_names(self, stage: str) -> list[str]:
+        """The epoch values a stage logs: the loss, each loss term, and (evaluating) each output's metrics."""
+        names = [f"{stage}/loss"] + [f"{stage}/{term}" for entry in self.criterion.entries for term in entry.term_names]
+        if stage != "train":
+            names += [key.replace("val/", f"{stage}/", 1) for collection in self.val_metrics for key in collection.keys(keep_base=False)]
+        return names
+
     def _prefix(self, stage: str, output: str) -> str:
         """val/accuracy for a single-output model, val/<output>/accuracy for several outputs."""
         return f"{stage}/" if len(self.outputs) == 1 else f"{stage}/{output}/"

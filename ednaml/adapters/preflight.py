@@ -63,10 +63,7 @@ def monitor_problems(module: Any, has_val: bool) -> list[Problem]:
     """SAVE.MONITOR and each scheduler's MONITOR must name a value the run logs: the loss, a loss term or a
     metric of an output (Lightning would only find out after the first epoch)."""
     config = module.config
-    terms = [term for entry in module.criterion.entries for term in entry.term_names]
-    logged = {f"{stage}/loss" for stage in ("train", "val")} | {f"{stage}/{term}" for stage in ("train", "val") for term in terms}
-    for collection in module.val_metrics:
-        logged |= set(collection.keys(keep_base=False))
+    logged = set(module.logged_names("train")) | set(module.logged_names("val"))
     val_names = sorted(name for name in logged if name.startswith("val/"))
     problems = []
     if config["SAVE"]["MONITOR"] and has_val and config["SAVE"]["MONITOR"] not in logged:

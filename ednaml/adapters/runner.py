@@ -29,7 +29,7 @@ from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import backfill, log_run_files, wandb_logger
+from ednaml.tracking.wandb import backfill, define_summaries, log_run_files, record_summary, wandb_logger
 
 log = logging.getLogger("ednaml")
 
@@ -260,7 +260,8 @@ class RunSession:
                 run.write_text("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
             self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming)
-            self.wandb, wandb_info = wandb_logger(run, config, self.provenance)
+            self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
+            define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None and run.writer:
                 stack.callback(_finish_wandb)
             if self.resuming and (sent := backfill(self.wandb, run, wandb_info.get("dir"))):
@@ -300,6 +301,7 @@ class RunSession:
             summary.summary["backup_error"] = self.backup.error
         record_skipped(summary, self.datamodule.skipped_everywhere())
         summary.finish("finished")
+        record_summary(self.wandb, summary.summary)
         log.info("run %s %s; final metrics: %s", self.run.run_id, summary.summary["status"], summary.summary["final"])
         return summary.summary
 
@@ -320,6 +322,8 @@ class RunSession:
         if reason:
             summary.summary["error"] = reason
             summary.write()
+        record_summary(self.wandb, summary.summary)
+        if reason:
             raise RunStopped(reason) from err
 
     def _last_backup(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,35 @@ def best_metric(run: Run) -> str:
     return ""
 
 
-def matches(run: Run, experiment: str | None, status: str | None, where: list[tuple[str, Any]]) -> bool:
+ABSENT = "(absent)"
+COMPARE = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def run_value(run: Run, key: str, flat: dict[str, Any]) -> Any:
+    """A metric's final value (test/accuracy), its best (best.val/accuracy), or a config key's value."""
+    if key.startswith("best."):
+        return ((run.summary.get("best") or {}).get(key[5:]) or {}).get("value")
+    if "/" in key:
+        return (run.summary.get("final") or {}).get(key)
+    return flat.get(_key(key), ABSENT)
+
+
+def matches(run: Run, experiment: str | None, status: str | None, where: list[tuple[str, str, Any]]) -> bool:
+    """The run is of the experiment pattern and status, and meets every (key, operator, value) condition;
+    an ordering compares numbers only."""
     if experiment and not fnmatch.fnmatchcase(run.experiment, experiment):
         return False
     if status and run_status(run) != status:
         return False
     flat = flatten(run.config or {})
-    return all(_key(k) in flat and flat[_key(k)] == v for k, v in where)
+    for key, op, wanted in where:
+        value = run_value(run, key, flat)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, wanted))
+        if op not in ("=", "!=") and not numbers:
+            return False
+        if not COMPARE[op](value, wanted):
+            return False
+    return True
 
 
 def _key(dotted: str) -> str:
@@ -122,12 +145,25 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
     return [{
         "experiment": r.experiment, "run_id": r.run_id, "started": r.summary.get("started", ""),
         "status": run_status(r) + (" (debug)" if r.summary.get("debug") else ""), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
-        "best": best_metric(r), "wandb": (r.summary.get("wandb") or {}).get("id", ""), "path": str(r.path),
+        "best": best_metric(r), "final": final_metric(r), "wandb": wandb_place(r.summary.get("wandb") or {}), "path": str(r.path),
     } for r in runs]
 
 
+def final_metric(run: Run) -> str:
+    """The final test accuracy (or the first test value), as `ednaml runs` shows it."""
+    final = {k: v for k, v in (run.summary.get("final") or {}).items() if k.startswith("test/") and isinstance(v, (int, float))}
+    name = "test/accuracy" if "test/accuracy" in final else next(iter(sorted(final)), None)
+    return f"{name}={final[name]:.4f}" if name else ""
+
+
+def wandb_place(wandb: dict[str, Any]) -> str:
+    """project/group/name of the W&B run (its id where the run predates them)."""
+    place = "/".join(str(wandb[k]) for k in ("project", "group", "name") if wandb.get(k))
+    return place if wandb.get("group") else wandb.get("id", "")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    columns = ["experiment", "run_id", "started", "status", "stage", "epochs", "best", "wandb"]
+    columns = ["experiment", "run_id", "started", "status", "stage", "epochs", "best", "final", "wandb"]
     return text_table([columns] + [[str(row[c]) for c in columns] for row in rows])
 
 
@@ -155,8 +191,6 @@ def side(ref: str, root: str | Path = DEFAULT_ROOT) -> Side:
         raise ConfigError(f"{str(run.path)!r} has no config.yaml; it is not a complete run folder")
     return Side(run.run_id, run.config, run.provenance, run.summary.get("final", {}))
 
-
-ABSENT = "(absent)"
 
 
 def changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:

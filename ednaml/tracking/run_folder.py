@@ -168,6 +168,15 @@ def held(path: Path) -> bool | None:
     return False
 
 
+def lower_is_better(metric: str) -> bool:
+    """Losses and errors are better lower; everything else (accuracy, F1, ...) higher."""
+    return any(word in metric.lower() for word in ("loss", "error", "mse", "mae"))
+
+
+def better(metric: str, new: float, old: float) -> bool:
+    return new < old if lower_is_better(metric) else new > old
+
+
 def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in sorted(metrics.items())}
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ednaml.errors import Problem
-from ednaml.tracking.run_folder import RunFolder
+from ednaml.tracking.run_folder import RunFolder, lower_is_better
 from ednaml.tracking.secrets import scrub
 
 
@@ -36,9 +36,68 @@ def login_problem(config: dict[str, Any]) -> Problem | None:
                    "and `wandb sync` the run later")
 
 
-def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+def layout(run: RunFolder, config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """Where a run sits in W&B: project = the study, group = the experiment, job type = the stage, tags,
+    a readable name and notes. The LOGGING keys set them; W&B's own environment variables still win."""
+    save, logging_cfg = config["SAVE"], config["LOGGING"]
+    from ednaml.adapters.trainer import debug_settings
+
+    tags = [f"model:{config['MODEL']['MODEL_ARCH']}", f"backbone:{save['MODEL_BACKBONE']}", f"qualifier:{save['MODEL_QUALIFIER']}",
+            f"data:{config['EXECUTION']['DATAREADER']['DATAREADER']}", f"stage:{stage}"]
+    tags += [str(tag) for tag in logging_cfg["WANDB_TAGS"]] + (["debug"] if debug_settings(config["trainer"]) else [])
+    chosen = {
+        "project": logging_cfg["WANDB_PROJECT"] or str(save["MODEL_CORE_NAME"]),
+        "group": logging_cfg["WANDB_GROUP"] or run.experiment,
+        "job_type": stage,
+        "name": logging_cfg["WANDB_NAME"] or f"{save['MODEL_BACKBONE']}-{save['MODEL_QUALIFIER']}-{run.run_id.rsplit('-', 1)[-1][:6]}",
+        "tags": [tag[:64] for tag in dict.fromkeys(tags)],  # W&B's limit on a tag
+        "notes": logging_cfg["WANDB_NOTES"],
+    }
+    environment = {"project": "WANDB_PROJECT", "group": "WANDB_RUN_GROUP", "job_type": "WANDB_JOB_TYPE", "name": "WANDB_NAME",
+                   "tags": "WANDB_TAGS", "notes": "WANDB_NOTES"}
+    return {key: value for key, value in chosen.items() if not os.environ.get(environment[key])}
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Each key of the list sections by its path (OPTIMIZER.0.BASE_LR; LOSS by NAME: LOSS.digit.LOSSES), for
+    W&B's runs table, which can filter and group by a nested mapping's keys but not by a list's."""
+    flat: dict[str, Any] = {}
+    for section, entries in config.items():
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            continue
+        for i, entry in enumerate(entries):
+            label = entry.get("NAME", i) if section == "LOSS" else i
+            flat.update({f"{section}.{label}.{key}": value for key, value in entry.items()})
+    return flat
+
+
+def define_summaries(logger: Any, validation: list[str]) -> None:
+    """The run summary keeps each validation value's best (min for losses, max otherwise), not its last."""
+    if logger is None:
+        return
+    for name in validation:
+        logger.experiment.define_metric(name, summary="min" if lower_is_better(name) else "max")
+
+
+def record_summary(logger: Any, summary: dict[str, Any]) -> None:
+    """What summary.json says of the run, in the W&B summary too: status, final test values, the majority
+    baseline, the checkpoints and the time spent."""
+    if logger is None:
+        return
+    keep = {"status": summary.get("status"), "elapsed_seconds": summary.get("elapsed_seconds"),
+            "checkpoints": summary.get("checkpoints") or {}, "majority_baseline": summary.get("majority_baseline") or {}}
+    keep.update({k: v for k, v in (summary.get("final") or {}).items() if k.startswith("test/") and v is not None})
+    keep["best"] = summary.get("best") or {}  # each validation value's best with its epoch and step
+    if summary.get("error"):
+        keep["error"] = summary["error"]
+    logger.experiment.summary.update(scrub(keep))
+
+
+def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None,
+                 stage: str = "fit") -> tuple[Any, dict[str, Any]]:
     """A Lightning WandbLogger writing under the run folder (the same W&B run when resumed), and what
-    summary.json records of it. Its config is the resolved config, nested, plus the provenance."""
+    summary.json records of it. Its config is the resolved config, nested, with the list sections also
+    flattened (see flat_config), plus the provenance."""
     mode = wandb_mode(config)
     if mode == "disabled":
         return None, {"mode": "disabled"}
@@ -49,18 +108,17 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
         return None, {"mode": "unavailable"}
     os.environ.setdefault("WANDB_SILENT", "true")
     logging_cfg = config["LOGGING"]
-    project = logging_cfg["WANDB_PROJECT"] or run.experiment
+    where = layout(run, config, stage)
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
     settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
                               x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
-    from ednaml.adapters.trainer import debug_settings
-
-    debug = debug_settings(config["trainer"])
-    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, name=run.run_id, project=project, tags=["debug"] if debug else None,
-                         entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
-                         config=scrub({**config, "provenance": provenance}), settings=settings)
+    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
+                         config=scrub({**config, **flat_config(config), "provenance": provenance}), settings=settings, **where)
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
-    info: dict[str, Any] = {"id": run.run_id, "project": project, "mode": mode}
+    if "project" not in where:  # Lightning passes its own default project; W&B's variable is meant to win
+        logger._wandb_init.pop("project", None)
+    info: dict[str, Any] = {"id": run.run_id, "mode": mode, **{k: where.get(k) or os.environ.get(v) for k, v in
+                            (("project", "WANDB_PROJECT"), ("group", "WANDB_RUN_GROUP"), ("name", "WANDB_NAME"))}}
     if run.writer:
         info["dir"] = str(Path(logger.experiment.dir).parent)
     return logger, info

@@ -63,6 +63,29 @@ def run_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def run_info(path: Path) -> dict[str, Any]:
+    """Where the run sits in W&B, as its run record says: project, group, job type, name, tags, notes."""
+    info: dict[str, Any] = {}
+    for record in records(path):
+        if record.WhichOneof("record_type") == "run":
+            run = record.run
+            info = {"project": run.project, "group": run.run_group, "job_type": run.job_type, "name": run.display_name,
+                    "tags": list(run.tags), "notes": run.notes, "id": run.run_id}
+    return info
+
+
+def summary(path: Path) -> dict[str, Any]:
+    """The run's summary as W&B holds it at the end: {key: value} (nested keys joined with '/')."""
+    values: dict[str, Any] = {}
+    for record in records(path):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            for item in record.summary.remove:
+                values.pop(item.key or "/".join(item.nested_key), None)
+    return values
+
+
 def history(path: Path) -> list[dict[str, Any]]:
     """The metric rows W&B holds, as {key: value} (with _step, _runtime, trainer/global_step, ...)."""
     rows = []
