@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -264,3 +265,18 @@ def test_two_runs_of_one_study_share_a_project_in_two_groups_with_tags_flat_keys
     folder = summary(logs["digits-v1-narrow-all"].parents[2])
     assert record["status"] == "finished" and record["best"] == folder["best"] and record["majority_baseline"] == folder["majority_baseline"]
     assert record["checkpoints"]["last"].endswith("last.ckpt") and record["test/accuracy"] == folder["final"]["test/accuracy"]
+    tables = {}  # the pipeline and parameter-group tables, as W&B keeps them beside the run's log
+    for name in ("pipeline", "parameter_groups"):
+        (path,) = logs["digits-v1-narrow-all"].parent.glob(f"files/media/table/{name}_*.table.json")
+        tables[name] = json.loads(path.read_text())
+    pipeline = tables["pipeline"]
+    assert pipeline["columns"] == ["step", "config key", "name", "class", "source sha256", "arguments"]
+    steps = [row[0] for row in pipeline["data"]]
+    assert steps[0] == "load data" and steps[-1] == "save" and {"preprocess", "model", "weights", "losses", "optimizers"} <= set(steps)
+    model = next(row for row in pipeline["data"] if row[1] == "MODEL.MODEL_ARCH")
+    assert model[2:4] == ["SmallCNN", "ednaml.models.classification.SmallCNN"] and json.loads(model[5])["width"] == 32
+    assert [row[0] for row in tables["parameter_groups"]["data"]] == ["opt-1", "opt-1"]
+    assert "<h2>Pipeline</h2>" in (logs["digits-v1-narrow-all"].parents[2] / "report.html").read_text()
+    with (logs["digits-v1-narrow-all"].parents[2] / "metrics.csv").open(newline="") as handle:  # 6 steps an epoch
+        lr_rows = [(int(row["epoch"]), int(row["step"])) for row in csv.DictReader(handle) if row.get("lr/opt-1/weight")]
+    assert lr_rows == [(0, 1), (0, 6), (1, 10), (1, 12)]  # every STEP_VERBOSE (10) steps, the first, and each epoch's end

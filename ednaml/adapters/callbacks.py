@@ -271,14 +271,15 @@ class Backup(Callback):
 
 
 class StepMetrics(Callback):
-    """Every STEP_VERBOSE optimizer steps: the step's loss, each loss term and every learning rate.
+    """Every STEP_VERBOSE optimizer steps: the step's loss, each loss term and every learning rate; and the
+    learning rates at each epoch's end if its last step was not such a step, so that every epoch has them.
 
     Written before that step's checkpoint (checkpoint callbacks run last), so a resume from it
     neither loses nor repeats the row.
     """
 
     def __init__(self) -> None:
-        self.seen = -1
+        self.seen = self.logged = -1
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
@@ -287,10 +288,17 @@ class StepMetrics(Callback):
         self.seen = step
         if step % trainer.log_every_n_steps and step != 1:
             return
+        pl_module.train_losses.settle(trainer.strategy)
+        self._log(trainer, {f"train/{k}_step": v.item() for k, v in pl_module.train_losses.last.items()})
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self.logged:  # the epoch's schedulers step after this: these are its rates
+            self._log(trainer, {})
+
+    def _log(self, trainer: pl.Trainer, row: dict[str, Any]) -> None:
         from ednaml.adapters.module import log_to_loggers
 
-        pl_module.train_losses.settle(trainer.strategy)
-        row = {f"train/{k}_step": v.item() for k, v in pl_module.train_losses.last.items()}
         groups = [g for optimizer in trainer.optimizers for g in optimizer.param_groups]
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)})
         log_to_loggers(trainer, row)
+        self.logged = trainer.global_step

@@ -29,7 +29,7 @@ from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import backfill, define_summaries, log_run_files, record_summary, wandb_logger
+from ednaml.tracking.wandb import backfill, define_summaries, log_run_files, log_table, record_summary, wandb_logger
 
 log = logging.getLogger("ednaml")
 
@@ -102,8 +102,8 @@ class PredictionWriter(BasePredictionWriter):
 class RecordParameters(pl.Callback):
     """Once the optimizers exist: the parameter-group table and counts into provenance.json."""
 
-    def __init__(self, run: RunFolder, provenance: dict[str, Any]):
-        self.run, self.provenance = run, provenance
+    def __init__(self, run: RunFolder, provenance: dict[str, Any], wandb: Any = None):
+        self.run, self.provenance, self.wandb = run, provenance, wandb
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: EdnaModule) -> None:
         table = [row.as_dict() for row in pl_module.parameter_table]
@@ -111,6 +111,9 @@ class RecordParameters(pl.Callback):
         self.provenance["parameters"] = parameter_counts(pl_module)
         self.run.write_json("provenance.json", self.provenance)
         self.run.write_json("parameter_groups.json", table)
+        if self.run.writer:
+            columns = ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight_decay"]
+            log_table(self.wandb, "parameter_groups", columns, [[row[c] for c in columns] for row in table])
 
 
 def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[str, float]:
@@ -284,7 +287,7 @@ class RunSession:
         common: list[pl.Callback] = [summary, CommitMetrics(self.logger)]
         if self.stage == "fit":
             common = checkpoint_callbacks(self.config, run, self.datamodule.has("val")) + [StepMetrics(), *common,
-                RecordParameters(run, self.provenance), StopOnSignal(run), ExportWeights(run, summary)]
+                RecordParameters(run, self.provenance, self.wandb), StopOnSignal(run), ExportWeights(run, summary)]
         if self.stage in ("fit", "test"):
             common.append(TestRecords(run, summary, self.datamodule))
         if self.stage == "predict":
@@ -386,6 +389,6 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path) as session:
             session.trainer = trainer = build_trainer(config, str(session.run.path), session.callbacks(), [session.logger])
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
-            log_run_files(session.wandb, session.run)
+            log_run_files(session.wandb, session.run, config, session.provenance)
             STAGES[stage](session, trainer, module, datamodule)
             return session.finished()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import platform
 import subprocess
 import sys
@@ -147,3 +148,69 @@ def parameter_counts(module: Any) -> dict[str, int]:
     loss_params = list(module.criterion.parameters())
     return {"model": sum(p.numel() for p in params), "model_trainable": sum(p.numel() for p in params if p.requires_grad),
             "losses": sum(p.numel() for p in loss_params)}
+
+
+PIPELINE_COLUMNS = ["step", "config key", "name", "class", "source sha256", "arguments"]
+# The fundamental steps in the order a run takes them, and the step each kind of component belongs to.
+PIPELINE_ORDER = ("load data", "preprocess", "model", "weights", "losses", "optimizers", "schedulers", "step logic", "evaluate",
+                  "plugins", "save")
+_STEP_OF_KIND = {"datareader": "load data", "dataset": "load data", "model_builder": "model", "model": "model", "loss": "losses",
+                 "optimizer_builder": "optimizers", "optimizer": "optimizers", "scheduler": "schedulers", "trainer": "step logic",
+                 "metric": "evaluate", "plugin": "plugins"}
+
+
+def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
+    """The config's arguments of the component at `path`."""
+    def get(*keys: Any) -> Any:
+        value: Any = config
+        for key in keys:
+            if isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and isinstance(key, int) and key < len(value):
+                value = value[key]
+            else:
+                return None
+        return value
+
+    section = path[:-1]
+    if kind == "datareader":
+        return get("EXECUTION", "DATAREADER", "CRAWLER_ARGS")
+    if kind == "dataset":
+        return get("EXECUTION", "DATAREADER", "GENERATOR_ARGS")
+    if kind == "model":
+        return get("MODEL", "MODEL_KWARGS")
+    if kind == "loss":  # (LOSS, i, LOSSES, j)
+        return get("LOSS", path[1], "KWARGS", path[3])
+    if kind == "optimizer":
+        return {"lr": get(*section, "BASE_LR"), "weight_decay": get(*section, "WEIGHT_DECAY"), **(get(*section, "OPTIMIZER_KWARGS") or {})}
+    if kind == "scheduler":
+        return get(*section, "LR_KWARGS")
+    if kind == "trainer":
+        return get("EXECUTION", "TRAINER_ARGS")
+    if kind == "plugin":
+        return get(*section, "PLUGIN_KWARGS")
+    return None
+
+
+def pipeline_rows(config: dict[str, Any], components: dict[str, Any]) -> list[list[str]]:
+    """The run's pipeline, step by step: each component's config key, name, the class it resolved to, a hash
+    of its source and its arguments (JSON), with the preprocessing, weights and checkpoints among them.
+    The same table heads report.html and is logged to W&B, so two runs' pipelines compare side by side."""
+    def row(step: str, key: str, name: Any, entry: dict[str, Any] | None, arguments: Any) -> list[str]:
+        entry = entry or {}
+        shown = json.dumps(arguments, sort_keys=True, default=str) if arguments not in (None, {}) else ""
+        return [step, key, str(name), entry.get("class", ""), (entry.get("source_sha256") or "")[:12], shown]
+
+    rows = []
+    for path, kind, name in component_paths(config):
+        key = format_path(path)
+        rows.append(row(_STEP_OF_KIND.get(kind, kind), key, name, components.get(key), _arguments(config, path, kind)))
+        if kind == "datareader" and (transforms := ((components.get(key) or {}).get("parts") or {}).get("transforms")):
+            rows.append(row("preprocess", "TRAIN_TRANSFORMATION.ARGS", transforms["class"].rsplit(".", 1)[-1], transforms,
+                            (config.get("TRAIN_TRANSFORMATION") or {}).get("ARGS")))
+    weights = (config.get("MODEL") or {}).get("WEIGHTS")
+    rows.append(["weights", "MODEL.WEIGHTS", weights or "(random initialisation)", "", "", ""])
+    save = config.get("SAVE") or {}
+    rows.append(["save", "SAVE", f"{save.get('MODEL_CORE_NAME')}-v{save.get('MODEL_VERSION')}", "lightning.pytorch.callbacks.ModelCheckpoint",
+                 "", json.dumps({k: save.get(k) for k in ("SAVE_FREQUENCY", "STEP_SAVE_FREQUENCY", "MONITOR")}, default=str)])
+    return sorted(rows, key=lambda r: PIPELINE_ORDER.index(r[0]) if r[0] in PIPELINE_ORDER else len(PIPELINE_ORDER))

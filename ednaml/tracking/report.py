@@ -121,6 +121,21 @@ th { background: #f5f5f5; } td:first-child { text-align: left; } .confusion td {
 """
 
 
+def _pipeline(config_text: str, provenance: dict[str, Any]) -> list[str]:
+    """The pipeline table (as logged to W&B): what ran at each step, and its arguments."""
+    if not config_text or not provenance.get("components"):
+        return []
+    from ednaml.config.load import parse_yaml
+    from ednaml.tracking.provenance import PIPELINE_COLUMNS, pipeline_rows
+
+    try:
+        config = parse_yaml(config_text)
+        rows = pipeline_rows(config, provenance["components"]) if isinstance(config, dict) else []
+    except Exception:  # noqa: BLE001 - a damaged config.yaml leaves the rest of the report
+        return []
+    return ["<h2>Pipeline</h2>", _table(rows, PIPELINE_COLUMNS)] if rows else []
+
+
 def build_report(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     summary = _read_json(run_dir / "summary.json") or {}
@@ -142,6 +157,7 @@ def build_report(run_dir: Path) -> str:
              f"started {html.escape(summary.get('started', ''))} · {summary.get('epochs', '')} epochs, "
              f"{summary.get('global_step', '')} steps · {summary.get('elapsed_seconds', '')} s"
              f"{' · resumed ' + str(summary['resumed']) + '×' if summary.get('resumed') else ''}</p>",
+             *_pipeline(config_text, provenance),
              "<h2>Final metrics</h2>",
              _table([[k, v, (summary.get("best", {}).get(k) or {}).get("value")] for k, v in final.items()], ["metric", "final", "best"])]
     charts = _charts(_series(rows))

@@ -124,11 +124,24 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     return logger, info
 
 
-def log_run_files(logger: Any, run: RunFolder) -> None:
-    """config.yaml and provenance.json as one W&B artifact of the run."""
+def log_table(logger: Any, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A W&B Table in the run (pipeline, parameter groups), comparable across runs in the W&B UI."""
+    if logger is None or not rows:
+        return
+    import wandb
+
+    logger.experiment.log({key: wandb.Table(columns=columns, data=[[str(cell) for cell in row] for row in rows])})
+
+
+def log_run_files(logger: Any, run: RunFolder, config: dict[str, Any], provenance: dict[str, Any]) -> None:
+    """The pipeline as a W&B Table, and config.yaml and provenance.json as one W&B artifact of the run."""
     if logger is None or not run.writer:
         return
     import wandb
+
+    from ednaml.tracking.provenance import PIPELINE_COLUMNS, pipeline_rows
+
+    log_table(logger, "pipeline", PIPELINE_COLUMNS, scrub(pipeline_rows(config, provenance.get("components") or {})))
 
     artifact = wandb.Artifact(f"run-{run.run_id}-record", type="run-record",
                               description="the resolved config and provenance of this run")
