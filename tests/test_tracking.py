@@ -280,3 +280,15 @@ def test_two_runs_of_one_study_share_a_project_in_two_groups_with_tags_flat_keys
     with (logs["digits-v1-narrow-all"].parents[2] / "metrics.csv").open(newline="") as handle:  # 6 steps an epoch
         lr_rows = [(int(row["epoch"]), int(row["step"])) for row in csv.DictReader(handle) if row.get("lr/opt-1/weight")]
     assert lr_rows == [(0, 1), (0, 6), (1, 10), (1, 12)]  # every STEP_VERBOSE (10) steps, the first, and each epoch's end
+
+
+def test_a_run_writes_nothing_under_the_home_directory(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *SHORT, "--trainer.enable_progress_bar", "false",
+                        cwd=tmp_path, env={"HOME": str(home), "XDG_CACHE_HOME": "", "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p for p in home.rglob("*")] == []
+    (run,) = run_folders(tmp_path / "runs")
+    staged = list((run / "wandb" / "staging").rglob("*"))
+    assert staged and all(p.is_relative_to(run) for p in staged)  # the run-record artifact's files, staged in the run folder

@@ -29,7 +29,7 @@ from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import backfill, define_summaries, log_run_files, log_table, record_summary, wandb_logger
+from ednaml.tracking.wandb import backfill, define_summaries, log_run_files, log_table, record_summary, wandb_directories, wandb_logger
 
 log = logging.getLogger("ednaml")
 
@@ -256,7 +256,8 @@ class RunSession:
                 raise ConfigError(f"--resume: {err}") from None
             stack.callback(run.unlock)
             stack.callback(RunFolder.stop_log, run.start_log())
-            stack.enter_context(_run_id_in_environment(run.run_id))
+            stack.enter_context(_environment({RUN_ID_ENV: run.run_id}))
+            stack.enter_context(_environment(wandb_directories(run), keep_set=True))
             if not self.resuming:
                 run.write_config(config)
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
@@ -337,17 +338,21 @@ class RunSession:
 
 
 @contextlib.contextmanager
-def _run_id_in_environment(run_id: str) -> Iterator[None]:
-    """The run id for processes Lightning starts (DDP ranks join the same run folder)."""
-    previous = os.environ.get(RUN_ID_ENV)
-    os.environ[RUN_ID_ENV] = run_id
+def _environment(values: dict[str, str], keep_set: bool = False) -> Iterator[None]:
+    """Environment variables for the length of the session (the run id for the processes Lightning starts,
+    W&B's directories); with `keep_set`, a variable the user set keeps their value."""
+    previous = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if not (keep_set and previous[name]):
+            os.environ[name] = value
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(RUN_ID_ENV, None)
-        else:
-            os.environ[RUN_ID_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _finish_wandb() -> None:

@@ -36,6 +36,14 @@ def login_problem(config: dict[str, Any]) -> Problem | None:
                    "and `wandb sync` the run later")
 
 
+def wandb_directories(run: RunFolder) -> dict[str, str]:
+    """W&B's cache, artifact staging and download directories, inside the run folder: a run writes nothing
+    under the home directory, and the run folder holds everything of its W&B run."""
+    root = run.path / "wandb"
+    return {"WANDB_CACHE_DIR": str(root / "cache"), "WANDB_DATA_DIR": str(root / "staging"),
+            "WANDB_ARTIFACT_DIR": str(root / "artifacts")}  # not WANDB_CONFIG_DIR: the user's W&B settings are read there
+
+
 def layout(run: RunFolder, config: dict[str, Any], stage: str) -> dict[str, Any]:
     """Where a run sits in W&B: project = the study, group = the experiment, job type = the stage, tags,
     a readable name and notes. The LOGGING keys set them; W&B's own environment variables still win."""
