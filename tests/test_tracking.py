@@ -198,10 +198,35 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result_as_an_uninterrupted_o
 
     def history(folder: Path) -> list:
         rows = [r for log in sorted(folder.glob("wandb/offline-run-*/run-*.wandb")) for r in wandb_log.history(log)]
-        return sorted(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, sort_keys=True) for r in rows)
+        metrics = [r for r in rows if not any(k.endswith("/_type") for k in r)]  # not the tables each process logs at its start
+        return sorted(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, sort_keys=True) for r in metrics)
 
     assert len(list(run.glob("wandb/offline-run-*"))) == 2  # one W&B run id, written by two processes
     assert history(run) == history(reference)
+    steps = [row["_step"] for log in sorted(run.glob("wandb/offline-run-*/run-*.wandb")) for row in wandb_log.history(log)]
+    assert steps == sorted(set(steps))  # in the order `wandb sync` sends them: no step goes back or repeats
+
+
+def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
+    process = subprocess.Popen([str(EDNAML), "fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "3",
+                                "--SAVE.STEP_SAVE_FREQUENCY", "5", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
+                               env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("runs/*/*/checkpoints/*_epoch1_step25.ckpt")):
+        assert process.poll() is None and time.time() < deadline, "the run ended first"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    (run,) = run_folders(tmp_path / "runs")
+    resumed = run_ednaml("fit", "--resume", run.name, "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    first, second = (wandb_log.history(log) for log in sorted(run.glob("wandb/offline-run-*/run-*.wandb")))
+    assert first and second  # the stopped process closed its W&B file properly
+    steps = [row["_step"] for row in first + second]
+    assert steps == sorted(set(steps)) and second[0]["_step"] == first[-1]["_step"] + 1
+    global_steps = [row["trainer/global_step"] for row in first + second if "train/loss_step" in row]
+    assert global_steps == sorted(set(global_steps)) and global_steps[-1] == 60
 
 
 # ---- debug runs, online W&B without a login ----

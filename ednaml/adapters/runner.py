@@ -29,7 +29,7 @@ from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import backfill, define_summaries, log_run_files, log_table, record_summary, wandb_directories, wandb_logger
+from ednaml.tracking.wandb import backfill, continue_steps, define_summaries, log_run_files, log_table, record_summary, wandb_directories, wandb_logger
 
 log = logging.getLogger("ednaml")
 
@@ -268,6 +268,8 @@ class RunSession:
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None and run.writer:
                 stack.callback(_finish_wandb)
+            if self.resuming:
+                continue_steps(self.wandb, run, wandb_info.get("dir"))
             if self.resuming and (sent := backfill(self.wandb, run, wandb_info.get("dir"))):
                 log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
             self.logger = RunLogger(run.path, run.run_id, self.wandb)

@@ -159,6 +159,24 @@ def log_run_files(logger: Any, run: RunFolder, config: dict[str, Any], provenanc
     logger.experiment.log_artifact(artifact)
 
 
+def _earlier_logs(run: RunFolder, current_dir: str | None) -> list[Path]:
+    return [p for p in sorted(run.path.glob("wandb/*run-*/run-*.wandb")) if current_dir is None or str(p.parent) != current_dir]
+
+
+def continue_steps(logger: Any, run: RunFolder, current_dir: str | None) -> int:
+    """On resume: W&B's row counter (_step) goes on after the earlier processes' last row, so that the files
+    `wandb sync` sends never step back. Returns the first step of this process."""
+    if logger is None or not run.writer:
+        return 0
+    from ednaml.tracking.wandb_log import history
+
+    steps = [row["_step"] for log in _earlier_logs(run, current_dir) for row in history(log) if "_step" in row]
+    start = max(steps) + 1 if steps else 0
+    if start:
+        logger.experiment.log({}, step=start, commit=False)
+    return start
+
+
 def backfill(logger: Any, run: RunFolder, current_dir: str | None) -> int:
     """On resume: send W&B the committed metric rows (metrics.csv) that the killed process never flushed."""
     if logger is None or not run.writer or not (run.path / "metrics.csv").exists():
@@ -167,7 +185,7 @@ def backfill(logger: Any, run: RunFolder, current_dir: str | None) -> int:
 
     from ednaml.tracking.wandb_log import missing_rows
 
-    logs = [p for p in sorted(run.path.glob("wandb/*run-*/run-*.wandb")) if current_dir is None or str(p.parent) != current_dir]
+    logs = _earlier_logs(run, current_dir)
     with (run.path / "metrics.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     missing = missing_rows(rows, logs)
