@@ -11,10 +11,10 @@ from typing import Any, Sequence
 from ednaml.errors import UsageError, did_you_mean
 
 STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce")
+COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce", "sync")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
                     "--status", "--where")
-BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust")
+BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
 
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
@@ -24,6 +24,7 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
+       ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run]
 
 Run an experiment described by an EdnaML config on a Lightning Trainer.
 
@@ -40,6 +41,8 @@ commands:
   diff       what differs between two runs (folders or run ids) or configs: config, components,
              versions, data, final metrics
   reproduce  a new run from RUN's resolved config and seed, then its diff against RUN
+  sync       upload offline W&B runs (every process of a resumed run) with `wandb sync`; --dry-run
+             lists what would be sent
 
 options:
   -c, --config FILE        a config file; several merge left to right (mappings merge, lists replace;
@@ -73,7 +76,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         raise UsageError(f"unknown command {command!r}" + did_you_mean(command, COMMANDS, f"; commands are {', '.join(COMMANDS)}"))
     args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
                             "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
-                            "resume": None, "root": None, "experiment": None, "status": None}
+                            "resume": None, "root": None, "experiment": None, "status": None, "dry-run": False}
     i = 0
     while i < len(rest):
         token = rest[i]
@@ -273,6 +276,39 @@ def _reproduce(args: dict[str, Any]) -> int:
     return 0 if summary["status"] == "finished" else 1
 
 
+def _sync(args: dict[str, Any]) -> int:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from ednaml.tracking.browse import resolve_run
+    from ednaml.tracking.wandb import sync_plan
+
+    if not args["positional"]:
+        raise UsageError("`ednaml sync` takes one or more runs (folders or run ids)")
+    directories = []
+    for ref in args["positional"]:
+        run = resolve_run(ref, args["root"] or "runs")
+        offline, staged = sync_plan(run)
+        if not offline:
+            print(f"{run}: no offline W&B run (it ran with W&B online or disabled)")
+        for directory, files in offline:
+            print(f"{directory}: {len(files)} files" + (" would be sent" if args["dry-run"] else ""))
+            print("\n".join(f"  {path.relative_to(run)}" for path in files))
+        if staged:
+            print(f"{run}: {len(staged)} staged artifact files")
+            print("\n".join(f"  {path.relative_to(run)}" for path in staged))
+        directories += [directory for directory, _ in offline]
+    if args["dry-run"] or not directories:
+        return 0
+    wandb = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
+    if wandb is None:
+        raise UsageError("`wandb` is not installed here: pip install wandb")
+    result = subprocess.run([wandb, "sync", *map(str, directories)])
+    print(f"sent {len(directories)} offline W&B run(s)" if result.returncode == 0 else f"wandb sync failed (exit {result.returncode})")
+    return 0 if result.returncode == 0 else 1
+
+
 def _check(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.check import check
@@ -354,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
-        commands = {"check": _check, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce}
+        commands = {"check": _check, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:
         print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)

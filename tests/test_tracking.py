@@ -317,3 +317,18 @@ def test_a_run_writes_nothing_under_the_home_directory(tmp_path):
     (run,) = run_folders(tmp_path / "runs")
     staged = list((run / "wandb" / "staging").rglob("*"))
     assert staged and all(p.is_relative_to(run) for p in staged)  # the run-record artifact's files, staged in the run folder
+
+
+def test_sync_dry_run_of_a_copied_run_folder_lists_every_file_it_would_send(project, tmp_path):
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(project / "runs", copy)
+    run = runs(project)[0]
+    result = run_ednaml("sync", run.name, "--root", str(copy), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    copied = copy / run.parent.name / run.name
+    (offline,) = copied.glob("wandb/offline-run-*")
+    listed = {line.strip() for line in result.stdout.splitlines() if line.startswith("  ")}
+    expected = {str(p.relative_to(copied)) for p in offline.rglob("*") if p.is_file()}
+    expected |= {str(p.relative_to(copied)) for p in (copied / "wandb" / "staging").rglob("*") if p.is_file()}
+    assert listed == expected and any(name.endswith(".wandb") for name in listed) and any("/staging/" in name for name in listed)
+    assert f"{offline}: {len(list(p for p in offline.rglob('*') if p.is_file()))} files would be sent" in result.stdout
