@@ -22,6 +22,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["ednaml"])
 
 
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The optimizer step a checkpoint was saved at."""
+    read_checkpoint(path)
+    return _read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["global_step"]
+
+
 def data_state(path: str | os.PathLike) -> dict[str, Any]:
     """The data module's state (a text reader's tokenizer), from Lightning's own entry for it."""
     read_checkpoint(path)
@@ -49,7 +55,7 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
         raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})") from None
     if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint or "state_dict" not in checkpoint:
         raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
-    return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}}
+    return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}, "global_step": checkpoint.get("global_step")}
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -129,24 +130,35 @@ def test_diff_takes_a_config_file_too(project, tmp_path):
     assert lines[lines.index("config: 1 difference") + 1] == "  TRANSFORMATION.BATCH_SIZE: 64 -> 32"
 
 
-def test_report_html_renders_in_headless_chromium_with_its_plots(project, tmp_path):
+def render(report: Path, tmp_path: Path) -> tuple[str, Any]:
+    """The DOM and a screenshot of report.html in headless Chromium (skipped where it is not installed)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    report = runs(project)[0] / "report.html"
-    text = report.read_text()
-    assert text.count("<svg") >= 4 and "<polyline" in text and "Parameter groups" in text and "Confusion matrix" in text
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
     dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<polyline") >= 3 and "digits-v1-smallcnn-all" in dom
     from PIL import Image
 
     image = Image.open(shot).convert("RGB")
     assert image.size == (1200, 1600)
     assert len(image.getcolors(maxcolors=1_000_000)) > 50  # drawn plots and text, not a blank page
+    return dom, image
+
+
+def test_report_html_renders_in_headless_chromium_with_its_plots(project, tmp_path):
+    report = runs(project)[0] / "report.html"
+    text = report.read_text()
+    assert text.count("<svg") >= 4 and "<polyline" in text and "Parameter groups" in text and "Confusion matrix" in text
+    dom, image = render(report, tmp_path)
+    assert dom.count("<polyline") >= 3 and "digits-v1-smallcnn-all" in dom
+    assert dom.index("<h2>Pipeline</h2>") < dom.index("<h2>Final metrics</h2>")  # the pipeline heads the report
+    assert "MODEL.MODEL_ARCH" in dom and "ednaml.models.classification.SmallCNN" in dom
+    assert 'class="baseline"' in dom and "majority baseline" in dom and "<h2>Checkpoints</h2>" in dom and "last.ckpt" in dom
+    assert 'class="before"' in dom and "optimizer step" in dom and 'class="grid"' in dom  # the pass before training; labelled axes
+    assert "keys differ from the defaults" in dom and "OPTIMIZER[0].BASE_LR" in dom.split("<details>")[0]
 
 
 def test_reproduce_starts_a_new_run_with_the_same_config_and_seed_and_shows_the_diff(project):
@@ -227,6 +239,10 @@ def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
     assert steps == sorted(set(steps)) and second[0]["_step"] == first[-1]["_step"] + 1
     global_steps = [row["trainer/global_step"] for row in first + second if "train/loss_step" in row]
     assert global_steps == sorted(set(global_steps)) and global_steps[-1] == 60
+    (resume,) = summary(run)["resumes"]  # where it resumed, marked on every chart of its report
+    assert 25 <= resume["step"] < 42
+    dom, _ = render(run / "report.html", tmp_path)
+    assert dom.count('class="resume"') >= 3 and "resumed" in dom
 
 
 # ---- debug runs, online W&B without a login ----

@@ -52,12 +52,12 @@ class RunSummary(Callback):
     """Keeps summary.json current: status, final and best metrics, checkpoints, the W&B run."""
 
     def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None, previous: dict[str, Any] | None = None,
-                 debug: list[str] | None = None):
+                 debug: list[str] | None = None, resumed_at: int | None = None):
         self.run, self.stage = run, stage
         self.started = time.time()
         self.summary: dict[str, Any] = {
             "run_id": run.run_id, "experiment": run.experiment, "stage": stage, "status": "running", "run_dir": str(run.path),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
+            "started": self.summary_time(),
             "epochs": 0, "global_step": 0, "final": {}, "best": {}, "checkpoints": {}, "wandb": wandb or {},
             "elapsed_seconds": 0.0, "resumed": 0,
         }
@@ -67,8 +67,13 @@ class RunSummary(Callback):
         if previous:  # a resumed run keeps its start, best metrics and time spent so far
             self.summary.update({k: previous[k] for k in ("started", "final", "best", "epochs", "global_step") if k in previous})
             self.summary["resumed"] = previous.get("resumed", 0) + 1
+            self.summary["resumes"] = previous.get("resumes", []) + [{"step": resumed_at, "at": self.summary_time()}]
             self.earlier_seconds = previous.get("elapsed_seconds", 0.0)
         self.write()
+
+    def summary_time(self) -> str:
+        """When this process started the stage, as summary.json writes times."""
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started))
 
     def write(self) -> None:
         self.summary["elapsed_seconds"] = round(self.earlier_seconds + time.time() - self.started, 2)

@@ -22,7 +22,7 @@ from ednaml.adapters.datamodule import EdnaDataModule
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
-from ednaml.checkpoints import data_state
+from ednaml.checkpoints import checkpoint_step, data_state
 from ednaml.errors import BuildError, ConfigError, DataError, Interrupted, Problem, RunStopped
 from ednaml.faults import explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
@@ -274,7 +274,8 @@ class RunSession:
                 log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
             self.logger = RunLogger(run.path, run.run_id, self.wandb)
             self.summary = RunSummary(run, self.stage, wandb_info, previous=run.read_json("summary.json") if self.resuming else None,
-                                      debug=debug_settings(config["trainer"]))
+                                      debug=debug_settings(config["trainer"]),
+                                      resumed_at=checkpoint_step(self.ckpt_path) if self.resuming else None)
             save = config["SAVE"]
             if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
                 self.backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])

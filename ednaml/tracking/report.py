@@ -13,7 +13,8 @@ from typing import Any
 
 from ednaml.tracking.run_folder import write_atomic
 
-WIDTH, HEIGHT, PAD = 520, 220, 40
+WIDTH, HEIGHT = 540, 240
+LEFT, RIGHT, TOP, BOTTOM = 52, 150, 24, 36  # the plot area's margins; the legend sits in the right one
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 
 
@@ -37,39 +38,69 @@ def _series(rows: list[dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
-def svg_chart(title: str, lines: dict[str, list[tuple[float, float]]]) -> str:
-    """A line chart of several series over steps, as inline SVG."""
+def _ticks(low: float, high: float, count: int = 4) -> list[float]:
+    return [low + (high - low) * i / count for i in range(count + 1)]
+
+
+def svg_chart(title: str, lines: dict[str, list[tuple[float, float]]], baseline: float | None = None,
+              marks: list[float] = (), y_label: str = "") -> str:
+    """A line chart of several series over optimizer steps, as inline SVG: labelled axes with gridlines,
+    the legend beside the plot, a validation value from before training (step 0) drawn as a hollow point
+    apart from its line, an optional dashed baseline, and dotted vertical marks (where a run resumed)."""
     points = [p for values in lines.values() for p in values]
     if not points:
         return ""
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    xs, ys = [p[0] for p in points], [p[1] for p in points] + ([baseline] if baseline is not None else [])
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    right, bottom = WIDTH - RIGHT, HEIGHT - BOTTOM
 
-    def at(x: float, y: float) -> str:
-        return f"{PAD + (x - x0) / (x1 - x0) * (WIDTH - 2 * PAD):.1f},{HEIGHT - PAD - (y - y0) / (y1 - y0) * (HEIGHT - 2 * PAD):.1f}"
+    def px(x: float) -> float:
+        return LEFT + (x - x0) / (x1 - x0) * (right - LEFT)
+
+    def py(y: float) -> float:
+        return bottom - (y - y0) / (y1 - y0) * (bottom - TOP)
 
     parts = [f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="{PAD}" y="16" class="title">{html.escape(title)}</text>',
-             f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
-             f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
-             f'<text x="{PAD - 4}" y="{PAD + 4}" class="tick" text-anchor="end">{y1:.3g}</text>',
-             f'<text x="{PAD - 4}" y="{HEIGHT - PAD}" class="tick" text-anchor="end">{y0:.3g}</text>',
-             f'<text x="{PAD}" y="{HEIGHT - PAD + 14}" class="tick">{x0:.0f}</text>',
-             f'<text x="{WIDTH - PAD}" y="{HEIGHT - PAD + 14}" class="tick" text-anchor="end">step {x1:.0f}</text>']
+             f'<text x="{LEFT}" y="15" class="title">{html.escape(title)}</text>']
+    for y in _ticks(y0, y1):
+        parts += [f'<line x1="{LEFT}" y1="{py(y):.1f}" x2="{right}" y2="{py(y):.1f}" class="grid"/>',
+                  f'<text x="{LEFT - 4}" y="{py(y) + 3:.1f}" class="tick" text-anchor="end">{y:.3g}</text>']
+    for x in _ticks(x0, x1):
+        parts += [f'<line x1="{px(x):.1f}" y1="{TOP}" x2="{px(x):.1f}" y2="{bottom}" class="grid"/>',
+                  f'<text x="{px(x):.1f}" y="{bottom + 12}" class="tick" text-anchor="middle">{x:.0f}</text>']
+    parts += [f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>',
+              f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" class="axis"/>',
+              f'<text x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 4}" class="label" text-anchor="middle">optimizer step</text>',
+              f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
+              f'{html.escape(y_label or title)}</text>']
+    for step in marks:
+        if x0 <= step <= x1:
+            parts += [f'<line x1="{px(step):.1f}" y1="{TOP}" x2="{px(step):.1f}" y2="{bottom}" class="resume"/>',
+                      f'<text x="{px(step) + 2:.1f}" y="{TOP + 9}" class="tick resume-label">resumed</text>']
+    legend = []
     for i, (name, values) in enumerate(lines.items()):
         color = COLORS[i % len(COLORS)]
-        coords = " ".join(at(x, y) for x, y in values)
-        if len(values) > 1:
-            parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.8"/>')
-        parts += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.2" fill="{color}"/>' for c in coords.split()[-60:]]
-        parts.append(f'<text x="{WIDTH - PAD + 4 - 150}" y="{30 + 13 * i}" class="legend" fill="{color}">{html.escape(name)}</text>')
-    parts.append("</svg>")
+        before = [(x, y) for x, y in values if x == 0 and name.startswith("val/")]  # the pass before training
+        during = [(x, y) for x, y in values if (x, y) not in before]
+        coords = [f"{px(x):.1f},{py(y):.1f}" for x, y in during]
+        if len(coords) > 1:
+            parts.append(f'<polyline points="{" ".join(coords)}" fill="none" stroke="{color}" stroke-width="1.8"/>')
+        parts += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.2" fill="{color}"/>' for c in coords[-60:]]
+        parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="#fff" stroke="{color}" stroke-width="1.5" class="before"/>'
+                  for x, y in before]
+        legend.append(f'<text x="{right + 10}" y="{TOP + 10 + 13 * i}" class="legend" fill="{color}">{html.escape(name)}</text>')
+    if baseline is not None:
+        parts += [f'<line x1="{LEFT}" y1="{py(baseline):.1f}" x2="{right}" y2="{py(baseline):.1f}" class="baseline"/>']
+        legend.append(f'<text x="{right + 10}" y="{TOP + 10 + 13 * len(lines)}" class="legend baseline-label">majority baseline {baseline:.3g}</text>')
+    if any(x == 0 and n.startswith("val/") for n, v in lines.items() for x, _ in v):
+        legend.append(f'<text x="{right + 10}" y="{TOP + 10 + 13 * (len(legend) + 1)}" class="legend note">○ before training</text>')
+    parts += legend + ["</svg>"]
     return "".join(parts)
 
 
-def _charts(series: dict[str, list[tuple[float, float]]]) -> list[str]:
-    """Loss curves, each metric's curves (val and test), learning rates."""
+def _charts(series: dict[str, list[tuple[float, float]]], baselines: dict[str, float], marks: list[float]) -> list[str]:
+    """Loss curves, each metric's curves (val and test, with the majority baseline on accuracy), learning rates."""
     groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for key, values in series.items():
         stage, _, name = key.partition("/")
@@ -83,13 +114,13 @@ def _charts(series: dict[str, list[tuple[float, float]]]) -> list[str]:
             groups.setdefault(f"loss term {name}", {})[key] = values
     order = ["loss"] + sorted(k for k in groups if k not in ("loss", "learning rate") and not k.startswith("loss term")) \
         + sorted(k for k in groups if k.startswith("loss term")) + ["learning rate"]
-    return [svg_chart(name, groups[name]) for name in order if name in groups]
+    return [svg_chart(name, groups[name], baselines.get(f"test/{name}"), marks) for name in order if name in groups]
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
+def _table(rows: list[list[Any]], header: list[str], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _fmt(value: Any) -> str:
@@ -116,7 +147,12 @@ table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #
 th { background: #f5f5f5; } td:first-child { text-align: left; } .confusion td { min-width: 28px; text-align: center; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; } .chart { border: 1px solid #eee; background: #fff; }
 .chart .axis { stroke: #888; } .chart .title { font-weight: 600; font-size: 13px; } .chart .tick { font-size: 10px; fill: #666; }
-.chart .legend { font-size: 10px; } pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
+.chart .grid { stroke: #eee; } .chart .label { font-size: 10px; fill: #444; } .chart .legend { font-size: 10px; }
+.chart .baseline { stroke: #555; stroke-dasharray: 5 4; } .chart .baseline-label { fill: #555; } .chart .note { fill: #666; }
+.chart .resume { stroke: #d62728; stroke-dasharray: 2 3; } .chart .resume-label { fill: #d62728; }
+details summary { cursor: pointer; color: #555; }
+table.pipeline td, table.pipeline th { text-align: left; } table.pipeline td:nth-child(4), table.pipeline td:nth-child(6) {
+  font: 11px/1.35 ui-monospace, monospace; } table.pipeline td:last-child { max-width: 360px; overflow-wrap: anywhere; } pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
 .status-finished { color: #2ca02c; } .status-failed, .status-interrupted { color: #d62728; }
 """
 
@@ -133,7 +169,30 @@ def _pipeline(config_text: str, provenance: dict[str, Any]) -> list[str]:
         rows = pipeline_rows(config, provenance["components"]) if isinstance(config, dict) else []
     except Exception:  # noqa: BLE001 - a damaged config.yaml leaves the rest of the report
         return []
-    return ["<h2>Pipeline</h2>", _table(rows, PIPELINE_COLUMNS)] if rows else []
+    return ["<h2>Pipeline</h2>", _table(rows, PIPELINE_COLUMNS, "pipeline")] if rows else []
+
+
+def _config_changes(config_text: str) -> list[str]:
+    """The keys whose values differ from EdnaML's defaults: what this experiment chose."""
+    from ednaml.config.load import parse_yaml, resolve
+    from ednaml.tracking.browse import changes, flatten
+
+    try:
+        config = parse_yaml(config_text) if config_text else None
+        defaults = flatten(resolve([]))
+    except Exception:  # noqa: BLE001 - the report is written even for a damaged config.yaml
+        return []
+    if not isinstance(config, dict):
+        return []
+    flat = flatten(config)
+    rows = []
+    for key, before, after in changes(defaults, flat):
+        if after == "(absent)" and before in ({}, []):  # a mapping or list that now has entries: they are listed
+            continue
+        if key.startswith(("TRAIN_TRANSFORMATION.", "TEST_TRANSFORMATION.")) and flat.get("TRANSFORMATION." + key.split(".", 1)[1]) == after:
+            continue  # the copy of a TRANSFORMATION value
+        rows.append([key, "(picked per run)" if key == "seed_everything" else "" if before == "(absent)" else before, after])
+    return [f"<p>{len(rows)} keys differ from the defaults:</p>", _table(rows, ["key", "default", "this run"])] if rows else []
 
 
 def build_report(run_dir: Path) -> str:
@@ -160,12 +219,19 @@ def build_report(run_dir: Path) -> str:
              *_pipeline(config_text, provenance),
              "<h2>Final metrics</h2>",
              _table([[k, v, (summary.get("best", {}).get(k) or {}).get("value")] for k, v in final.items()], ["metric", "final", "best"])]
-    charts = _charts(_series(rows))
+    marks = [float(r["step"]) for r in summary.get("resumes", []) if r.get("step") is not None]
+    charts = _charts(_series(rows), summary.get("majority_baseline") or {}, marks)
     if charts:
         parts += ["<h2>Curves</h2>", f"<div class='charts'>{''.join(charts)}</div>"]
     if confusion:
         parts.append("<h2>Confusion matrix (test)</h2>")
         parts += [_confusion(name, entry["matrix"], entry["classes"]) for name, entry in confusion.items()]
+    checkpoints = summary.get("checkpoints") or {}
+    listed = [["last", checkpoints.get("last")]] + [["best" + (f" ({_fmt(checkpoints.get('best_score'))})" if checkpoints.get("best_score") else ""),
+                                                     checkpoints.get("best")]]
+    listed += [["saved", path] for path in checkpoints.get("saved", [])] + [["weights only", checkpoints.get("model")]]
+    if any(path for _, path in listed):
+        parts += ["<h2>Checkpoints</h2>", _table([[kind, path] for kind, path in listed if path], ["", "file"])]
     if groups:
         parts += ["<h2>Parameter groups</h2>",
                   _table([[g["group"], g["optimizer"], g["kind"], g["tensors"], g["parameters"], g["lr"], g["weight_decay"]] for g in groups],
@@ -187,7 +253,8 @@ def build_report(run_dir: Path) -> str:
         comps = provenance.get("components", {})
         parts.append(_table([[k, v["name"], v["class"], (v.get("source_sha256") or "")[:12]] for k, v in comps.items()],
                             ["config key", "name", "class", "source sha256"]))
-    parts += ["<h2>Config</h2>", f"<pre>{html.escape(config_text)}</pre>", "</body></html>"]
+    parts += ["<h2>Config</h2>", *_config_changes(config_text),
+              f"<details><summary>the whole resolved config</summary><pre>{html.escape(config_text)}</pre></details>", "</body></html>"]
     return "\n".join(parts)
 
 
