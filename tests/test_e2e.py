@@ -71,7 +71,10 @@ def test_wandb_ran_offline_inside_the_run_folder_with_the_nested_config_and_metr
     config = wandb_records.run_config(log)
     config.pop("_wandb")
     provenance = config.pop("provenance")
-    assert config == yaml.safe_load((run / "config.yaml").read_text())
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    flat = {key: config.pop(key) for key in list(config) if key not in saved}  # the list sections, also by key path
+    assert config == saved
+    assert flat["OPTIMIZER.0.BASE_LR"] == saved["OPTIMIZER"][0]["BASE_LR"] and flat["LOSS.digit.LABEL"] == "digit"
     recorded = json.loads((run / "provenance.json").read_text())
     assert provenance["components"] == recorded["components"] and provenance["data"] == recorded["data"]
     rows = wandb_records.history(log)
