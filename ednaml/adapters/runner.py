@@ -270,8 +270,8 @@ class RunSession:
                 stack.callback(_finish_wandb)
             if self.resuming:
                 continue_steps(self.wandb, run, wandb_info.get("dir"))
-            if self.resuming and (sent := backfill(self.wandb, run, wandb_info.get("dir"))):
-                log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
+                if sent := backfill(self.wandb, run, wandb_info.get("dir")):
+                    log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
             self.logger = RunLogger(run.path, run.run_id, self.wandb)
             self.summary = RunSummary(run, self.stage, wandb_info, previous=run.read_json("summary.json") if self.resuming else None,
                                       debug=debug_settings(config["trainer"]),
