@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from ednaml.errors import Problem
 from ednaml.tracking.run_folder import RunFolder, lower_is_better
 from ednaml.tracking.secrets import scrub
+from ednaml.utils import is_rank_zero
 
 
 def wandb_mode(config: dict[str, Any]) -> str:
@@ -89,8 +90,8 @@ def define_summaries(logger: Any, validation: list[str]) -> None:
 
 def record_summary(logger: Any, summary: dict[str, Any]) -> None:
     """What summary.json says of the run, in the W&B summary too: status, final test values, the majority
-    baseline, the checkpoints and the time spent."""
-    if logger is None:
+    baseline, the checkpoints and the time spent. Only the process that writes the run folder has a W&B run."""
+    if logger is None or not is_rank_zero():
         return
     keep = {"status": summary.get("status"), "elapsed_seconds": summary.get("elapsed_seconds"),
             "checkpoints": summary.get("checkpoints") or {}, "majority_baseline": summary.get("majority_baseline") or {}}
