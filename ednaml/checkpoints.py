@@ -15,23 +15,26 @@ from ednaml.errors import ConfigError
 DATA_STATE_KEY = "EdnaDataModule"  # where Lightning saves the data module's state_dict: its class's qualified name
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
+def _checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The parts of a checkpoint EdnaML reads, checked and cached (not copied: callers copy what they hand out)."""
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path: {str(path)!r} does not exist")
-    return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["ednaml"])
+    return _read_checkpoint(str(path), Path(path).stat().st_mtime_ns)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
+    return copy.deepcopy(_checkpoint(path)["ednaml"])
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
     """The optimizer step a checkpoint was saved at."""
-    read_checkpoint(path)
-    return _read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["global_step"]
+    return _checkpoint(path)["global_step"]
 
 
 def data_state(path: str | os.PathLike) -> dict[str, Any]:
     """The data module's state (a text reader's tokenizer), from Lightning's own entry for it."""
-    read_checkpoint(path)
-    return copy.deepcopy(_read_checkpoint(str(path), Path(path).stat().st_mtime_ns)["data"])
+    return copy.deepcopy(_checkpoint(path)["data"])
 
 
 @functools.lru_cache(maxsize=4)

@@ -88,13 +88,19 @@ def test_an_alias_bomb_and_an_oversized_config_are_refused_quickly(tmp_path):
 # ---- run folder integrity ----
 
 
+def one_epoch_run(cwd):
+    """The run folder of a one-epoch digits fit in `cwd`."""
+    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=cwd,
+                         env={"WANDB_MODE": "disabled"})
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = run_folders(cwd / "runs")
+    return run
+
+
 def test_a_checkpoint_with_flipped_bytes_and_a_bad_weights_file_are_named(tmp_path):
     from ednaml.checkpoints import read_checkpoint
 
-    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
-                         env={"WANDB_MODE": "disabled"})
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    (run,) = run_folders(tmp_path / "runs")
+    run = one_epoch_run(tmp_path)
     data = bytearray((run / "checkpoints" / "last.ckpt").read_bytes())
     middle = len(data) // 2
     data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
@@ -116,10 +122,7 @@ def test_a_finished_run_is_not_resumed_a_busy_one_is_refused_and_a_dead_one_is_s
 
     from ednaml.tracking.run_folder import LOCK_FILE
 
-    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
-                         env={"WANDB_MODE": "disabled"})
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    (run,) = run_folders(tmp_path / "runs")
+    run = one_epoch_run(tmp_path)
     finished = run_ednaml("fit", "--resume", run.name, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert finished.returncode == 2 and "the run finished" in finished.stderr
     summary_path = run / "summary.json"

@@ -111,9 +111,8 @@ class RecordParameters(pl.Callback):
         self.provenance["parameters"] = parameter_counts(pl_module)
         self.run.write_json("provenance.json", self.provenance)
         self.run.write_json("parameter_groups.json", table)
-        if self.run.writer:
-            columns = ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight_decay"]
-            log_table(self.wandb, "parameter_groups", columns, [[row[c] for c in columns] for row in table])
+        columns = ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight_decay"]
+        log_table(self.wandb, "parameter_groups", columns, [[row[c] for c in columns] for row in table])
 
 
 def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[str, float]:
@@ -266,7 +265,7 @@ class RunSession:
             self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming)
             self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
-            if self.wandb is not None and run.writer:
+            if self.wandb is not None:
                 stack.callback(_finish_wandb)
             if self.resuming:
                 continue_steps(self.wandb, run, wandb_info.get("dir"))

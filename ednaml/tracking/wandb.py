@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 from ednaml.errors import Problem
 from ednaml.tracking.run_folder import RunFolder, lower_is_better
 from ednaml.tracking.secrets import scrub
-from ednaml.utils import is_rank_zero
 
 
 def wandb_mode(config: dict[str, Any]) -> str:
@@ -90,8 +89,8 @@ def define_summaries(logger: Any, validation: list[str]) -> None:
 
 def record_summary(logger: Any, summary: dict[str, Any]) -> None:
     """What summary.json says of the run, in the W&B summary too: status, final test values, the majority
-    baseline, the checkpoints and the time spent. Only the process that writes the run folder has a W&B run."""
-    if logger is None or not is_rank_zero():
+    baseline, the checkpoints and the time spent."""
+    if logger is None:
         return
     keep = {"status": summary.get("status"), "elapsed_seconds": summary.get("elapsed_seconds"),
             "checkpoints": summary.get("checkpoints") or {}, "majority_baseline": summary.get("majority_baseline") or {}}
@@ -110,6 +109,8 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     mode = wandb_mode(config)
     if mode == "disabled":
         return None, {"mode": "disabled"}
+    if not run.writer:  # one W&B run, made by the process that writes the run folder
+        return None, {"id": run.run_id, "mode": mode}
     try:
         import wandb
         from lightning.pytorch.loggers import WandbLogger
@@ -126,10 +127,9 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
     if "project" not in where:  # Lightning passes its own default project; W&B's variable is meant to win
         logger._wandb_init.pop("project", None)
-    info: dict[str, Any] = {"id": run.run_id, "mode": mode, **{k: where.get(k) or os.environ.get(v) for k, v in
-                            (("project", "WANDB_PROJECT"), ("group", "WANDB_RUN_GROUP"), ("name", "WANDB_NAME"))}}
-    if run.writer:
-        info["dir"] = str(Path(logger.experiment.dir).parent)
+    info: dict[str, Any] = {"id": run.run_id, "mode": mode, "dir": str(Path(logger.experiment.dir).parent),
+                            **{k: where.get(k) or os.environ.get(v) for k, v in
+                               (("project", "WANDB_PROJECT"), ("group", "WANDB_RUN_GROUP"), ("name", "WANDB_NAME"))}}
     return logger, info
 
 
@@ -144,7 +144,7 @@ def log_table(logger: Any, key: str, columns: list[str], rows: list[list[Any]]) 
 
 def log_run_files(logger: Any, run: RunFolder, config: dict[str, Any], provenance: dict[str, Any]) -> None:
     """The pipeline as a W&B Table, and config.yaml and provenance.json as one W&B artifact of the run."""
-    if logger is None or not run.writer:
+    if logger is None:
         return
     import wandb
 
@@ -176,7 +176,7 @@ def _earlier_logs(run: RunFolder, current_dir: str | None) -> list[Path]:
 def continue_steps(logger: Any, run: RunFolder, current_dir: str | None) -> int:
     """On resume: W&B's row counter (_step) goes on after the earlier processes' last row, so that the files
     `wandb sync` sends never step back. Returns the first step of this process."""
-    if logger is None or not run.writer:
+    if logger is None:
         return 0
     from ednaml.tracking.wandb_log import history
 
@@ -189,7 +189,7 @@ def continue_steps(logger: Any, run: RunFolder, current_dir: str | None) -> int:
 
 def backfill(logger: Any, run: RunFolder, current_dir: str | None) -> int:
     """On resume: send W&B the committed metric rows (metrics.csv) that the killed process never flushed."""
-    if logger is None or not run.writer or not (run.path / "metrics.csv").exists():
+    if logger is None or not (run.path / "metrics.csv").exists():
         return 0
     import csv
 
