@@ -138,26 +138,52 @@ class EdnaML:
         experiment.resumed = RunFolder.open(path)
         return experiment
 
-    def _run(self, stage: str) -> dict[str, Any]:
+    def run(self, stage: str, request: Any = None) -> dict[str, Any]:
+        """Run `stage` (fit, validate, test or predict; a PredictRequest says what predict predicts on) and
+        return the run's summary."""
         from ednaml.adapters.runner import run_stage
 
         try:
-            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation)
+            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation, request)
         except ConfigError as err:  # found while building (the first batch, a monitor): said with where each value came from
             raise ConfigError(locate(err.problems, self.origins), err.source) from err.__cause__
 
+    @staticmethod
+    def predict_checks(output: str | os.PathLike | None) -> None:
+        """Before anything runs: the predictions file has a known format and would not overwrite a file."""
+        from ednaml.deploy import manifest_path, output_format
+
+        if output is None:
+            return
+        try:
+            output_format(output)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        taken = [p for p in (Path(output), manifest_path(Path(output))) if p.exists()]
+        if taken:
+            raise ConfigError(f"--output {str(output)!r}: {taken[0]} exists; predictions never overwrite a file, name another one")
+
     def fit(self) -> dict[str, Any]:
         """Train (with a validation pass first unless SKIPEVAL), then test; returns the run's summary."""
-        return self._run("fit")
+        return self.run("fit")
 
     def validate(self) -> dict[str, Any]:
-        return self._run("validate")
+        return self.run("validate")
 
     def test(self) -> dict[str, Any]:
-        return self._run("test")
+        return self.run("test")
 
-    def predict(self) -> dict[str, Any]:
-        return self._run("predict")
+    def predict(self, data: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Any:
+        """Without `data`: predictions for the test split in a new run folder; returns the run's summary.
+        With `data` (an image, text or video file, or a folder of them; labels not needed): returns the
+        records, one per input in input order, also written to `output` (.csv, .jsonl or .parquet) or to
+        predictions.<DEPLOYMENT.OUTPUT_ARGS.format> in the run folder, with a manifest beside them."""
+        from ednaml.adapters.predictions import PredictRequest
+
+        self.predict_checks(output)
+        request = PredictRequest(str(data) if data is not None else None, str(output) if output is not None else None)
+        summary = self.run("predict", request)
+        return request.records if data is not None else summary
 
 
 def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs", trust: bool = False) -> tuple[dict[str, Any], str]:

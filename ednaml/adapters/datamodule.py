@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import lightning.pytorch as pl
@@ -138,11 +139,20 @@ class ResumableLoader(DataLoader):
         sampler.skip_epoch, sampler.skip = state["epoch"], state["batches_done"] * self.batch_size
 
 
+@dataclass(frozen=True)
+class NewData:
+    """Data to predict on (`ednaml predict --data PATH`): where it is, and the label names the model learned."""
+
+    path: str
+    labels: dict[str, list[str]]
+
+
 class EdnaDataModule(pl.LightningDataModule):
     """The data of EXECUTION.DATAREADER with TRAIN_ / TEST_TRANSFORMATION; validation uses TEST_."""
 
-    def __init__(self, config: dict[str, Any], saved: dict[str, Any] | None = None):
-        """`saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew."""
+    def __init__(self, config: dict[str, Any], saved: dict[str, Any] | None = None, new_data: NewData | None = None):
+        """`saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew.
+        `new_data`: unlabelled inputs to predict on instead of the reader's splits (the training data is not read)."""
         super().__init__()
         reader_cfg = config["EXECUTION"]["DATAREADER"]
         self.reader = registry.get("datareader", reader_cfg["DATAREADER"])
@@ -152,7 +162,13 @@ class EdnaDataModule(pl.LightningDataModule):
         self.train_cfg, self.test_cfg = config["TRAIN_TRANSFORMATION"], config["TEST_TRANSFORMATION"]
         seed = config["seed_everything"]
         self.seed = int(seed) if seed is not False and not isinstance(seed, bool) else 0
-        self.crawl: Crawl = self.reader.crawler(**reader_cfg["CRAWLER_ARGS"]).crawl()
+        self.ids: list[str] | None = None  # each prediction input's id (its path), by position
+        if new_data is None:
+            self.crawl: Crawl = self.reader.crawler(**reader_cfg["CRAWLER_ARGS"]).crawl()
+        else:
+            found = self.reader.inputs(new_data.path)
+            self.ids = [identity for identity, _ in found]
+            self.crawl = Crawl(splits={"predict": [(item, ()) for _, item in found]}, labels=new_data.labels)
         self.transforms = {
             True: self.reader.transforms(train=True, **self.train_cfg["ARGS"]),
             False: self.reader.transforms(train=False, **self.test_cfg["ARGS"]),
@@ -165,6 +181,9 @@ class EdnaDataModule(pl.LightningDataModule):
         if hasattr(train, "fit"):  # transforms learned from the training split (a tokenizer)
             if saved and saved.get("tokenizer"):
                 train.adopt(saved["tokenizer"])
+            elif new_data is not None:
+                raise DataError("ckpt_path", "the checkpoint carries no tokenizer, which new text data needs; predict with "
+                                             "a checkpoint EdnaML wrote after training on text")
             else:
                 train.fit([x for x, _ in self.crawl.splits["train"]])
             test.adopt(train.tokenizer.to_str())
@@ -250,4 +269,4 @@ class EdnaDataModule(pl.LightningDataModule):
         return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._evaluation_loader("test")
+        return self._evaluation_loader("predict" if self.has("predict") else "test")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ednaml import __version__, registry
+from ednaml.deploy import Predicted
 from ednaml.errors import NonFiniteLoss
 from ednaml.losses import Criterion
 from ednaml.metrics import classification_metrics, confusion_matrix
@@ -192,6 +193,8 @@ class EdnaModule(pl.LightningModule):
         self.step_logic = step_cls(**step_args)
         self.outputs = self.step_logic.bind(self.model, list(labels), target)
         self.criterion = Criterion(config["LOSS"], self.outputs, classes)
+        deployment = config["DEPLOYMENT"]
+        self.deploy = registry.get("deployment", deployment["DEPLOY"])(**deployment["DEPLOYMENT_ARGS"])
         metrics = {name: classification_metrics(classes[info.label], config["EXECUTION"]["METRICS"]) for name, info in self.outputs.items()}
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
         self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
@@ -264,13 +267,12 @@ class EdnaModule(pl.LightningModule):
         for confusion in self.test_confusion:
             confusion.reset()
 
-    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, dict[str, torch.Tensor]]:
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Any]]:
+        """One record per input, from DEPLOYMENT.DEPLOY (targets only where the data has labels)."""
         outputs, targets = self.step_logic(self.model, batch)
-        predicted = {}
-        for name, output in outputs.items():
-            confidence, prediction = output.logits.float().softmax(dim=-1).max(dim=-1)
-            predicted[name] = {"prediction": prediction, "confidence": confidence, "target": targets[output.label]}
-        return predicted
+        scored = {name: Predicted(output.logits.float().softmax(dim=-1), targets.get(output.label), self.labels[output.label])
+                  for name, output in outputs.items()}
+        return self.deploy.records(scored)
 
     # ---- optimizers and schedulers ----
 

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
-import json
 import logging
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks
-from ednaml.adapters.datamodule import EdnaDataModule
+from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.module import EdnaModule
+from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
-from ednaml.checkpoints import checkpoint_step, data_state
+from ednaml.checkpoints import checkpoint_step, data_state, read_checkpoint
 from ednaml.errors import BuildError, ConfigError, DataError, Interrupted, Problem, RunStopped
 from ednaml.faults import explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
@@ -45,58 +42,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-class PredictionWriter(BasePredictionWriter):
-    """predictions.csv: per test sample, by its position in the split, and per output: the predicted class,
-    its probability and the target class. With several processes each writes its shard, then the first
-    process merges them into one file holding every sample once."""
-
-    def __init__(self, run: RunFolder, summary: RunSummary):
-        super().__init__(write_interval="epoch")
-        self.run, self.summary = run, summary
-        self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it
-        self.path = run.path / "predictions.csv"
-
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: EdnaModule, outputs: Any, batch: Any, batch_idx: int,
-                             dataloader_idx: int = 0) -> None:
-        if dropped := trainer.datamodule.dropped:  # samples skipped (BAD_SAMPLES: skip) have no prediction
-            self.dropped[batch_idx] = set(dropped)
-        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: EdnaModule, predictions: Any, batch_indices: Any) -> None:
-        if batch_indices and batch_indices[0] and isinstance(batch_indices[0][0], list):  # per dataloader: there is one
-            predictions, batch_indices = predictions[0] if isinstance(predictions[0], list) else predictions, batch_indices[0]
-        names = list(pl_module.outputs)
-        rows: dict[int, list[str]] = {}
-        for number, (batch, indices) in enumerate(zip(predictions, batch_indices)):
-            if number in self.dropped:
-                indices = [index for position, index in enumerate(indices) if position not in self.dropped[number]]
-            columns = []
-            for name in names:
-                classes = pl_module.labels[pl_module.outputs[name].label]
-                values = batch[name]
-                columns += [[classes[i] for i in values["prediction"].tolist()], [f"{c:.6f}" for c in values["confidence"].tolist()],
-                            [classes[i] for i in values["target"].tolist()]]
-            for index, *row in zip(indices, *columns):
-                rows[int(index)] = row
-        shards = self.run.path / ".predictions"
-        shards.mkdir(exist_ok=True)
-        (shards / f"rank{trainer.global_rank}.json").write_text(json.dumps(rows), encoding="utf-8")
-        trainer.strategy.barrier()
-        if trainer.global_rank != 0:
-            return
-        merged: dict[int, list[str]] = {}
-        for shard in sorted(shards.glob("rank*.json")):
-            merged.update({int(k): v for k, v in json.loads(shard.read_text(encoding="utf-8")).items()})
-        single = len(names) == 1
-        header = ["index"] + [c if single else f"{n}_{c}" for n in names for c in ("prediction", "confidence", "target")]
-        with self.path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows([index, *merged[index]] for index in sorted(merged))
-        shutil.rmtree(shards, ignore_errors=True)
-        self.summary.summary["predictions"] = str(self.path)
 
 
 class RecordParameters(pl.Callback):
@@ -202,11 +147,17 @@ class TestRecords(pl.Callback):
 # ---- the lifecycle: instantiate, check before anything is written, run the stage in a session ----
 
 
-def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None) -> tuple[EdnaDataModule, EdnaModule]:
-    """The data module and the LightningModule; with `checkpoint`, the data state it carries (a tokenizer)."""
+def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, new_data: str | None = None) -> tuple[EdnaDataModule, EdnaModule]:
+    """The data module and the LightningModule; with `checkpoint`, the data state it carries (a tokenizer);
+    with `new_data`, unlabelled inputs to predict on, with the checkpoint's label names."""
     saved = data_state(checkpoint) if checkpoint else None
     try:
-        datamodule = EdnaDataModule(config, saved)
+        if new_data is not None:
+            if not checkpoint:
+                raise ConfigError("--data: predicting on new data needs a trained model; give a run folder, run id or checkpoint")
+            datamodule = EdnaDataModule(config, saved, NewData(new_data, read_checkpoint(checkpoint)["labels"]))
+        else:
+            datamodule = EdnaDataModule(config, saved)
         return datamodule, EdnaModule(config, datamodule.labels, datamodule.info)
     except DataError:
         raise
@@ -233,8 +184,10 @@ class RunSession:
     lock released."""
 
     def __init__(self, stage: str, config: dict[str, Any], module: EdnaModule, datamodule: EdnaDataModule,
-                 resume: RunFolder | None, invocation: dict[str, Any] | None, ckpt_path: str | None):
+                 resume: RunFolder | None, invocation: dict[str, Any] | None, ckpt_path: str | None,
+                 request: PredictRequest | None = None):
         self.stage, self.config, self.module, self.datamodule = stage, config, module, datamodule
+        self.request = request or PredictRequest()
         self.resume, self.invocation = resume, invocation or {}
         self.ckpt_path = str(resume.checkpoints / "last.ckpt") if resume is not None else ckpt_path
         self.trainer: pl.Trainer | None = None
@@ -294,7 +247,7 @@ class RunSession:
         if self.stage in ("fit", "test"):
             common.append(TestRecords(run, summary, self.datamodule))
         if self.stage == "predict":
-            common.append(PredictionWriter(run, summary))
+            common.append(PredictionWriter(run, summary, self.request, self.config, self.ckpt_path))
         if self.backup is not None:
             common.append(self.backup)
         return common
@@ -382,18 +335,20 @@ STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule],
 
 
 def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
-              invocation: dict[str, Any] | None = None) -> dict[str, Any]:
+              invocation: dict[str, Any] | None = None, request: PredictRequest | None = None) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
 
-    With `resume`, fit continues that run in its own folder from its last checkpoint.
+    With `resume`, fit continues that run in its own folder from its last checkpoint. `request` says what
+    predict predicts on and where its records go.
     """
     with frozen_for_the_run():
         _quiet_lightning()
         if config["seed_everything"] is not False:
             pl.seed_everything(int(config["seed_everything"]), workers=True, verbose=False)
-        datamodule, module = instantiate(config, resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path)
+        datamodule, module = instantiate(config, resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path,
+                                         request.data if request is not None else None)
         before_run(stage, config, module, datamodule, resume is not None)
-        with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path) as session:
+        with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
             session.trainer = trainer = build_trainer(config, str(session.run.path), session.callbacks(), [session.logger])
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
             log_run_files(session.wandb, session.run, config, session.provenance)

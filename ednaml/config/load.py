@@ -511,8 +511,12 @@ def resolve(
                 origins[tuple(a)] = flag
 
     cfg = fill_defaults(merged)
-    if cfg["DEPLOYMENT"] != fill_section(SCHEMA["DEPLOYMENT"], {}, ("DEPLOYMENT",), set()):
-        _warn("DEPLOYMENT is accepted but not used: `ednaml predict` predicts on EXECUTION.DATAREADER's test split")
+    defaults = fill_section(SCHEMA["DEPLOYMENT"], {}, ("DEPLOYMENT",), set())
+    deployment = cfg["DEPLOYMENT"] if isinstance(cfg["DEPLOYMENT"], dict) else {}
+    unused = [key for key in ("DATAREADER", "EPOCHS", "PLUGIN") if deployment.get(key, defaults[key]) != defaults[key]]
+    if unused:
+        _warn(f"DEPLOYMENT.{', DEPLOYMENT.'.join(unused)}: accepted but not used; `ednaml predict` reads new data with "
+              "EXECUTION.DATAREADER's reader (--data PATH)")
     if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
         cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}

@@ -176,9 +176,9 @@ PLUGIN_ENTRY = Section(
 
 DEPLOYMENT = Section(
     {
-        "DEPLOY": _k("BaseDeploy", str, "deployment class, for prediction"),
-        "DEPLOYMENT_ARGS": _k({}, dict, "kwargs of the deployment"),
-        "OUTPUT_ARGS": _k({}, dict, "output options of the deployment"),
+        "DEPLOY": _k("BaseDeploy", str, "deployment class: turns a batch's outputs into one record per input"),
+        "DEPLOYMENT_ARGS": _k({}, dict, "kwargs of the deployment class (BaseDeploy: top_k)"),
+        "OUTPUT_ARGS": _k({}, dict, "output options: format (csv, jsonl or parquet) of predictions written in the run folder"),
         "EPOCHS": _k(1, int, "passes over the prediction data"),
         "DATAREADER": DATAREADER,
         "PLUGIN": PLUGIN_HOOKS,
@@ -268,6 +268,7 @@ def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
         found += [((optimizers, i, "OPTIMIZER"), "optimizer", entry.get("OPTIMIZER")) for i, entry in entries(optimizers)]
         found += [((schedulers, i, "LR_SCHEDULER"), "scheduler", entry.get("LR_SCHEDULER")) for i, entry in entries(schedulers)]
     found += [(("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry.get("PLUGIN")) for i, entry in entries("MODEL_PLUGIN")]
+    found.append((("DEPLOYMENT", "DEPLOY"), "deployment", section("DEPLOYMENT", "DEPLOY")))
     metrics = section("EXECUTION", "METRICS")
     found += [(("EXECUTION", "METRICS", i), "metric", name) for i, name in enumerate(metrics if isinstance(metrics, list) else [])]
     return found

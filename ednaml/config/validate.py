@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 
 from ednaml.config.load import ConfigWarning
 from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths
+from ednaml.deploy import FORMATS
 from ednaml.errors import ConfigError, Problem, did_you_mean, locate, show
 
 NAME_LENGTH = 40
@@ -379,6 +380,21 @@ def plugins_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]
             check_kwargs(plugin, entry["PLUGIN_KWARGS"], ("MODEL_PLUGIN", i, "PLUGIN_KWARGS"), problems)
 
 
+def deployment_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    deployment = cfg["DEPLOYMENT"]
+    if (deploy := resolved.get(("DEPLOYMENT", "DEPLOY"))) is not None:
+        check_kwargs(deploy, deployment["DEPLOYMENT_ARGS"], ("DEPLOYMENT", "DEPLOYMENT_ARGS"), problems)
+    output = deployment["OUTPUT_ARGS"]
+    if not isinstance(output, dict):
+        problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS"), f"{show(output)} is not a mapping"))
+        return
+    for key, value in output.items():
+        if key != "format":
+            problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS", key), "is not an output option" + did_you_mean(key, ["format"], "; the option is format")))
+        elif value not in FORMATS.values():
+            problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS", "format"), f"{show(value)} is not one of {', '.join(FORMATS.values())}"))
+
+
 def trainer_keys_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     problems += check_trainer_keys(cfg["trainer"])
 
@@ -386,7 +402,7 @@ def trainer_keys_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Pro
 # Each component rule reads the resolved components and adds what it finds to `problems` as it goes, so a
 # rule that stops at a malformed value keeps what it found before it.
 COMPONENT_RULES = [step_logic_fits, data_reader_fits, data_loader_fits, model_fits, losses_fit, optimizers_fit, plugins_fit,
-                   trainer_keys_fit]
+                   deployment_fits, trainer_keys_fit]
 
 
 def check_components(cfg: dict[str, Any], trusted: bool = True) -> list[Problem]:

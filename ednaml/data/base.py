@@ -78,8 +78,17 @@ class LabelledDataset(Dataset):
 
 
 class DataReader:
-    """One data source: which crawler, dataset and transform builder to use together."""
+    """One data source: which crawler, dataset and transform builder to use together; `inputs` reads new,
+    unlabelled data of the same kind for prediction."""
 
     crawler: ClassVar[type[Crawler]]
     dataset: ClassVar[type[LabelledDataset]]
     transforms: ClassVar[Callable[..., Callable]]
+
+    @classmethod
+    def inputs(cls, path: str) -> list[tuple[str, Any]]:
+        """New data at `path` (`ednaml predict --data PATH`): (id, what the dataset loads) per input, in order."""
+        from ednaml.errors import DataError
+
+        raise DataError("--data", f"the {cls.__name__} reader does not read new data; predict with a reader of images, "
+                                  "texts or videos, or give the reader an `inputs(path)` classmethod")

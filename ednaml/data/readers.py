@@ -59,6 +59,28 @@ def check_images(paths: Sequence[str], key: str) -> None:
         raise DataError(key, f"{len(bad)} of {len(paths)} images cannot be used: {shown}")
 
 
+def files_in(path: str, extensions: Sequence[str], kind: str) -> list[Path]:
+    """The files of `kind` at `path` (`--data`): the file itself, or every one below the folder, sorted."""
+    root = Path(path).expanduser()
+    if root.is_file():
+        if root.suffix.lower() not in extensions:
+            raise DataError("--data", f"{path!r} has none of the {kind} extensions ({', '.join(extensions)}); give such a file or a folder of them")
+        return [root]
+    if not root.is_dir():
+        raise DataError("--data", f"{path!r} does not exist")
+    found = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+    if not found:
+        raise DataError("--data", f"no {kind} files ({', '.join(extensions)}) in {path!r}")
+    return found
+
+
+def image_inputs(path: str) -> list[tuple[str, Any]]:
+    """Images to predict on: one image file, or every image below a folder."""
+    files = [str(f) for f in files_in(path, IMAGE_EXTENSIONS, "image")]
+    check_images(files, "--data")
+    return [(f, f) for f in files]
+
+
 # Labels derived from the digit, for multi-output experiments: name -> (class names, digit -> class).
 DIGIT_LABELS = {
     "digit": ([str(d) for d in range(10)], list(range(10))),
@@ -110,6 +132,7 @@ class Digits(DataReader):
     crawler = DigitsCrawler
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
+    inputs = staticmethod(image_inputs)
 
 
 def _folder(data_folder: str) -> Path:
@@ -181,6 +204,7 @@ class ImageFolder(DataReader):
     crawler = ImageFolderCrawler
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
+    inputs = staticmethod(image_inputs)
 
 
 class CSVManifestCrawler(Crawler):
@@ -249,3 +273,4 @@ class CSVManifest(DataReader):
     crawler = CSVManifestCrawler
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
+    inputs = staticmethod(image_inputs)

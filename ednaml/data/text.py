@@ -225,10 +225,32 @@ class TextDataset(LabelledDataset):
     """Texts with one class index per label; the transform encodes them."""
 
 
+def text_inputs(path: str) -> list[tuple[str, Any]]:
+    """Texts to predict on: a .txt file (one text per line), a CSV or JSONL file with a `text` column (and
+    an optional `id` column), or a folder of .txt files (one text each)."""
+    from ednaml.data.readers import files_in
+
+    source = Path(path).expanduser()
+    if source.is_file() and source.suffix.lower() in (".csv", ".jsonl", ".json"):
+        try:
+            rows = _read_rows(source, "text_file")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DataError("--data", f"{path!r} cannot be read: {err}") from None
+        if not all(isinstance(row, dict) and "text" in row for row in rows):
+            raise DataError("--data", f"{path!r}: every row needs a `text` field (and may have an `id`)")
+        return [(str(row.get("id", f"{path}:{number}")), str(row["text"])) for number, row in enumerate(rows, start=1)]
+    files = files_in(path, (".txt",), "text")
+    if source.is_file():
+        lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [(f"{path}:{number}", line) for number, line in enumerate(lines, start=1) if line.strip()]
+    return [(str(f), f.read_text(encoding="utf-8", errors="replace")) for f in files]
+
+
 class TextReader(DataReader):
     dataset = TextDataset
     transforms = TextEncoder
     collate = staticmethod(pad_batch)
+    inputs = staticmethod(text_inputs)
 
 
 @register("datareader", "TextFiles")

@@ -152,7 +152,7 @@ class VideoDataset(LabelledDataset):
             self.cache[path] = np.stack(decoded)
         return self.cache[path]
 
-    def load(self, item: tuple[str, int, int]) -> np.ndarray:
+    def load(self, item: tuple[str, int, int | None]) -> np.ndarray:
         path, start, end = item
         return self.frames(path)[start:end]
 
@@ -202,9 +202,17 @@ class VideoTransform:
         return (x - self.mean) / self.std
 
 
+def video_inputs(path: str) -> list[tuple[str, Any]]:
+    """Clips to predict on: one video file, or every video below a folder; each whole file is one clip."""
+    from ednaml.data.readers import files_in
+
+    return [(str(f), (str(f), 0, None)) for f in files_in(path, VIDEO_EXTENSIONS, "video")]
+
+
 class VideoReader(DataReader):
     dataset = VideoDataset
     transforms = VideoTransform
+    inputs = staticmethod(video_inputs)
 
 
 @register("datareader", "VideoClips")

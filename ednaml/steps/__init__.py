@@ -53,7 +53,9 @@ class StepLogic:
         raise NotImplementedError
 
     def targets(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The batch's label columns by label name."""
+        """The batch's label columns by label name; none for unlabelled data (predicting on new inputs)."""
+        if y.ndim == 2 and y.shape[1] == 0:
+            return {}
         return {name: y[:, i] for i, name in enumerate(self.labels)}
 
     def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:

@@ -1,0 +1,109 @@
+"""`ednaml predict`: one record per input, written once, in input order, however many processes predicted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from ednaml import __version__
+from ednaml.deploy import manifest_path, output_format, write_records
+from ednaml.tracking.run_folder import RunFolder
+from ednaml.tracking.secrets import scrub
+
+
+@dataclass
+class PredictRequest:
+    """What `ednaml predict` predicts on and where the records go; `records` receives them, in order, in the
+    process that writes the run folder."""
+
+    data: str | None = None  # new, unlabelled inputs (a file or folder); None: the test split
+    output: str | None = None  # the predictions file; None: predictions.<format> in the run folder
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def target(self, run: RunFolder, config: dict[str, Any]) -> tuple[Path, str]:
+        """The file the records are written to, and its format."""
+        if self.output:
+            return Path(self.output).expanduser().resolve(), output_format(self.output)
+        kind = config["DEPLOYMENT"]["OUTPUT_ARGS"].get("format", "csv")
+        return run.path / f"predictions.{kind}", kind
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PredictionWriter(BasePredictionWriter):
+    """The records of DEPLOYMENT.DEPLOY, each with its input's position (`index`) and, for new data, its id
+    (`input`, a path), in a CSV, JSON Lines or Parquet file with a manifest beside it naming the checkpoint,
+    config and data that produced them. With several processes each writes its shard, then the first
+    merges them: every input once, in input order."""
+
+    def __init__(self, run: RunFolder, summary: Any, request: PredictRequest, config: dict[str, Any], ckpt_path: str | None):
+        super().__init__(write_interval="epoch")
+        self.run, self.summary, self.request, self.config, self.ckpt_path = run, summary, request, config, ckpt_path
+        self.path, self.kind = request.target(run, config)
+        self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it (BAD_SAMPLES: skip)
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        if dropped := trainer.datamodule.dropped:  # samples skipped have no prediction
+            self.dropped[batch_idx] = set(dropped)
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any) -> None:
+        batch_indices = batch_indices[0] if batch_indices else []  # nested per dataloader (there is one); predictions are not
+        mine: dict[int, dict[str, Any]] = {}
+        for number, (records, indices) in enumerate(zip(predictions, batch_indices)):
+            if number in self.dropped:
+                indices = [index for position, index in enumerate(indices) if position not in self.dropped[number]]
+            mine.update({int(index): record for index, record in zip(indices, records)})
+        shards = self.run.path / ".predictions"
+        shards.mkdir(exist_ok=True)
+        (shards / f"rank{trainer.global_rank}.json").write_text(json.dumps(mine), encoding="utf-8")
+        trainer.strategy.barrier()
+        if trainer.global_rank != 0:
+            return
+        merged: dict[int, dict[str, Any]] = {}
+        for shard in sorted(shards.glob("rank*.json")):
+            merged.update({int(k): v for k, v in json.loads(shard.read_text(encoding="utf-8")).items()})
+        ids = trainer.datamodule.ids
+        records = [{"index": index, **({"input": ids[index]} if ids else {}), **merged[index]} for index in sorted(merged)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        columns = write_records(self.path, records, self.kind)
+        shutil.rmtree(shards, ignore_errors=True)
+        inputs = len(ids) if ids is not None else len(trainer.datamodule.crawl.splits["test"])
+        self._manifest(records, columns, inputs)
+        self.request.records[:] = records
+        self.summary.summary["predictions"] = str(self.path)
+
+    def _manifest(self, records: list[dict[str, Any]], columns: list[str], inputs: int) -> None:
+        deployment = self.config["DEPLOYMENT"]
+        checkpoint = None
+        if self.ckpt_path:
+            from ednaml.checkpoints import checkpoint_step, read_checkpoint
+
+            source = (read_checkpoint(self.ckpt_path).get("provenance") or {})
+            checkpoint = {"path": str(Path(self.ckpt_path).resolve()), "sha256": sha256(self.ckpt_path),
+                          "global_step": checkpoint_step(self.ckpt_path), "run_id": source.get("run_id")}
+        manifest = {
+            "predictions": str(self.path), "format": self.kind, "records": len(records), "columns": columns,
+            "checkpoint": checkpoint,
+            "config": str(self.run.path / "config.yaml"), "run_dir": str(self.run.path),
+            "data": {"path": str(Path(self.request.data).expanduser().resolve()) if self.request.data else None,
+                     "split": None if self.request.data else "test", "inputs": inputs, "skipped": inputs - len(records)},
+            "deploy": {"DEPLOY": deployment["DEPLOY"], "DEPLOYMENT_ARGS": deployment["DEPLOYMENT_ARGS"]},
+            "ednaml_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        manifest_path(self.path).write_text(json.dumps(scrub(manifest), indent=2) + "\n", encoding="utf-8")
