@@ -11,9 +11,9 @@ from typing import Any, Sequence
 from ednaml.errors import UsageError, did_you_mean
 
 STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce", "sync")
+COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce", "sync", "export")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
-                    "--status", "--where", "--data", "--output")
+                    "--status", "--where", "--data", "--output", "--format")
 BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
 
 USAGE = """\
@@ -26,6 +26,7 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
        ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run]
+       ednaml export RUN_OR_CKPT --format torchscript|onnx [--output DIR]
 
 Run an experiment described by an EdnaML config on a Lightning Trainer.
 
@@ -44,6 +45,9 @@ commands:
   diff       what differs between two runs (folders or run ids) or configs: config, components,
              versions, data, final metrics
   reproduce  a new run from RUN's resolved config and seed, then its diff against RUN
+  export     the model of a run (its best, else last checkpoint) or checkpoint as TorchScript or ONNX,
+             runnable without EdnaML, with model.json (inputs, outputs, label names, preprocessing)
+             and the tokenizer beside it; checked against the checkpoint on an example input
   sync       upload offline W&B runs (every process of a resumed run) with `wandb sync`; --dry-run
              lists what would be sent
 
@@ -82,7 +86,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
                             "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
                             "resume": None, "root": None, "experiment": None, "status": None, "dry-run": False,
-                            "data": None, "output": None}
+                            "data": None, "output": None, "format": None}
     i = 0
     while i < len(rest):
         token = rest[i]
@@ -125,7 +129,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
                 raise UsageError(f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
                                  "or --where 'test/accuracy>0.9'")
             args["where"].append(match.groups())
-        elif name in ("--resume", "--root", "--experiment", "--status", "--data", "--output"):
+        elif name in ("--resume", "--root", "--experiment", "--status", "--data", "--output", "--format"):
             args[key] = value
         elif name in ("--ckpt_path", "--seed_everything"):
             args["overrides"].append((key, value))
@@ -317,6 +321,28 @@ def _sync(args: dict[str, Any]) -> int:
     return 0 if result.returncode == 0 else 1
 
 
+def _export(args: dict[str, Any]) -> int:
+    import json
+
+    from ednaml.api import EdnaML
+    from ednaml.export import FILES, export
+    from ednaml.tracking.browse import trained_checkpoint
+
+    if len(args["positional"]) != 1:
+        raise UsageError("`ednaml export` takes one run folder, run id or checkpoint")
+    if args["format"] not in FILES:
+        raise UsageError(f"`ednaml export` needs --format {' or '.join(FILES)}" + (f", not {args['format']!r}" if args["format"] else ""))
+    checkpoint = trained_checkpoint(args["positional"][0], args["root"] or "runs")
+    experiment = EdnaML(ckpt_path=str(checkpoint), imports=args["imports"], trust=True if args["trust"] else None)
+    folder = export(experiment.config, checkpoint, args["format"], args["output"])
+    described = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    check = described["check"]
+    print(f"exported {checkpoint} as {args['format']}: {folder / described['file']}")
+    print(f"  outputs: {', '.join(o['name'] for o in described['outputs'])}; described in {folder / 'model.json'}")
+    print("  against the checkpoint: " + (f"largest difference {check['max_abs_difference']:.2e}" if "max_abs_difference" in check else check["skipped"]))
+    return 0
+
+
 def _check(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.check import check
@@ -412,7 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
-        commands = {"check": _check, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync}
+        commands = {"check": _check, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
+                    "export": _export}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:
         print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)

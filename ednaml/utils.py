@@ -15,6 +15,7 @@ _EXTRA_HINT = {
     "video": "pip install 'ednaml[video]'",
     "hf": "pip install 'ednaml[hf]'",
     "parquet": "pip install 'ednaml[parquet]'",
+    "onnx": "pip install 'ednaml[onnx]'",
 }
 
 

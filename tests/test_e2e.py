@@ -178,19 +178,28 @@ def new_images(digits_run, tmp_path_factory) -> Path:
     return folder
 
 
-def test_predict_on_new_images_gives_the_test_splits_predictions_in_input_order_on_one_or_two_processes(digits_run, new_images, tmp_path):
+@pytest.fixture(scope="module")
+def split_predictions(digits_run, tmp_path_factory) -> list[dict[str, str]]:
+    """`ednaml predict RUN` on the test split: the run's best checkpoint's records."""
+    cwd, run = digits_run
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    result = run_ednaml("predict", str(run), "--output", str(path), cwd=cwd, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return list(csv.DictReader(path.open()))
+
+
+def test_predict_on_new_images_gives_the_test_splits_predictions_in_input_order_on_one_or_two_processes(
+        digits_run, new_images, split_predictions, tmp_path):
     import hashlib
 
     import pyarrow.parquet
 
     cwd, run = digits_run
     quiet = {"WANDB_MODE": "disabled"}
-    split = run_ednaml("predict", str(run), "--output", str(tmp_path / "split.csv"), cwd=cwd, env=quiet)
-    assert split.returncode == 0, split.stderr[-3000:]
     new = run_ednaml("predict", str(run), "--data", str(new_images), "--output", str(tmp_path / "new.csv"),
                      "--DEPLOYMENT.DEPLOYMENT_ARGS.top_k", "3", cwd=cwd, env=quiet)
     assert new.returncode == 0, new.stderr[-3000:]
-    expected = list(csv.DictReader((tmp_path / "split.csv").open()))
+    expected = split_predictions
     rows = list(csv.DictReader((tmp_path / "new.csv").open()))
     assert len(rows) == len(expected) == 359
     assert [r["input"] for r in rows] == [str(new_images / ("more" if i >= 300 else "") / f"{i:04d}.png") for i in range(359)]
@@ -232,3 +241,50 @@ def test_the_python_api_returns_the_records_of_new_data(digits_run, new_images, 
     assert [r["index"] for r in records] == list(range(59)) and all(r["input"].endswith(".png") for r in records)
     assert records == [json.loads(line) for line in (tmp_path / "more.jsonl").read_text().splitlines()]
     assert {r["prediction"] for r in records} <= {str(d) for d in range(10)}
+
+
+EXPORTED = """
+import json, sys
+import numpy as np
+from PIL import Image
+import torch
+
+folder, images = sys.argv[1], sys.argv[2:]
+described = json.load(open(f"{folder}/model.json"))
+args = described["preprocessing"]
+pixels = np.stack([np.asarray(Image.open(path), dtype=np.float32) / 255.0 for path in images])[:, None]
+x = ((pixels - args["normalization_mean"]) / args["normalization_std"]).astype(np.float32)
+if described["format"] == "torchscript":
+    logits = torch.jit.load(f"{folder}/{described['file']}")(torch.from_numpy(x)).detach().numpy()
+else:
+    import onnxruntime
+    session = onnxruntime.InferenceSession(f"{folder}/{described['file']}")
+    (logits,) = session.run(None, {described["inputs"][0]["name"]: x})
+probabilities = torch.from_numpy(logits).softmax(-1)
+classes = described["outputs"][0]["classes"]
+print(json.dumps({"predictions": [classes[i] for i in probabilities.argmax(-1).tolist()],
+                  "confidences": probabilities.max(-1).values.tolist(), "ednaml_imported": "ednaml" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "onnx"])
+def test_an_exported_model_runs_without_ednaml_and_gives_the_checkpoints_predictions(digits_run, new_images, split_predictions,
+                                                                                      tmp_path, kind):
+    import subprocess
+    import sys
+
+    cwd, run = digits_run
+    result = run_ednaml("export", str(run), "--format", kind, "--output", str(tmp_path / kind), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    described = json.loads((tmp_path / kind / "model.json").read_text())
+    assert described["outputs"][0]["classes"] == [str(d) for d in range(10)] and described["check"]["max_abs_difference"] < 1e-4
+    assert "best" in Path(described["checkpoint"]["path"]).name  # the run's best checkpoint, as predict takes it
+    images = sorted(str(p) for p in new_images.rglob("*.png"))
+    ran = subprocess.run([sys.executable, "-c", EXPORTED, str(tmp_path / kind), *images], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    out = json.loads(ran.stdout)
+    assert not out["ednaml_imported"]
+    assert out["predictions"] == [row["prediction"] for row in split_predictions]  # all 359, in one batch
+    assert out["confidences"] == pytest.approx([float(row["confidence"]) for row in split_predictions], abs=2e-6)
+    again = run_ednaml("export", str(run), "--format", kind, "--output", str(tmp_path / kind), cwd=cwd)
+    assert again.returncode == 2 and "never overwrites" in again.stderr and "Traceback" not in again.stderr

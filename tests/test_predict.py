@@ -1,5 +1,5 @@
-"""Predicting: records from outputs, new data found in input order, output files, and every mistake named.
-The runs themselves are in test_e2e.py (images), test_text_video.py (texts, videos)."""
+"""Predicting and exporting: records from outputs, new data found in input order, output files, and every
+mistake named. The runs themselves are in test_e2e.py (images, exports) and test_text_video.py (texts, videos)."""
 
 from __future__ import annotations
 
@@ -142,3 +142,11 @@ def test_predict_without_a_trained_model_or_with_a_reader_that_reads_no_new_data
 
     with pytest.raises(DataError, match="does not read new data"):
         DataReader.inputs(str(Path(tmp_path)))
+
+
+def test_export_needs_one_run_and_a_known_format(tmp_path):
+    for args, message in ((["export", "r1"], "needs --format torchscript or onnx"),
+                          (["export", "r1", "--format", "tflite"], "not 'tflite'"),
+                          (["export", "--format", "onnx"], "takes one run folder")):
+        result = run_ednaml(*args, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -141,9 +141,10 @@ class ResumableLoader(DataLoader):
 
 @dataclass(frozen=True)
 class NewData:
-    """Data to predict on (`ednaml predict --data PATH`): where it is, and the label names the model learned."""
+    """Data to predict on (`ednaml predict --data PATH`): where it is (None: no inputs, only the transforms),
+    and the label names the model learned."""
 
-    path: str
+    path: str | None
     labels: dict[str, list[str]]
 
 
@@ -166,7 +167,7 @@ class EdnaDataModule(pl.LightningDataModule):
         if new_data is None:
             self.crawl: Crawl = self.reader.crawler(**reader_cfg["CRAWLER_ARGS"]).crawl()
         else:
-            found = self.reader.inputs(new_data.path)
+            found = self.reader.inputs(new_data.path) if new_data.path is not None else []
             self.ids = [identity for identity, _ in found]
             self.crawl = Crawl(splits={"predict": [(item, ()) for _, item in found]}, labels=new_data.labels)
         self.transforms = {

@@ -92,3 +92,11 @@ class DataReader:
 
         raise DataError("--data", f"the {cls.__name__} reader does not read new data; predict with a reader of images, "
                                   "texts or videos, or give the reader an `inputs(path)` classmethod")
+
+    @classmethod
+    def example(cls) -> Any:
+        """One raw input of this reader's kind (what its dataset's `load` returns), for tracing a model to export."""
+        from ednaml.errors import DataError
+
+        raise DataError("EXECUTION.DATAREADER", f"the {cls.__name__} reader has no example input to export a model with; "
+                                                "give it an `example()` classmethod")

@@ -81,6 +81,11 @@ def image_inputs(path: str) -> list[tuple[str, Any]]:
     return [(f, f) for f in files]
 
 
+def image_example() -> Any:
+    """A blank RGB image; the transforms resize it and set its channels."""
+    return require("PIL.Image", "vision").new("RGB", (32, 32))
+
+
 # Labels derived from the digit, for multi-output experiments: name -> (class names, digit -> class).
 DIGIT_LABELS = {
     "digit": ([str(d) for d in range(10)], list(range(10))),
@@ -133,6 +138,7 @@ class Digits(DataReader):
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
     inputs = staticmethod(image_inputs)
+    example = staticmethod(image_example)
 
 
 def _folder(data_folder: str) -> Path:
@@ -205,6 +211,7 @@ class ImageFolder(DataReader):
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
     inputs = staticmethod(image_inputs)
+    example = staticmethod(image_example)
 
 
 class CSVManifestCrawler(Crawler):
@@ -274,3 +281,4 @@ class CSVManifest(DataReader):
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
     inputs = staticmethod(image_inputs)
+    example = staticmethod(image_example)

@@ -251,6 +251,7 @@ class TextReader(DataReader):
     transforms = TextEncoder
     collate = staticmethod(pad_batch)
     inputs = staticmethod(text_inputs)
+    example = staticmethod(lambda: "an example text of a few words to trace the model with")
 
 
 @register("datareader", "TextFiles")

@@ -213,6 +213,7 @@ class VideoReader(DataReader):
     dataset = VideoDataset
     transforms = VideoTransform
     inputs = staticmethod(video_inputs)
+    example = staticmethod(lambda: np.zeros((16, 64, 64, 3), dtype=np.uint8))
 
 
 @register("datareader", "VideoClips")
