@@ -32,6 +32,11 @@ def checkpoint_step(path: str | os.PathLike) -> int | None:
     return _checkpoint(path)["global_step"]
 
 
+def plugin_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The plugins' state a checkpoint holds, by state-dict key ('plugins.<PLUGIN_NAME>.<buffer>')."""
+    return copy.deepcopy(_checkpoint(path)["plugins"])
+
+
 def data_state(path: str | os.PathLike) -> dict[str, Any]:
     """The data module's state (a text reader's tokenizer), from Lightning's own entry for it."""
     return copy.deepcopy(_checkpoint(path)["data"])
@@ -58,7 +63,9 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
         raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})") from None
     if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint or "state_dict" not in checkpoint:
         raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
-    return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}, "global_step": checkpoint.get("global_step")}
+    plugins = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("plugins.")} if isinstance(checkpoint["state_dict"], dict) else {}
+    return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}, "global_step": checkpoint.get("global_step"),
+            "plugins": plugins}
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

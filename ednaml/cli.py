@@ -410,6 +410,8 @@ def _report(summary: dict[str, Any]) -> None:
     print(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
     for key, value in sorted(shown.items()):
         print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
+    for warning in summary.get("warnings", []):
+        print(f"ednaml: warning: {warning}", file=sys.stderr)
     if error := summary.get("backup_error"):
         print(f"ednaml: warning: {error}", file=sys.stderr)
     if skipped := summary.get("skipped_samples"):

@@ -28,7 +28,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "optimizer_builder": ("ednaml.optim.optimizers",),
     "scheduler": ("ednaml.optim.schedulers",),
     "metric": ("ednaml.metrics",),
-    "plugin": (),
+    "plugin": ("ednaml.plugins.builtin",),
     "deployment": ("ednaml.deploy.classification",),
 }
 # kind -> the torch module whose public classes (its __all__) the kind also resolves
@@ -189,6 +189,10 @@ def _kind_bases(kind: str) -> tuple[type, ...]:
         from ednaml.deploy import Deploy
 
         return (Deploy,)
+    if kind == "plugin":
+        from ednaml.plugins import ModelPlugin
+
+        return (ModelPlugin,)
     return ()
 
 

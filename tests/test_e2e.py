@@ -288,3 +288,43 @@ def test_an_exported_model_runs_without_ednaml_and_gives_the_checkpoints_predict
     assert out["confidences"] == pytest.approx([float(row["confidence"]) for row in split_predictions], abs=2e-6)
     again = run_ednaml("export", str(run), "--format", kind, "--output", str(tmp_path / kind), cwd=cwd)
     assert again.returncode == 2 and "never overwrites" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_config_with_plugins_trains_and_predicting_new_images_gives_their_outputs_on_one_or_two_processes(digits_run, new_images, tmp_path):
+    from ednaml.data.readers import DigitsCrawler
+
+    quiet = {"WANDB_MODE": "disabled"}
+    fit = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", str(CONFIGS.parent / "examples" / "plugins.yml"),
+                     cwd=tmp_path, env=quiet)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    (run,) = run_folders(tmp_path / "runs")
+    last = run / "checkpoints" / "last.ckpt"  # saved after the plugins' warm-up (the last two epochs)
+    ddp = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    fresh = ("--MODEL_PLUGIN", "[{PLUGIN_NAME: fresh, PLUGIN: LogitConfidence}]")  # attached now: it warms up on the new images
+    for name, extra in (("one", ()), ("two", ddp), ("fresh-one", fresh), ("fresh-two", fresh + ddp)):
+        result = run_ednaml("predict", str(last), "--trust", "--data", str(new_images), "--output", str(tmp_path / f"{name}.csv"),
+                            *extra, cwd=tmp_path, env=quiet)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    one = list(csv.DictReader((tmp_path / "one.csv").open()))
+    assert list(one[0]) == ["index", "input", "prediction", "confidence", "kmeans/cluster", "kmeans/label", "kmeans/distance",
+                            "confidence/confidence", "confidence/threshold", "confidence/confident", "norm/norm", "norm/unusual"]
+    assert [r["input"] for r in one] == sorted(str(p) for p in new_images.rglob("*.png"))
+    two = list(csv.DictReader((tmp_path / "two.csv").open()))
+    assert [(r["input"], r["prediction"], r["kmeans/label"], r["kmeans/cluster"]) for r in two] == \
+           [(r["input"], r["prediction"], r["kmeans/label"], r["kmeans/cluster"]) for r in one]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    truth = [str(labels[0]) for _, labels in DigitsCrawler(**config["EXECUTION"]["DATAREADER"]["CRAWLER_ARGS"]).crawl().splits["test"]]
+    agreement = sum(r["kmeans/label"] == t for r, t in zip(one, truth)) / len(truth)
+    print(f"KMeansProxy (30 clusters, cosine) label agreement with the true digits: {agreement:.3f}")
+    assert agreement >= 0.9
+
+    fresh_one = list(csv.DictReader((tmp_path / "fresh-one.csv").open()))
+    fresh_two = list(csv.DictReader((tmp_path / "fresh-two.csv").open()))
+    assert "kmeans/label" not in fresh_one[0] and "fresh/threshold" in fresh_one[0]
+    # what each of the two processes saw, combined: the same thresholds as one process over all the images
+    assert [float(r["fresh/threshold"]) for r in fresh_two] == pytest.approx([float(r["fresh/threshold"]) for r in fresh_one], abs=1e-6)
+    by_class: dict[str, list[float]] = {}
+    for row in fresh_one:
+        by_class.setdefault(row["prediction"], []).append(float(row["fresh/confidence"]))
+    assert {r["prediction"]: float(r["fresh/threshold"]) for r in fresh_one} == pytest.approx(
+        {c: sum(v) / len(v) for c, v in by_class.items()}, abs=1e-5)

@@ -135,6 +135,7 @@ def test_deployment_mistakes_are_named_before_anything_runs():
         "DEPLOYMENT.OUTPUT_ARGS.format: 'xlsx' is not one of csv, jsonl, parquet"]
 
 
+@pytest.mark.e2e
 def test_predict_without_a_trained_model_or_with_a_reader_that_reads_no_new_data_is_refused(tmp_path):
     result = run_ednaml("predict", "--config", str(CONFIGS / "digits.yml"), "--data", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "needs a trained model" in result.stderr and "Traceback" not in result.stderr
@@ -144,6 +145,7 @@ def test_predict_without_a_trained_model_or_with_a_reader_that_reads_no_new_data
         DataReader.inputs(str(Path(tmp_path)))
 
 
+@pytest.mark.e2e
 def test_export_needs_one_run_and_a_known_format(tmp_path):
     for args, message in ((["export", "r1"], "needs --format torchscript or onnx"),
                           (["export", "r1", "--format", "tflite"], "not 'tflite'"),

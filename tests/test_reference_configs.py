@@ -23,7 +23,7 @@ EXPECTED = {
     "basics/cnn/cifar.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "basics/cnn/cifar100.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "basics/cnn/mnist.yml": ["EXECUTION.DATAREADER.DATAREADER"],
-    "config-full.yml": ["EXECUTION.TRAINER", "EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_ARCH", "MODEL_PLUGIN[0].PLUGIN"],
+    "config-full.yml": ["EXECUTION.TRAINER", "EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_ARCH"],
     "datasets/config-compcars-50.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "datasets/config-compcars-70.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "datasets/config-compcars-micro-make.yml": ["EXECUTION.DATAREADER.DATAREADER"],

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from conftest import CONFIGS, run_ednaml, run_folders, summary
-from ednaml.data.text import FortunesCrawler, PolarityCrawler, TextEncoder, TextFilesCrawler, pad_batch, text_inputs
+from ednaml.data.text import FortunesCrawler, PolarityCrawler, TextEncoder, TextFilesCrawler, pad_batch
 from ednaml.data.video import BundledClipsCrawler, VideoTransform, sample_frames, split_in_time, windows
 
 FORTUNES = Path("/usr/share/games/fortunes")

@@ -170,6 +170,19 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((3, tuple(internal), gauss))
 
 
+def build_plugins(entries: list[dict[str, Any]], outputs: dict[str, Any], labels: dict[str, list[str]]) -> nn.ModuleDict:
+    """MODEL_PLUGIN's plugins by PLUGIN_NAME, each bound to the model's outputs; a bad argument names its key."""
+    plugins = nn.ModuleDict()
+    for i, entry in enumerate(entries):
+        try:
+            plugin = registry.get("plugin", entry["PLUGIN"])(**entry["PLUGIN_KWARGS"])
+            plugin.bind(outputs, labels)
+        except ValueError as err:
+            raise ValueError(f"MODEL_PLUGIN[{i}].PLUGIN_KWARGS.{err}") from err
+        plugins[entry["PLUGIN_NAME"]] = plugin
+    return plugins
+
+
 class EdnaModule(pl.LightningModule):
     """Reads like the pipeline: batch -> outputs -> losses (Lightning: backward, update) -> metrics."""
 
@@ -195,6 +208,8 @@ class EdnaModule(pl.LightningModule):
         self.criterion = Criterion(config["LOSS"], self.outputs, classes)
         deployment = config["DEPLOYMENT"]
         self.deploy = registry.get("deployment", deployment["DEPLOY"])(**deployment["DEPLOYMENT_ARGS"])
+        self.plugins = build_plugins(config["MODEL_PLUGIN"], self.outputs, labels)
+        self.plugin_outputs: dict[str, dict[str, Any]] = {}  # the latest forward pass's, by PLUGIN_NAME (see PluginRunner)
         metrics = {name: classification_metrics(classes[info.label], config["EXECUTION"]["METRICS"]) for name, info in self.outputs.items()}
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
         self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
@@ -272,7 +287,12 @@ class EdnaModule(pl.LightningModule):
         outputs, targets = self.step_logic(self.model, batch)
         scored = {name: Predicted(output.logits.float().softmax(dim=-1), targets.get(output.label), self.labels[output.label])
                   for name, output in outputs.items()}
-        return self.deploy.records(scored)
+        records = self.deploy.records(scored)
+        for plugin, values in self.plugin_outputs.items():  # the activated plugins' outputs, as <PLUGIN_NAME>/<key>
+            for key, column in values.items():
+                for record, value in zip(records, column.tolist() if isinstance(column, torch.Tensor) else column):
+                    record[f"{plugin}/{key}"] = value
+        return records
 
     # ---- optimizers and schedulers ----
 
@@ -325,7 +345,31 @@ class EdnaModule(pl.LightningModule):
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
                                 "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
 
+    def plugin_entries(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """State-dict entries for this module's plugins: a checkpoint's where they fit, fresh ones elsewhere.
+        Plugins may be attached to a trained model or left out; one whose saved state does not fit its
+        kwargs (another number of clusters) starts fresh, with a warning."""
+        own = {f"plugins.{k}": v for k, v in self.plugins.state_dict().items()}
+        entries = {}
+        for name in self.plugins:
+            keys = [k for k in own if k.startswith(f"plugins.{name}.")]
+            if all(k in saved and tuple(saved[k].shape) == tuple(own[k].shape) for k in keys):
+                entries.update({k: saved[k] for k in keys})
+                continue
+            if any(k in saved for k in keys):
+                log.warning("MODEL_PLUGIN %s: the checkpoint's state does not fit its PLUGIN_KWARGS; it starts fresh", name)
+            entries.update({k: own[k] for k in keys})
+        return entries
+
+    def load_plugin_state(self, saved: dict[str, Any]) -> None:
+        self.plugins.load_state_dict({k.removeprefix("plugins."): v for k, v in self.plugin_entries(saved).items()})
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]  # the model's own weights must still match exactly
+        entries = self.plugin_entries(state)
+        for key in [k for k in state if k.startswith("plugins.")]:
+            del state[key]
+        state.update(entries)
         saved = checkpoint.get("ednaml", {})
         # Schedulers are built with the optimizers, after this hook: their state waits until then.
         self._pending_schedule_state = saved.get("schedules")

@@ -55,6 +55,7 @@ class PredictionWriter(BasePredictionWriter):
         self.run, self.summary, self.request, self.config, self.ckpt_path = run, summary, request, config, ckpt_path
         self.path, self.kind = request.target(run, config)
         self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it (BAD_SAMPLES: skip)
+        self.writing = True  # off during the passes that only fit plugins
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
@@ -63,6 +64,9 @@ class PredictionWriter(BasePredictionWriter):
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any) -> None:
+        if not self.writing:
+            self.dropped = {}
+            return
         batch_indices = batch_indices[0] if batch_indices else []  # nested per dataloader (there is one); predictions are not
         mine: dict[int, dict[str, Any]] = {}
         for number, (records, indices) in enumerate(zip(predictions, batch_indices)):

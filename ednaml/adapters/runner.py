@@ -16,10 +16,11 @@ import torch
 from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.module import EdnaModule
+from ednaml.adapters.plugins import PluginRunner
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
-from ednaml.checkpoints import checkpoint_step, data_state, read_checkpoint
+from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint
 from ednaml.errors import BuildError, ConfigError, DataError, Interrupted, Problem, RunStopped
 from ednaml.faults import explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
@@ -188,6 +189,8 @@ class RunSession:
                  request: PredictRequest | None = None):
         self.stage, self.config, self.module, self.datamodule = stage, config, module, datamodule
         self.request = request or PredictRequest()
+        self.writer: PredictionWriter | None = None
+        self.plugin_runner: PluginRunner | None = None
         self.resume, self.invocation = resume, invocation or {}
         self.ckpt_path = str(resume.checkpoints / "last.ckpt") if resume is not None else ckpt_path
         self.trainer: pl.Trainer | None = None
@@ -247,10 +250,20 @@ class RunSession:
         if self.stage in ("fit", "test"):
             common.append(TestRecords(run, summary, self.datamodule))
         if self.stage == "predict":
-            common.append(PredictionWriter(run, summary, self.request, self.config, self.ckpt_path))
+            self.writer = PredictionWriter(run, summary, self.request, self.config, self.ckpt_path)
+            common.append(self.writer)
+        if len(self.module.plugins):
+            section = self.config["DEPLOYMENT"] if self.stage == "predict" else self.config["EXECUTION"]
+            self.plugin_runner = PluginRunner(section["PLUGIN"]["HOOKS"])
+            common.append(self.plugin_runner)
         if self.backup is not None:
             common.append(self.backup)
         return common
+
+    def warn(self, message: str) -> None:
+        """A warning for log.txt, summary.json and the console at the end of the run."""
+        log.warning("%s", message)
+        self.summary.summary.setdefault("warnings", []).append(message)
 
     def finished(self) -> dict[str, Any]:
         """The stage ended well: the last metrics committed, the summary final."""
@@ -325,12 +338,35 @@ def _fit(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data: Edn
         trainer.test(module, datamodule=data, verbose=False)
 
 
+def _predict(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data: EdnaDataModule) -> None:
+    """Plugins still warming up first learn from the data, in up to DEPLOYMENT.EPOCHS passes that write
+    nothing; then one pass writes the records."""
+    ckpt_path, runner = session.ckpt_path, session.plugin_runner
+    passes = session.config["DEPLOYMENT"]["EPOCHS"]
+    if runner is not None and ckpt_path:  # which plugins the checkpoint holds activated already
+        module.load_plugin_state(plugin_state(ckpt_path))
+    if runner is not None and any(not plugin.activated for plugin in module.plugins.values()):
+        session.writer.writing, runner.fitting = False, True
+        for epoch in range(passes):
+            runner.start_epoch(module, epoch, passes)
+            trainer.predict(module, datamodule=data, ckpt_path=ckpt_path, return_predictions=False)
+            runner.end_epoch(module, epoch)
+            ckpt_path = None  # loaded once: later passes keep what the plugins learned
+            if all(plugin.activated for plugin in module.plugins.values()):
+                break
+        session.writer.writing, runner.fitting = True, False
+        still = [name for name, plugin in module.plugins.items() if not plugin.activated]
+        if still:
+            session.warn(f"MODEL_PLUGIN {', '.join(still)}: still warming up after {passes} pass(es) over the data "
+                         "(DEPLOYMENT.EPOCHS); their outputs are left out")
+    trainer.predict(module, datamodule=data, ckpt_path=ckpt_path, return_predictions=False)
+
+
 STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule], None]] = {
     "fit": _fit,
     "validate": lambda s, trainer, module, data: trainer.validate(module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False),
     "test": lambda s, trainer, module, data: trainer.test(module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False),
-    "predict": lambda s, trainer, module, data: trainer.predict(module, datamodule=data, ckpt_path=s.ckpt_path,
-                                                                return_predictions=False),
+    "predict": _predict,
 }
 
 

@@ -513,10 +513,9 @@ def resolve(
     cfg = fill_defaults(merged)
     defaults = fill_section(SCHEMA["DEPLOYMENT"], {}, ("DEPLOYMENT",), set())
     deployment = cfg["DEPLOYMENT"] if isinstance(cfg["DEPLOYMENT"], dict) else {}
-    unused = [key for key in ("DATAREADER", "EPOCHS", "PLUGIN") if deployment.get(key, defaults[key]) != defaults[key]]
-    if unused:
-        _warn(f"DEPLOYMENT.{', DEPLOYMENT.'.join(unused)}: accepted but not used; `ednaml predict` reads new data with "
-              "EXECUTION.DATAREADER's reader (--data PATH)")
+    if deployment.get("DATAREADER", defaults["DATAREADER"]) != defaults["DATAREADER"]:
+        _warn("DEPLOYMENT.DATAREADER: accepted but not used; `ednaml predict` reads new data with EXECUTION.DATAREADER's "
+              "reader (--data PATH)")
     if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
         cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}

@@ -84,8 +84,6 @@ def check_structure(cfg: dict[str, Any]) -> list[Problem]:
             _check_section(spec, value, (section,), problems)
         elif not isinstance(value, (dict, list)):
             problems.append(Problem((section,), f"must be a mapping or a list, got {show(value)}"))
-    if cfg.get("MODEL_PLUGIN"):
-        warnings.warn("MODEL_PLUGIN: plugins are checked but not run in this version; the entries have no effect", ConfigWarning)
     return problems + run_rules(RULES, cfg)
 
 

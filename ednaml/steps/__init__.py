@@ -58,5 +58,9 @@ class StepLogic:
             return {}
         return {name: y[:, i] for i, name in enumerate(self.labels)}
 
+    def outputs_of(self, result: Any) -> dict[str, Output]:
+        """The model's answer for a batch as named outputs (plugins see these)."""
+        raise NotImplementedError
+
     def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -21,11 +21,14 @@ class ClassificationTrainer(StepLogic):
         self.outputs = {target_label: OutputInfo(target_label, target_label, getattr(model, "feature_dimensions", None))}
         return self.outputs
 
+    def outputs_of(self, result: Any) -> dict[str, Output]:
+        logits, features = split_result(result)
+        (info,) = self.outputs.values()
+        return {info.name: Output(logits, features, info.label)}
+
     def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:
         x, y = batch
-        logits, features = split_result(model(x))
-        (info,) = self.outputs.values()
-        return {info.name: Output(logits, features, info.label)}, self.targets(y)
+        return self.outputs_of(model(x)), self.targets(y)
 
 
 @register("trainer", "MultiClassificationTrainer")
@@ -51,14 +54,12 @@ class MultiClassificationTrainer(ClassificationTrainer):
             self.outputs[output["name"]] = OutputInfo(output["name"], output["label"], size)
         return self.outputs
 
-    def __call__(self, model: nn.Module, batch: Any) -> tuple[dict[str, Output], dict[str, torch.Tensor]]:
-        x, y = batch
-        results = model(x)
+    def outputs_of(self, result: Any) -> dict[str, Output]:
         outputs = {}
         for name, info in self.outputs.items():
-            logits, features = split_result(results[name])
+            logits, features = split_result(result[name])
             outputs[name] = Output(logits, features, info.label)
-        return outputs, self.targets(y)
+        return outputs
 
 
 @register("trainer", "MultiBranchTrainer")
