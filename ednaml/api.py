@@ -90,6 +90,42 @@ class EdnaML:
             checkpoint_mismatch(ckpt_path, self.config)
         self.resumed: RunFolder | None = None  # the run folder `EdnaML.resume` continues
         self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs]}
+        from ednaml.adapters.given import Given
+
+        self.given = Given()
+
+    # ---- components handed in from Python, used instead of building the ones the config names ----
+
+    def add_model(self, model: Any) -> "EdnaML":
+        """Train (or evaluate) this model instance instead of building MODEL. It must give what the step logic
+        expects (logits, or (logits, features); a dict per output for multi-output step logic)."""
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"add_model takes a torch.nn.Module, not {type(model).__name__}")
+        self.given.model = model
+        return self
+
+    def add_crawler(self, crawler: Any) -> "EdnaML":
+        """Find the samples with this crawler instance (an ednaml.data.base.Crawler) instead of the reader's."""
+        from ednaml.data.base import Crawler
+
+        if not isinstance(crawler, Crawler):
+            raise TypeError(f"add_crawler takes an ednaml.data.base.Crawler, not {type(crawler).__name__}")
+        self.given.crawler = crawler
+        return self
+
+    def add_loss(self, name: str, loss: Any) -> "EdnaML":
+        """Use this loss module for the LOSS entry NAMEd `name`, instead of its LOSSES."""
+        import torch
+
+        if not isinstance(loss, torch.nn.Module):
+            raise TypeError(f"add_loss takes a torch.nn.Module, not {type(loss).__name__}")
+        names = [entry["NAME"] for entry in self.config["LOSS"]]
+        if name not in names:
+            raise ConfigError([Problem(("LOSS",), f"add_loss: {name!r} is not a LOSS entry NAME; they are {names}")])
+        self.given.losses[name] = loss
+        return self
 
     @classmethod
     def resume(
@@ -144,7 +180,7 @@ class EdnaML:
         from ednaml.adapters.runner import run_stage
 
         try:
-            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation, request)
+            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation, request, self.given)
         except ConfigError as err:  # found while building (the first batch, a monitor): said with where each value came from
             raise ConfigError(locate(err.problems, self.origins), err.source) from err.__cause__
 

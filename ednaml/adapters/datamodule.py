@@ -151,9 +151,11 @@ class NewData:
 class EdnaDataModule(pl.LightningDataModule):
     """The data of EXECUTION.DATAREADER with TRAIN_ / TEST_TRANSFORMATION; validation uses TEST_."""
 
-    def __init__(self, config: dict[str, Any], saved: dict[str, Any] | None = None, new_data: NewData | None = None):
+    def __init__(self, config: dict[str, Any], saved: dict[str, Any] | None = None, new_data: NewData | None = None,
+                 crawler: Any = None):
         """`saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew.
-        `new_data`: unlabelled inputs to predict on instead of the reader's splits (the training data is not read)."""
+        `new_data`: unlabelled inputs to predict on instead of the reader's splits (the training data is not read).
+        `crawler`: a crawler handed in from Python, used instead of the reader's."""
         super().__init__()
         reader_cfg = config["EXECUTION"]["DATAREADER"]
         self.reader = registry.get("datareader", reader_cfg["DATAREADER"])
@@ -165,7 +167,7 @@ class EdnaDataModule(pl.LightningDataModule):
         self.seed = int(seed) if seed is not False and not isinstance(seed, bool) else 0
         self.ids: list[str] | None = None  # each prediction input's id (its path), by position
         if new_data is None:
-            self.crawl: Crawl = self.reader.crawler(**reader_cfg["CRAWLER_ARGS"]).crawl()
+            self.crawl: Crawl = (crawler or self.reader.crawler(**reader_cfg["CRAWLER_ARGS"])).crawl()
         else:
             found = self.reader.inputs(new_data.path) if new_data.path is not None else []
             self.ids = [identity for identity, _ in found]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ednaml import __version__, registry
+from ednaml.adapters.given import Given
 from ednaml.deploy import Predicted
 from ednaml.errors import NonFiniteLoss
 from ednaml.losses import Criterion
@@ -186,9 +187,12 @@ def build_plugins(entries: list[dict[str, Any]], outputs: dict[str, Any], labels
 class EdnaModule(pl.LightningModule):
     """Reads like the pipeline: batch -> outputs -> losses (Lightning: backward, update) -> metrics."""
 
-    def __init__(self, config: dict[str, Any], labels: dict[str, list[str]], data_info: dict[str, Any] | None = None):
+    def __init__(self, config: dict[str, Any], labels: dict[str, list[str]], data_info: dict[str, Any] | None = None,
+                 given: Given | None = None):
+        """`given`: a model or losses handed in from Python, used instead of the ones the config names."""
         super().__init__()
         self.config, self.labels = config, labels
+        self.given = given or Given()
         classes = {name: len(values) for name, values in labels.items()}
         step_cls = registry.get("trainer", config["EXECUTION"]["TRAINER"])
         if getattr(step_cls, "multi_output", False):  # each output names its own label
@@ -196,7 +200,7 @@ class EdnaModule(pl.LightningModule):
         else:
             target = default_label(config, labels)
 
-        self.model = build_model(config["MODEL"], classes, target, data_info or {})
+        self.model = self.given.model if self.given.model is not None else build_model(config["MODEL"], classes, target, data_info or {})
         if config["MODEL"]["WEIGHTS"]:
             self._load_weights(config["MODEL"]["WEIGHTS"])
         if config["LOGGING"]["INPUT_SIZE"]:  # lets Lightning's model summary show input and output shapes
@@ -205,7 +209,7 @@ class EdnaModule(pl.LightningModule):
         step_args = {k: v for k, v in config["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"}
         self.step_logic = step_cls(**step_args)
         self.outputs = self.step_logic.bind(self.model, list(labels), target)
-        self.criterion = Criterion(config["LOSS"], self.outputs, classes)
+        self.criterion = Criterion(config["LOSS"], self.outputs, classes, self.given.losses)
         deployment = config["DEPLOYMENT"]
         self.deploy = registry.get("deployment", deployment["DEPLOY"])(**deployment["DEPLOYMENT_ARGS"])
         self.plugins = build_plugins(config["MODEL_PLUGIN"], self.outputs, labels)
@@ -343,6 +347,7 @@ class EdnaModule(pl.LightningModule):
             self.train_losses.settle(self.trainer.strategy)  # raises before a non-finite step's weights are saved
         checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
+                                "given": self.given.described(config=self.config),
                                 "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
 
     def plugin_entries(self, saved: dict[str, Any]) -> dict[str, Any]:

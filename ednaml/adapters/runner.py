@@ -15,6 +15,7 @@ import torch
 
 from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
+from ednaml.adapters.given import Given
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.plugins import PluginRunner
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
@@ -24,7 +25,7 @@ from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_c
 from ednaml.errors import BuildError, ConfigError, DataError, Interrupted, Problem, RunStopped
 from ednaml.faults import explain
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
-from ednaml.tracking.provenance import build_provenance, parameter_counts
+from ednaml.tracking.provenance import build_provenance, parameter_counts, record_given
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
 from ednaml.tracking.wandb import backfill, continue_steps, define_summaries, log_run_files, log_table, record_summary, wandb_directories, wandb_logger
@@ -75,9 +76,11 @@ def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[st
     return baseline
 
 
-def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool) -> dict[str, Any]:
+def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool,
+                given: Given) -> dict[str, Any]:
     """A new run's provenance; a resumed run keeps its own and adds this resume to it."""
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
+    record_given(record["components"], given.described(config), config)
     record["overrides"] = invocation.get("overrides", [])
     if resuming and (run.path / "provenance.json").exists():
         original = run.read_json("provenance.json")
@@ -148,18 +151,26 @@ class TestRecords(pl.Callback):
 # ---- the lifecycle: instantiate, check before anything is written, run the stage in a session ----
 
 
-def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, new_data: str | None = None) -> tuple[EdnaDataModule, EdnaModule]:
+def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, new_data: str | None = None,
+                given: Given | None = None) -> tuple[EdnaDataModule, EdnaModule]:
     """The data module and the LightningModule; with `checkpoint`, the data state it carries (a tokenizer);
-    with `new_data`, unlabelled inputs to predict on, with the checkpoint's label names."""
+    with `new_data`, unlabelled inputs to predict on, with the checkpoint's label names; with `given`,
+    components handed in from Python."""
+    given = given or Given()
     saved = data_state(checkpoint) if checkpoint else None
+    held = (read_checkpoint(checkpoint).get("given") or {}) if checkpoint else {}
+    if missing := sorted(set(held) - set(given.described(config))):
+        shown = ", ".join(f"{key} ({held[key]['class']})" for key in missing)
+        raise ConfigError(f"ckpt_path: {str(checkpoint)!r} was trained with components given from Python, not built from its "
+                          f"config: {shown}; load it from Python with the same EdnaML.add_model / add_crawler / add_loss")
     try:
         if new_data is not None:
             if not checkpoint:
                 raise ConfigError("--data: predicting on new data needs a trained model; give a run folder, run id or checkpoint")
             datamodule = EdnaDataModule(config, saved, NewData(new_data, read_checkpoint(checkpoint)["labels"]))
         else:
-            datamodule = EdnaDataModule(config, saved)
-        return datamodule, EdnaModule(config, datamodule.labels, datamodule.info)
+            datamodule = EdnaDataModule(config, saved, crawler=given.crawler)
+        return datamodule, EdnaModule(config, datamodule.labels, datamodule.info, given)
     except DataError:
         raise
     except (ValueError, KeyError, TypeError, ImportError, OSError) as err:
@@ -218,7 +229,8 @@ class RunSession:
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
                 run.write_text("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
-            self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming)
+            self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming,
+                                                                   self.module.given)
             self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
@@ -371,18 +383,18 @@ STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule],
 
 
 def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
-              invocation: dict[str, Any] | None = None, request: PredictRequest | None = None) -> dict[str, Any]:
+              invocation: dict[str, Any] | None = None, request: PredictRequest | None = None, given: Given | None = None) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
 
     With `resume`, fit continues that run in its own folder from its last checkpoint. `request` says what
-    predict predicts on and where its records go.
+    predict predicts on and where its records go; `given` holds components handed in from Python.
     """
     with frozen_for_the_run():
         _quiet_lightning()
         if config["seed_everything"] is not False:
             pl.seed_everything(int(config["seed_everything"]), workers=True, verbose=False)
         datamodule, module = instantiate(config, resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path,
-                                         request.data if request is not None else None)
+                                         request.data if request is not None else None, given)
         before_run(stage, config, module, datamodule, resume is not None)
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
             session.trainer = trainer = build_trainer(config, str(session.run.path), session.callbacks(), [session.logger])

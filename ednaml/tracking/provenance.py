@@ -123,6 +123,19 @@ def component_map(config: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def record_given(components: dict[str, Any], given: dict[str, dict[str, Any]], config: dict[str, Any]) -> None:
+    """Components handed in from Python stand in the map for the ones the config names (marked `given`)."""
+    for key, described in given.items():
+        if key == "MODEL.MODEL_ARCH":
+            components[key] = {"name": config["MODEL"]["MODEL_ARCH"], **described}
+        elif key == "EXECUTION.DATAREADER.CRAWLER_ARGS":
+            reader = components.get("EXECUTION.DATAREADER.DATAREADER") or {}
+            reader.setdefault("parts", {})["crawler"] = described
+        else:  # LOSS[i].LOSSES: every loss of that entry
+            for path in [p for p in components if p.startswith(key + "[")]:
+                components[path] = {"name": described["class"].rsplit(".", 1)[-1], **described}
+
+
 def build_provenance(config: dict[str, Any], crawl: Any, argv: list[str], cwd: Path, run_id: str) -> tuple[dict[str, Any], str | None]:
     """provenance.json's content (without the parameter table, added once optimizers exist), and the git diff."""
     git, diff = git_state(cwd)
@@ -204,7 +217,9 @@ def pipeline_rows(config: dict[str, Any], components: dict[str, Any]) -> list[li
     rows = []
     for path, kind, name in component_paths(config):
         key = format_path(path)
-        rows.append(row(_STEP_OF_KIND.get(kind, kind), key, name, components.get(key), _arguments(config, path, kind)))
+        entry = components.get(key) or {}
+        shown = f"{entry['class'].rsplit('.', 1)[-1]} (given from Python)" if entry.get("given") else name
+        rows.append(row(_STEP_OF_KIND.get(kind, kind), key, shown, entry, _arguments(config, path, kind)))
         if kind == "datareader" and (transforms := ((components.get(key) or {}).get("parts") or {}).get("transforms")):
             rows.append(row("preprocess", "TRAIN_TRANSFORMATION.ARGS", transforms["class"].rsplit(".", 1)[-1], transforms,
                             (config.get("TRAIN_TRANSFORMATION") or {}).get("ARGS")))
