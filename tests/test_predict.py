@@ -152,3 +152,30 @@ def test_export_needs_one_run_and_a_known_format(tmp_path):
                           (["export", "--format", "onnx"], "takes one run folder")):
         result = run_ednaml(*args, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_deployment_datareader_reads_new_data_where_the_config_sets_one(tmp_path):
+    import ednaml
+    from ednaml.adapters.datamodule import EdnaDataModule, NewData
+    from ednaml.api import prepare
+    from ednaml.data.readers import Digits
+
+    @ednaml.register.datareader("ListedImages")
+    class ListedImages(Digits):
+        """Images listed one path per line in a text file."""
+
+        inputs = staticmethod(lambda path: [(line, line) for line in Path(path).read_text().split()])
+
+    for name in ("a.png", "b.png"):
+        Image.new("L", (8, 8)).save(tmp_path / name)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'b.png'}\n{tmp_path / 'a.png'}\n")
+    labels = {"digit": [str(d) for d in range(10)]}
+    config = prepare([CONFIGS / "digits.yml"], [("DEPLOYMENT.DATAREADER.DATAREADER", "ListedImages")])
+    data = EdnaDataModule(config, None, NewData(str(listing), labels))
+    assert data.ids == [str(tmp_path / "b.png"), str(tmp_path / "a.png")]  # in the listing's order
+    assert data.predict_dataloader().dataset[0][0].shape == (1, 8, 8)  # the model's transforms
+    with pytest.raises(DataError, match="none of the image extensions"):  # without it: the training reader reads --data
+        EdnaDataModule(prepare([CONFIGS / "digits.yml"]), None, NewData(str(listing), labels))
+    assert problems([("DEPLOYMENT.DATAREADER.DATAREADER", "ImageFoldr")]) == [
+        "DEPLOYMENT.DATAREADER.DATAREADER: 'ImageFoldr' is not a known datareader; did you mean 'ImageFolder'?"]

@@ -23,7 +23,7 @@ EXPECTED = {
     "basics/cnn/cifar.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "basics/cnn/cifar100.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "basics/cnn/mnist.yml": ["EXECUTION.DATAREADER.DATAREADER"],
-    "config-full.yml": ["EXECUTION.TRAINER", "EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_ARCH"],
+    "config-full.yml": ["EXECUTION.TRAINER", "EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_ARCH", "DEPLOYMENT.DATAREADER.DATAREADER"],
     "datasets/config-compcars-50.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "datasets/config-compcars-70.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "datasets/config-compcars-micro-make.yml": ["EXECUTION.DATAREADER.DATAREADER"],

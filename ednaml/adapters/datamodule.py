@@ -13,6 +13,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ednaml import registry
+from ednaml.config.schema import deployment_reader
 from ednaml.data.base import Crawl
 from ednaml.errors import DataError
 
@@ -157,7 +158,8 @@ class EdnaDataModule(pl.LightningDataModule):
         `new_data`: unlabelled inputs to predict on instead of the reader's splits (the training data is not read).
         `crawler`: a crawler handed in from Python, used instead of the reader's."""
         super().__init__()
-        reader_cfg = config["EXECUTION"]["DATAREADER"]
+        # new data is read by DEPLOYMENT.DATAREADER where the config sets one (with the model's TRANSFORMATION args)
+        reader_cfg = (new_data is not None and deployment_reader(config)) or config["EXECUTION"]["DATAREADER"]
         self.reader = registry.get("datareader", reader_cfg["DATAREADER"])
         self.dataset_cls = registry.get("dataset", reader_cfg["GENERATOR"]) if reader_cfg["GENERATOR"] else self.reader.dataset
         self.dataset_kwargs = {**reader_cfg["DATASET_ARGS"], **reader_cfg["GENERATOR_ARGS"]}

@@ -15,6 +15,7 @@ import yaml
 
 from ednaml.config.schema import (
     LIGHTNING_KEYS,
+    deployment_reader,
     LINKED_KEYS,
     SCHEMA,
     Key,
@@ -511,11 +512,8 @@ def resolve(
                 origins[tuple(a)] = flag
 
     cfg = fill_defaults(merged)
-    defaults = fill_section(SCHEMA["DEPLOYMENT"], {}, ("DEPLOYMENT",), set())
-    deployment = cfg["DEPLOYMENT"] if isinstance(cfg["DEPLOYMENT"], dict) else {}
-    if deployment.get("DATAREADER", defaults["DATAREADER"]) != defaults["DATAREADER"]:
-        _warn("DEPLOYMENT.DATAREADER: accepted but not used; `ednaml predict` reads new data with EXECUTION.DATAREADER's "
-              "reader (--data PATH)")
+    if (reader := deployment_reader(cfg)) is not None and reader.get("CRAWLER_ARGS"):
+        _warn("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: not used; `ednaml predict --data PATH` says where the new data is")
     if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
         cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}

@@ -239,6 +239,16 @@ LINKED_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
+def deployment_reader(config: dict[str, Any]) -> dict[str, Any] | None:
+    """DEPLOYMENT.DATAREADER where the config sets it (it then reads `ednaml predict --data`), else None."""
+    deployment = config.get("DEPLOYMENT")
+    reader = deployment.get("DATAREADER") if isinstance(deployment, dict) else None
+    if not isinstance(reader, dict):
+        return None
+    defaults = {name: key.default for name, key in DATAREADER.keys.items() if isinstance(key, Key)}
+    return reader if any(reader.get(name, default) != default for name, default in defaults.items()) else None
+
+
 def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
     """(key path, kind, name) of every component a config names, in document order. Validation, provenance
     and `check` all walk a config's components with this; a malformed section is passed over (validation
@@ -269,6 +279,10 @@ def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
         found += [((schedulers, i, "LR_SCHEDULER"), "scheduler", entry.get("LR_SCHEDULER")) for i, entry in entries(schedulers)]
     found += [(("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry.get("PLUGIN")) for i, entry in entries("MODEL_PLUGIN")]
     found.append((("DEPLOYMENT", "DEPLOY"), "deployment", section("DEPLOYMENT", "DEPLOY")))
+    if deployment_reader(config) is not None:  # a reader of its own for `ednaml predict --data`
+        found.append((("DEPLOYMENT", "DATAREADER", "DATAREADER"), "datareader", section("DEPLOYMENT", "DATAREADER", "DATAREADER")))
+        if (generator := section("DEPLOYMENT", "DATAREADER", "GENERATOR")) is not None:
+            found.append((("DEPLOYMENT", "DATAREADER", "GENERATOR"), "dataset", generator))
     metrics = section("EXECUTION", "METRICS")
     found += [(("EXECUTION", "METRICS", i), "metric", name) for i, name in enumerate(metrics if isinstance(metrics, list) else [])]
     return found

@@ -166,10 +166,10 @@ def parameter_counts(module: Any) -> dict[str, int]:
 PIPELINE_COLUMNS = ["step", "config key", "name", "class", "source sha256", "arguments"]
 # The fundamental steps in the order a run takes them, and the step each kind of component belongs to.
 PIPELINE_ORDER = ("load data", "preprocess", "model", "weights", "losses", "optimizers", "schedulers", "step logic", "evaluate",
-                  "plugins", "save")
+                  "plugins", "deploy", "save")
 _STEP_OF_KIND = {"datareader": "load data", "dataset": "load data", "model_builder": "model", "model": "model", "loss": "losses",
                  "optimizer_builder": "optimizers", "optimizer": "optimizers", "scheduler": "schedulers", "trainer": "step logic",
-                 "metric": "evaluate", "plugin": "plugins"}
+                 "metric": "evaluate", "plugin": "plugins", "deployment": "deploy"}
 
 
 def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
@@ -186,10 +186,12 @@ def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
         return value
 
     section = path[:-1]
-    if kind == "datareader":
-        return get("EXECUTION", "DATAREADER", "CRAWLER_ARGS")
+    if kind == "datareader":  # EXECUTION.DATAREADER, or DEPLOYMENT.DATAREADER
+        return get(*section, "CRAWLER_ARGS")
     if kind == "dataset":
-        return get("EXECUTION", "DATAREADER", "GENERATOR_ARGS")
+        return get(*section, "GENERATOR_ARGS")
+    if kind == "deployment":
+        return get("DEPLOYMENT", "DEPLOYMENT_ARGS")
     if kind == "model":
         return get("MODEL", "MODEL_KWARGS")
     if kind == "loss":  # (LOSS, i, LOSSES, j)
@@ -219,8 +221,9 @@ def pipeline_rows(config: dict[str, Any], components: dict[str, Any]) -> list[li
         key = format_path(path)
         entry = components.get(key) or {}
         shown = f"{entry['class'].rsplit('.', 1)[-1]} (given from Python)" if entry.get("given") else name
-        rows.append(row(_STEP_OF_KIND.get(kind, kind), key, shown, entry, _arguments(config, path, kind)))
-        if kind == "datareader" and (transforms := ((components.get(key) or {}).get("parts") or {}).get("transforms")):
+        step = "deploy" if path[0] == "DEPLOYMENT" else _STEP_OF_KIND.get(kind, kind)
+        rows.append(row(step, key, shown, entry, _arguments(config, path, kind)))
+        if kind == "datareader" and path[0] != "DEPLOYMENT" and (transforms := ((components.get(key) or {}).get("parts") or {}).get("transforms")):
             rows.append(row("preprocess", "TRAIN_TRANSFORMATION.ARGS", transforms["class"].rsplit(".", 1)[-1], transforms,
                             (config.get("TRAIN_TRANSFORMATION") or {}).get("ARGS")))
     weights = (config.get("MODEL") or {}).get("WEIGHTS")
