@@ -195,7 +195,8 @@ class EdnaML:
             output_format(output)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        taken = [p for p in (Path(output), manifest_path(Path(output))) if p.exists()]
+        target = Path(output).expanduser()
+        taken = [p for p in (target, manifest_path(target)) if p.exists()]
         if taken:
             raise ConfigError(f"--output {str(output)!r}: {taken[0]} exists; predictions never overwrite a file, name another one")
 

@@ -69,8 +69,12 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The resolved config a checkpoint carries."""
-    return read_checkpoint(path)["config"]
+    """The resolved config a checkpoint carries, without MODEL.WEIGHTS: the checkpoint holds the trained
+    weights, and the file its config started from need not exist on this machine."""
+    config = read_checkpoint(path)["config"]
+    if isinstance(config.get("MODEL"), dict):
+        config["MODEL"]["WEIGHTS"] = None
+    return config
 
 
 def checkpoint_mismatch(path: str | os.PathLike, config: dict[str, Any]) -> None:

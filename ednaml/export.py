@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from ednaml import __version__
-from ednaml.errors import BuildError, ConfigError
+from ednaml.errors import BuildError, ConfigError, MissingExtra
 from ednaml.steps import split_result
 
 FILES = {"torchscript": "model.pt", "onnx": "model.onnx"}
@@ -46,9 +48,9 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     """Write the checkpoint's model as `kind` (torchscript or onnx) into `directory` (new), with model.json;
     the exported model's outputs are compared with the checkpoint's on an example input. Returns the folder."""
     from ednaml.adapters.datamodule import EdnaDataModule, NewData
+    from ednaml.adapters.given import Given
     from ednaml.adapters.module import EdnaModule
-    from ednaml.adapters.predictions import sha256
-    from ednaml.checkpoints import checkpoint_step, data_state, read_checkpoint
+    from ednaml.checkpoints import data_state, read_checkpoint
 
     if kind not in FILES:
         raise ConfigError(f"--format: {kind!r} is not one of {', '.join(FILES)}")
@@ -57,9 +59,14 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     if folder.exists():
         raise ConfigError(f"--output {str(folder)!r} exists; an export never overwrites one: name another folder")
     saved = read_checkpoint(checkpoint)
+    Given().check_against({k: v for k, v in (saved.get("given") or {}).items() if k == "MODEL.MODEL_ARCH"}, config, str(checkpoint))
     data = EdnaDataModule(config, data_state(checkpoint), NewData(None, saved["labels"]))
     module = EdnaModule(config, data.labels, data.info)
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    try:  # the model's weights alone: losses and plugins are not exported
+        module.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    except RuntimeError as err:
+        raise ConfigError(f"ckpt_path: {str(checkpoint)!r} holds another model than its config builds: {str(err).splitlines()[0]}") from None
     module.eval()
 
     sample = data.transforms[False](data.reader.example())
@@ -71,38 +78,66 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     with torch.no_grad():
         expected = wrapper(*inputs)
 
-    folder.mkdir(parents=True)
-    target = folder / FILES[kind]
+    # written beside the folder and renamed into place: a failed export leaves nothing behind
+    staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    staging.mkdir(parents=True)
+    try:
+        check = _write(kind, wrapper, inputs, keys, names, expected, staging / FILES[kind], type(module.model).__name__)
+        _describe(staging, kind, config, data, module, inputs, keys, names, checkpoint, saved, check)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None, names: list[str], expected: Any, target: Path,
+           model_name: str) -> dict[str, Any]:
+    """Trace or export the model to `target`, run the result on the example and compare: the check's record."""
     input_names = keys or ["input"]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated", category=FutureWarning)
-        if kind == "torchscript":
-            torch.jit.trace(wrapper, inputs, strict=False).save(str(target))
-            got = torch.jit.load(str(target))(*inputs)
-        else:
-            from ednaml.utils import require
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated", category=FutureWarning)
+            if kind == "torchscript":
+                torch.jit.trace(wrapper, inputs, strict=False).save(str(target))
+                got = torch.jit.load(str(target))(*inputs)
+            else:
+                from ednaml.utils import require
 
-            require("onnxscript", "onnx")  # torch's ONNX exporter needs it (and onnx)
-            batch = torch.export.Dim("batch")
-            dynamic = tuple({0: batch, 1: torch.export.Dim("length")} if keys else {0: batch} for _ in inputs)
-            with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
-                torch.onnx.export(wrapper, inputs, str(target), dynamo=True, input_names=input_names, output_names=names,
-                                  dynamic_shapes=(dynamic,))
-            got = _run_onnx(target, input_names, inputs)
-    check: dict[str, Any] = {"skipped": "onnxruntime is not installed (pip install 'ednaml[onnx]')"}
-    if got is not None:
-        difference = max(float((torch.as_tensor(a) - b).abs().max()) for a, b in zip(_tuple(got), _tuple(expected)))
-        if difference > 1e-3:
-            raise BuildError(f"the exported {kind} model's outputs differ from the checkpoint's by {difference:.2e} on an "
-                             f"example input; {type(module.model).__name__} may not be traceable (data-dependent control flow)")
-        check = {"max_abs_difference": difference}
+                require("onnxscript", "onnx")  # torch's ONNX exporter needs it (and onnx)
+                batch = torch.export.Dim("batch")
+                dynamic = tuple({0: batch, 1: torch.export.Dim("length")} if keys else {0: batch} for _ in inputs)
+                with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+                    torch.onnx.export(wrapper, inputs, str(target), dynamo=True, input_names=input_names, output_names=names,
+                                      dynamic_shapes=(dynamic,))
+                got = _run_onnx(target, input_names, inputs)
+    except (MissingExtra, BuildError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any tracing failure is the same problem for the user
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BuildError(f"{model_name} cannot be exported as {kind}: {first}") from err
+    if got is None:
+        return {"skipped": "onnxruntime is not installed (pip install 'ednaml[onnx]')"}
+    difference = max(float((torch.as_tensor(a) - b).abs().max()) for a, b in zip(_tuple(got), _tuple(expected)))
+    if difference > 1e-3:
+        raise BuildError(f"the exported {kind} model's outputs differ from the checkpoint's by {difference:.2e} on an "
+                         f"example input; {model_name} may not be traceable (data-dependent control flow)")
+    return {"max_abs_difference": difference}
 
+
+def _describe(folder: Path, kind: str, config: dict[str, Any], data: Any, module: Any, inputs: tuple, keys: list[str] | None,
+              names: list[str], checkpoint: Path, saved: dict[str, Any], check: dict[str, Any]) -> None:
+    """model.json (and the tokenizer) beside the exported model."""
+    from ednaml.adapters.predictions import sha256
+    from ednaml.checkpoints import checkpoint_step
+    from ednaml.tracking.secrets import scrub
+
+    input_names = keys or ["input"]
     tokenizer = data.state_dict().get("tokenizer")
     if tokenizer:
         (folder / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
     reader = config["EXECUTION"]["DATAREADER"]["DATAREADER"]
     description = {
-        "format": kind, "file": target.name,
+        "format": kind, "file": FILES[kind],
         "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."), "example_shape": list(t.shape),
                     "dynamic": ["batch", "length"] if keys else ["batch"]} for n, t in zip(input_names, inputs)],
         "outputs": [{"name": n, "label": module.outputs[n].label, "classes": data.labels[module.outputs[n].label]} for n in names],
@@ -112,8 +147,7 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
         "check": check,
         "ednaml_version": __version__, "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (folder / "model.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-    return folder
+    (folder / "model.json").write_text(json.dumps(scrub(description), indent=2) + "\n", encoding="utf-8")
 
 
 def _tuple(value: Any) -> tuple:

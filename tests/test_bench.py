@@ -31,3 +31,15 @@ def test_the_benchmark_times_all_three_contenders_and_reports_their_ratios(tmp_p
     assert digits["steps_per_epoch"] == 21  # 1,293 training digits in batches of 64
     assert set(digits["loader"]) == {"0", "2"}
     assert "| step, ms |" in (tmp_path / "bench.md").read_text()
+
+
+def test_the_in_process_comparison_alternates_both_lightning_runs_in_one_process():
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "bench.inprocess", "--tasks", "digits", "--repeats", "2", "--epochs", "2"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| digits |")]
+    step_a, step_b, ratio = row.split("|")[2:5]
+    assert float(step_a) > 0 and float(step_b) > 0
+    assert float(ratio.split()[0]) > 0 and "–" in ratio  # the median of the two paired ratios, with their range
+    assert result.stderr.count("digits round") == 4  # two rounds of both contenders

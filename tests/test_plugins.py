@@ -67,8 +67,8 @@ def test_hooks_run_in_order_and_a_plugin_learns_only_from_training_batches_of_it
     train, val = [("pre_forward",), ("post_forward", False)] * 2, [("pre_forward",), ("post_forward", False)]
     learning = [("pre_forward",), ("post_forward", True)] * 2
     assert module.plugins["r"].calls == [
-        ("pre_epoch", 0), *train, *val, ("post_epoch", 0),                      # epoch 0: before its warm-up
-        ("pre_epoch", 1), *learning, *val, ("sync",), ("activate",), ("post_epoch", 1),  # the last epoch: it learns, then activates
+        ("pre_epoch", 0), *train, ("post_epoch", 0), *val,                      # epoch 0: before its warm-up
+        ("pre_epoch", 1), *learning, ("sync",), ("activate",), ("post_epoch", 1), *val,  # the last: it learns, activates, then validates
     ]
     assert module.plugins["r"].activated and int(module.plugins["r"].warmed_epochs) == 1
 

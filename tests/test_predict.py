@@ -124,6 +124,12 @@ def test_a_run_predicts_with_its_best_checkpoint_else_its_last_and_only_from_its
     (run / "checkpoints" / "m_best.ckpt").unlink()
     with pytest.raises(ConfigError, match="has no checkpoint"):
         trained_checkpoint(str(run))
+    outside = tmp_path / "elsewhere.ckpt"
+    outside.write_bytes(b"x")
+    (run / "checkpoints" / "last.ckpt").symlink_to(outside)  # a link out of the run's folder is not followed
+    (run / "summary.json").write_text(json.dumps({"checkpoints": ["not", "a", "mapping"]}))
+    with pytest.raises(ConfigError, match="has no checkpoint"):
+        trained_checkpoint(str(run))
 
 
 def test_deployment_mistakes_are_named_before_anything_runs():
@@ -179,3 +185,12 @@ def test_deployment_datareader_reads_new_data_where_the_config_sets_one(tmp_path
         EdnaDataModule(prepare([CONFIGS / "digits.yml"]), None, NewData(str(listing), labels))
     assert problems([("DEPLOYMENT.DATAREADER.DATAREADER", "ImageFoldr")]) == [
         "DEPLOYMENT.DATAREADER.DATAREADER: 'ImageFoldr' is not a known datareader; did you mean 'ImageFolder'?"]
+
+
+def test_new_data_with_no_inputs_is_named(tmp_path):
+    from ednaml.adapters.datamodule import EdnaDataModule, NewData
+    from ednaml.api import prepare
+
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(DataError, match="empty.txt' holds no inputs to predict on"):
+        EdnaDataModule(prepare([CONFIGS / "polarity-text.yml"]), None, NewData(str(tmp_path / "empty.txt"), {"polarity": ["neg", "pos"]}))

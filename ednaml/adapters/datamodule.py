@@ -172,6 +172,8 @@ class EdnaDataModule(pl.LightningDataModule):
             self.crawl: Crawl = (crawler or self.reader.crawler(**reader_cfg["CRAWLER_ARGS"])).crawl()
         else:
             found = self.reader.inputs(new_data.path) if new_data.path is not None else []
+            if new_data.path is not None and not found:
+                raise DataError("--data", f"{new_data.path!r} holds no inputs to predict on")
             self.ids = [identity for identity, _ in found]
             self.crawl = Crawl(splits={"predict": [(item, ()) for _, item in found]}, labels=new_data.labels)
         self.transforms = {

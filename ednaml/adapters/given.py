@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from ednaml.data.base import Crawler
-from ednaml.errors import format_path
+from ednaml.errors import ConfigError, format_path
 
 
 @dataclass
@@ -33,4 +33,20 @@ class Given:
         for i, entry in enumerate(config["LOSS"]):
             if entry["NAME"] in self.losses:
                 found[format_path(("LOSS", i, "LOSSES"))] = self.losses[entry["NAME"]]
-        return {key: {"given": True, **describe_component(type(obj))} for key, obj in found.items()}
+        return {key: {"given": True, **describe_component(type(obj)), "parameters": _parameters(obj)} for key, obj in found.items()}
+
+    def check_against(self, held: dict[str, dict[str, Any]], config: dict[str, Any], checkpoint: str) -> list[str]:
+        """A checkpoint trained with components given from Python (`held`, as it records them) loads only with
+        the model and every loss with parameters given again (their weights are in it); returns the others
+        it was trained with, which the config's replace now."""
+        have = set(self.described(config))
+        missing = [key for key in sorted(set(held) - have) if key == "MODEL.MODEL_ARCH" or held[key].get("parameters")]
+        if missing:
+            shown = ", ".join(f"{key} ({held[key]['class']})" for key in missing)
+            raise ConfigError(f"ckpt_path: {checkpoint!r} was trained with components given from Python, not built from its "
+                              f"config: {shown}; load it from Python with the same EdnaML.add_model / add_loss")
+        return sorted(set(held) - have)
+
+
+def _parameters(obj: Any) -> int:
+    return sum(p.numel() for p in obj.parameters()) if isinstance(obj, nn.Module) else 0

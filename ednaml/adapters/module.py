@@ -20,6 +20,7 @@ from ednaml.models import build_model
 from ednaml.models.weights import load_weights
 from ednaml.optim.optimizers import GroupRow, OptimizerSet, format_table, make_optimizer, norm_parameter_names
 from ednaml.optim.schedulers import ScheduleRunner, build_schedules
+from ednaml.steps import StepLogic
 from ednaml.tracking.secrets import scrub
 
 log = logging.getLogger("ednaml")
@@ -213,6 +214,9 @@ class EdnaModule(pl.LightningModule):
         deployment = config["DEPLOYMENT"]
         self.deploy = registry.get("deployment", deployment["DEPLOY"])(**deployment["DEPLOYMENT_ARGS"])
         self.plugins = build_plugins(config["MODEL_PLUGIN"], self.outputs, labels)
+        if len(self.plugins) and type(self.step_logic).outputs_of is StepLogic.outputs_of:
+            raise ValueError(f"MODEL_PLUGIN: plugins see the model's outputs through the step logic's `outputs_of`, which "
+                             f"EXECUTION.TRAINER {type(self.step_logic).__name__} does not define")
         self.plugin_outputs: dict[str, dict[str, Any]] = {}  # the latest forward pass's, by PLUGIN_NAME (see PluginRunner)
         metrics = {name: classification_metrics(classes[info.label], config["EXECUTION"]["METRICS"]) for name, info in self.outputs.items()}
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())

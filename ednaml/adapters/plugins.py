@@ -26,6 +26,7 @@ class PluginRunner(pl.Callback):
         self.warming: set[str] = set()  # plugins learning in the current epoch
         self.fitting = False  # predict: a pass that fits plugins
         self._handles: list[Any] = []
+        self._epoch: int | None = None  # the epoch begun and not yet ended
 
     def _runs(self, plugin: Any) -> bool:
         if self.hooks == "always":
@@ -62,19 +63,32 @@ class PluginRunner(pl.Callback):
     def start_epoch(self, pl_module: Any, epoch: int, epochs: int) -> None:
         """An epoch whose batches warming plugins learn from begins."""
         self.warming = {name for name, plugin in pl_module.plugins.items() if plugin.warms_in(epoch, epochs)}
+        self._epoch = epoch
         for plugin in pl_module.plugins.values():
             plugin.pre_epoch(pl_module.model, epoch)
 
-    def end_epoch(self, pl_module: Any, epoch: int) -> None:
+    def end_epoch(self, pl_module: Any) -> None:
+        """The epoch's learning is over: warming plugins sync (on the module's device) and count it."""
+        if self._epoch is None:
+            return
         for name, plugin in pl_module.plugins.items():
             if name in self.warming:
                 plugin.end_warmup_epoch(pl_module.model)
-            plugin.post_epoch(pl_module.model, epoch)
-        self.warming = set()
+            plugin.post_epoch(pl_module.model, self._epoch)
+        self.warming, self._epoch = set(), None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.start_epoch(pl_module, trainer.current_epoch, trainer.max_epochs or 1)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # After the epoch's last training batch, before its validation: every checkpoint of the epoch (the
+        # best one, saved when validation ends, as well) holds what the plugins learned in it.
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self.end_epoch(pl_module)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        # before the checkpoint callbacks (Lightning runs those last): checkpoints hold the epoch's plugin state
-        self.end_epoch(pl_module, trainer.current_epoch)
+        self.end_epoch(pl_module)  # an epoch that stopped early
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self.fitting:  # while the module is still on its device (Lightning moves it back after the pass)
+            self.end_epoch(pl_module)

@@ -159,10 +159,8 @@ def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, ne
     given = given or Given()
     saved = data_state(checkpoint) if checkpoint else None
     held = (read_checkpoint(checkpoint).get("given") or {}) if checkpoint else {}
-    if missing := sorted(set(held) - set(given.described(config))):
-        shown = ", ".join(f"{key} ({held[key]['class']})" for key in missing)
-        raise ConfigError(f"ckpt_path: {str(checkpoint)!r} was trained with components given from Python, not built from its "
-                          f"config: {shown}; load it from Python with the same EdnaML.add_model / add_crawler / add_loss")
+    if replaced := given.check_against(held, config, str(checkpoint)):
+        log.warning("ckpt_path: %s was trained with %s given from Python; the config's are used now", checkpoint, ", ".join(replaced))
     try:
         if new_data is not None:
             if not checkpoint:
@@ -357,18 +355,20 @@ def _predict(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data:
     passes = session.config["DEPLOYMENT"]["EPOCHS"]
     if runner is not None and ckpt_path:  # which plugins the checkpoint holds activated already
         module.load_plugin_state(plugin_state(ckpt_path))
-    if runner is not None and any(not plugin.activated for plugin in module.plugins.values()):
+    warming = [name for name, plugin in module.plugins.items() if not plugin.activated]
+    if warming and session.request.data is None:  # plugins never learn from the test split
+        session.warn(f"MODEL_PLUGIN {', '.join(warming)}: still warming up in this checkpoint; they learn from training "
+                     "epochs or from new data (--data), not the test split, so their outputs are left out")
+    elif warming:
         session.writer.writing, runner.fitting = False, True
         for epoch in range(passes):
-            runner.start_epoch(module, epoch, passes)
+            runner.start_epoch(module, epoch, passes)  # ended by the runner when the pass ends
             trainer.predict(module, datamodule=data, ckpt_path=ckpt_path, return_predictions=False)
-            runner.end_epoch(module, epoch)
             ckpt_path = None  # loaded once: later passes keep what the plugins learned
             if all(plugin.activated for plugin in module.plugins.values()):
                 break
         session.writer.writing, runner.fitting = True, False
-        still = [name for name, plugin in module.plugins.items() if not plugin.activated]
-        if still:
+        if still := [name for name, plugin in module.plugins.items() if not plugin.activated]:
             session.warn(f"MODEL_PLUGIN {', '.join(still)}: still warming up after {passes} pass(es) over the data "
                          "(DEPLOYMENT.EPOCHS); their outputs are left out")
     trainer.predict(module, datamodule=data, ckpt_path=ckpt_path, return_predictions=False)

@@ -107,7 +107,9 @@ class KMeansProxy(ModelPlugin):
 
     def sync(self) -> None:
         part = self._part()  # every process takes part, whether or not it saw a batch
-        sums, taken, votes = (all_reduce_sum(part[k].clone()) for k in ("sums", "taken", "votes"))
+        device = self.centers.device
+        sums, taken, votes = (all_reduce_sum(part[k].to(device, copy=True)) for k in ("sums", "taken", "votes"))
+        part["start"] = part["start"].to(device)
         self.centers.copy_(self._means(sums, taken, part["start"]))
         self.counts += taken
         self.votes += votes
@@ -144,8 +146,8 @@ class LogitConfidence(ModelPlugin):
 
     def sync(self) -> None:
         sums, counts = self._epoch or (torch.zeros_like(self.sums), torch.zeros_like(self.counts))
-        self.sums += all_reduce_sum(sums.clone())
-        self.counts += all_reduce_sum(counts.clone())
+        self.sums += all_reduce_sum(sums.to(self.sums.device, copy=True))
+        self.counts += all_reduce_sum(counts.to(self.counts.device, copy=True))
         self._epoch = None
 
     def activate(self, model: nn.Module) -> None:

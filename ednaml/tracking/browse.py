@@ -77,9 +77,11 @@ def trained_checkpoint(ref: str, root: str | Path = DEFAULT_ROOT) -> Path:
         return Path(ref)
     run = resolve_run(ref, root)
     folder = run / "checkpoints"
-    best = ((read_run(run).summary.get("checkpoints") or {}).get("best")) or ""
-    for candidate in ([folder / Path(str(best)).name] if best else []) + [folder / "last.ckpt"]:
-        if candidate.is_file():
+    recorded = read_run(run).summary.get("checkpoints")
+    best = recorded.get("best") if isinstance(recorded, dict) else None
+    for candidate in ([folder / Path(best).name] if isinstance(best, str) and best else []) + [folder / "last.ckpt"]:
+        # a link out of the run's folder (a shared run folder is untrusted) is not followed
+        if candidate.is_file() and candidate.resolve().is_relative_to(folder.resolve()):
             return candidate
     raise ConfigError(f"run {run.name} has no checkpoint in {folder}")
 
