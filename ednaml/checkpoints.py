@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ednaml.errors import ConfigError
+
+log = logging.getLogger("ednaml")
 
 DATA_STATE_KEY = "EdnaDataModule"  # where Lightning saves the data module's state_dict: its class's qualified name
 
@@ -92,3 +95,33 @@ def checkpoint_mismatch(path: str | os.PathLike, config: dict[str, Any]) -> None
         shown = "; ".join(differing[:8])
         raise ConfigError(f"ckpt_path: {str(path)!r} holds a different model than this config ({shown}); "
                           "use the checkpoint's own config (omit --config) or a matching checkpoint")
+
+
+def trained_checkpoint(ref: str, root: str | os.PathLike = "runs") -> Path:
+    """The checkpoint to predict or export with: a checkpoint file itself, or a run's best checkpoint (by
+    SAVE.MONITOR), else its last; its last, too, where the best predates the warm-up of its plugins.
+    Only files inside the run's checkpoints/ folder are taken."""
+    from ednaml.tracking.browse import read_run, resolve_run
+
+    if Path(ref).is_file():
+        return Path(ref)
+    run = resolve_run(ref, root)
+    folder = run / "checkpoints"
+    record = read_run(run)
+    recorded, config = record.summary.get("checkpoints"), record.config
+    best = recorded.get("best") if isinstance(recorded, dict) else None
+    # a link out of the run's folder (a shared run folder is untrusted) is not followed
+    found = [c for c in ([folder / Path(best).name] if isinstance(best, str) and best else []) + [folder / "last.ckpt"]
+             if c.is_file() and c.resolve().is_relative_to(folder.resolve())]
+    if not found:
+        raise ConfigError(f"run {run.name} has no checkpoint in {folder}")
+    plugins = config.get("MODEL_PLUGIN") if isinstance(config, dict) else None
+    if plugins and len(found) == 2 and not _plugins_ready(found[0]) and _plugins_ready(found[1]):
+        log.info("%s: its plugins are still warming up in the best checkpoint; the last one holds them ready", run.name)
+        return found[1]
+    return found[0]
+
+
+def _plugins_ready(checkpoint: Path) -> bool:
+    """Whether every plugin a checkpoint holds has finished its warm-up (true when it holds none)."""
+    return all(bool(value) for key, value in plugin_state(checkpoint).items() if key.endswith(".is_activated"))

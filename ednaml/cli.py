@@ -326,7 +326,7 @@ def _export(args: dict[str, Any]) -> int:
 
     from ednaml.api import EdnaML
     from ednaml.export import FILES, export
-    from ednaml.tracking.browse import trained_checkpoint
+    from ednaml.checkpoints import trained_checkpoint
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml export` takes one run folder, run id or checkpoint")
@@ -370,7 +370,7 @@ def _run(args: dict[str, Any]) -> int:
     if (args["data"] or args["output"]) and args["command"] != "predict":
         raise UsageError(f"--{'data' if args['data'] else 'output'} is for `ednaml predict`")
     if args["positional"]:  # predict RUN_OR_CKPT
-        from ednaml.tracking.browse import trained_checkpoint
+        from ednaml.checkpoints import trained_checkpoint
 
         if len(args["positional"]) > 1 or ckpt:
             raise UsageError("`ednaml predict` takes one run folder, run id or checkpoint (or --ckpt_path)")

@@ -302,9 +302,14 @@ def test_a_config_with_plugins_trains_and_predicting_new_images_gives_their_outp
     ddp = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
     fresh = ("--MODEL_PLUGIN", "[{PLUGIN_NAME: fresh, PLUGIN: LogitConfidence}]")  # attached now: it warms up on the new images
     for name, extra in (("one", ()), ("two", ddp), ("fresh-one", fresh), ("fresh-two", fresh + ddp)):
-        result = run_ednaml("predict", str(last), "--trust", "--data", str(new_images), "--output", str(tmp_path / f"{name}.csv"),
+        model = run if name == "one" else last  # the run: its best checkpoint where that holds the plugins ready, else its last
+        result = run_ednaml("predict", str(model), "--trust", "--data", str(new_images), "--output", str(tmp_path / f"{name}.csv"),
                             *extra, cwd=tmp_path, env=quiet)
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    from ednaml.checkpoints import plugin_state
+
+    chosen = json.loads((tmp_path / "one.manifest.json").read_text())["checkpoint"]["path"]
+    assert all(bool(v) for k, v in plugin_state(chosen).items() if k.endswith(".is_activated"))
     one = list(csv.DictReader((tmp_path / "one.csv").open()))
     assert list(one[0]) == ["index", "input", "prediction", "confidence", "kmeans/cluster", "kmeans/label", "kmeans/distance",
                             "confidence/confidence", "confidence/threshold", "confidence/confident", "norm/norm", "norm/unusual"]

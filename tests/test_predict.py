@@ -18,7 +18,7 @@ from ednaml.data.text import text_inputs
 from ednaml.deploy import Predicted, manifest_path, output_format, write_records
 from ednaml.deploy.classification import BaseDeploy
 from ednaml.errors import ConfigError, DataError, UsageError
-from ednaml.tracking.browse import trained_checkpoint
+from ednaml.checkpoints import trained_checkpoint
 from test_validation import problems
 
 CLASSES = ["cat", "dog", "owl"]

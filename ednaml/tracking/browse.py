@@ -70,22 +70,6 @@ def resolve_run(ref: str, root: str | Path = DEFAULT_ROOT) -> Path:
     raise ConfigError(f"{ref!r} is neither a run folder nor a run id under {str(root)!r}{hint}")
 
 
-def trained_checkpoint(ref: str, root: str | Path = DEFAULT_ROOT) -> Path:
-    """The checkpoint to predict or export with: a checkpoint file itself, or a run's best checkpoint (by
-    SAVE.MONITOR), else its last. Only files inside the run's checkpoints/ folder are taken."""
-    if Path(ref).is_file():
-        return Path(ref)
-    run = resolve_run(ref, root)
-    folder = run / "checkpoints"
-    recorded = read_run(run).summary.get("checkpoints")
-    best = recorded.get("best") if isinstance(recorded, dict) else None
-    for candidate in ([folder / Path(best).name] if isinstance(best, str) and best else []) + [folder / "last.ckpt"]:
-        # a link out of the run's folder (a shared run folder is untrusted) is not followed
-        if candidate.is_file() and candidate.resolve().is_relative_to(folder.resolve()):
-            return candidate
-    raise ConfigError(f"run {run.name} has no checkpoint in {folder}")
-
-
 def flatten(value: Any, path: tuple = ()) -> dict[str, Any]:
     """{'OPTIMIZER[0].BASE_LR': 0.001, ...}: every leaf by its key path, in document order."""
     if isinstance(value, dict) and value:
