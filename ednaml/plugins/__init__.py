@@ -41,9 +41,10 @@ class ModelPlugin(nn.Module):
 
     Hooks, each optional: `bind` (once the model's outputs and labels are known), `pre_forward` (may
     change the model's input), `post_forward` (sees the input and outputs; learns while `learning`,
-    returns per-input outputs once activated), `pre_epoch` / `post_epoch` (around every epoch in which
-    the plugin warms up), `sync` (at the end of such an epoch: combine statistics across processes),
-    `activate` (once, when warm-up ends). `save` / `load` give and take its state.
+    returns per-input outputs once activated), `pre_epoch` / `post_epoch` (around the training batches
+    of every epoch, and every fitting pass of predict), `sync` (at the end of every epoch it warms up
+    in: combine statistics across processes), `activate` (once, when warm-up ends). `save` / `load`
+    give and take its state.
     """
 
     def __init__(self, warmup_epochs: int = 1, start_epoch: int = 0, output: str | None = None):
