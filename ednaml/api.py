@@ -184,22 +184,6 @@ class EdnaML:
         except ConfigError as err:  # found while building (the first batch, a monitor): said with where each value came from
             raise ConfigError(locate(err.problems, self.origins), err.source) from err.__cause__
 
-    @staticmethod
-    def predict_checks(output: str | os.PathLike | None) -> None:
-        """Before anything runs: the predictions file has a known format and would not overwrite a file."""
-        from ednaml.deploy import manifest_path, output_format
-
-        if output is None:
-            return
-        try:
-            output_format(output)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        target = Path(output).expanduser()
-        taken = [p for p in (target, manifest_path(target)) if p.exists()]
-        if taken:
-            raise ConfigError(f"--output {str(output)!r}: {taken[0]} exists; predictions never overwrite a file, name another one")
-
     def fit(self) -> dict[str, Any]:
         """Train (with a validation pass first unless SKIPEVAL), then test; returns the run's summary."""
         return self.run("fit")
@@ -217,7 +201,6 @@ class EdnaML:
         predictions.<DEPLOYMENT.OUTPUT_ARGS.format> in the run folder, with a manifest beside them."""
         from ednaml.adapters.predictions import PredictRequest
 
-        self.predict_checks(output)
         request = PredictRequest(str(data) if data is not None else None, str(output) if output is not None else None)
         summary = self.run("predict", request)
         return request.records if data is not None else summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import logging
 import os
 import zipfile
@@ -33,6 +34,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def checkpoint_step(path: str | os.PathLike) -> int | None:
     """The optimizer step a checkpoint was saved at."""
     return _checkpoint(path)["global_step"]
+
+
+def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint as the files made from it record it: where it is, its SHA-256, its step, its run."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(Path(path).resolve()), "sha256": digest.hexdigest(), "global_step": checkpoint_step(path),
+            "run_id": (_checkpoint(path)["ednaml"].get("provenance") or {}).get("run_id")}
 
 
 def plugin_state(path: str | os.PathLike) -> dict[str, Any]:

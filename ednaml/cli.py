@@ -322,8 +322,6 @@ def _sync(args: dict[str, Any]) -> int:
 
 
 def _export(args: dict[str, Any]) -> int:
-    import json
-
     from ednaml.api import EdnaML
     from ednaml.export import FILES, export
     from ednaml.checkpoints import trained_checkpoint
@@ -334,8 +332,7 @@ def _export(args: dict[str, Any]) -> int:
         raise UsageError(f"`ednaml export` needs --format {' or '.join(FILES)}" + (f", not {args['format']!r}" if args["format"] else ""))
     checkpoint = trained_checkpoint(args["positional"][0], args["root"] or "runs")
     experiment = EdnaML(ckpt_path=str(checkpoint), imports=args["imports"], trust=True if args["trust"] else None)
-    folder = export(experiment.config, checkpoint, args["format"], args["output"])
-    described = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    folder, described = export(experiment.config, checkpoint, args["format"], args["output"])
     check = described["check"]
     print(f"exported {checkpoint} as {args['format']}: {folder / described['file']}")
     print(f"  outputs: {', '.join(o['name'] for o in described['outputs'])}; described in {folder / 'model.json'}")
@@ -393,7 +390,6 @@ def _run(args: dict[str, Any]) -> int:
     if args["command"] == "predict":
         from ednaml.adapters.predictions import PredictRequest
 
-        experiment.predict_checks(args["output"])
         request = PredictRequest(args["data"], args["output"])
     summary = experiment.run(args["command"], request)
     from ednaml.utils import is_rank_zero

@@ -44,9 +44,10 @@ def default_directory(checkpoint: Path, kind: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}-{kind}")
 
 
-def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory: str | Path | None = None) -> Path:
+def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Write the checkpoint's model as `kind` (torchscript or onnx) into `directory` (new), with model.json;
-    the exported model's outputs are compared with the checkpoint's on an example input. Returns the folder."""
+    the exported model's outputs are compared with the checkpoint's on an example input. Returns the folder
+    and what model.json says."""
     from ednaml.adapters.datamodule import EdnaDataModule, NewData
     from ednaml.adapters.given import Given
     from ednaml.adapters.module import EdnaModule
@@ -83,11 +84,11 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     staging.mkdir(parents=True)
     try:
         check = _write(kind, wrapper, inputs, keys, names, expected, staging / FILES[kind], type(module.model).__name__)
-        _describe(staging, kind, config, data, module, inputs, keys, names, checkpoint, saved, check)
+        description = _describe(staging, kind, config, data, module, inputs, keys, names, checkpoint, check)
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return folder, description
 
 
 def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None, names: list[str], expected: Any, target: Path,
@@ -125,10 +126,9 @@ def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None,
 
 
 def _describe(folder: Path, kind: str, config: dict[str, Any], data: Any, module: Any, inputs: tuple, keys: list[str] | None,
-              names: list[str], checkpoint: Path, saved: dict[str, Any], check: dict[str, Any]) -> None:
-    """model.json (and the tokenizer) beside the exported model."""
-    from ednaml.adapters.predictions import sha256
-    from ednaml.checkpoints import checkpoint_step
+              names: list[str], checkpoint: Path, check: dict[str, Any]) -> dict[str, Any]:
+    """model.json (and the tokenizer) beside the exported model; returns what it says."""
+    from ednaml.checkpoints import describe_checkpoint
     from ednaml.tracking.secrets import scrub
 
     input_names = keys or ["input"]
@@ -142,12 +142,13 @@ def _describe(folder: Path, kind: str, config: dict[str, Any], data: Any, module
                     "dynamic": ["batch", "length"] if keys else ["batch"]} for n, t in zip(input_names, inputs)],
         "outputs": [{"name": n, "label": module.outputs[n].label, "classes": data.labels[module.outputs[n].label]} for n in names],
         "reader": reader, "preprocessing": config["TEST_TRANSFORMATION"]["ARGS"], "tokenizer": "tokenizer.json" if tokenizer else None,
-        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": sha256(checkpoint), "global_step": checkpoint_step(checkpoint),
-                       "run_id": (saved.get("provenance") or {}).get("run_id")},
+        "checkpoint": describe_checkpoint(checkpoint),
         "check": check,
         "ednaml_version": __version__, "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (folder / "model.json").write_text(json.dumps(scrub(description), indent=2) + "\n", encoding="utf-8")
+    description = scrub(description)
+    (folder / "model.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    return description
 
 
 def _tuple(value: Any) -> tuple:

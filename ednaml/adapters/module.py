@@ -194,6 +194,7 @@ class EdnaModule(pl.LightningModule):
         super().__init__()
         self.config, self.labels = config, labels
         self.given = given or Given()
+        self.given_record = self.given.described(config)  # provenance and every checkpoint record it
         classes = {name: len(values) for name, values in labels.items()}
         step_cls = registry.get("trainer", config["EXECUTION"]["TRAINER"])
         if getattr(step_cls, "multi_output", False):  # each output names its own label
@@ -351,7 +352,7 @@ class EdnaModule(pl.LightningModule):
             self.train_losses.settle(self.trainer.strategy)  # raises before a non-finite step's weights are saved
         checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
-                                "given": self.given.described(config=self.config),
+                                "given": self.given_record,
                                 "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
 
     def plugin_entries(self, saved: dict[str, Any]) -> dict[str, Any]:

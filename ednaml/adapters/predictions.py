@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -14,7 +13,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ednaml import __version__
+from ednaml.checkpoints import describe_checkpoint
 from ednaml.deploy import manifest_path, output_format, write_records
+from ednaml.errors import ConfigError
 from ednaml.tracking.run_folder import RunFolder
 from ednaml.tracking.secrets import scrub
 
@@ -28,20 +29,24 @@ class PredictRequest:
     output: str | None = None  # the predictions file; None: predictions.<format> in the run folder
     records: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        """Before anything runs: the predictions file has a known format and would not overwrite a file."""
+        if self.output is None:
+            return
+        try:
+            output_format(self.output)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        target = Path(self.output).expanduser()
+        if taken := [p for p in (target, manifest_path(target)) if p.exists()]:
+            raise ConfigError(f"--output {self.output!r}: {taken[0]} exists; predictions never overwrite a file, name another one")
+
     def target(self, run: RunFolder, config: dict[str, Any]) -> tuple[Path, str]:
         """The file the records are written to, and its format."""
         if self.output:
             return Path(self.output).expanduser().resolve(), output_format(self.output)
         kind = config["DEPLOYMENT"]["OUTPUT_ARGS"].get("format", "csv")
         return run.path / f"predictions.{kind}", kind
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -94,16 +99,9 @@ class PredictionWriter(BasePredictionWriter):
 
     def _manifest(self, records: list[dict[str, Any]], columns: list[str], inputs: int) -> None:
         deployment = self.config["DEPLOYMENT"]
-        checkpoint = None
-        if self.ckpt_path:
-            from ednaml.checkpoints import checkpoint_step, read_checkpoint
-
-            source = (read_checkpoint(self.ckpt_path).get("provenance") or {})
-            checkpoint = {"path": str(Path(self.ckpt_path).resolve()), "sha256": sha256(self.ckpt_path),
-                          "global_step": checkpoint_step(self.ckpt_path), "run_id": source.get("run_id")}
         manifest = {
             "predictions": str(self.path), "format": self.kind, "records": len(records), "columns": columns,
-            "checkpoint": checkpoint,
+            "checkpoint": describe_checkpoint(self.ckpt_path) if self.ckpt_path else None,
             "config": str(self.run.path / "config.yaml"), "run_dir": str(self.run.path),
             "data": {"path": str(Path(self.request.data).expanduser().resolve()) if self.request.data else None,
                      "split": None if self.request.data else "test", "inputs": inputs, "skipped": inputs - len(records)},

@@ -77,10 +77,11 @@ def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[st
 
 
 def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool,
-                given: Given) -> dict[str, Any]:
-    """A new run's provenance; a resumed run keeps its own and adds this resume to it."""
+                given: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A new run's provenance (with the components `given` from Python); a resumed run keeps its own and adds
+    this resume to it."""
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
-    record_given(record["components"], given.described(config), config)
+    record_given(record["components"], given, config)
     record["overrides"] = invocation.get("overrides", [])
     if resuming and (run.path / "provenance.json").exists():
         original = run.read_json("provenance.json")
@@ -158,14 +159,14 @@ def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, ne
     components handed in from Python."""
     given = given or Given()
     saved = data_state(checkpoint) if checkpoint else None
-    held = (read_checkpoint(checkpoint).get("given") or {}) if checkpoint else {}
-    if replaced := given.check_against(held, config, str(checkpoint)):
+    record = read_checkpoint(checkpoint) if checkpoint else {}
+    if replaced := given.check_against(record.get("given") or {}, config, str(checkpoint)):
         log.warning("ckpt_path: %s was trained with %s given from Python; the config's are used now", checkpoint, ", ".join(replaced))
     try:
         if new_data is not None:
             if not checkpoint:
                 raise ConfigError("--data: predicting on new data needs a trained model; give a run folder, run id or checkpoint")
-            datamodule = EdnaDataModule(config, saved, NewData(new_data, read_checkpoint(checkpoint)["labels"]))
+            datamodule = EdnaDataModule(config, saved, NewData(new_data, record["labels"]))
         else:
             datamodule = EdnaDataModule(config, saved, crawler=given.crawler)
         return datamodule, EdnaModule(config, datamodule.labels, datamodule.info, given)
@@ -228,7 +229,7 @@ class RunSession:
                 run.write_text("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
             self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming,
-                                                                   self.module.given)
+                                                                   self.module.given_record)
             self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
