@@ -25,7 +25,7 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
-       ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run]
+       ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run] [--trust]
        ednaml export RUN_OR_CKPT --format torchscript|onnx [--output DIR]
 
 Run an experiment described by an EdnaML config on a Lightning Trainer.
@@ -48,7 +48,8 @@ commands:
   export     the model of a run (its best, else last checkpoint) or checkpoint as TorchScript or ONNX,
              runnable without EdnaML, with model.json (inputs, outputs, label names, preprocessing)
              and the tokenizer beside it; checked against the checkpoint on an example input
-  sync       upload offline W&B runs (every process of a resumed run) with `wandb sync`; --dry-run
+  sync       upload offline W&B runs (every process of a resumed run) with `wandb sync`, also from a
+             run folder moved to another machine; only files inside the run folder are sent; --dry-run
              lists what would be sent
 
 options:
@@ -66,7 +67,8 @@ options:
   SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)
   ~SECTION.KEY             remove a key the config files set (~MODEL.MODEL_KWARGS.width)
   --trust                  let a config from a checkpoint or run folder import code (EXECUTION.IMPORTS,
-                           dotted component paths); without it such a config is data only
+                           dotted component paths); without it such a config is data only. sync: send
+                           artifact files that a run's W&B log names outside its run folder
   --debug                  show Python tracebacks
   -h, --help               show this help (with a stage: also every --trainer.* argument)
 
@@ -294,30 +296,37 @@ def _sync(args: dict[str, Any]) -> int:
     from pathlib import Path
 
     from ednaml.tracking.browse import resolve_run
-    from ednaml.tracking.wandb import sync_plan
+    from ednaml.tracking.sync import relocate, sync_plan
 
     if not args["positional"]:
         raise UsageError("`ednaml sync` takes one or more runs (folders or run ids)")
-    directories = []
+    plans, problems = [], []
     for ref in args["positional"]:
         run = resolve_run(ref, args["root"] or "runs")
-        offline, staged = sync_plan(run)
+        offline = sync_plan(run, trust=args["trust"])
         if not offline:
             print(f"{run}: no offline W&B run (it ran with W&B online or disabled)")
-        for directory, files in offline:
-            print(f"{directory}: {len(files)} files" + (" would be sent" if args["dry-run"] else ""))
-            print("\n".join(f"  {path.relative_to(run)}" for path in files))
-        if staged:
-            print(f"{run}: {len(staged)} staged artifact files")
-            print("\n".join(f"  {path.relative_to(run)}" for path in staged))
-        directories += [directory for directory, _ in offline]
-    if args["dry-run"] or not directories:
+        for each in offline:
+            print(f"{each.directory}: {len(each.files) + len(each.artifacts)} files" + (" would be sent" if args["dry-run"] else ""))
+            print("\n".join(f"  {path.relative_to(run.resolve()) if path.is_relative_to(run.resolve()) else path}"
+                             for path in each.files + each.artifacts))
+            if each.moved:
+                print(f"  (the run folder was moved: {len(each.moved)} artifact paths of its W&B log point here"
+                      + (" when it is sent)" if args["dry-run"] else ")"))
+            problems += [f"{each.directory}: {problem}" for problem in each.problems]
+        plans += offline
+    if problems:
+        print("\n".join(["nothing was sent:", *problems]), file=sys.stderr)
+        return 2
+    if args["dry-run"] or not plans:
         return 0
     wandb = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
     if wandb is None:
         raise UsageError("`wandb` is not installed here: pip install wandb")
-    result = subprocess.run([wandb, "sync", *map(str, directories)])
-    print(f"sent {len(directories)} offline W&B run(s)" if result.returncode == 0 else f"wandb sync failed (exit {result.returncode})")
+    for each in plans:
+        relocate(each)
+    result = subprocess.run([wandb, "sync", *(str(each.directory) for each in plans)])
+    print(f"sent {len(plans)} offline W&B run(s)" if result.returncode == 0 else f"wandb sync failed (exit {result.returncode})")
     return 0 if result.returncode == 0 else 1
 
 

@@ -335,7 +335,15 @@ def test_a_run_writes_nothing_under_the_home_directory(tmp_path):
     assert staged and all(p.is_relative_to(run) for p in staged)  # the run-record artifact's files, staged in the run folder
 
 
-def test_sync_dry_run_of_a_copied_run_folder_lists_every_file_it_would_send(project, tmp_path):
+
+def artifact_paths(log: Path) -> list[str]:
+    return [entry.local_path for record in wandb_log.records(log) if record.WhichOneof("record_type") == "artifact"
+            for entry in record.artifact.manifest.contents]
+
+
+def test_sync_of_a_moved_run_folder_sends_its_own_staged_artifacts(project, tmp_path):
+    from ednaml.tracking.sync import relocate, sync_plan
+
     copy = tmp_path / "elsewhere"
     shutil.copytree(project / "runs", copy)
     run = runs(project)[0]
@@ -343,8 +351,49 @@ def test_sync_dry_run_of_a_copied_run_folder_lists_every_file_it_would_send(proj
     assert result.returncode == 0, result.stderr[-2000:]
     copied = copy / run.parent.name / run.name
     (offline,) = copied.glob("wandb/offline-run-*")
-    listed = {line.strip() for line in result.stdout.splitlines() if line.startswith("  ")}
-    expected = {str(p.relative_to(copied)) for p in offline.rglob("*") if p.is_file()}
-    expected |= {str(p.relative_to(copied)) for p in (copied / "wandb" / "staging").rglob("*") if p.is_file()}
-    assert listed == expected and any(name.endswith(".wandb") for name in listed) and any("/staging/" in name for name in listed)
-    assert f"{offline}: {len(list(p for p in offline.rglob('*') if p.is_file()))} files would be sent" in result.stdout
+    (log,) = offline.glob("*.wandb")
+    recorded = artifact_paths(log)  # the run-record and the two tables, staged in the original run folder
+    assert len(recorded) == 4 and all(path.startswith(str(run / "wandb" / "staging")) for path in recorded)
+    listed = {line.strip() for line in result.stdout.splitlines() if line.startswith("  ") and not line.startswith("  (")}
+    sent = {str(p.relative_to(copied)) for p in [log, *(offline / "files").rglob("*")] if p.is_file()}
+    sent |= {str(Path(path).relative_to(run)) for path in recorded}
+    assert listed == sent and f"{offline}: {len(sent)} files would be sent" in result.stdout
+    assert "the run folder was moved: 4 artifact paths" in result.stdout
+    assert artifact_paths(log) == recorded  # a dry run writes nothing
+
+    before = {"history": wandb_log.history(log), "config": wandb_log.run_config(log), "summary": wandb_log.summary(log)}
+    (plan,) = sync_plan(copied)
+    assert relocate(plan) == 4  # what `ednaml sync` does before `wandb sync` (which needs the network)
+    assert artifact_paths(log) == [str(copied / Path(path).relative_to(run)) for path in recorded]
+    assert all(Path(path).is_file() for path in artifact_paths(log))
+    assert {"history": wandb_log.history(log), "config": wandb_log.run_config(log), "summary": wandb_log.summary(log)} == before
+    assert artifact_paths(next(run.glob("wandb/offline-run-*/*.wandb"))) == recorded  # the original is untouched
+    assert sync_plan(copied)[0].moved == {} and sync_plan(copied)[0].problems == []
+
+
+def test_sync_sends_nothing_when_a_run_folder_names_files_outside_it(project, tmp_path):
+    from ednaml.tracking.sync import sync_plan
+
+    copy = tmp_path / "untrusted"
+    shutil.copytree(runs(project)[0], copy, symlinks=True)
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY\n")
+    (log,) = copy.glob("wandb/offline-run-*/*.wandb")
+    header, items = wandb_log.payloads(log)
+    for i, payload in enumerate(items):  # the run-record artifact now names a file of the user's home
+        record = wandb_log.parse(payload)
+        if record.WhichOneof("record_type") == "artifact" and record.artifact.type == "run-record":
+            record.artifact.manifest.contents[0].local_path = str(secret)
+            items[i] = record.SerializeToString()
+    wandb_log.write_log(log, header, items)
+    (log.parent / "files" / "media" / "key.txt").symlink_to(secret)
+    for flags in ([], ["--dry-run"]):
+        result = run_ednaml("sync", str(copy), *flags, cwd=tmp_path, env={"WANDB_BASE_URL": "http://127.0.0.1:9"})
+        assert result.returncode == 2 and "nothing was sent" in result.stderr, result.stderr[-2000:]
+        assert f"artifact file {secret} is outside the run folder" in result.stderr and "key.txt leads outside the run folder" in result.stderr
+        assert "Traceback" not in result.stderr and not list(log.parent.glob("*.synced"))
+    (log.parent / "files" / "media" / "key.txt").unlink()
+    (plan,) = sync_plan(copy, trust=True)  # --trust: the user's own staging directory, outside on purpose
+    assert plan.problems == [] and secret in plan.artifacts
+    result = run_ednaml("sync", str(copy), "--dry-run", "--trust", cwd=tmp_path)
+    assert result.returncode == 0 and f"  {secret}" in result.stdout, result.stderr[-2000:]

@@ -160,15 +160,6 @@ def log_run_files(logger: Any, run: RunFolder, config: dict[str, Any], provenanc
     logger.experiment.log_artifact(artifact)
 
 
-def sync_plan(run: Path) -> tuple[list[tuple[Path, list[Path]]], list[Path]]:
-    """What `wandb sync` sends for a run folder: each offline W&B run (one per process that ran it: a
-    resumed run has several) with its files, and the artifact files staged in the run folder."""
-    offline = [(directory, sorted(p for p in directory.rglob("*") if p.is_file()))
-               for directory in sorted(Path(run).glob("wandb/offline-run-*")) if directory.is_dir()]
-    staged = sorted(p for p in (Path(run) / "wandb" / "staging").rglob("*") if p.is_file())
-    return offline, staged
-
-
 def _earlier_logs(run: RunFolder, current_dir: str | None) -> list[Path]:
     return [p for p in sorted(run.path.glob("wandb/*run-*/run-*.wandb")) if current_dir is None or str(p.parent) != current_dir]
 

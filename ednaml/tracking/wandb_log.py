@@ -1,13 +1,16 @@
 """Read a run-<id>.wandb transaction log (LevelDB-style record framing) with wandb's own protobuf classes.
 
 A resumed run uses it to find which of its committed metric rows never reached W&B (a killed process
-loses what W&B had not yet flushed) and sends them again.
+loses what W&B had not yet flushed) and sends them again; `ednaml sync` reads it for the files an upload
+would send and writes it again with a moved run folder's artifact paths.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,17 +19,16 @@ RECORD_HEADER = 7  # crc32 (4), length (2), type (1)
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
-def records(path: Path) -> Iterator[Any]:
-    """Every record of the log, in order; a torn last record (a killed writer) ends the iteration."""
-    from wandb.proto import wandb_internal_pb2
-
+def payloads(path: Path) -> tuple[bytes, list[bytes]]:
+    """The log's 7-byte header and each complete record's bytes, in order; a torn last record (a killed
+    writer) ends the list."""
     data = path.read_bytes()
     if len(data) < 7:
-        return
+        return data, []
     ident, magic, _ = struct.unpack("<4sHB", data[:7])
     if ident != b":W&B" or magic != 0xBEE1:
         raise ValueError(f"{path} is not a W&B transaction log")
-    pos, pending = 7, b""
+    pos, pending, complete = 7, b"", []
     while pos + RECORD_HEADER <= len(data):
         left = BLOCK - pos % BLOCK
         if left < RECORD_HEADER:  # block trailer padding
@@ -35,21 +37,62 @@ def records(path: Path) -> Iterator[Any]:
         _, length, kind = struct.unpack("<IHB", data[pos:pos + RECORD_HEADER])
         chunk = data[pos + RECORD_HEADER:pos + RECORD_HEADER + length]
         if len(chunk) < length:
-            return
+            break
         pos += RECORD_HEADER + length
         if kind == 0 and length == 0:
             continue
-        if kind in (FULL, FIRST):
-            pending = chunk
-        else:
-            pending += chunk
+        pending = chunk if kind in (FULL, FIRST) else pending + chunk
         if kind in (FULL, LAST):
-            record = wandb_internal_pb2.Record()
-            try:
-                record.ParseFromString(pending)
-            except Exception:  # noqa: BLE001 - a torn record
-                return
-            yield record
+            complete.append(pending)
+    return data[:7], complete
+
+
+def parse(payload: bytes) -> Any:
+    """One record's bytes as wandb's Record message; None for a torn record."""
+    from wandb.proto import wandb_internal_pb2
+
+    record = wandb_internal_pb2.Record()
+    try:
+        record.ParseFromString(payload)
+    except Exception:  # noqa: BLE001 - a torn record
+        return None
+    return record
+
+
+def records(path: Path) -> Iterator[Any]:
+    """Every record of the log, in order; a torn last record (a killed writer) ends the iteration."""
+    for payload in payloads(path)[1]:
+        record = parse(payload)
+        if record is None:
+            return
+        yield record
+
+
+def write_log(path: Path, header: bytes, items: list[bytes]) -> None:
+    """A transaction log of these records, in W&B's framing (32 KiB blocks; a record that does not fit
+    is split; each fragment's CRC-32 covers its type byte and bytes), written beside `path` and renamed
+    over it, so a reader sees the old log or the new one, never half of one."""
+    out = bytearray(header)
+    for payload in items:
+        first = True
+        while True:
+            left = BLOCK - len(out) % BLOCK
+            if left < RECORD_HEADER:
+                out += bytes(left)
+                left = BLOCK
+            fragment, payload = payload[:left - RECORD_HEADER], payload[left - RECORD_HEADER:]
+            kind = (FULL if not payload else FIRST) if first else (LAST if not payload else MIDDLE)
+            out += struct.pack("<IHB", zlib.crc32(fragment, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF, len(fragment), kind)
+            out += fragment
+            first = False
+            if not payload:
+                break
+    staging = path.with_name(f".{path.name}.tmp")
+    with staging.open("wb") as handle:
+        handle.write(out)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
 
 
 def run_config(path: Path) -> dict[str, Any]:
