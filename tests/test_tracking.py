@@ -241,6 +241,11 @@ def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
     assert global_steps == sorted(set(global_steps)) and global_steps[-1] == 60
     (resume,) = summary(run)["resumes"]  # where it resumed, marked on every chart of its report
     assert 25 <= resume["step"] < 42
+    copy = tmp_path / "elsewhere" / run.name  # both processes' W&B runs sync from a moved run folder
+    shutil.copytree(run, copy, symlinks=True)
+    result = run_ednaml("sync", str(copy), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.count("files would be sent") == 2, result.stderr[-2000:]
+    assert result.stdout.count("the run folder was moved") == 2
     dom, _ = render(run / "report.html", tmp_path)
     assert dom.count('class="resume"') >= 3 and "resumed" in dom
 
