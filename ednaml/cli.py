@@ -11,9 +11,10 @@ from typing import Any, Sequence
 from ednaml.errors import UsageError, did_you_mean
 
 STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("check", "list", "runs", "diff", "reproduce", "sync", "export")
+COMMANDS = STAGES + ("check", "sweep", "list", "runs", "diff", "reproduce", "sync", "export")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
-                    "--status", "--where", "--data", "--output", "--format")
+                    "--status", "--where", "--data", "--output", "--format", "--sweep", "--trials", "--storage", "--study",
+                    "--parallel", "--best")
 BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
 
 USAGE = """\
@@ -21,8 +22,10 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml fit --resume RUN
        ednaml predict RUN_OR_CKPT [--data PATH] [--output FILE] [options]
        ednaml check --config CFG.yml [...]
+       ednaml sweep --config CFG.yml --sweep SPACE.yml [--trials N] [--study NAME] [--storage URL] [--parallel K] [...]
+       ednaml sweep --best NAME [--print_config]
        ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
-       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
+       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--sweep NAME] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
        ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run] [--trust]
@@ -40,6 +43,11 @@ commands:
   check      build everything and try one batch, one backward and one optimizer step, without
              training; print the data, model, parameter groups, learning-rate schedule, checkpoint
              plan and run folder; exit 0 when ready to train, 2 otherwise
+  sweep      an Optuna study over config keys (SPACE.yml: SWEEP, METRIC, DIRECTION, TRIALS, SAMPLER,
+             PRUNER); each trial an `ednaml fit` run with the sampled values; results in sweeps/NAME
+             (sweep.json, trials.csv, report.html); the same command again continues the study;
+             --storage: an Optuna RDB URL or journal file shared by sweeps on several machines;
+             --parallel K: K trials at a time, one GPU each; --best NAME: the best trial (its config)
   list       the registered components, by kind (datareader, model, loss, ...)
   runs       the runs under ROOT (default ./runs), newest first
   diff       what differs between two runs (folders or run ids) or configs: config, components,
@@ -88,7 +96,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
                             "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
                             "resume": None, "root": None, "experiment": None, "status": None, "dry-run": False,
-                            "data": None, "output": None, "format": None}
+                            "data": None, "output": None, "format": None, "sweep": None, "trials": None, "storage": None,
+                            "study": None, "parallel": None, "best": None}
     i = 0
     while i < len(rest):
         token = rest[i]
@@ -99,7 +108,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         if not token.startswith("-"):
             override = re.fullmatch(r"([A-Za-z_][\w.\[\]]*)=(.*)", token, re.S)
             deletion = re.fullmatch(r"~[A-Za-z_][\w.\[\]]*", token)
-            if command in STAGES + ("check",) and (override or deletion or command != "predict"):
+            if command in STAGES + ("check", "sweep") and (override or deletion or command != "predict"):
                 # Hydra's KEY=VALUE is an override; any other word a mistake (but predict's RUN_OR_CKPT)
                 if deletion:  # Hydra's ~KEY deletes a key
                     args["overrides"].append((token[1:], "!delete"))
@@ -131,7 +140,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
                 raise UsageError(f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
                                  "or --where 'test/accuracy>0.9'")
             args["where"].append(match.groups())
-        elif name in ("--resume", "--root", "--experiment", "--status", "--data", "--output", "--format"):
+        elif name in ("--resume", "--root", "--experiment", "--status", "--data", "--output", "--format", "--sweep", "--trials",
+                      "--storage", "--study", "--parallel", "--best"):
             args[key] = value
         elif name in ("--ckpt_path", "--seed_everything"):
             args["overrides"].append((key, value))
@@ -258,7 +268,8 @@ def _runs(args: dict[str, Any]) -> int:
     root = args["positional"][0] if args["positional"] else (args["root"] or "runs")
     where = [(key, op, parse_value(value)) for key, op, value in args["where"]]
     found = find_runs(root)
-    rows = table_rows([r for r in found if matches(r, args["experiment"], args["status"], where)])
+    rows = table_rows([r for r in found if matches(r, args["experiment"], args["status"], where)
+                       and (args["sweep"] is None or ((r.provenance or {}).get("sweep") or {}).get("study") == args["sweep"])])
     if args["json"]:
         print(json.dumps(rows, indent=2))
     else:
@@ -346,6 +357,47 @@ def _export(args: dict[str, Any]) -> int:
     print(f"exported {checkpoint} as {args['format']}: {folder / described['file']}")
     print(f"  outputs: {', '.join(o['name'] for o in described['outputs'])}; described in {folder / 'model.json'}")
     print("  against the checkpoint: " + (f"largest difference {check['max_abs_difference']:.2e}" if "max_abs_difference" in check else check["skipped"]))
+    return 0
+
+
+def _whole_number(args: dict[str, Any], flag: str) -> int | None:
+    if args[flag] is None:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*", args[flag]):
+        raise UsageError(f"--{flag} {args[flag]!r}: a whole number of at least 1")
+    return int(args[flag])
+
+
+def _sweep(args: dict[str, Any]) -> int:
+    import json
+    from pathlib import Path
+
+    from ednaml.sweeps.study import SWEEPS, check_name, run_sweep
+
+    if args["best"]:
+        found = SWEEPS / check_name(args["best"]) / "sweep.json"
+        if not found.is_file():
+            raise UsageError(f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)")
+        best = json.loads(found.read_text(encoding="utf-8")).get("best")
+        if not best:
+            raise UsageError(f"sweep {args['best']} has no complete trial yet")
+        if args["print_config"]:
+            sys.stdout.write((Path(best["run"]) / "config.yaml").read_text(encoding="utf-8"))
+        else:
+            print(f"best trial {best['number']}: {best['value']:.6g}; {best['run']}")
+            print("\n".join(f"  {key}: {json.dumps(value)}" for key, value in best["params"].items()))
+        return 0
+    if not args["config"] or not args["sweep"]:
+        raise UsageError("`ednaml sweep` needs --config CFG.yml and --sweep SPACE.yml (or --best NAME)")
+    sweep = run_sweep(args["config"], args["sweep"], args["overrides"], args["imports"], _whole_number(args, "trials"),
+                      args["storage"], args["study"], _whole_number(args, "parallel") or 1)
+    from ednaml.sweeps.results import summary
+
+    record = summary(sweep)
+    counts = ", ".join(f"{n} {state}" for state, n in record["counts"].items() if n)
+    print(f"\nsweep {sweep.name}: {counts}; results in {sweep.folder}/ (sweep.json, trials.csv, report.html)")
+    if best := record["best"]:
+        print(f"best: trial {best['number']}, {record['metric']} {best['value']:.4f}: {best['run']}")
     return 0
 
 
@@ -445,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
-        commands = {"check": _check, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
+        commands = {"check": _check, "sweep": _sweep, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
                     "export": _export}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:

@@ -16,6 +16,7 @@ _EXTRA_HINT = {
     "hf": "pip install 'ednaml[hf]'",
     "parquet": "pip install 'ednaml[parquet]'",
     "onnx": "pip install 'ednaml[onnx]'",
+    "sweep": "pip install 'ednaml[sweep]'",
 }
 
 

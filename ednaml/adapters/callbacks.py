@@ -133,17 +133,24 @@ class RunSummary(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.record_checkpoints(trainer)
         self.summary["global_step"] = trainer.global_step
-        interrupted = isinstance(exception, (KeyboardInterrupt, Interrupted))
-        self.finish("interrupted" if interrupted else "failed", error=str(exception))
+        self.finish(ended_as(exception), error=str(exception))
 
     def finish(self, status: str, error: str | None = None) -> None:
-        if self.summary["status"] in ("failed", "interrupted"):
+        if self.summary["status"] in ("failed", "interrupted", "pruned"):
             return
         self.summary["status"] = status
         self.summary.pop("error", None)
         if error:
             self.summary["error"] = error
         self.write()
+
+
+def ended_as(err: BaseException) -> str:
+    """How an exception ends a run: interrupted (a signal; it can be resumed), pruned (a sweep's pruner
+    stopped it: optuna's TrialPruned, from sweeps.trial.SweepPruning) or failed."""
+    if isinstance(err, (KeyboardInterrupt, Interrupted)):
+        return "interrupted"
+    return "pruned" if type(err).__name__ == "TrialPruned" else "failed"
 
 
 class StopOnSignal(Callback):
@@ -179,7 +186,7 @@ class StopOnSignal(Callback):
             return
         if self._stop_requested(trainer):
             path = self.run.checkpoints / "last.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state: it resumes
             for logger in trainer.loggers:
                 if hasattr(logger, "commit"):
                     logger.commit()

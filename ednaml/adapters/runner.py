@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import lightning.pytorch as pl
 import torch
 
-from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks
+from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks, ended_as
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.given import Given
 from ednaml.adapters.module import EdnaModule
@@ -22,8 +22,9 @@ from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
 from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint
-from ednaml.errors import BuildError, ConfigError, DataError, Interrupted, Problem, RunStopped
+from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
 from ednaml.faults import explain
+from ednaml.sweeps.trial import sweep_trial
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts, record_given
 from ednaml.tracking.report import write_report
@@ -83,6 +84,8 @@ def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModu
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
     record_given(record["components"], given, config)
     record["overrides"] = invocation.get("overrides", [])
+    if (trial := sweep_trial()) is not None:
+        record["sweep"] = trial.describe()
     if resuming and (run.path / "provenance.json").exists():
         original = run.read_json("provenance.json")
         original.setdefault("resumes", []).append({k: record[k] for k in ("created", "command", "git", "machine")}
@@ -228,6 +231,8 @@ class RunSession:
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
                 run.write_text("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
+            if (trial := sweep_trial()) is not None and run.writer:
+                trial.record_run(run.path)
             self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming,
                                                                    self.module.given_record)
             self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
@@ -269,6 +274,10 @@ class RunSession:
             common.append(self.plugin_runner)
         if self.backup is not None:
             common.append(self.backup)
+        if self.stage == "fit" and (trial := sweep_trial()) is not None:
+            from ednaml.sweeps.trial import SweepPruning
+
+            common.append(SweepPruning(trial))
         return common
 
     def warn(self, message: str) -> None:
@@ -298,9 +307,10 @@ class RunSession:
         """The status, and a plain reason where there is one (then raised as RunStopped, not a traceback)."""
         summary = self.summary
         record_skipped(summary, self.datamodule.skipped)
-        summary.finish("interrupted" if isinstance(err, (KeyboardInterrupt, Interrupted)) else "failed", error=str(err))
+        status = ended_as(err)
+        summary.finish(status, error=str(err))
         device = str(self.trainer.strategy.root_device) if self.trainer is not None else ""
-        reason = (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else self.module.train_losses.non_finite()) \
+        reason = str(err) if status == "pruned" else (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else self.module.train_losses.non_finite()) \
             or explain(err, self.config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], device)
         if reason:
             summary.summary["error"] = reason

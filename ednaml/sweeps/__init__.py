@@ -1,0 +1,1 @@
+"""Sweeps: `ednaml sweep` searches config keys on Optuna; every trial is an `ednaml fit` run of its own."""

@@ -1,0 +1,389 @@
+"""`ednaml sweep`: an Optuna study over config keys, each trial an `ednaml fit` run of its own.
+
+The sweep process asks Optuna for a trial, checks the sampled config, and runs `ednaml fit` with the
+sampled values as overrides (in a child process, so a trial gets the Trainer flags given, multi-device
+included, and a trial that fails takes nothing else down). The run reports to the trial itself (see
+sweeps.trial). Several sweep processes, here (`--parallel K`) or on other machines sharing a storage,
+ask the same study for trials; Optuna numbers them.
+
+A sweep stopped by Ctrl-C or SIGTERM stops its runs the way a run stops (last.ckpt saved) and leaves
+their trials running; the same command again continues each one from its checkpoint and goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ednaml.errors import ConfigError, Problem, RunStopped, UsageError
+from ednaml.sweeps.space import Space, make_pruner
+from ednaml.sweeps.trial import TRIAL_ENV, TrialLink
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SWEEPS = Path("sweeps")
+
+
+def open_storage(address: str) -> Any:
+    """An Optuna storage from an address: an RDB URL (sqlite:///study.db, postgresql://..., mysql://...) or
+    journal:PATH, a journal file that processes on one machine, or on a shared file system, can share."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if address.startswith("journal:"):
+        return optuna.storages.JournalStorage(JournalFileBackend(address.removeprefix("journal:")))
+    return optuna.storages.RDBStorage(address)
+
+
+def storage_address(given: str | None, folder: Path) -> str:
+    """--storage as an address: a URL as it is, a file path as a journal file; by default the sweep folder's
+    study.journal."""
+    if given is None:
+        return f"journal:{(folder / 'study.journal').resolve()}"
+    if "://" in given or given.startswith("journal:"):
+        return given
+    return f"journal:{Path(given).resolve()}"
+
+
+def _sampler(space: Space, seed: int) -> Any:
+    import optuna
+
+    if space.sampler == "grid":
+        class Grid(optuna.samplers.GridSampler):
+            """Optuna's grid sampler, without its `study.stop()` when the grid is done: that is for
+            `study.optimize`; a sweep asks and tells, and stops at the grid's size itself (Space.limit)."""
+
+            def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+                return None
+
+        return Grid({p.key: p.grid() for p in space.params}, seed=seed)
+    if space.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _yaml(value: Any) -> str:
+    """A value as the command line reads it (YAML 1.2)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Sweep:
+    """One sweep process: its study, its base config and how it starts runs."""
+
+    name: str
+    space: Space
+    files: list[str]
+    overrides: list[tuple[str, Any]]
+    imports: list[str]
+    storage: str
+    parallel: int = 1
+    folder: Path = field(init=False)
+    stopping: str | None = field(default=None, init=False)
+    children: dict[int, subprocess.Popen] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.folder = SWEEPS / self.name
+        self.lock = threading.Lock()
+
+    # ---- the study ----
+
+    def open(self) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(self.storage)
+        joining = self.name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        # processes that join a study sample with seeds of their own, or they would propose the same values
+        seed = self.space.seed if not joining else self.space.seed + os.getpid()
+        self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
+                                         direction=self.space.direction, sampler=_sampler(self.space, seed),
+                                         pruner=make_pruner(self.space.pruner, self.space.pruner_args))
+        described = self.space.describe()
+        recorded = self.study.user_attrs.get("space")
+        if recorded is None:
+            self.study.set_user_attr("space", described)
+            self.study.set_user_attr("configs", [str(Path(f).resolve()) for f in self.files])
+        elif recorded != described:
+            raise ConfigError([Problem(("SWEEP",), f"study {self.name!r} was made with another search space or METRIC, DIRECTION, "
+                                       "SAMPLER, PRUNER or SEED: give this one a new name with --study NAME")], self.space.source)
+        if self.study.direction.name.lower() != self.space.direction:
+            raise ConfigError([Problem(("DIRECTION",), f"study {self.name!r} {self.study.direction.name.lower()}s")], self.space.source)
+
+    def counted(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                                                  TrialState.RUNNING)))
+
+    # ---- checking sampled configs ----
+
+    def config_for(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The resolved, validated config of a trial (a ConfigError where the sampled values make it invalid)."""
+        from ednaml.api import prepare
+
+        return prepare(self.files, [*self.overrides, *values.items()], self.imports)
+
+    def check_space(self) -> None:
+        """Every choice and both ends of every range, one key at a time, must give a valid config: a space
+        that can produce an invalid config is reported before any trial runs."""
+        problems = []
+        for param in self.space.params:
+            for value in param.probes():
+                try:
+                    self.config_for({param.key: value})
+                except ConfigError as err:
+                    problems += [Problem(("SWEEP", param.key), f"{value!r} gives an invalid config: {p}") for p in err.problems]
+        if problems:
+            raise ConfigError(problems, self.space.source)
+
+    # ---- running trials ----
+
+    def command(self, values: dict[str, Any], tags: list[str], resume: str | None = None) -> list[str]:
+        base = [sys.executable, "-m", "ednaml", "fit", "--trainer.enable_progress_bar", "false"]
+        if resume:
+            return base + ["--resume", resume]
+        args = [a for f in self.files for a in ("--config", str(f))] + [a for i in self.imports for a in ("--import", i)]
+        args += [a for key, value in self.overrides for a in (f"--{key}", value if isinstance(value, str) else _yaml(value))]
+        args += [a for key, value in values.items() for a in (f"--{key}", _yaml(value))]
+        return base + args + ["--LOGGING.WANDB_GROUP", self.name, "--LOGGING.WANDB_TAGS", _yaml(tags)]
+
+    def run_trial(self, number: int, values: dict[str, Any], slot: int, resume: str | None = None) -> dict[str, Any]:
+        """One trial's run in a child process; what it ended as: state, value, run folder, error."""
+        from optuna.trial import TrialState
+
+        config = self.config_for(values)
+        tags = [*map(str, config["LOGGING"]["WANDB_TAGS"]), f"sweep:{self.name}", f"trial:{number}"]
+        link = TrialLink(self.storage, self.name, number, self.space.metric, values, (self.space.pruner, self.space.pruner_args))
+        env = {**os.environ, TRIAL_ENV: link.to_env()}
+        if self.parallel > 1:  # one device each
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(self.parallel)))).split(",")
+            env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+        logs = self.folder / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"trial-{number}.txt", "a", encoding="utf-8") as out:
+            with self.lock:
+                if self.stopping:
+                    return {"state": TrialState.RUNNING}
+                child = subprocess.Popen(self.command(values, tags, resume), env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # signals reach it from this process only, once
+                self.children[number] = child
+            code = child.wait()
+            with self.lock:
+                self.children.pop(number, None)
+        trial = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+        run = trial.user_attrs.get("run")
+        summary = _read_summary(run)
+        status = summary.get("status")
+        if status == "interrupted" or (self.stopping and code in (130, 143)):
+            return {"state": TrialState.RUNNING, "run": run}
+        if status == "pruned":
+            return {"state": TrialState.PRUNED, "run": run}
+        value = _result(summary, self.space.metric)
+        if status == "finished" and value is not None:
+            return {"state": TrialState.COMPLETE, "value": value, "run": run}
+        if status == "finished":
+            logged = sorted((summary.get("best") or {}) | (summary.get("final") or {}))
+            raise ConfigError([Problem(("METRIC",), f"{self.space.metric!r} is not a value the runs log; they log {', '.join(logged)}")],
+                              self.space.source)
+        error = summary.get("error") or _tail(logs / f"trial-{number}.txt")
+        return {"state": TrialState.FAIL, "run": run, "error": error}
+
+    def finish(self, number: int, ended: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        if ended["state"] == TrialState.RUNNING:
+            return
+        if ended.get("error"):
+            from ednaml.tracking.secrets import scrub_text
+
+            self.study._storage.set_trial_user_attr(self._trial_id(number), "error", scrub_text(str(ended["error"]))[-2000:])
+        self.study.tell(number, ended.get("value"), state=ended["state"] if ended["state"] != TrialState.COMPLETE else None)
+
+    def _trial_id(self, number: int) -> int:
+        return self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+
+    def orphans(self) -> list[Any]:
+        """Running trials of this machine whose sweep process is gone (stopped, killed): this process takes
+        them over."""
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        return [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t.user_attrs.get("host") == host and not _alive(int(t.user_attrs.get("pid", 0) or 0))]
+
+    def claim(self, number: int) -> None:
+        trial_id = self._trial_id(number)
+        self.study._storage.set_trial_user_attr(trial_id, "host", socket.gethostname())
+        self.study._storage.set_trial_user_attr(trial_id, "pid", os.getpid())
+
+    def worker(self, slot: int, announce: Any) -> None:
+        from optuna.trial import TrialState
+
+        while not self.stopping:
+            with self.lock:
+                orphan = next(iter(self.orphans()), None)
+                if orphan is not None:
+                    self.claim(orphan.number)
+                elif self.counted() >= self.space.limit:
+                    return
+                else:
+                    trial = self.study.ask()
+                    self.claim(trial.number)
+            if orphan is not None:
+                number = orphan.number
+                values = {p.key: p.value(orphan.params[p.key]) for p in self.space.params}
+                run = orphan.user_attrs.get("run")
+                resume = run if run and (Path(run) / "checkpoints" / "last.ckpt").is_file() else None
+                announce(number, values, "continued" if resume else "started again")
+            else:
+                number = trial.number
+                values = {p.key: p.suggest(trial) for p in self.space.params}
+                resume = None
+                announce(number, values, None)
+            try:
+                ended = self.run_trial(number, values, slot, resume)
+            except ConfigError as err:
+                if err.problems and err.problems[0].path == ("METRIC",):
+                    self.study.tell(number, state=TrialState.FAIL)
+                    raise
+                ended = {"state": TrialState.FAIL, "error": f"invalid config: {err}"}
+            self.finish(number, ended)
+            announce(number, values, ended)
+
+    def run(self, announce: Any) -> None:
+        """Trials until the study has TRIALS (complete, pruned, failed or running), in `parallel` workers."""
+        errors: list[BaseException] = []
+
+        def work(slot: int) -> None:
+            try:
+                self.worker(slot, announce)
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                errors.append(err)
+                self.stop("error")
+
+        threads = [threading.Thread(target=work, args=(slot,), daemon=True) for slot in range(self.parallel)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+        if errors:
+            raise errors[0]
+
+    def stop(self, reason: str) -> None:
+        """Stop asking for trials; the runs in progress get the signal once, save last.ckpt and stop."""
+        with self.lock:
+            if self.stopping:
+                return
+            self.stopping = reason
+            for child in self.children.values():
+                child.send_signal(signal.SIGINT if reason == "SIGINT" else signal.SIGTERM)
+
+
+def _read_summary(run: str | None) -> dict[str, Any]:
+    import json
+
+    if not run or not (Path(run) / "summary.json").is_file():
+        return {}
+    try:
+        return json.loads((Path(run) / "summary.json").read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+
+
+def _result(summary: dict[str, Any], metric: str) -> float | None:
+    """A run's result for the study: the best value of a validation METRIC over its epochs (the value its
+    best checkpoint holds), else the final value (a test metric)."""
+    best = (summary.get("best") or {}).get(metric)
+    if best is not None:
+        return float(best["value"])
+    final = (summary.get("final") or {}).get(metric)
+    return float(final) if final is not None else None
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name) or ".." in name:
+        raise UsageError(f"--study {name!r}: a name of letters, digits, '.', '_' and '-' (it names the folder sweeps/{name})")
+    return name
+
+
+def default_name(files: list[str], sweep_file: str) -> str:
+    """The config files' and sweep file's names (digits.yml + digits-sweep.yml: digits-sweep): the same
+    command again continues the same study."""
+    stems = [Path(f).stem for f in files]
+    sweep_stem = Path(sweep_file).stem
+    stems = [stem for stem in stems if not sweep_stem.startswith(stem)] + [sweep_stem]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(dict.fromkeys(stems))).strip("-.")
+    return name or "sweep"
+
+
+def run_sweep(files: list[str], sweep_file: str, overrides: list[tuple[str, Any]], imports: list[str], trials: int | None,
+              storage: str | None, name: str | None, parallel: int) -> Sweep:
+    """Check the space, open (or continue) the study, run trials until it has enough; write the results."""
+    from ednaml.sweeps.results import write_results
+    from ednaml.sweeps.space import read_space
+
+    from ednaml.utils import require
+
+    require("optuna", "sweep")
+    space = read_space(sweep_file, trials)
+    name = check_name(name) if name else default_name(files, sweep_file)
+    sweep = Sweep(name, space, files, overrides, imports, "", parallel)
+    sweep.storage = storage_address(storage, sweep.folder)
+    sweep.config_for({})
+    sweep.check_space()
+    sweep.folder.mkdir(parents=True, exist_ok=True)
+    sweep.open()
+
+    def announce(number: int, values: dict[str, Any], ended: Any) -> None:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={_yaml(v)}" for k, v in values.items())
+        if ended is None or isinstance(ended, str):
+            print(f"trial {number} {ended or 'started'}: {shown}", flush=True)
+            return
+        state = ended["state"].name.lower()
+        value = f" {space.metric} {ended['value']:.4f}" if ended.get("value") is not None else ""
+        print(f"trial {number} {state if state != 'running' else 'stopped (continues when the sweep does)'}:{value}"
+              f" {ended.get('run') or ''}".rstrip(), flush=True)
+        with sweep.lock:
+            write_results(sweep)
+
+    previous = {s: signal.signal(s, lambda signum, frame: sweep.stop(signal.Signals(signum).name)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sweep.run(announce)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        write_results(sweep)
+    if sweep.stopping in ("SIGINT", "SIGTERM"):
+        stopped = RunStopped(f"{sweep.stopping}: sweep {name} stopped; its unfinished trials continue from their last checkpoint "
+                             f"when the same command runs again")
+        stopped.exit_code = 130 if sweep.stopping == "SIGINT" else 143
+        raise stopped
+    return sweep
