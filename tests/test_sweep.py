@@ -162,7 +162,11 @@ SWEEP:
     rows = (folder / "trials.csv").read_text().splitlines()
     assert rows[0] == "number,state,val/accuracy,OPTIMIZER.0.BASE_LR,MODEL.MODEL_KWARGS.width,run,seconds" and len(rows) == 3
     report = (folder / "report.html").read_text()
-    assert report.count("<svg") == 2 and report.count('class="trial complete"') == 4 and "val/accuracy against OPTIMIZER.0.BASE_LR" in report
+    assert report.count("<svg") == 2 and report.count('class="trial complete"') == 4 and "val/accuracy against each sampled key" in report
+    from test_tracking import render
+
+    dom, _ = render(folder / "report.html", tmp_path)  # drawn in headless Chromium
+    assert dom.count('class="trial complete"') == 4 and 'aria-label="MODEL.MODEL_KWARGS.width"' in dom and "<h2>Best trial</h2>" in dom
 
     listed = run_ednaml("runs", "--sweep", "digits-sweep", "--json", cwd=tmp_path)
     assert sorted(tmp_path / row["path"] for row in json.loads(listed.stdout)) == runs
@@ -241,3 +245,13 @@ def test_a_sweep_stopped_by_sigterm_continues_its_trial_from_the_checkpoint(tmp_
     resumed = summary(Path(first["run"]))
     assert resumed["status"] == "finished" and resumed["resumed"] == 1 and resumed["epochs"] == 3
     assert len(run_folders(tmp_path / "runs")) == 2  # the stopped trial was continued, not run again
+
+
+@pytest.mark.e2e
+def test_a_metric_the_runs_do_not_log_stops_the_sweep_with_the_names_they_do(tmp_path):
+    space = space_file(tmp_path, "METRIC: val/acuracy\nSWEEP: {OPTIMIZER.0.BASE_LR: {float: [1.0e-3, 1.0e-2]}}\n")
+    result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(space), "--trials", "3", *SHORT,
+                        "--EXECUTION.EPOCHS", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "METRIC: 'val/acuracy' is not a value the runs log; did you mean 'val/accuracy'" in result.stderr
+    assert [t["state"] for t in trials_of(tmp_path / "sweeps" / "digits-space")] == ["fail"]  # no second trial

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ednaml.sweeps.study import Sweep
 
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 420, 240, 56, 16, 24, 48
+TRIALS_STYLE = "table.trials td:last-child, table.best td:last-child { text-align: left; overflow-wrap: anywhere; max-width: 380px; }"
 STATE_COLORS = {"complete": COLORS[0], "pruned": "#999999", "fail": COLORS[1], "running": COLORS[4]}
 
 
@@ -82,7 +83,8 @@ def svg_scatter(param: "Param", metric: str, rows: list[dict[str, Any]]) -> str:
             return math.log10(value) if param.log else float(value)
     ys = [p[1] for p in points] or [0.0, 1.0]
     y0, y1 = min(ys), max(ys)
-    y0, y1 = (y0, y1) if y1 > y0 else (y0 - 0.5, y1 + 0.5)
+    pad = (y1 - y0) * 0.08 if y1 > y0 else 0.5  # points clear of the axes
+    y0, y1 = y0 - pad, y1 + pad
 
     def px(x: float) -> float:
         return LEFT + (x - x0) / (x1 - x0) * (right - LEFT)
@@ -90,7 +92,7 @@ def svg_scatter(param: "Param", metric: str, rows: list[dict[str, Any]]) -> str:
     def py(y: float) -> float:
         return bottom - (y - y0) / (y1 - y0) * (bottom - TOP)
 
-    title = f"{metric} against {param.key}"
+    title = param.key
     parts = [f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
              f'<text x="{LEFT}" y="15" class="title">{html.escape(title)}</text>']
     for y in _ticks(y0, y1):
@@ -127,14 +129,14 @@ def build_report(sweep: "Sweep", record: dict[str, Any]) -> str:
             f"Configs: {html.escape(', '.join(record['configs']))}; space: {html.escape(record['space_file'])}.</p>"]
     if best:
         head += ["<h2>Best trial</h2>", _table([[best["number"], best["value"], *[json.dumps(best["params"].get(k)) for k in keys], best["run"]]],
-                                               ["trial", record["metric"], *keys, "run folder"])]
+                                               ["trial", record["metric"], *keys, "run folder"], "best")]
     charts = [svg_scatter(p, record["metric"], record["trials"]) for p in sweep.space.params]
     rows = [[r["number"], r["state"], r["value"], *[json.dumps(r["params"].get(k)) for k in keys], r["seconds"], r["run"]]
             for r in record["trials"]]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>sweep " + html.escape(record["study"]) + "</title><style>"
-            + STYLE + "</style></head><body>" + "".join(head)
-            + "<h2>The metric against each key</h2><div class='charts'>" + "".join(charts) + "</div>"
-            + "<h2>Trials</h2>" + _table(rows, ["trial", "state", record["metric"], *keys, "seconds", "run folder"])
+            + STYLE + TRIALS_STYLE + "</style></head><body>" + "".join(head)
+            + f"<h2>{html.escape(record['metric'])} against each sampled key</h2><div class='charts'>" + "".join(charts) + "</div>"
+            + "<h2>Trials</h2>" + _table(rows, ["trial", "state", record["metric"], *keys, "seconds", "run folder"], "trials")
             + "<h2>Search space</h2><pre>" + html.escape(json.dumps(record["space"], indent=2)) + "</pre>"
             + f"<p>{html.escape(_fmt(record['updated']))}</p></body></html>")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from ednaml.errors import ConfigError, Problem, RunStopped, UsageError
+from ednaml.errors import ConfigError, Problem, RunStopped, UsageError, did_you_mean
 from ednaml.sweeps.space import Space, make_pruner
 from ednaml.sweeps.trial import TRIAL_ENV, TrialLink
 
@@ -203,8 +203,8 @@ class Sweep:
             return {"state": TrialState.COMPLETE, "value": value, "run": run}
         if status == "finished":
             logged = sorted((summary.get("best") or {}) | (summary.get("final") or {}))
-            raise ConfigError([Problem(("METRIC",), f"{self.space.metric!r} is not a value the runs log; they log {', '.join(logged)}")],
-                              self.space.source)
+            raise ConfigError([Problem(("METRIC",), f"{self.space.metric!r} is not a value the runs log"
+                                       + did_you_mean(self.space.metric, logged, f"; they log {', '.join(logged)}"))], self.space.source)
         error = summary.get("error") or _tail(logs / f"trial-{number}.txt")
         return {"state": TrialState.FAIL, "run": run, "error": error}
 
