@@ -374,8 +374,17 @@ def _sweep(args: dict[str, Any]) -> int:
 
     from ednaml.sweeps.study import SWEEPS, check_name, run_sweep
 
+    unused = [f"--{flag}" for flag in ("resume", "data", "output", "format", "root", "experiment", "status", "json", "trust", "dry-run")
+              if args[flag]] + (["--where"] if args["where"] else [])
     if args["best"]:
-        found = SWEEPS / check_name(args["best"]) / "sweep.json"
+        unused += [f"--{flag}" for flag in ("config", "sweep", "trials", "storage", "study", "parallel", "import") if args[flag.replace("import", "imports")]]
+        unused += ["overrides"] if args["overrides"] else []
+    elif args["print_config"]:
+        unused.append("--print_config (it prints the best trial's config: --best NAME --print_config)")
+    if unused:
+        raise UsageError(f"`ednaml sweep{' --best' if args['best'] else ''}` does not take {', '.join(unused)}")
+    if args["best"]:
+        found = SWEEPS / check_name(args["best"], "--best") / "sweep.json"
         if not found.is_file():
             raise UsageError(f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)")
         best = json.loads(found.read_text(encoding="utf-8")).get("best")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,10 @@ SWEEP:
     assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
     result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(space), "--trials", "zero", cwd=tmp_path)
     assert result.returncode == 2 and "--trials 'zero': a whole number of at least 1" in result.stderr
+    result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(space), "--resume", "x", cwd=tmp_path)
+    assert result.returncode == 2 and "`ednaml sweep` does not take --resume" in result.stderr
+    result = run_ednaml("sweep", "--best", "../etc", cwd=tmp_path)
+    assert result.returncode == 2 and "--best '../etc': a study name of letters" in result.stderr
 
 
 def test_sweep_results_hold_no_storage_credentials(tmp_path, monkeypatch):
@@ -137,9 +142,12 @@ SWEEP:
   OPTIMIZER.0.BASE_LR: {float: [1.0e-3, 1.0e-2], log: true}
   MODEL.MODEL_KWARGS.width: {int: [16, 32], step: 16}
 """, "digits-sweep.yml")
-    result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(space), "--trials", "2", *SHORT, cwd=tmp_path)
+    result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(space), "--trials", "2", "--parallel", "2",
+                        *SHORT, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = tmp_path / "sweeps" / "digits-sweep"  # named after the config and the sweep file
+    first, second = sorted(trials_of(folder), key=lambda t: t["started"])
+    assert datetime.fromisoformat(second["started"]) < datetime.fromisoformat(first["started"]) + timedelta(seconds=first["seconds"])
     record = json.loads((folder / "sweep.json").read_text())
     runs = run_folders(tmp_path / "runs")
     assert len(runs) == 2 and record["counts"] == {"complete": 2, "pruned": 0, "fail": 0, "running": 0}

@@ -328,9 +328,10 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, flag: str = "--study") -> str:
+    """A study name, which names its folder under sweeps/: nothing that leads out of it."""
     if not NAME.fullmatch(name) or ".." in name:
-        raise UsageError(f"--study {name!r}: a name of letters, digits, '.', '_' and '-' (it names the folder sweeps/{name})")
+        raise UsageError(f"{flag} {name!r}: a study name of letters, digits, '.', '_' and '-' (it names the folder sweeps/NAME)")
     return name
 
 
