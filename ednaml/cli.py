@@ -370,9 +370,8 @@ def _whole_number(args: dict[str, Any], flag: str) -> int | None:
 
 def _sweep(args: dict[str, Any]) -> int:
     import json
-    from pathlib import Path
 
-    from ednaml.sweeps.study import SWEEPS, check_name, run_sweep
+    from ednaml.sweeps.study import SWEEPS, check_name, run_of_trial, run_sweep
 
     unused = [f"--{flag}" for flag in ("resume", "data", "output", "format", "root", "experiment", "status", "json", "trust", "dry-run")
               if args[flag]] + (["--where"] if args["where"] else [])
@@ -387,13 +386,19 @@ def _sweep(args: dict[str, Any]) -> int:
         found = SWEEPS / check_name(args["best"], "--best") / "sweep.json"
         if not found.is_file():
             raise UsageError(f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)")
-        best = json.loads(found.read_text(encoding="utf-8")).get("best")
+        try:
+            best = json.loads(found.read_text(encoding="utf-8")).get("best")
+            run = run_of_trial(best["run"], args["best"], best["number"]) if best else None
+        except (ValueError, AttributeError, KeyError, TypeError):
+            raise UsageError(f"{found} is not a sweep summary (`ednaml sweep` writes it)") from None
         if not best:
             raise UsageError(f"sweep {args['best']} has no complete trial yet")
+        if run is None:
+            raise UsageError(f"the best trial's run folder {best['run']} is gone, or is not trial {best['number']} of {args['best']}")
         if args["print_config"]:
-            sys.stdout.write((Path(best["run"]) / "config.yaml").read_text(encoding="utf-8"))
+            sys.stdout.write((run / "config.yaml").read_text(encoding="utf-8"))
         else:
-            print(f"best trial {best['number']}: {best['value']:.6g}; {best['run']}")
+            print(f"best trial {best['number']}: {best['value']:.6g}; {run}")
             print("\n".join(f"  {key}: {json.dumps(value)}" for key, value in best["params"].items()))
         return 0
     if not args["config"] or not args["sweep"]:

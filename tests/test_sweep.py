@@ -121,10 +121,19 @@ def test_sweep_results_hold_no_storage_credentials(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     space = read_space(space_file(tmp_path, "SWEEP: {OPTIMIZER.0.BASE_LR: {float: [0.001, 0.1]}}\n"))
-    sweep = Sweep("s", space, [str(CONFIGS / "digits.yml")], [], [], "postgresql://ednaml:hunter2-secret@db.example/optuna")
-    sweep.study = optuna.create_study()
-    record = json.dumps(sweep_summary(sweep))
-    assert "hunter2-secret" not in record and "postgresql://***@db.example/optuna" in record
+    for address, shown in [("postgresql://ednaml:hunter2-secret@db.example/optuna", "postgresql://***@db.example/optuna"),
+                           ("postgresql://ednaml:hunter2/secret@db.example/optuna?password=other-secret",
+                            "postgresql://***@db.example/optuna")]:
+        sweep = Sweep("s", space, [str(CONFIGS / "digits.yml")], [], [], address)
+        sweep.study = optuna.create_study()
+        record = json.dumps(sweep_summary(sweep))
+        assert "hunter2" not in record and "other-secret" not in record and json.loads(record)["storage"] == shown
+    # a storage that cannot be opened: its scheme and host named, not its password, and no traceback
+    result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(tmp_path / "space.yml"), cwd=tmp_path,
+                        env={"EDNAML_SWEEP_STORAGE": "nosuchdb://user:hunter2-secret@db.example/optuna"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "--storage nosuchdb://user:***@db.example/optuna: cannot open the study there" in result.stderr
+    assert "hunter2-secret" not in result.stderr + result.stdout
 
 
 # ---- sweeps that train ----

@@ -385,12 +385,29 @@ def test_sync_sends_nothing_when_a_run_folder_names_files_outside_it(project, tm
     secret.write_text("PRIVATE KEY\n")
     (log,) = copy.glob("wandb/offline-run-*/*.wandb")
     header, items = wandb_log.payloads(log)
+    original = list(items)
     for i, payload in enumerate(items):  # the run-record artifact now names a file of the user's home
         record = wandb_log.parse(payload)
         if record.WhichOneof("record_type") == "artifact" and record.artifact.type == "run-record":
             record.artifact.manifest.contents[0].local_path = str(secret)
             items[i] = record.SerializeToString()
     wandb_log.write_log(log, header, items)
+    for planted, expected in [("manifest", f"an artifact manifest file {secret} is named"), ("garbage", "cannot be read")]:
+        changed = list(original)
+        for i, payload in enumerate(changed):
+            record = wandb_log.parse(payload)
+            if record.WhichOneof("record_type") == "artifact":
+                if planted == "manifest":  # W&B reads the entries of a manifest file, wherever it is
+                    record.artifact.manifest.manifest_file_path = str(secret)
+                    changed[i] = record.SerializeToString()
+                else:  # a record nothing can read, with more after it: what follows is unchecked, so nothing is sent
+                    changed.insert(i, b"\xff\xff\xff\xff")
+                break
+        copied = tmp_path / f"untrusted-{planted}"
+        shutil.copytree(copy, copied, symlinks=True)
+        wandb_log.write_log(next(copied.glob("wandb/offline-run-*/*.wandb")), header, changed)
+        (plan,) = sync_plan(copied)
+        assert any(expected in problem for problem in plan.problems), plan.problems
     (log.parent / "files" / "media" / "key.txt").symlink_to(secret)
     for flags in ([], ["--dry-run"]):
         result = run_ednaml("sync", str(copy), *flags, cwd=tmp_path, env={"WANDB_BASE_URL": "http://127.0.0.1:9"})

@@ -11,6 +11,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from ednaml.sweeps.study import shown_storage
 from ednaml.tracking.report import COLORS, STYLE, _fmt, _table, _ticks
 from ednaml.tracking.run_folder import write_atomic
 from ednaml.tracking.secrets import scrub
@@ -45,7 +46,7 @@ def summary(sweep: "Sweep") -> dict[str, Any]:
     pick = max if sweep.space.direction == "maximize" else min
     best = pick(complete, key=lambda r: r["value"]) if complete else None
     counts = {state: sum(r["state"] == state for r in rows) for state in ("complete", "pruned", "fail", "running")}
-    return scrub({"study": sweep.name, "storage": sweep.storage, "metric": sweep.space.metric, "direction": sweep.space.direction,
+    return scrub({"study": sweep.name, "storage": shown_storage(sweep.storage), "metric": sweep.space.metric, "direction": sweep.space.direction,
                   "space": sweep.space.describe(), "space_file": sweep.space.source, "configs": [str(f) for f in sweep.files],
                   "overrides": [[k, v] for k, v in sweep.overrides], "trials_wanted": sweep.space.trials, "counts": counts,
                   "best": best, "trials": rows, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

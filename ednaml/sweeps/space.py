@@ -4,8 +4,8 @@
     DIRECTION: maximize           # or minimize
     TRIALS: 8                     # the study's size (`--trials` overrides it)
     SAMPLER: tpe                  # tpe | random | grid
-    PRUNER: median                # none | median | percentile | hyperband | successive_halving | threshold
-                                  # | patient, or {NAME: {arguments}}: {threshold: {lower: 0.5}}
+    PRUNER: median                # none | median | percentile | hyperband | successive_halving | threshold,
+                                  # or {NAME: {arguments}}: {threshold: {lower: 0.5}}
     SEED: 0                       # the sampler's seed
     SWEEP:
       OPTIMIZER.0.BASE_LR: {float: [1.0e-4, 1.0e-1], log: true}
@@ -25,7 +25,7 @@ from ednaml.errors import ConfigError, Problem, did_you_mean
 SAMPLERS = ("tpe", "random", "grid")
 # PRUNER: a name, or {name: {its arguments}} (e.g. {threshold: {lower: 0.5}}, {median: {n_startup_trials: 2}})
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner", "hyperband": "HyperbandPruner",
-           "successive_halving": "SuccessiveHalvingPruner", "threshold": "ThresholdPruner", "patient": "PatientPruner"}
+           "successive_halving": "SuccessiveHalvingPruner", "threshold": "ThresholdPruner"}
 DIRECTIONS = ("maximize", "minimize")
 KINDS = ("float", "int", "choice")
 DEFAULTS: dict[str, Any] = {"METRIC": "val/accuracy", "DIRECTION": "maximize", "TRIALS": 8, "SAMPLER": "tpe", "PRUNER": "median",

@@ -44,14 +44,43 @@ def open_storage(address: str) -> Any:
     return optuna.storages.RDBStorage(address)
 
 
+STORAGE_ENV = "EDNAML_SWEEP_STORAGE"  # --storage's default: a database URL with a password stays out of argv
+
+
 def storage_address(given: str | None, folder: Path) -> str:
-    """--storage as an address: a URL as it is, a file path as a journal file; by default the sweep folder's
-    study.journal."""
+    """--storage (else EDNAML_SWEEP_STORAGE) as an address: a URL as it is, a file path as a journal file;
+    by default the sweep folder's study.journal."""
+    given = given or os.environ.get(STORAGE_ENV) or None
     if given is None:
         return f"journal:{(folder / 'study.journal').resolve()}"
     if "://" in given or given.startswith("journal:"):
         return given
     return f"journal:{Path(given).resolve()}"
+
+
+def shown_storage(address: str) -> str:
+    """A storage address fit to print and record: an RDB URL without its password or query string."""
+    if address.startswith("journal:"):
+        return address
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(address).set(query={}).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show its scheme alone
+        return address.split("://", 1)[0] + "://***"
+
+
+def run_of_trial(run: str | os.PathLike, study: str, number: int) -> Path | None:
+    """`run` where it is a run folder whose provenance says it ran trial `number` of `study`: a path
+    read from a study or a sweep folder is not trusted further than that."""
+    import json
+
+    path = Path(run)
+    try:
+        record = json.loads((path / "provenance.json").read_text(encoding="utf-8")).get("sweep") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if record.get("study") == study and record.get("trial") == number else None
 
 
 def _sampler(space: Space, seed: int) -> Any:
@@ -76,7 +105,9 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -104,6 +135,7 @@ class Sweep:
     def __post_init__(self) -> None:
         self.folder = SWEEPS / self.name
         self.lock = threading.Lock()
+        self.devices: list[str] = []
 
     # ---- the study ----
 
@@ -111,13 +143,19 @@ class Sweep:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(self.storage)
-        joining = self.name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
-        # processes that join a study sample with seeds of their own, or they would propose the same values
-        seed = self.space.seed if not joining else self.space.seed + os.getpid()
-        self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
-                                         direction=self.space.direction, sampler=_sampler(self.space, seed),
-                                         pruner=make_pruner(self.space.pruner, self.space.pruner_args))
+        try:
+            storage = open_storage(self.storage)
+            joining = self.name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            # processes that join a study sample with seeds of their own, or they would propose the same values
+            seed = self.space.seed if not joining else self.space.seed + os.getpid()
+            self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
+                                             direction=self.space.direction, sampler=_sampler(self.space, seed),
+                                             pruner=make_pruner(self.space.pruner, self.space.pruner_args))
+        except Exception as err:  # noqa: BLE001 - a bad URL, a missing driver, a database that does not answer
+            from ednaml.tracking.secrets import scrub_text
+
+            raise UsageError(f"--storage {shown_storage(self.storage)}: cannot open the study there: "
+                             f"{scrub_text(str(err)).splitlines()[0] if str(err) else type(err).__name__}") from None
         described = self.space.describe()
         recorded = self.study.user_attrs.get("space")
         if recorded is None:
@@ -159,25 +197,31 @@ class Sweep:
     # ---- running trials ----
 
     def command(self, values: dict[str, Any], tags: list[str], resume: str | None = None) -> list[str]:
-        base = [sys.executable, "-m", "ednaml", "fit", "--trainer.enable_progress_bar", "false"]
-        if resume:
-            return base + ["--resume", resume]
+        """`ednaml fit` with the sweep's configs and overrides and the sampled values; continuing a stopped
+        trial's run, the same with --resume (they equal its saved config, and give back any masked secret)."""
         args = [a for f in self.files for a in ("--config", str(f))] + [a for i in self.imports for a in ("--import", i)]
         args += [a for key, value in self.overrides for a in (f"--{key}", value if isinstance(value, str) else _yaml(value))]
         args += [a for key, value in values.items() for a in (f"--{key}", _yaml(value))]
-        return base + args + ["--LOGGING.WANDB_GROUP", self.name, "--LOGGING.WANDB_TAGS", _yaml(tags)]
+        args += ["--LOGGING.WANDB_GROUP", self.name, "--LOGGING.WANDB_TAGS", _yaml(tags)]
+        return [sys.executable, "-m", "ednaml", "fit", "--trainer.enable_progress_bar", "false", *(["--resume", resume] if resume else []),
+                *args]
 
-    def run_trial(self, number: int, values: dict[str, Any], slot: int, resume: str | None = None) -> dict[str, Any]:
-        """One trial's run in a child process; what it ended as: state, value, run folder, error."""
+    def trial_run(self, number: int) -> Path | None:
+        """The run folder trial `number` recorded, where its provenance says it is that trial's run."""
+        run = self._frozen(number).user_attrs.get("run")
+        return run_of_trial(run, self.name, number) if run else None
+
+    def run_trial(self, number: int, values: dict[str, Any], slot: int, claim: int, resume: str | None = None) -> dict[str, Any]:
+        """One trial's run in a child process; what it ended as: state, value, run folder, error. The child
+        holds the trial's claim too, so the trial is not taken over while its run lives."""
         from optuna.trial import TrialState
 
         config = self.config_for(values)
         tags = [*map(str, config["LOGGING"]["WANDB_TAGS"]), f"sweep:{self.name}", f"trial:{number}"]
         link = TrialLink(self.storage, self.name, number, self.space.metric, values, (self.space.pruner, self.space.pruner_args))
         env = {**os.environ, TRIAL_ENV: link.to_env()}
-        if self.parallel > 1:  # one device each
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(self.parallel)))).split(",")
-            env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+        if self.parallel > 1 and self.devices:  # one GPU each
+            env["CUDA_VISIBLE_DEVICES"] = self.devices[slot]
         logs = self.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"trial-{number}.txt", "a", encoding="utf-8") as out:
@@ -185,27 +229,27 @@ class Sweep:
                 if self.stopping:
                     return {"state": TrialState.RUNNING}
                 child = subprocess.Popen(self.command(values, tags, resume), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # signals reach it from this process only, once
+                                         start_new_session=True, pass_fds=(claim,))  # signals reach it from this process only, once
                 self.children[number] = child
+            self.study._storage.set_trial_user_attr(self._trial_id(number), "child", child.pid)
             code = child.wait()
             with self.lock:
                 self.children.pop(number, None)
-        trial = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
-        run = trial.user_attrs.get("run")
+        run = self.trial_run(number)
         summary = _read_summary(run)
         status = summary.get("status")
-        if status == "interrupted" or (self.stopping and code in (130, 143)):
-            return {"state": TrialState.RUNNING, "run": run}
         if status == "pruned":
             return {"state": TrialState.PRUNED, "run": run}
         value = _result(summary, self.space.metric)
         if status == "finished" and value is not None:
             return {"state": TrialState.COMPLETE, "value": value, "run": run}
+        if self.stopping:  # stopped at any point: the same command continues it
+            return {"state": TrialState.RUNNING, "run": run}
         if status == "finished":
             logged = sorted((summary.get("best") or {}) | (summary.get("final") or {}))
             raise ConfigError([Problem(("METRIC",), f"{self.space.metric!r} is not a value the runs log"
                                        + did_you_mean(self.space.metric, logged, f"; they log {', '.join(logged)}"))], self.space.source)
-        error = summary.get("error") or _tail(logs / f"trial-{number}.txt")
+        error = (summary.get("error") if status != "interrupted" else None) or _tail(logs / f"trial-{number}.txt") or f"exit code {code}"
         return {"state": TrialState.FAIL, "run": run, "error": error}
 
     def finish(self, number: int, ended: dict[str, Any]) -> None:
@@ -222,52 +266,75 @@ class Sweep:
     def _trial_id(self, number: int) -> int:
         return self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
 
-    def orphans(self) -> list[Any]:
-        """Running trials of this machine whose sweep process is gone (stopped, killed): this process takes
-        them over."""
-        from optuna.trial import TrialState
+    def _frozen(self, number: int) -> Any:
+        return self.study._storage.get_trial(self._trial_id(number))
 
-        host = socket.gethostname()
-        return [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if t.user_attrs.get("host") == host and not _alive(int(t.user_attrs.get("pid", 0) or 0))]
+    def claim(self, number: int, wait: bool = False) -> int | None:
+        """An exclusive lock on trial `number` (a file in the sweep folder's claims/), held by this process and
+        the trial's run for as long as either lives: a killed sweep's runs keep it. None where another
+        process holds it."""
+        import fcntl
 
-    def claim(self, number: int) -> None:
+        claims = self.folder / "claims"
+        claims.mkdir(parents=True, exist_ok=True)
+        handle = os.open(claims / f"trial-{number}", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(handle)
+            return None
         trial_id = self._trial_id(number)
         self.study._storage.set_trial_user_attr(trial_id, "host", socket.gethostname())
         self.study._storage.set_trial_user_attr(trial_id, "pid", os.getpid())
+        return handle
+
+    def take_over(self) -> tuple[Any, int] | None:
+        """A running trial of this machine that no live process holds (its sweep was stopped or killed, and
+        its run ended), claimed by this process."""
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get("host") != host or any(_alive(trial.user_attrs.get(k)) for k in ("pid", "child")):
+                continue  # another machine's, or its sweep or its run still lives (a sweep in another folder, too)
+            if (handle := self.claim(trial.number)) is not None:
+                return trial, handle
+        return None
 
     def worker(self, slot: int, announce: Any) -> None:
+        import optuna
         from optuna.trial import TrialState
 
         while not self.stopping:
             with self.lock:
-                orphan = next(iter(self.orphans()), None)
-                if orphan is not None:
-                    self.claim(orphan.number)
-                elif self.counted() >= self.space.limit:
+                taken = self.take_over()
+                if taken is None and self.counted() >= self.space.limit:
                     return
-                else:
+                if taken is None:
                     trial = self.study.ask()
-                    self.claim(trial.number)
-            if orphan is not None:
-                number = orphan.number
-                values = {p.key: p.value(orphan.params[p.key]) for p in self.space.params}
-                run = orphan.user_attrs.get("run")
-                resume = run if run and (Path(run) / "checkpoints" / "last.ckpt").is_file() else None
-                announce(number, values, "continued" if resume else "started again")
-            else:
-                number = trial.number
-                values = {p.key: p.suggest(trial) for p in self.space.params}
-                resume = None
-                announce(number, values, None)
+                    handle, resume, again = self.claim(trial.number, wait=True), None, None
+                else:
+                    trial, handle = optuna.trial.Trial(self.study, taken[0]._trial_id), taken[1]
+                    run = self.trial_run(trial.number)
+                    resume = str(run) if run and (run / "checkpoints" / "last.ckpt").is_file() else None
+                    again = "continued" if resume else "started again"
             try:
-                ended = self.run_trial(number, values, slot, resume)
-            except ConfigError as err:
-                if err.problems and err.problems[0].path == ("METRIC",):
-                    self.study.tell(number, state=TrialState.FAIL)
-                    raise
-                ended = {"state": TrialState.FAIL, "error": f"invalid config: {err}"}
-            self.finish(number, ended)
+                number = trial.number
+                # a taken-over trial gives back the values it was given (or, asked and never given any, new ones)
+                values = {p.key: p.suggest(trial) for p in self.space.params}
+                if resume is None:  # a new run: the trial's old run folder, if any, is not its result
+                    self.study._storage.set_trial_user_attr(self._trial_id(number), "run", None)
+                announce(number, values, again)
+                try:
+                    ended = self.run_trial(number, values, slot, handle, resume)
+                except ConfigError as err:
+                    if err.problems and err.problems[0].path == ("METRIC",):
+                        self.study.tell(number, state=TrialState.FAIL)
+                        raise
+                    ended = {"state": TrialState.FAIL, "error": f"invalid config: {err}"}
+                self.finish(number, ended)
+            finally:
+                os.close(handle)
             announce(number, values, ended)
 
     def run(self, announce: Any) -> None:
@@ -300,7 +367,7 @@ class Sweep:
                 child.send_signal(signal.SIGINT if reason == "SIGINT" else signal.SIGTERM)
 
 
-def _read_summary(run: str | None) -> dict[str, Any]:
+def _read_summary(run: str | os.PathLike | None) -> dict[str, Any]:
     import json
 
     if not run or not (Path(run) / "summary.json").is_file():
@@ -326,6 +393,21 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def parallel_devices(parallel: int, config: dict[str, Any]) -> list[str]:
+    """The GPU each of `parallel` trial slots sees (none on a machine without CUDA): one each, so K needs K."""
+    import torch
+
+    if parallel == 1 or not torch.cuda.is_available():
+        return []
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
+        [str(i) for i in range(torch.cuda.device_count())]
+    if parallel > len(visible):
+        raise UsageError(f"--parallel {parallel}: one GPU per trial, and {len(visible)} are visible")
+    if str(config["trainer"].get("devices", "auto")) not in ("1", "auto", "-1"):
+        raise UsageError(f"--parallel gives each trial one GPU; trainer.devices {config['trainer']['devices']!r} asks for more")
+    return visible[:parallel]
 
 
 def check_name(name: str, flag: str = "--study") -> str:
@@ -358,7 +440,8 @@ def run_sweep(files: list[str], sweep_file: str, overrides: list[tuple[str, Any]
     name = check_name(name) if name else default_name(files, sweep_file)
     sweep = Sweep(name, space, files, overrides, imports, "", parallel)
     sweep.storage = storage_address(storage, sweep.folder)
-    sweep.config_for({})
+    config = sweep.config_for({})
+    sweep.devices = parallel_devices(parallel, config)
     sweep.check_space()
     sweep.folder.mkdir(parents=True, exist_ok=True)
     sweep.open()

@@ -31,7 +31,15 @@ class TrialLink:
     @classmethod
     def from_env(cls) -> "TrialLink | None":
         text = os.environ.get(TRIAL_ENV)
-        return cls(**json.loads(text)) if text else None
+        if not text:
+            return None
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            from ednaml.errors import ConfigError
+
+            raise ConfigError(f"{TRIAL_ENV} is set but is not a sweep trial (`ednaml sweep` sets it for the runs it starts): "
+                              "unset it to run on your own") from None
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ednaml.tracking import wandb_log
 
@@ -57,24 +58,45 @@ def _offline_run(directory: Path, root: Path, trust: bool) -> OfflineRun:
     logs = sorted(p for p in directory.glob("*.wandb") if p.is_file() or p.is_symlink())
     files = sorted(p for p in (directory / "files").rglob("*") if p.is_file() or p.is_symlink())  # media, tables
     offline = OfflineRun(directory, logs[0] if logs else directory / "missing.wandb", logs + files)
-    offline.problems += [f"{p} leads outside the run folder" for p in files if not _inside(p, root)]
-    if len(logs) != 1:
-        offline.problems.append(f"{directory} holds {len(logs)} .wandb logs, not one")
+    offline.problems += [f"{p} leads outside the run folder" for p in offline.files if not _inside(p, root)]
+    if len(logs) != 1 or not _inside(logs[0], root):  # only the run folder's own log is read
+        offline.problems += [] if len(logs) == 1 else [f"{directory} holds {len(logs)} .wandb logs, not one"]
         return offline
     try:
-        for record in wandb_log.records(offline.log):
-            kind = record.WhichOneof("record_type")
-            if kind == "artifact":
-                for entry in record.artifact.manifest.contents:
-                    if entry.local_path:
-                        _artifact_file(entry.local_path, root, trust, offline)
-            elif kind == "files":
-                for item in record.files.files:
-                    if not _inside(directory / "files" / item.path, root):
-                        offline.problems.append(f"file {item.path!r} of the W&B log leads outside the run folder")
+        items = wandb_log.payloads(offline.log)[1]
     except ValueError as error:
         offline.problems.append(str(error))
+        return offline
+    for i, payload in enumerate(items):
+        record = wandb_log.parse(payload)
+        if record is None:
+            if i < len(items) - 1:  # only the last record may be torn (a killed writer); nothing hides behind it
+                offline.problems.append(f"record {i} of {offline.log.name} cannot be read")
+            continue
+        _check_record(record, directory, root, trust, offline)
     return offline
+
+
+def _check_record(record: Any, directory: Path, root: Path, trust: bool, offline: OfflineRun) -> None:
+    """The files a record makes `wandb sync` read: artifact entries (in an artifact record, or a request to
+    log one), the offline run's files/, and anything else that names a local path, which is refused."""
+    kind = record.WhichOneof("record_type")
+    artifact = record.artifact if kind == "artifact" else None
+    if kind == "request" and record.request.WhichOneof("request_type") == "log_artifact":
+        artifact = record.request.log_artifact.artifact
+    if artifact is not None:
+        if artifact.manifest.manifest_file_path:
+            offline.problems.append(f"an artifact manifest file {artifact.manifest.manifest_file_path} is named: not sent "
+                                    "(EdnaML's runs hold their manifests in the log)")
+        for entry in artifact.manifest.contents:
+            if entry.local_path:
+                _artifact_file(entry.local_path, root, trust, offline)
+    elif kind == "files":
+        for item in record.files.files:
+            if not _inside(directory / "files" / item.path, root):
+                offline.problems.append(f"file {item.path!r} of the W&B log leads outside the run folder")
+    elif kind == "tbrecord":
+        offline.problems.append(f"a TensorBoard folder {record.tbrecord.log_dir} is named: not sent (EdnaML's runs have none)")
 
 
 def sync_plan(run: Path, trust: bool = False) -> list[OfflineRun]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -87,12 +88,16 @@ def write_log(path: Path, header: bytes, items: list[bytes]) -> None:
             first = False
             if not payload:
                 break
-    staging = path.with_name(f".{path.name}.tmp")
-    with staging.open("wb") as handle:
-        handle.write(out)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
+    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file: no link planted there is followed
+    try:
+        with os.fdopen(handle, "wb") as out_file:
+            out_file.write(out)
+            out_file.flush()
+            os.fsync(out_file.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        os.unlink(staging)
+        raise
 
 
 def run_config(path: Path) -> dict[str, Any]:
