@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -12,7 +13,8 @@ from ednaml.errors import ConfigError, Problem, locate
 
 if TYPE_CHECKING:
     from ednaml.tracking.run_folder import RunFolder
-from ednaml.config.load import deep_merge, normalize_legacy
+from ednaml.config.legacy import default_loss_optimizers
+from ednaml.config.load import ConfigWarning, deep_merge, normalize_legacy
 
 
 # What may change when a run is resumed: where it runs, not what it computes.
@@ -47,6 +49,7 @@ def prepare(
         imported = registry.import_sources(sources, search_dirs)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
+    default_loss_optimizers(config, _config_warning)
     validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trusted)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
         try:
@@ -57,6 +60,27 @@ def prepare(
     if isinstance(config.get("EXECUTION"), dict):  # recorded as found, so the run can be reproduced from anywhere
         config["EXECUTION"]["IMPORTS"] = list(dict.fromkeys(imported))
     return config
+
+
+def _config_warning(message: str) -> None:
+    warnings.warn(message, ConfigWarning, stacklevel=3)
+
+
+def prepare_noted(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
+    """prepare(), and the config notes it made on the way (the original's spellings read as this version's,
+    keys accepted but not used, defaults added): shown as warnings, and recorded in provenance.json."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        try:
+            config = prepare(*args, **kwargs)
+        finally:
+            shown = set()
+            for warning in caught:
+                if (str(warning.message), warning.category) not in shown:
+                    shown.add((str(warning.message), warning.category))
+                    warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    notes = [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
+    return config, list(dict.fromkeys(notes))
 
 
 class EdnaML:
@@ -85,11 +109,11 @@ class EdnaML:
             pairs.append(("ckpt_path", str(ckpt_path)))
         self.origins: dict[tuple, str] = {}
         trusted = trust if trust is not None else not (ckpt_path and not configs)
-        self.config = prepare(files, pairs, imports, base or None, self.origins, label, trusted)
+        self.config, notes = prepare_noted(files, pairs, imports, base or None, self.origins, label, trusted)
         if ckpt_path and configs:
             checkpoint_mismatch(ckpt_path, self.config)
         self.resumed: RunFolder | None = None  # the run folder `EdnaML.resume` continues
-        self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs]}
+        self.invocation = {"argv": None, "overrides": [[k, v] for k, v in pairs], "config_notes": notes}
         from ednaml.adapters.given import Given
 
         self.given = Given()

@@ -224,6 +224,10 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
 
 
 def unknown_name_message(kind: str, name: str) -> str:
+    from ednaml.config.legacy import outside_message
+
+    if isinstance(name, str) and (outside := outside_message(kind, name)):  # the original's, not a misspelling
+        return outside
     return f"{name!r} is not a known {kind.replace('_', ' ')}" + did_you_mean(name, names(kind), f" (see `ednaml list {kind}`)")
 
 

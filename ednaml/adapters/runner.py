@@ -84,6 +84,7 @@ def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModu
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
     record_given(record["components"], given, config)
     record["overrides"] = invocation.get("overrides", [])
+    record["config_notes"] = invocation.get("config_notes", [])  # the original's spellings read as this version's, ...
     if (trial := sweep_trial()) is not None:
         record["sweep"] = trial.describe()
     if resuming and (run.path / "provenance.json").exists():

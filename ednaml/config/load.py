@@ -60,6 +60,9 @@ class _Delete:
     def __repr__(self) -> str:
         return "!delete"
 
+    def __deepcopy__(self, memo: dict) -> "_Delete":  # one marker, compared by identity
+        return self
+
 
 DELETE = _Delete()
 
@@ -278,7 +281,9 @@ def _legacy_transformation(section: str, value: Any) -> Any:
 
 def normalize_legacy(raw: dict[str, Any]) -> dict[str, Any]:
     """Rewrite the original EdnaML's older forms into the canonical one (each rewrite is warned about)."""
-    cfg = dict(raw)
+    from ednaml.config.legacy import translate
+
+    cfg = translate(raw, _warn)
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
         if section in cfg:
             cfg[section] = _legacy_transformation(section, cfg[section])

@@ -1,0 +1,252 @@
+"""The original EdnaML's key spellings and component names, read as this version's.
+
+Each rewrite is a one-line ConfigWarning (shown by `check` and `fit`, recorded in provenance.json). A
+component that belongs to a project built on the original (CarZam, MiDAS, CoLabel, NELA, Fakeddit, ...)
+is named as such, with how to bring it in, instead of a did-you-mean that would point at something else.
+docs/migration.md has the whole table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ednaml.errors import format_path
+
+# (old path, new path): a key the original spelled otherwise. "*" matches every entry of a list section.
+RENAMED: list[tuple[tuple, tuple]] = [
+    (("LOSS", "*", "LOSS_KWARGS"), ("LOSS", "*", "KWARGS")),
+    (("LOSS", "*", "LOSS_LAMBDAS"), ("LOSS", "*", "LAMBDAS")),
+    (("MODEL", "ARCH"), ("MODEL", "MODEL_ARCH")),
+    (("MODEL", "BASE"), ("MODEL", "MODEL_BASE")),
+    (("MODEL", "EMB_DIM"), ("MODEL", "MODEL_KWARGS", "embedding_dimensions")),
+    (("MODEL", "SOFTMAX"), ("MODEL", "MODEL_KWARGS", "softmax_dimensions")),
+    (("MODEL", "SOFTMAX_DIM"), ("MODEL", "MODEL_KWARGS", "softmax_dimensions")),
+    (("EXECUTION", "MODEL_BUILDER"), ("MODEL", "BUILDER")),
+    (("EXECUTION", "CRAWLER_ARGS"), ("EXECUTION", "DATAREADER", "CRAWLER_ARGS")),
+    (("EXECUTION", "GENERATOR"), ("EXECUTION", "DATAREADER", "GENERATOR")),
+    (("EXECUTION", "GENERATOR_ARGS"), ("EXECUTION", "DATAREADER", "GENERATOR_ARGS")),
+    (("EXECUTION", "TRAIN_MODE"), ("EXECUTION", "TRAINER_ARGS", "train_mode")),  # read by the step logic that wants it
+    (("EXECUTION", "TEST_MODE"), ("EXECUTION", "TRAINER_ARGS", "test_mode")),
+]
+
+# Keys the original read that this version has no use for: dropped, with what that changes.
+DROPPED = {
+    ("TRANSFORMATION", "INSTANCES"): "the original's identity sampler (this many images of each identity in a batch) is not "
+                                     "part of EdnaML: dropped; batches are drawn at random",
+    ("DEPLOYMENT", "FP16"): "dropped: EXECUTION.FP16 or trainer.precision sets the precision",
+}
+
+# Loss arguments the original spelled otherwise: {loss: {old: new}}; a new of None drops the old where its
+# value is what this version's loss does anyway.
+LOSS_ARGUMENTS: dict[str, dict[str, tuple[str | None, Any]]] = {
+    "SoftmaxLabelSmooth": {"soft_dim": ("softmax_dimensions", None)},
+    "TripletLoss": {"mine": (None, "hard")},  # batch-hard mining is what TripletLoss does
+    "MarginLoss": {"mine": (None, "hard")},
+    "ProxyNCA": {"embedding_size": ("feat_dim", None), "classes": ("num_classes", None)},
+}
+
+# The original's names that are this version's components under another name (kind -> {old: new}).
+RENAMED_COMPONENTS: dict[str, dict[str, str]] = {
+    "trainer": {"BaseTrainer": "ClassificationTrainer", "SimpleTrainer": "ClassificationTrainer"},
+    "optimizer_builder": {"ReIDOptimizerBuilder": "ClassificationOptimizer", "BaseOptimizer": "ClassificationOptimizer"},
+    "model_builder": {"model_builder": "ednaml_model_builder"},
+}
+
+# Components of projects built on the original EdnaML, and the original's own base classes: not here.
+OUTSIDE = {
+    "CarZam": ["CarzamResnet", "CarzamTrainer", "carzam_model_builder", "CUB200_2011Generator", "Cars196Generator"],
+    "MiDAS": ["MiDAS", "MiDASTrainer"],
+    "CoLabel": ["CoLabelResnet", "CoLabelOptimizer", "CoLabelTrainer", "VehicleColor", "MultiClassificationGenerator"],
+    "NELA": ["NELA", "AlbertReader", "FNCAlbertModeler", "FNCFilter"],
+    "Fakeddit": ["Fakeddit"],
+    "EdnaML's Hugging Face integration": ["HFReader", "HFGenerator", "HFTrainer", "HFDeploy", "HFMLMSequenceModel",
+                                          "HFMLMSequenceTrainer", "hf_model_builder", "SemanticMaskingFeaturesGenerator"],
+    "VAEGAN": ["VAEGANTrainer", "VAEGANOptimizerBuilder"],
+    "the original's ReID experiments": ["VehicleIDTrainer", "FastKMP", "FastKMeansProxy", "FastRandomizedLipschitz",
+                                        "RandomizedLipschitz"],
+}
+BASE_CLASSES = {"DataReader": "a data source", "ModelAbstract": "a model", "Crawler": "a data source", "Generator": "a dataset"}
+_OUTSIDE = {name: project for project, names in OUTSIDE.items() for name in names}
+
+
+def outside_message(kind: str, name: str) -> str | None:
+    """Why a name from the original's configs is not a component here, and how to bring it in; None for
+    any other name."""
+    if name in BASE_CLASSES:
+        return (f"{name!r} is the original's base class, not {BASE_CLASSES[name]}: name one (`ednaml list {kind}`), "
+                "or register your own with IMPORTS")
+    if name == "Resnet" and kind == "model":
+        return ("'Resnet' is the original's re-identification ResNet (attention, part branches), which is not part of EdnaML: "
+                "ClassificationResnet (MODEL_BASE resnet18/34/50/...) is a plain ResNet classifier; or register the "
+                "original's with IMPORTS")
+    project = _OUTSIDE.get(name)
+    if project is None:
+        return None
+    return f"{name!r} belongs to {project}, built on the original EdnaML, and is not part of EdnaML: register it with IMPORTS " \
+           f"(see docs/components.md)"
+
+
+def _note(old: tuple, message: str, warn: Callable[[str], None]) -> None:
+    warn(f"{format_path(old)}: {message}")
+
+
+def _moves(cfg: dict[str, Any], old: tuple, new: tuple) -> list[tuple[tuple, tuple]]:
+    """(concrete old path, concrete new path) for each place `old` matches ("*": every list entry)."""
+    found: list[tuple[tuple, tuple]] = []
+
+    def walk(node: Any, at: int, path: tuple) -> None:
+        if at == len(old) - 1:
+            if isinstance(node, dict) and old[-1] in node:
+                concrete = path + (old[-1],)  # a "*" of the new path is the same entry as the old one's
+                found.append((concrete, tuple(concrete[i] if part == "*" else part for i, part in enumerate(new))))
+            return
+        part = old[at]
+        if part == "*" and isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, at + 1, path + (i,))
+        elif part == "*" and isinstance(node, dict):  # a list section written as one mapping
+            walk(node, at + 1, path + (0,))
+        elif isinstance(node, dict) and part in node:
+            walk(node[part], at + 1, path + (part,))
+
+    walk(cfg, 0, ())
+    return found
+
+
+def _get(cfg: Any, path: tuple) -> Any:
+    for part in path:
+        if isinstance(cfg, dict) and isinstance(part, int):  # a list section written as one mapping: its entry 0
+            continue
+        if isinstance(cfg, list) and isinstance(part, int) and part < len(cfg):
+            cfg = cfg[part]
+        elif isinstance(cfg, dict) and part in cfg:
+            cfg = cfg[part]
+        else:
+            return None
+    return cfg
+
+
+def _container(cfg: dict[str, Any], path: tuple) -> Any:
+    """The mapping that holds the last part of `path`, made where missing (a list section written as one
+    mapping counts as its entry 0)."""
+    node: Any = cfg
+    for part in path[:-1]:
+        if isinstance(part, int):
+            node = node if isinstance(node, dict) else node[part]
+            continue
+        if not isinstance(node.get(part), (dict, list)) or node.get(part) in ("", None):
+            node[part] = {}
+        node = node[part]
+    return node
+
+
+def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any]:
+    """`raw` (one config layer, or the merged config) with the original's spellings rewritten; each
+    rewrite noted through `warn`. Rewriting twice changes nothing."""
+    import copy
+
+    cfg = copy.deepcopy(raw)
+    if isinstance(cfg.get("DATAREADER"), dict) and "DATAREADER" not in (cfg.get("EXECUTION") or {}):
+        cfg.setdefault("EXECUTION", {})
+        if not isinstance(cfg["EXECUTION"], dict):
+            cfg["EXECUTION"] = {}
+        cfg["EXECUTION"]["DATAREADER"] = cfg.pop("DATAREADER")
+        _note(("DATAREADER",), "the original's later top-level section, read as EXECUTION.DATAREADER", warn)
+    execution = cfg.get("EXECUTION")
+    if isinstance(execution, dict) and isinstance(execution.get("CRAWLER"), str):
+        crawler = execution.pop("CRAWLER")
+        reader = crawler.removesuffix("DataCrawler").removesuffix("Crawler") or crawler
+        datareader = execution.setdefault("DATAREADER", {}) if isinstance(execution.get("DATAREADER"), dict) or \
+            "DATAREADER" not in execution else None
+        if datareader is not None and "DATAREADER" not in datareader:
+            datareader["DATAREADER"] = reader
+            _note(("EXECUTION", "CRAWLER"), f"the original named the crawler ({crawler}); a data reader holds it here: read as "
+                  f"EXECUTION.DATAREADER.DATAREADER: {reader}", warn)
+        else:
+            _note(("EXECUTION", "CRAWLER"), f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER "
+                  "names the data reader", warn)
+    for old, new in RENAMED:
+        for old_path, new_path in _moves(cfg, old, new):
+            holder = _get(cfg, old_path[:-1])
+            value = holder.pop(old_path[-1])
+            if value in ("", None) and new_path[-1] in ("softmax_dimensions", "embedding_dimensions"):
+                _note(old_path, "blank; dropped (an output size left out is taken from the data)", warn)
+                continue
+            target = _container(cfg, new_path)
+            if new_path[-1] in target:
+                _note(old_path, f"the original's spelling of {format_path(new_path)}, which is set too: dropped", warn)
+                continue
+            target[new_path[-1]] = value
+            _note(old_path, f"the original's spelling, read as {format_path(new_path)}", warn)
+    for path, message in DROPPED.items():
+        holder = _get(cfg, path[:-1])
+        if isinstance(holder, dict) and path[-1] in holder:
+            holder.pop(path[-1])
+            _note(path, message, warn)
+    _loss_arguments(cfg, warn)
+    model = cfg.get("MODEL")
+    if isinstance(model, dict) and model.get("MODEL_NORMALIZATION") == "":
+        model["MODEL_NORMALIZATION"] = "none"
+        _note(("MODEL", "MODEL_NORMALIZATION"), "'' (no normalization in the original), read as none", warn)
+    if isinstance(model, dict) and model.get("MODEL_KWARGS") == "":
+        model["MODEL_KWARGS"] = {}
+    reader = _get(cfg, ("EXECUTION", "DATAREADER"))
+    if isinstance(reader, dict):
+        for key in [k for k in reader if isinstance(k, str) and k.endswith("_comment")]:
+            reader.pop(key)
+            _note(("EXECUTION", "DATAREADER", key), "a comment in the original's config; dropped", warn)
+    for kind, path in (("trainer", ("EXECUTION", "TRAINER")), ("optimizer_builder", ("EXECUTION", "OPTIMIZER_BUILDER")),
+                       ("model_builder", ("MODEL", "BUILDER"))):
+        holder, name = _get(cfg, path[:-1]), _get(cfg, path)
+        if isinstance(name, str) and name in RENAMED_COMPONENTS[kind]:
+            holder[path[-1]] = RENAMED_COMPONENTS[kind][name]
+            _note(path, f"{name!r} is the original's name of {RENAMED_COMPONENTS[kind][name]}; read as that", warn)
+    return cfg
+
+
+def _loss_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
+    entries = cfg.get("LOSS")
+    for i, entry in enumerate([entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("LOSSES"), list) or not isinstance(entry.get("KWARGS"), list):
+            continue
+        for j, (loss, kwargs) in enumerate(zip(entry["LOSSES"], entry["KWARGS"])):
+            if not isinstance(kwargs, dict):
+                continue
+            for old, (new, same) in LOSS_ARGUMENTS.get(loss, {}).items():
+                if old not in kwargs:
+                    continue
+                where = ("LOSS", i, "KWARGS", j, old)
+                if new is None and kwargs[old] == same:
+                    kwargs.pop(old)
+                    _note(where, f"{old}: {same!r} is what {loss} does here: dropped", warn)
+                elif new is not None and new not in kwargs:
+                    kwargs[new] = kwargs.pop(old)
+                    _note(where, f"the original's spelling, read as {new}", warn)
+
+
+def default_loss_optimizers(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
+    """A loss that learns parameters (CenterLoss, ProxyNCA, ...) with no LOSS_OPTIMIZER entry of its own,
+    which the original tolerated, gets one: a copy of the first OPTIMIZER entry under the loss entry's NAME.
+    Written into the resolved config, so config.yaml shows it and a reproduced run has it."""
+    import copy
+
+    from ednaml import registry
+
+    if not isinstance(cfg.get("LOSS"), list) or not isinstance(cfg.get("LOSS_OPTIMIZER"), list) or not cfg.get("OPTIMIZER"):
+        return
+    have = {e.get("OPTIMIZER_NAME") for e in cfg["LOSS_OPTIMIZER"] if isinstance(e, dict)}
+    for i, entry in enumerate(cfg["LOSS"]):
+        if not isinstance(entry, dict) or entry.get("NAME") in have or not isinstance(entry.get("LOSSES"), list):
+            continue
+        learning = []
+        for name in entry["LOSSES"]:
+            try:
+                learning += [name] if isinstance(name, str) and getattr(registry.get("loss", name, trusted=False), "learnable", False) else []
+            except Exception:  # noqa: BLE001 - an unknown name is reported by validation
+                continue
+        if learning and isinstance(cfg["OPTIMIZER"][0], dict):
+            optimizer = {**copy.deepcopy(cfg["OPTIMIZER"][0]), "OPTIMIZER_NAME": entry["NAME"]}
+            cfg["LOSS_OPTIMIZER"].append(optimizer)
+            have.add(entry["NAME"])
+            _note(("LOSS", i), f"{', '.join(learning)} learns parameters and has no LOSS_OPTIMIZER entry: one was added, "
+                  f"OPTIMIZER[0]'s settings under OPTIMIZER_NAME {entry['NAME']}", warn)
