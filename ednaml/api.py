@@ -69,16 +69,16 @@ def _config_warning(message: str) -> None:
 def prepare_noted(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
     """prepare(), and the config notes it made on the way (the original's spellings read as this version's,
     keys accepted but not used, defaults added): shown as warnings, and recorded in provenance.json."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
-        try:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
             config = prepare(*args, **kwargs)
-        finally:
-            shown = set()
-            for warning in caught:
-                if (str(warning.message), warning.category) not in shown:
-                    shown.add((str(warning.message), warning.category))
-                    warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    finally:  # shown as they would have been, once each
+        shown = set()
+        for warning in caught:
+            if (str(warning.message), warning.category) not in shown:
+                shown.add((str(warning.message), warning.category))
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     notes = [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
     return config, list(dict.fromkeys(notes))
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from ednaml.errors import UsageError, did_you_mean
 
 STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("check", "sweep", "list", "runs", "diff", "reproduce", "sync", "export")
+COMMANDS = STAGES + ("check", "sweep", "migrate", "list", "runs", "diff", "reproduce", "sync", "export")
 FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
                     "--status", "--where", "--data", "--output", "--format", "--sweep", "--trials", "--storage", "--study",
                     "--parallel", "--best")
@@ -24,6 +24,7 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml check --config CFG.yml [...]
        ednaml sweep --config CFG.yml --sweep SPACE.yml [--trials N] [--study NAME] [--storage URL] [--parallel K] [...]
        ednaml sweep --best NAME [--print_config]
+       ednaml migrate OLD.yml [-o NEW.yml]
        ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
        ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--sweep NAME] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
@@ -48,6 +49,9 @@ commands:
              (sweep.json, trials.csv, report.html); the same command again continues the study;
              --storage: an Optuna RDB URL or journal file shared by sweeps on several machines;
              --parallel K: K trials at a time, one GPU each; --best NAME: the best trial (its config)
+  migrate    a config written for the original EdnaML as this version's, with a comment for each key
+             that changed or was dropped and what `check` would still report (-o NEW.yml: to a file,
+             never over one)
   list       the registered components, by kind (datareader, model, loss, ...)
   runs       the runs under ROOT (default ./runs), newest first
   diff       what differs between two runs (folders or run ids) or configs: config, components,
@@ -121,7 +125,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             args["positional"].append(token)
             continue
         name, eq, value = token.partition("=")
-        name = "--config" if name == "-c" else name
+        name = {"-c": "--config", "-o": "--output"}.get(name, name)
         if name in BARE_FLAGS:
             args[name[2:]] = True
             continue
@@ -415,6 +419,27 @@ def _sweep(args: dict[str, Any]) -> int:
     return 0
 
 
+def _migrate(args: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    from ednaml.config.legacy import migrate
+
+    if len(args["positional"]) != 1:
+        raise UsageError("`ednaml migrate` takes one config file: ednaml migrate OLD.yml [-o NEW.yml]")
+    target = Path(args["output"]) if args["output"] else None
+    if target is not None and target.exists():
+        raise UsageError(f"-o {target}: the file exists; give a new name (migrate never writes over a file)")
+    text, notes, problems = migrate(args["positional"][0])
+    if target is None:
+        sys.stdout.write(text)
+    else:
+        with open(target, "x", encoding="utf-8") as handle:
+            handle.write(text)
+        print(f"wrote {target}: {len(notes)} change(s) noted at its top" + (f"; {len(problems)} thing(s) still to do, "
+              "listed there too" if problems else "; `ednaml check` finds no problem"))
+    return 0
+
+
 def _check(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.check import check
@@ -511,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
-        commands = {"check": _check, "sweep": _sweep, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
+        commands = {"check": _check, "sweep": _sweep, "migrate": _migrate, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
                     "export": _export}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:

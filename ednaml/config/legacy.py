@@ -200,7 +200,7 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         holder, name = _get(cfg, path[:-1]), _get(cfg, path)
         if isinstance(name, str) and name in RENAMED_COMPONENTS[kind]:
             holder[path[-1]] = RENAMED_COMPONENTS[kind][name]
-            _note(path, f"{name!r} is the original's name of {RENAMED_COMPONENTS[kind][name]}; read as that", warn)
+            _note(path, f"the original's {name!r}, read as {RENAMED_COMPONENTS[kind][name]}, its counterpart here", warn)
     return cfg
 
 
@@ -250,3 +250,60 @@ def default_loss_optimizers(cfg: dict[str, Any], warn: Callable[[str], None]) ->
             have.add(entry["NAME"])
             _note(("LOSS", i), f"{', '.join(learning)} learns parameters and has no LOSS_OPTIMIZER entry: one was added, "
                   f"OPTIMIZER[0]'s settings under OPTIMIZER_NAME {entry['NAME']}", warn)
+
+
+def migrate(path: str) -> tuple[str, list[str], list[str]]:
+    """A config written for the original EdnaML as this version's canonical config (every key, in schema
+    order, as `--print_config` writes it), headed by a comment line for each thing that changed or was
+    dropped; the notes; and what `ednaml check` would still report (components that are not here)."""
+    import warnings
+
+    from ednaml.config.load import ConfigWarning, dump, read_yaml, resolve
+    from ednaml.config.validate import validate
+    from ednaml.errors import ConfigError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        raw = read_yaml(path)
+        config = resolve([path])
+        default_loss_optimizers(config, lambda message: warnings.warn(message, ConfigWarning))
+        try:
+            validate(config, source=str(path))
+            problems: list[str] = []
+        except ConfigError as err:
+            problems = [str(problem) for problem in err.problems]
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ConfigWarning)))
+    if "seed_everything" not in raw:  # resolving picked one; a migrated config leaves it to each run
+        config.pop("seed_everything", None)
+    notes += [f"{path}: dropped (accepted but not used)" for path in _drop_dead(config)]
+    head = [f"# Migrated from {path} (a config written for the original EdnaML) by `ednaml migrate`.",
+            "# What changed or was dropped:" if notes else "# Nothing needed changing."]
+    head += [f"#   - {note}" for note in notes]
+    if problems:
+        head += ["# Still to do (`ednaml check` reports these):"] + [f"#   - {problem}" for problem in problems]
+    return "\n".join(head) + "\n" + dump(config), notes, problems
+
+
+def _drop_dead(config: dict[str, Any]) -> list[str]:
+    """Remove the keys this version accepts from old configs but does not use; their dotted paths."""
+    from ednaml.config.schema import SCHEMA, Key, ListOf, Section
+
+    dropped: list[str] = []
+
+    def walk(spec: Section, node: Any, path: tuple) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, sub in spec.keys.items():
+            if isinstance(sub, Key) and sub.dead and key in node:
+                node.pop(key)
+                dropped.append(format_path(path + (key,)))
+            elif isinstance(sub, Section):
+                walk(sub, node.get(key), path + (key,))
+
+    for section, spec in SCHEMA.items():
+        if isinstance(spec, ListOf):
+            for i, entry in enumerate(config.get(section) or []):
+                walk(spec.entry, entry, (section, i))
+        elif isinstance(spec, Section):
+            walk(spec, config.get(section), (section,))
+    return dropped

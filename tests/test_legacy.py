@@ -1,0 +1,82 @@
+"""Configs written the original EdnaML's way: its spellings read with a note each, its projects' components
+named as such, `ednaml migrate`, and a run that records what was translated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_ednaml, run_folders
+
+ORIGINAL = Path(__file__).parent / "legacy_configs" / "digits-original-style.yml"
+NOTES = [
+    "EXECUTION.CRAWLER: the original named the crawler (DigitsDataCrawler); a data reader holds it here: read as "
+    "EXECUTION.DATAREADER.DATAREADER: Digits",
+    "LOSS[0].LOSS_KWARGS: the original's spelling, read as LOSS[0].KWARGS",
+    "LOSS[0].LOSS_LAMBDAS: the original's spelling, read as LOSS[0].LAMBDAS",
+    "MODEL.EMB_DIM: the original's spelling, read as MODEL.MODEL_KWARGS.embedding_dimensions",
+    "EXECUTION.MODEL_BUILDER: the original's spelling, read as MODEL.BUILDER",
+    "TRANSFORMATION.INSTANCES: the original's identity sampler",
+    "LOSS[0].KWARGS[0].soft_dim: the original's spelling, read as softmax_dimensions",
+    "MODEL.MODEL_NORMALIZATION: '' (no normalization in the original), read as none",
+    "EXECUTION.TRAINER: the original's 'BaseTrainer', read as ClassificationTrainer",
+    "EXECUTION.OPTIMIZER_BUILDER: the original's 'ReIDOptimizerBuilder', read as ClassificationOptimizer",
+    "LOSS[0]: CenterLoss learns parameters and has no LOSS_OPTIMIZER entry: one was added",
+]
+
+
+def test_a_config_in_the_originals_spellings_checks_ready_with_a_note_for_each(tmp_path):
+    result = run_ednaml("check", "--config", str(ORIGINAL), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0 and "ready to train" in result.stdout, result.stderr[-3000:]
+    for note in NOTES:
+        assert f"ednaml: warning: {note}" in result.stderr, note
+    assert "did you mean" not in result.stderr
+
+
+def test_migrate_writes_a_config_that_checks_without_a_note(tmp_path):
+    target = tmp_path / "migrated.yml"
+    result = run_ednaml("migrate", str(ORIGINAL), "-o", str(target), cwd=tmp_path)
+    assert result.returncode == 0 and f"wrote {target}" in result.stdout, result.stderr[-3000:]
+    text = target.read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    for note in NOTES:
+        assert any(note in line for line in header), note
+    config = yaml.safe_load(text)
+    assert config["EXECUTION"]["DATAREADER"]["DATAREADER"] == "Digits" and config["LOSS"][0]["KWARGS"][0] == {"softmax_dimensions": 10}
+    assert config["MODEL"]["MODEL_KWARGS"]["embedding_dimensions"] == 32 and "MODEL_SERVING" not in config["EXECUTION"]
+    assert [e["OPTIMIZER_NAME"] for e in config["LOSS_OPTIMIZER"]] == ["digit"] and "seed_everything" not in config
+    checked = run_ednaml("check", "--config", str(target), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert checked.returncode == 0 and "ednaml: warning" not in checked.stderr, checked.stderr[-3000:]
+    again = run_ednaml("migrate", str(ORIGINAL), "-o", str(target), cwd=tmp_path)
+    assert again.returncode == 2 and "the file exists" in again.stderr and target.read_text() == text
+
+
+def test_the_originals_projects_components_are_named_as_such_not_misspellings(tmp_path):
+    config = tmp_path / "carzam.yml"
+    config.write_text(ORIGINAL.read_text().replace("TRAINER: BaseTrainer", "TRAINER: CarzamTrainer")
+                      .replace("MODEL_ARCH: 'SmallCNN'", "MODEL_ARCH: Resnet"))
+    result = run_ednaml("check", "--config", str(config), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "EXECUTION.TRAINER: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, and is not part of EdnaML: " \
+           "register it with IMPORTS" in result.stderr
+    assert "MODEL.MODEL_ARCH: 'Resnet' is the original's re-identification ResNet" in result.stderr
+    assert "did you mean" not in result.stderr
+    migrated = run_ednaml("migrate", str(config), cwd=tmp_path)  # to stdout, with what is still to do
+    assert migrated.returncode == 0 and "# Still to do (`ednaml check` reports these):" in migrated.stdout
+    assert "'CarzamTrainer' belongs to CarZam" in migrated.stdout
+
+
+@pytest.mark.e2e
+def test_a_run_of_an_original_config_records_what_was_translated(tmp_path):
+    result = run_ednaml("fit", "--config", str(ORIGINAL), "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+                        "--trainer.limit_test_batches", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_folders(tmp_path / "runs")
+    notes = json.loads((run / "provenance.json").read_text())["config_notes"]
+    for note in NOTES:
+        assert any(note in recorded for recorded in notes), note
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["LOSS_OPTIMIZER"][0]["OPTIMIZER"] == "Adam" and config["LOSS_OPTIMIZER"][0]["BASE_LR"] == 0.003
