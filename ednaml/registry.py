@@ -18,9 +18,9 @@ ENTRY_POINT_GROUP = "ednaml.components"
 # kind -> the modules whose @register decorators define its built-ins; imported only when the kind is
 # first asked for. `ednaml list` reads their source instead (see `declared`), so it never pays for torch.
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "datareader": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
-    "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video"),
-    "model": ("ednaml.models.classification", "ednaml.models.multi", "ednaml.models.text", "ednaml.models.video"),
+    "datareader": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video", "ednaml.data.ecosystem"),
+    "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video", "ednaml.data.ecosystem"),
+    "model": ("ednaml.models.classification", "ednaml.models.multi", "ednaml.models.text", "ednaml.models.video", "ednaml.models.backbones"),
     "model_builder": ("ednaml.models.builders",),
     "trainer": ("ednaml.steps.classification",),
     "loss": ("ednaml.losses.classification", "ednaml.losses.metric_learning"),

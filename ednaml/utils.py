@@ -17,6 +17,8 @@ _EXTRA_HINT = {
     "parquet": "pip install 'ednaml[parquet]'",
     "onnx": "pip install 'ednaml[onnx]'",
     "sweep": "pip install 'ednaml[sweep]'",
+    "timm": "pip install 'ednaml[timm]'",
+    "datasets": "pip install 'ednaml[datasets]'",
 }
 
 

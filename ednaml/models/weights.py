@@ -27,6 +27,9 @@ def load_weights(model: nn.Module, path: str) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"MODEL.WEIGHTS: {path!r} holds no state dict")
     own = model.state_dict()
+    prefix = getattr(model, "weights_prefix", "")  # TorchvisionModel, TimmModel: a backbone's own state dict fits too
+    if prefix and not any(key in own for key in state) and any(prefix + key in own for key in state):
+        state = {prefix + key: value for key, value in state.items()}
     report: dict[str, list[str]] = {"loaded": [], "skipped": [], "mismatched": [], "missing": []}
     usable = {}
     for key, value in state.items():

@@ -1,0 +1,196 @@
+"""Data from the ecosystem's dataset libraries, read from local files only unless the user allows a download.
+
+- `TorchvisionDataset`: any torchvision image-classification dataset by name (MNIST, FashionMNIST,
+  KMNIST, CIFAR10, CIFAR100, SVHN, ...) from a local root; `download: true` lets torchvision fetch it.
+- `HFDataset` (text) and `HFImageDataset` (images): a Hugging Face `datasets` dataset from local
+  parquet, Arrow, CSV or JSON files, or a directory written by `Dataset.save_to_disk`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ednaml.data.base import Crawl, Crawler, DataReader, Sample, seeded_split
+from ednaml.data.readers import ImageDataset, image_example, image_inputs
+from ednaml.data.text import TextReader
+from ednaml.data.transforms import image_transforms
+from ednaml.errors import DataError
+from ednaml.registry import register
+from ednaml.utils import require
+
+_ARGS = "EXECUTION.DATAREADER.CRAWLER_ARGS"
+
+
+def _as_images(data: Any) -> list[np.ndarray]:
+    """A dataset's image array (N x H x W, N x H x W x C or N x C x H x W) as one H x W [x C] uint8 array each."""
+    array = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return list(array.astype(np.uint8, copy=False))
+
+
+class TorchvisionCrawler(Crawler):
+    """A torchvision dataset's train and test parts from `root` (its own file layout); val: a seeded split."""
+
+    def __init__(self, name: str = "MNIST", root: str = "data", download: bool = False, label_name: str = "label",
+                 dataset_kwargs: dict[str, Any] | None = None, val_fraction: float = 0.1, split_seed: int = 0):
+        super().__init__(val_fraction, split_seed)
+        self.name, self.root, self.download, self.label_name = name, root, download, label_name
+        self.dataset_kwargs = dict(dataset_kwargs or {})
+
+    def _part(self, cls: type, train: bool) -> Any:
+        params = inspect.signature(cls).parameters
+        which = {"train": train} if "train" in params else {"split": "train" if train else "test"} if "split" in params else {}
+        try:
+            return cls(self.root, download=self.download, **which, **self.dataset_kwargs)
+        except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True to download it"
+            hint = "" if self.download else " (set download: true to let torchvision fetch it)"
+            raise DataError(f"{_ARGS}.root", f"{self.name} is not under {self.root!r}: {err}{hint}") from None
+
+    def find(self) -> Crawl:
+        datasets = require("torchvision.datasets", "vision")
+        cls = getattr(datasets, self.name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, datasets.VisionDataset)):
+            from ednaml.errors import did_you_mean
+
+            names = [n for n in dir(datasets) if inspect.isclass(getattr(datasets, n)) and issubclass(getattr(datasets, n), datasets.VisionDataset)]
+            raise DataError(f"{_ARGS}.name", f"{self.name!r} is not a torchvision dataset" + did_you_mean(self.name, names))
+        splits: dict[str, list[Sample]] = {}
+        classes: list[str] | None = None
+        for split, train in (("train", True), ("test", False)):
+            part = self._part(cls, train)
+            targets = getattr(part, "targets", None)
+            targets = getattr(part, "labels", None) if targets is None else targets
+            data = getattr(part, "data", None)
+            if data is not None and targets is not None:
+                images, labels = _as_images(data), [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
+            else:  # a dataset without arrays: each item read as it serves it
+                pairs = [part[i] for i in range(len(part))]
+                images, labels = [np.asarray(image) for image, _ in pairs], [int(t) for _, t in pairs]
+            classes = classes or [str(c) for c in getattr(part, "classes", [])] or None
+            splits[split] = [(image, (label,)) for image, label in zip(images, labels)]
+        count = 1 + max(label for samples in splits.values() for _, (label,) in samples)
+        names = classes if classes and len(classes) >= count else [str(i) for i in range(count)]
+        return Crawl(splits=splits, labels={self.label_name: names}, files=[str(Path(self.root).resolve())])
+
+
+@register("datareader", "TorchvisionDataset")
+class TorchvisionDataset(DataReader):
+    """A torchvision image-classification dataset (MNIST, FashionMNIST, CIFAR10, ...) from a local root;
+    downloaded only with `download: true`. Note: CIFAR's files are Python pickles; read only a root you trust."""
+
+    crawler = TorchvisionCrawler
+    dataset = ImageDataset
+    transforms = staticmethod(image_transforms)
+    inputs = staticmethod(image_inputs)
+    example = staticmethod(image_example)
+
+
+def _load_hf(path: str, format: str | None, key: str) -> Any:
+    """A local dataset: parquet / csv / json(l) / arrow files, or a `save_to_disk` directory. Read into
+    memory through a temporary cache (nothing is written under the home directory)."""
+    datasets = require("datasets", "datasets")
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} does not exist")
+    if source.is_dir():
+        loaded = datasets.load_from_disk(str(source), keep_in_memory=True)
+        if isinstance(loaded, datasets.DatasetDict):
+            raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} holds several splits ({', '.join(loaded)}): give one split's "
+                                              "directory to each of path, val_path and test_path")
+        return loaded
+    kind = format or {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}.get(source.suffix.lower())
+    if kind is None:
+        raise DataError(f"{_ARGS}.{key}", f"{str(source)!r}: not a parquet, arrow, csv or json(l) file; give `format`")
+    if kind == "arrow":
+        return datasets.Dataset.from_file(str(source), in_memory=True)
+    with tempfile.TemporaryDirectory(prefix="ednaml-hf-") as cache:
+        reader = {"parquet": datasets.Dataset.from_parquet, "csv": datasets.Dataset.from_csv, "json": datasets.Dataset.from_json}[kind]
+        return reader(str(source), cache_dir=cache, keep_in_memory=True)
+
+
+class HFCrawler(Crawler):
+    """Rows of a Hugging Face dataset: an input column and one or more label columns; a train file and
+    val / test files, or seeded splits of it. Labels stored as a ClassLabel keep its names."""
+
+    input_kind = "text"
+
+    def __init__(self, path: str, val_path: str | None = None, test_path: str | None = None, format: str | None = None,
+                 input_column: str | None = None, label_columns: Sequence[str] | str = ("label",), test_fraction: float = 0.2,
+                 val_fraction: float = 0.1, split_seed: int = 0):
+        super().__init__(val_fraction, split_seed)
+        self.paths = {"train": path, "val": val_path, "test": test_path}
+        self.format = format
+        self.input_column = input_column or self.input_kind
+        self.label_columns = [label_columns] if isinstance(label_columns, str) else list(label_columns)
+        self.test_fraction = test_fraction
+
+    def convert(self, value: Any) -> Any:
+        return str(value)
+
+    def find(self) -> Crawl:
+        parts = {split: _load_hf(p, self.format, "path" if split == "train" else f"{split}_path") for split, p in self.paths.items() if p}
+        names: dict[str, list[str]] = {}
+        for split, part in parts.items():
+            for key, column in [("input_column", self.input_column)] + [("label_columns", c) for c in self.label_columns]:
+                if column not in part.column_names:
+                    raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.paths[split]!r}; its columns are "
+                                                      f"{part.column_names}")
+        for column in self.label_columns:
+            feature = parts["train"].features[column]
+            if hasattr(feature, "names"):  # a ClassLabel: its names, in its order
+                names[column] = list(feature.names)
+            else:
+                names[column] = sorted({str(v) for part in parts.values() for v in part[column]})
+        index = {c: {v: i for i, v in enumerate(values)} for c, values in names.items()}
+        samples: dict[str, list[Sample]] = {}
+        for split, part in parts.items():
+            labels = [[v if hasattr(part.features[c], "names") else index[c][str(v)] for v in part[c]] for c in self.label_columns]
+            samples[split] = [(self.convert(x), tuple(int(column[i]) for column in labels)) for i, x in enumerate(part[self.input_column])]
+        if "test" not in samples:
+            train, test = seeded_split(samples["train"], self.test_fraction, self.split_seed + 1)
+            samples["train"], samples["test"] = train, test
+        return Crawl(splits=samples, labels=names, files=[str(Path(p).resolve()) for p in self.paths.values() if p])
+
+
+class HFImageCrawler(HFCrawler):
+    input_kind = "image"
+
+    def convert(self, value: Any) -> Any:
+        """An image column's value (a PIL image, or {bytes, path}) as an array."""
+        if isinstance(value, dict) and value.get("bytes"):
+            import io
+
+            from PIL import Image
+
+            with Image.open(io.BytesIO(value["bytes"])) as image:
+                value = image.convert("L" if image.mode in ("L", "1") else "RGB")
+        elif isinstance(value, dict) and value.get("path"):
+            raise DataError(f"{_ARGS}.input_column", "images stored as file paths are not read; store their bytes (datasets.Image)")
+        return np.asarray(value)
+
+
+@register("datareader", "HFDataset")
+class HFDataset(TextReader):
+    """Texts from a Hugging Face dataset in local files (parquet, arrow, csv, json, a saved dataset), tokenized
+    like TextFiles."""
+
+    crawler = HFCrawler
+
+
+@register("datareader", "HFImageDataset")
+class HFImageDataset(DataReader):
+    """Images from a Hugging Face dataset in local files (an image column of datasets.Image, or arrays)."""
+
+    crawler = HFImageCrawler
+    dataset = ImageDataset
+    transforms = staticmethod(image_transforms)
+    inputs = staticmethod(image_inputs)
+    example = staticmethod(image_example)
