@@ -49,6 +49,15 @@ SWEEP:
     assert space.describe()["PRUNER"] == {"threshold": {"upper": 5.0}} and space.direction == "minimize"
 
 
+def test_the_shipped_search_space_checks_against_its_config(tmp_path, monkeypatch):
+    from ednaml.sweeps.study import Sweep
+
+    monkeypatch.chdir(tmp_path)
+    space = read_space(CONFIGS / "digits-sweep.yml")
+    assert [p.key for p in space.params] == ["OPTIMIZER.0.BASE_LR", "LOSS.0.LOSSES", "MODEL.MODEL_KWARGS.width"]
+    Sweep("digits-sweep", space, [str(CONFIGS / "digits.yml")], [], [], "").check_space()  # every choice and range end validates
+
+
 def test_sampled_values_stay_in_their_space(tmp_path):
     space = read_space(space_file(tmp_path, """
 SAMPLER: random

@@ -77,8 +77,8 @@ def outside_message(kind: str, name: str) -> str | None:
                 "or register your own with IMPORTS")
     if name == "Resnet" and kind == "model":
         return ("'Resnet' is the original's re-identification ResNet (attention, part branches), which is not part of EdnaML: "
-                "ClassificationResnet (MODEL_BASE resnet18/34/50/...) is a plain ResNet classifier; or register the "
-                "original's with IMPORTS")
+                "ClassificationResnet or TorchvisionModel (MODEL_BASE resnet18/34/50/...) is a plain ResNet classifier; or "
+                "register the original's with IMPORTS")
     project = _OUTSIDE.get(name)
     if project is None:
         return None
