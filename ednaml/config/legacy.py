@@ -19,6 +19,9 @@ RENAMED: list[tuple[tuple, tuple]] = [
     (("MODEL", "ARCH"), ("MODEL", "MODEL_ARCH")),
     (("MODEL", "BASE"), ("MODEL", "MODEL_BASE")),
     (("MODEL", "EMB_DIM"), ("MODEL", "MODEL_KWARGS", "embedding_dimensions")),
+    (("MODEL", "MODEL_WEIGHTS"), ("MODEL", "WEIGHTS")),
+    (("MODEL", "MODEL_ATTENTION"), ("MODEL", "MODEL_KWARGS", "attention")),
+    (("MODEL", "LATENT_DIMENSIONS"), ("MODEL", "MODEL_KWARGS", "latent_dimensions")),  # the VAE-GAN's
     (("MODEL", "SOFTMAX"), ("MODEL", "MODEL_KWARGS", "softmax_dimensions")),
     (("MODEL", "SOFTMAX_DIM"), ("MODEL", "MODEL_KWARGS", "softmax_dimensions")),
     (("EXECUTION", "MODEL_BUILDER"), ("MODEL", "BUILDER")),
@@ -34,7 +37,14 @@ DROPPED = {
     ("TRANSFORMATION", "INSTANCES"): "the original's identity sampler (this many images of each identity in a batch) is not "
                                      "part of EdnaML: dropped; batches are drawn at random",
     ("DEPLOYMENT", "FP16"): "dropped: EXECUTION.FP16 or trainer.precision sets the precision",
+    ("EXECUTION", "MODE"): "dropped: the command is the stage here (ednaml fit, test, predict)",
 }
+
+# The original's KMeansProxy arguments: {old: this version's, or None: dropped (taken from the model)}.
+KMEANS_ARGUMENTS = {"num_clusters": "clusters", "dist": "distance", "epochs": "warmup_epochs", "dimensions": None}
+
+# The original's deployment output options (its own output files and Azure storage).
+OLD_OUTPUT_ARGS = ("basename", "unfiltered_output", "feature_file", "azstorage", "azcontainer", "file_basename")
 
 # Loss arguments the original spelled otherwise: {loss: {old: new}}; a new of None drops the old where its
 # value is what this version's loss does anyway.
@@ -61,10 +71,12 @@ OUTSIDE = {
     "Fakeddit": ["Fakeddit"],
     "EdnaML's Hugging Face integration": ["HFReader", "HFGenerator", "HFTrainer", "HFDeploy", "HFMLMSequenceModel",
                                           "HFMLMSequenceTrainer", "hf_model_builder", "SemanticMaskingFeaturesGenerator"],
-    "VAEGAN": ["VAEGANTrainer", "VAEGANOptimizerBuilder"],
+    "VAEGAN": ["VAEGAN", "VAEGANTrainer", "VAEGANOptimizerBuilder", "vaegan_model_builder"],
     "the original's ReID experiments": ["VehicleIDTrainer", "FastKMP", "FastKMeansProxy", "FastRandomizedLipschitz",
                                         "RandomizedLipschitz"],
 }
+# Datasets the original had crawlers for (EXECUTION.CRAWLER: <name>DataCrawler); their files are downloads.
+DATASET_READERS = ("VehicleID", "CUB200_2011", "VeRi", "VRIC", "Cars196", "SUN", "CompCars", "CoLabelVehicleColor")
 BASE_CLASSES = {"DataReader": "a data source", "ModelAbstract": "a model", "Crawler": "a data source", "Generator": "a dataset"}
 _OUTSIDE = {name: project for project, names in OUTSIDE.items() for name in names}
 
@@ -79,6 +91,10 @@ def outside_message(kind: str, name: str) -> str | None:
         return ("'Resnet' is the original's re-identification ResNet (attention, part branches), which is not part of EdnaML: "
                 "ClassificationResnet or TorchvisionModel (MODEL_BASE resnet18/34/50/...) is a plain ResNet classifier; or "
                 "register the original's with IMPORTS")
+    if kind == "datareader" and name in DATASET_READERS:
+        return (f"{name!r} is the original's reader of the {name} dataset, which EdnaML does not ship (its files are a "
+                "download away): read its images with ImageFolder or CSVManifest (`ednaml list datareader ImageFolder`), "
+                "or register a reader with IMPORTS")
     project = _OUTSIDE.get(name)
     if project is None:
         return None
@@ -184,6 +200,25 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
             holder.pop(path[-1])
             _note(path, message, warn)
     _loss_arguments(cfg, warn)
+    _plugin_arguments(cfg, warn)
+    output = _get(cfg, ("DEPLOYMENT", "OUTPUT_ARGS"))
+    if isinstance(output, dict):
+        for key in [k for k in output if k in OLD_OUTPUT_ARGS]:
+            output.pop(key)
+            _note(("DEPLOYMENT", "OUTPUT_ARGS", key), "the original's deployment output files; dropped: `ednaml predict --output` "
+                  "says where the records go", warn)
+    execution = cfg.get("EXECUTION")
+    if isinstance(execution, dict) and isinstance(execution.get("DATASET_PRELOAD"), str):
+        name = execution.pop("DATASET_PRELOAD")
+        reader = execution.setdefault("DATAREADER", {}) if isinstance(execution.get("DATAREADER", {}), dict) else None
+        if reader is not None and "DATAREADER" not in reader:
+            reader["DATAREADER"] = "TorchvisionDataset"
+            reader.setdefault("CRAWLER_ARGS", {})["name"] = name
+            _note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
+                  f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)", warn)
+        for key in [k for k in list(execution) if isinstance(k, str) and k.startswith("DATASET_") and k.endswith("PRELOAD_CLASS")]:
+            execution.pop(key)
+            _note(("EXECUTION", key), "a subset of the dataset's classes is not supported: dropped, every class is used", warn)
     model = cfg.get("MODEL")
     if isinstance(model, dict) and model.get("MODEL_NORMALIZATION") == "":
         model["MODEL_NORMALIZATION"] = "none"
@@ -307,3 +342,21 @@ def _drop_dead(config: dict[str, Any]) -> list[str]:
         elif isinstance(spec, Section):
             walk(spec, config.get(section), (section,))
     return dropped
+
+
+def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
+    entries = cfg.get("MODEL_PLUGIN")
+    for i, entry in enumerate([entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []):
+        kwargs = entry.get("PLUGIN_KWARGS") if isinstance(entry, dict) else None
+        if not isinstance(kwargs, dict) or entry.get("PLUGIN") != "KMeansProxy":
+            continue
+        for old, new in KMEANS_ARGUMENTS.items():
+            if old not in kwargs or (new is not None and new in kwargs):
+                continue
+            where = ("MODEL_PLUGIN", i, "PLUGIN_KWARGS", old)
+            value = kwargs.pop(old)
+            if new is None:
+                _note(where, "dropped: the feature size is taken from the model", warn)
+            else:
+                kwargs[new] = value
+                _note(where, f"the original's spelling, read as {new}", warn)
