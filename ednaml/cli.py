@@ -429,6 +429,8 @@ def _migrate(args: dict[str, Any]) -> int:
     target = Path(args["output"]) if args["output"] else None
     if target is not None and target.exists():
         raise UsageError(f"-o {target}: the file exists; give a new name (migrate never writes over a file)")
+    if target is not None and not target.parent.is_dir():
+        raise UsageError(f"-o {target}: the folder {target.parent} does not exist")
     text, notes, problems = migrate(args["positional"][0])
     if target is None:
         sys.stdout.write(text)

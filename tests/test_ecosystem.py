@@ -82,7 +82,7 @@ def test_weights_come_from_a_local_file_or_the_hugging_face_cache_never_the_netw
     fresh = TorchvisionModel("resnet18", softmax_dimensions=4)
     report = load_weights(fresh, str(tmp_path / "resnet18.pth"))  # MODEL.WEIGHTS: the same file fits the backbone
     assert "backbone.layer4.1.bn2.weight" in report["loaded"] and torch.equal(fresh.backbone.conv1.weight, donor.conv1.weight)
-    with pytest.raises(ValueError, match="no weight in .* fits this backbone"):
+    with pytest.raises(ValueError, match="only 0 of this backbone.s .* weights are in"):
         TorchvisionModel("mobilenet_v3_small", softmax_dimensions=4, weights=str(tmp_path / "resnet18.pth"))
 
     cache = tmp_path / "hub"  # a Hugging Face cache holding timm's resnet10t weights, as a download leaves them

@@ -38,6 +38,7 @@ DROPPED = {
                                      "part of EdnaML: dropped; batches are drawn at random",
     ("DEPLOYMENT", "FP16"): "dropped: EXECUTION.FP16 or trainer.precision sets the precision",
     ("EXECUTION", "MODE"): "dropped: the command is the stage here (ednaml fit, test, predict)",
+    ("SAVE", "BACKUP"): "the original's storage backup; dropped: DRIVE_BACKUP and LOG_BACKUP with CHECKPOINT_DIRECTORY back a run up",
 }
 
 # The original's KMeansProxy arguments: {old: this version's, or None: dropped (taken from the model)}.
@@ -79,6 +80,17 @@ OUTSIDE = {
 DATASET_READERS = ("VehicleID", "CUB200_2011", "VeRi", "VRIC", "Cars196", "SUN", "CompCars", "CoLabelVehicleColor")
 BASE_CLASSES = {"DataReader": "a data source", "ModelAbstract": "a model", "Crawler": "a data source", "Generator": "a dataset"}
 _OUTSIDE = {name: project for project, names in OUTSIDE.items() for name in names}
+
+
+def renamed_override(path: list, warn: Callable[[str], None]) -> list:
+    """A command-line override's key path written the original's way (--LOSS.0.LOSS_KWARGS), as this
+    version's, so that its value wins as an override should."""
+    for old, new in RENAMED:
+        if len(path) == len(old) and all(o == "*" and isinstance(p, int) or o == p for o, p in zip(old, path)):
+            renamed = [path[i] if part == "*" else part for i, part in enumerate(new)]
+            _note(tuple(path), f"the original's spelling, read as {format_path(renamed)}", warn)
+            return renamed
+    return path
 
 
 def outside_message(kind: str, name: str) -> str | None:
@@ -142,17 +154,37 @@ def _get(cfg: Any, path: tuple) -> Any:
     return cfg
 
 
-def _container(cfg: dict[str, Any], path: tuple) -> Any:
-    """The mapping that holds the last part of `path`, made where missing (a list section written as one
-    mapping counts as its entry 0)."""
+def _mapping(value: Any) -> Any:
+    """A string holding a mapping ('{"width": 16}', an old form) as the mapping; anything else as it is."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        from ednaml.config.load import parse_yaml
+
+        try:
+            parsed = parse_yaml(value)
+        except Exception:  # noqa: BLE001 - left for validation to name
+            return value
+        return parsed if isinstance(parsed, dict) else value
+    return value
+
+
+def _container(cfg: dict[str, Any], path: tuple) -> dict[str, Any] | None:
+    """The mapping that holds the last part of `path`, made where missing or blank (a list section written
+    as one mapping counts as its entry 0); None where something else is in the way (validation names it)."""
     node: Any = cfg
     for part in path[:-1]:
         if isinstance(part, int):
-            node = node if isinstance(node, dict) else node[part]
+            if isinstance(node, list):
+                node = node[part] if part < len(node) else None
+            if not isinstance(node, dict):
+                return None
             continue
-        if not isinstance(node.get(part), (dict, list)) or node.get(part) in ("", None):
-            node[part] = {}
-        node = node[part]
+        value = _mapping(node.get(part))
+        if value in ("", None):
+            value = {}
+        if not isinstance(value, dict):
+            return None
+        node[part] = value
+        node = value
     return node
 
 
@@ -162,19 +194,17 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
     import copy
 
     cfg = copy.deepcopy(raw)
-    if isinstance(cfg.get("DATAREADER"), dict) and "DATAREADER" not in (cfg.get("EXECUTION") or {}):
-        cfg.setdefault("EXECUTION", {})
-        if not isinstance(cfg["EXECUTION"], dict):
-            cfg["EXECUTION"] = {}
+    if isinstance(cfg.get("DATAREADER"), dict) and isinstance(cfg.get("EXECUTION") or {}, dict) \
+            and "DATAREADER" not in (cfg.get("EXECUTION") or {}):
+        cfg["EXECUTION"] = cfg.get("EXECUTION") or {}
         cfg["EXECUTION"]["DATAREADER"] = cfg.pop("DATAREADER")
         _note(("DATAREADER",), "the original's later top-level section, read as EXECUTION.DATAREADER", warn)
     execution = cfg.get("EXECUTION")
     if isinstance(execution, dict) and isinstance(execution.get("CRAWLER"), str):
         crawler = execution.pop("CRAWLER")
         reader = crawler.removesuffix("DataCrawler").removesuffix("Crawler") or crawler
-        datareader = execution.setdefault("DATAREADER", {}) if isinstance(execution.get("DATAREADER"), dict) or \
-            "DATAREADER" not in execution else None
-        if datareader is not None and "DATAREADER" not in datareader:
+        datareader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
+        if datareader is not None and datareader.get("DATAREADER") in (None, ""):
             datareader["DATAREADER"] = reader
             _note(("EXECUTION", "CRAWLER"), f"the original named the crawler ({crawler}); a data reader holds it here: read as "
                   f"EXECUTION.DATAREADER.DATAREADER: {reader}", warn)
@@ -184,11 +214,20 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
     for old, new in RENAMED:
         for old_path, new_path in _moves(cfg, old, new):
             holder = _get(cfg, old_path[:-1])
-            value = holder.pop(old_path[-1])
-            if value in ("", None) and new_path[-1] in ("softmax_dimensions", "embedding_dimensions"):
-                _note(old_path, "blank; dropped (an output size left out is taken from the data)", warn)
+            value = holder[old_path[-1]]
+            if value in ("", None) and "MODEL_KWARGS" in new_path:  # blank: the model's own default
+                holder.pop(old_path[-1])
+                _note(old_path, "blank; dropped" + (" (an output size left out is taken from the data)"
+                                                    if new_path[-1].endswith("dimensions") else ""), warn)
+                continue
+            if new_path == ("MODEL", "WEIGHTS") and not isinstance(value, str):
+                holder.pop(old_path[-1])
+                _note(old_path, f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file", warn)
                 continue
             target = _container(cfg, new_path)
+            if target is None:
+                continue  # left under its old name, which validation names
+            holder.pop(old_path[-1])
             if new_path[-1] in target:
                 _note(old_path, f"the original's spelling of {format_path(new_path)}, which is set too: dropped", warn)
                 continue
@@ -210,12 +249,16 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
     execution = cfg.get("EXECUTION")
     if isinstance(execution, dict) and isinstance(execution.get("DATASET_PRELOAD"), str):
         name = execution.pop("DATASET_PRELOAD")
-        reader = execution.setdefault("DATAREADER", {}) if isinstance(execution.get("DATAREADER", {}), dict) else None
-        if reader is not None and "DATAREADER" not in reader:
+        reader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
+        arguments = _container(cfg, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS", "name")) if reader is not None else None
+        if reader is not None and arguments is not None and reader.get("DATAREADER") in (None, "", "TorchvisionDataset"):
             reader["DATAREADER"] = "TorchvisionDataset"
-            reader.setdefault("CRAWLER_ARGS", {})["name"] = name
+            arguments.setdefault("name", name)
             _note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
                   f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)", warn)
+        else:
+            _note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset ({name}); dropped: "
+                  "EXECUTION.DATAREADER names the data reader", warn)
         for key in [k for k in list(execution) if isinstance(k, str) and k.startswith("DATASET_") and k.endswith("PRELOAD_CLASS")]:
             execution.pop(key)
             _note(("EXECUTION", key), "a subset of the dataset's classes is not supported: dropped, every class is used", warn)
@@ -239,14 +282,31 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
     return cfg
 
 
+def _list_of_mappings(value: str) -> Any:
+    """'[{"soft_dim": 10}, {}]' (an old form of KWARGS) as the list; anything else as it is."""
+    from ednaml.config.load import parse_yaml
+
+    try:
+        parsed = parse_yaml(value)
+    except Exception:  # noqa: BLE001 - left for validation to name
+        return value
+    return parsed if isinstance(parsed, list) else value
+
+
 def _loss_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
     entries = cfg.get("LOSS")
     for i, entry in enumerate([entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []):
-        if not isinstance(entry, dict) or not isinstance(entry.get("LOSSES"), list) or not isinstance(entry.get("KWARGS"), list):
+        if not isinstance(entry, dict) or not isinstance(entry.get("LOSSES"), list):
             continue
-        for j, (loss, kwargs) in enumerate(zip(entry["LOSSES"], entry["KWARGS"])):
-            if not isinstance(kwargs, dict):
+        written = entry.get("KWARGS")
+        parsed = _list_of_mappings(written) if isinstance(written, str) else written  # old forms: strings of YAML
+        if not isinstance(parsed, list):
+            continue
+        parsed = [_mapping(kwargs) for kwargs in parsed]
+        for j, (loss, kwargs) in enumerate(zip(entry["LOSSES"], parsed)):
+            if not isinstance(kwargs, dict) or not isinstance(loss, str) or not set(LOSS_ARGUMENTS.get(loss, {})) & set(kwargs):
                 continue
+            entry["KWARGS"] = parsed  # parsed only where something is translated
             for old, (new, same) in LOSS_ARGUMENTS.get(loss, {}).items():
                 if old not in kwargs:
                     continue
@@ -269,9 +329,10 @@ def default_loss_optimizers(cfg: dict[str, Any], warn: Callable[[str], None]) ->
 
     if not isinstance(cfg.get("LOSS"), list) or not isinstance(cfg.get("LOSS_OPTIMIZER"), list) or not cfg.get("OPTIMIZER"):
         return
-    have = {e.get("OPTIMIZER_NAME") for e in cfg["LOSS_OPTIMIZER"] if isinstance(e, dict)}
+    have = {e.get("OPTIMIZER_NAME") for e in cfg["LOSS_OPTIMIZER"] if isinstance(e, dict) and isinstance(e.get("OPTIMIZER_NAME"), str)}
     for i, entry in enumerate(cfg["LOSS"]):
-        if not isinstance(entry, dict) or entry.get("NAME") in have or not isinstance(entry.get("LOSSES"), list):
+        if not isinstance(entry, dict) or not isinstance(entry.get("NAME"), str) or entry["NAME"] in have \
+                or not isinstance(entry.get("LOSSES"), list):
             continue
         learning = []
         for name in entry["LOSSES"]:
@@ -297,10 +358,18 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     from ednaml.config.validate import validate
     from ednaml.errors import ConfigError
 
+    from pathlib import Path
+
+    from ednaml import registry
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConfigWarning)
         raw = read_yaml(path)
         config = resolve([path])
+        try:  # the config's own components, so that they are not listed as missing
+            registry.import_sources(list(config["EXECUTION"].get("IMPORTS") or []), [Path(path).parent])
+        except (ImportError, FileNotFoundError, SyntaxError, AttributeError, TypeError):
+            pass  # validation names the import that fails
         default_loss_optimizers(config, lambda message: warnings.warn(message, ConfigWarning))
         try:
             validate(config, source=str(path))
@@ -310,6 +379,16 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ConfigWarning)))
     if "seed_everything" not in raw:  # resolving picked one; a migrated config leaves it to each run
         config.pop("seed_everything", None)
+    # Only the Trainer keys the file set: the ones resolving fills in mirror EdnaML keys (EPOCHS -> max_epochs) or
+    # depend on this machine (FP16 -> bf16-mixed here, 16-mixed on a GPU), and in a file they would win over them.
+    written = raw.get("trainer") if isinstance(raw.get("trainer"), dict) else {}
+    config["trainer"] = {k: v for k, v in config["trainer"].items() if k in written}
+    if not config["trainer"]:
+        config.pop("trainer")
+    deployment_reader = config.get("DEPLOYMENT", {}).get("DATAREADER")
+    if isinstance(deployment_reader, dict) and deployment_reader.get("CRAWLER_ARGS"):
+        deployment_reader["CRAWLER_ARGS"] = {}
+        notes.append("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: dropped (not used: `ednaml predict --data PATH` says where the new data is)")
     notes += [f"{path}: dropped (accepted but not used)" for path in _drop_dead(config)]
     head = [f"# Migrated from {path} (a config written for the original EdnaML) by `ednaml migrate`.",
             "# What changed or was dropped:" if notes else "# Nothing needed changing."]
@@ -358,5 +437,5 @@ def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
             if new is None:
                 _note(where, "dropped: the feature size is taken from the model", warn)
             else:
-                kwargs[new] = value
-                _note(where, f"the original's spelling, read as {new}", warn)
+                kwargs[new] = {"l2": "euclidean", "cos": "cosine"}.get(value, value) if new == "distance" else value
+                _note(where, f"the original's spelling, read as {new}" + (f": {kwargs[new]}" if kwargs[new] != value else ""), warn)

@@ -500,7 +500,10 @@ def resolve(
             if tuple(trainer_path) in origins:
                 origins[tuple(ednaml_path)] = origins[tuple(trainer_path)]
     # Layer 4: the command line, one layer: overrides left to right; a linked key sets its twin too.
-    parsed = [(dotted, parse_key_path(dotted), parse_value(value) if isinstance(value, str) else value) for dotted, value in overrides]
+    from ednaml.config.legacy import renamed_override
+
+    parsed = [(dotted, renamed_override(parse_key_path(dotted), _warn), parse_value(value) if isinstance(value, str) else value)
+              for dotted, value in overrides]
     _drop_stale_arguments(merged, {tuple(path): value for _, path, value in parsed if value is not DELETE}, "the command line")
     for dotted, path, value in parsed:
         set_path(merged, path, value, dotted)

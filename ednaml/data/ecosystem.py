@@ -40,19 +40,50 @@ class TorchvisionCrawler(Crawler):
     """A torchvision dataset's train and test parts from `root` (its own file layout); val: a seeded split."""
 
     def __init__(self, name: str = "MNIST", root: str = "data", download: bool = False, label_name: str = "label",
-                 dataset_kwargs: dict[str, Any] | None = None, val_fraction: float = 0.1, split_seed: int = 0):
+                 dataset_kwargs: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.1,
+                 split_seed: int = 0):
         super().__init__(val_fraction, split_seed)
+        self.test_fraction = test_fraction
         self.name, self.root, self.download, self.label_name = name, root, download, label_name
         self.dataset_kwargs = dict(dataset_kwargs or {})
 
-    def _part(self, cls: type, train: bool) -> Any:
-        params = inspect.signature(cls).parameters
-        which = {"train": train} if "train" in params else {"split": "train" if train else "test"} if "split" in params else {}
+    def _accepts(self, cls: type) -> set[str]:
+        """The arguments a dataset class takes, its bases' included (EMNIST passes `train` on to MNIST)."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass):
+                names |= set(inspect.signature(klass.__init__).parameters)
+        return names
+
+    def _part(self, cls: type, which: dict[str, Any]) -> Any:
+        accepts = self._accepts(cls)
+        download = {"download": self.download} if "download" in accepts else {}
         try:
-            return cls(self.root, download=self.download, **which, **self.dataset_kwargs)
-        except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True to download it"
-            hint = "" if self.download else " (set download: true to let torchvision fetch it)"
+            return cls(self.root, **download, **which, **self.dataset_kwargs)
+        except (RuntimeError, FileNotFoundError) as err:  # torchvision: "Dataset not found. You can use download=True ..."
+            hint = "" if self.download or not download else " (set download: true to let torchvision fetch it)"
             raise DataError(f"{_ARGS}.root", f"{self.name} is not under {self.root!r}: {err}{hint}") from None
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{_ARGS}.dataset_kwargs", f"{self.name}: {err}") from None
+
+    def _samples(self, part: Any) -> list[Sample]:
+        targets = getattr(part, "targets", None)
+        targets = getattr(part, "labels", None) if targets is None else targets
+        data = getattr(part, "data", None)
+        if targets is not None and hasattr(targets, "tolist"):
+            targets = targets.tolist()
+        if targets is not None and targets and isinstance(targets[0], (list, tuple)):
+            if self.name != "QMNIST":
+                raise DataError(f"{_ARGS}.name", f"{self.name} gives several targets per image, not one class: not read here")
+            targets = [t[0] for t in targets]  # QMNIST: the digit, then its writer and other metadata
+        if data is not None and targets is not None and not (isinstance(data, (list, tuple)) and data and isinstance(data[0], str)):
+            images: list[Any] = _as_images(data)
+        elif data is not None and targets is not None:  # file paths, read as the dataset serves them
+            images = [str(path) for path in data]
+        else:  # a dataset without arrays: each item read as it serves it (all of them, into memory)
+            pairs = [part[i] for i in range(len(part))]
+            images, targets = [np.asarray(image) for image, _ in pairs], [t for _, t in pairs]
+        return [(image, (int(label),)) for image, label in zip(images, targets)]
 
     def find(self) -> Crawl:
         datasets = require("torchvision.datasets", "vision")
@@ -62,20 +93,22 @@ class TorchvisionCrawler(Crawler):
 
             names = [n for n in dir(datasets) if inspect.isclass(getattr(datasets, n)) and issubclass(getattr(datasets, n), datasets.VisionDataset)]
             raise DataError(f"{_ARGS}.name", f"{self.name!r} is not a torchvision dataset" + did_you_mean(self.name, names))
+        accepts = self._accepts(cls)
+        if "train" in accepts:
+            parts = {"train": {"train": True}, "test": {"train": False}}
+        elif "split" in accepts and "split" not in self.dataset_kwargs:
+            parts = {"train": {"split": "train"}, "test": {"split": "test"}}
+        else:  # one part (Caltech101, ...): the test split is a seeded share of it
+            parts = {"all": {}}
         splits: dict[str, list[Sample]] = {}
         classes: list[str] | None = None
-        for split, train in (("train", True), ("test", False)):
-            part = self._part(cls, train)
-            targets = getattr(part, "targets", None)
-            targets = getattr(part, "labels", None) if targets is None else targets
-            data = getattr(part, "data", None)
-            if data is not None and targets is not None:
-                images, labels = _as_images(data), [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
-            else:  # a dataset without arrays: each item read as it serves it
-                pairs = [part[i] for i in range(len(part))]
-                images, labels = [np.asarray(image) for image, _ in pairs], [int(t) for _, t in pairs]
-            classes = classes or [str(c) for c in getattr(part, "classes", [])] or None
-            splits[split] = [(image, (label,)) for image, label in zip(images, labels)]
+        for split, which in parts.items():
+            part = self._part(cls, which)
+            classes = classes or [str(c) for c in getattr(part, "classes", None) or getattr(part, "categories", None) or []] or None
+            splits[split] = self._samples(part)
+        if "all" in splits:
+            train, test = seeded_split(splits.pop("all"), self.test_fraction, self.split_seed + 1)
+            splits = {"train": train, "test": test}
         count = 1 + max(label for samples in splits.values() for _, (label,) in samples)
         names = classes if classes and len(classes) >= count else [str(i) for i in range(count)]
         return Crawl(splits=splits, labels={self.label_name: names}, files=[str(Path(self.root).resolve())])
@@ -144,16 +177,25 @@ class HFCrawler(Crawler):
                     raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.paths[split]!r}; its columns are "
                                                       f"{part.column_names}")
         for column in self.label_columns:
+            kinds = {split: hasattr(part.features[column], "names") for split, part in parts.items()}
+            if len(set(kinds.values())) > 1:
+                raise DataError(f"{_ARGS}.label_columns", f"column {column!r} is a ClassLabel in some files and not in others "
+                                                          f"({kinds}): give it the same type everywhere")
             feature = parts["train"].features[column]
             if hasattr(feature, "names"):  # a ClassLabel: its names, in its order
                 names[column] = list(feature.names)
-            else:
-                names[column] = sorted({str(v) for part in parts.values() for v in part[column]})
+                continue
+            values = {v for part in parts.values() for v in part[column] if v is not None}
+            numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            names[column] = [str(v) for v in sorted(values)] if numeric else sorted(str(v) for v in values)
         index = {c: {v: i for i, v in enumerate(values)} for c, values in names.items()}
         samples: dict[str, list[Sample]] = {}
         for split, part in parts.items():
-            labels = [[v if hasattr(part.features[c], "names") else index[c][str(v)] for v in part[c]] for c in self.label_columns]
-            samples[split] = [(self.convert(x), tuple(int(column[i]) for column in labels)) for i, x in enumerate(part[self.input_column])]
+            labels = [[(v if v is not None and v >= 0 else None) if hasattr(part.features[c], "names")
+                       else (index[c][str(v)] if v is not None else None) for v in part[c]] for c in self.label_columns]
+            # a row without a label (ClassLabel -1, a missing value) is left out: nothing to learn or score
+            samples[split] = [(self.convert(x), tuple(int(column[i]) for column in labels))
+                              for i, x in enumerate(part[self.input_column]) if all(column[i] is not None for column in labels)]
         if "test" not in samples:
             train, test = seeded_split(samples["train"], self.test_fraction, self.split_seed + 1)
             samples["train"], samples["test"] = train, test
@@ -174,6 +216,8 @@ class HFImageCrawler(HFCrawler):
                 value = image.convert("L" if image.mode in ("L", "1") else "RGB")
         elif isinstance(value, dict) and value.get("path"):
             raise DataError(f"{_ARGS}.input_column", "images stored as file paths are not read; store their bytes (datasets.Image)")
+        if hasattr(value, "mode") and value.mode not in ("L", "RGB"):  # a decoded PIL image: palette, alpha, 16-bit
+            value = value.convert("L" if value.mode in ("1", "LA", "I", "I;16") else "RGB")
         return np.asarray(value)
 
 

@@ -52,8 +52,9 @@ def load_backbone_weights(backbone: nn.Module, path: str, key: str = "MODEL.MODE
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and hasattr(v, "shape") and v.shape == own[k].shape}
-    if not usable:
-        raise ValueError(f"{key}: no weight in {path!r} fits this backbone (names or shapes differ): is it for another model?")
+    if len(usable) < len(own) // 2:  # a first convolution adapted to other channels, a classifier: a few may differ
+        raise ValueError(f"{key}: only {len(usable)} of this backbone's {len(own)} weights are in {path!r} with their names "
+                         "and shapes: is it for another model?")
     backbone.load_state_dict(usable, strict=False)
 
 
@@ -117,12 +118,23 @@ class TorchvisionModel(BackboneClassifier):
 
             raise ValueError(f"MODEL.MODEL_BASE: {base!r} is not a torchvision classification model"
                              + did_you_mean(base, models.list_models(module=models), " (torchvision.models.list_models())"))
-        net = models.get_model(base, weights=None, **(builder_kwargs or {}))
+        builder_kwargs = dict(builder_kwargs or {})
+        if base in ("googlenet", "inception_v3"):  # their auxiliary classifiers are for their own training recipe
+            builder_kwargs.setdefault("aux_logits", False)
+            builder_kwargs.setdefault("init_weights", True)
+        net = models.get_model(base, weights=None, **builder_kwargs)
         if weights:
             load_backbone_weights(net, weights)
-        attribute, size = _torchvision_classifier(net)
-        classifier = getattr(net, attribute)
-        if attribute == "classifier" and isinstance(classifier, nn.Sequential):  # keep dropout / hidden layers before the last Linear
+        if base.startswith("squeezenet"):  # its classifier is a convolution: its features are the last block's, pooled
+            size = net.classifier[1].in_channels
+            net.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            attribute, classifier = "classifier", None
+        else:
+            attribute, size = _torchvision_classifier(net)
+            classifier = getattr(net, attribute)
+        if classifier is None:
+            pass
+        elif attribute == "classifier" and isinstance(classifier, nn.Sequential):  # keep dropout / hidden layers before the last Linear
             last = max(i for i, m in enumerate(classifier) if isinstance(m, nn.Linear))
             size = classifier[last].in_features
             classifier[last] = nn.Identity()
@@ -145,13 +157,17 @@ class TimmModel(BackboneClassifier):
             from ednaml.errors import did_you_mean
 
             raise ValueError(f"MODEL.MODEL_BASE: {base!r} is not a timm model" + did_you_mean(base, timm.list_models(), " (timm.list_models())"))
+        refused = sorted({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"} & set(model_kwargs or {}))
+        if refused:  # timm would load (or fetch) weights by itself, not as a run reads files
+            raise ValueError(f"MODEL.MODEL_KWARGS.model_kwargs: {', '.join(refused)} not taken here: `weights: FILE` or `pretrained: true`")
         kwargs = {"num_classes": 0, "in_chans": initial_channels, **(model_kwargs or {})}
         if pretrained and not weights:
             weights = cached_timm_weights(timm, base)
         net = timm.create_model(base, pretrained=False, **kwargs)
         if weights:
             load_backbone_weights(net, weights, "MODEL.MODEL_KWARGS.pretrained" if pretrained else "MODEL.MODEL_KWARGS.weights")
-        super().__init__(net, net.num_features, softmax_dimensions, outputs, embedding_dimensions, normalization, "TimmModel")
+        size = getattr(net, "head_hidden_size", None) or net.num_features  # with a head block (MobileNetV3), its width
+        super().__init__(net, size, softmax_dimensions, outputs, embedding_dimensions, normalization, "TimmModel")
 
 
 def cached_timm_weights(timm: Any, base: str) -> str:
