@@ -80,3 +80,41 @@ def test_a_run_of_an_original_config_records_what_was_translated(tmp_path):
         assert any(note in recorded for recorded in notes), note
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["LOSS_OPTIMIZER"][0]["OPTIMIZER"] == "Adam" and config["LOSS_OPTIMIZER"][0]["BASE_LR"] == 0.003
+
+
+def test_old_spellings_on_the_command_line_win_and_old_string_forms_keep_their_values(tmp_path):
+    from ednaml.api import EdnaML
+
+    experiment = EdnaML(ORIGINAL, overrides=[("LOSS.0.LOSS_KWARGS", "[{soft_dim: 10, eps: 0.2}, {}]"), ("MODEL.EMB_DIM", 48)])
+    config = experiment.config
+    assert config["LOSS"][0]["KWARGS"][0] == {"softmax_dimensions": 10, "eps": 0.2}
+    assert config["MODEL"]["MODEL_KWARGS"]["embedding_dimensions"] == 48
+    text = ORIGINAL.read_text().replace("  MODEL_KWARGS:\n    initial_channels: 1\n    width: 16\n",
+                                        "  MODEL_KWARGS: '{\"initial_channels\": 1, \"width\": 16}'\n")
+    (tmp_path / "strings.yml").write_text(text.replace("LOSS_KWARGS: [{'soft_dim': 10}, {}]", "LOSS_KWARGS: '[{\"soft_dim\": 10}, {}]'"))
+    config = EdnaML(tmp_path / "strings.yml").config
+    assert config["MODEL"]["MODEL_KWARGS"] == {"initial_channels": 1, "width": 16, "embedding_dimensions": 32}
+    assert config["LOSS"][0]["KWARGS"][0] == {"softmax_dimensions": 10}
+
+
+@pytest.mark.parametrize("mistake", ["LOSSES: [[SoftmaxLogitsLoss]]", "NAME: [digit]", "LOSS_KWARGS: 12"])
+def test_malformed_old_forms_are_config_errors_not_tracebacks(tmp_path, mistake):
+    from ednaml.api import EdnaML
+    from ednaml.errors import ConfigError
+
+    text = ORIGINAL.read_text()
+    key = mistake.split(":")[0]
+    lines = [line for line in text.splitlines() if not line.strip().startswith(f"{key}:")]
+    index = lines.index("LOSS:") + 1
+    (tmp_path / "bad.yml").write_text("\n".join(lines[:index] + [f"  {mistake}"] + lines[index:]) + "\n")
+    with pytest.raises(ConfigError):
+        EdnaML(tmp_path / "bad.yml")
+
+
+def test_migrate_leaves_out_what_resolving_derives(tmp_path):
+    target = tmp_path / "migrated.yml"
+    assert run_ednaml("migrate", str(ORIGINAL), "-o", str(target), cwd=tmp_path).returncode == 0
+    config = yaml.safe_load(target.read_text())
+    assert "trainer" not in config  # no max_epochs to outvote EXECUTION.EPOCHS, no precision of this machine
+    missing = run_ednaml("migrate", str(ORIGINAL), "-o", str(tmp_path / "no" / "such" / "x.yml"), cwd=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
