@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, summary
+from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
 from ednaml.errors import ConfigError
 from ednaml.sweeps.space import read_space
 from ednaml.tracking import wandb_log
@@ -251,14 +249,7 @@ def test_a_sweep_stopped_by_sigterm_continues_its_trial_from_the_checkpoint(tmp_
     space = space_file(tmp_path, "SAMPLER: random\nSWEEP: {OPTIMIZER.0.BASE_LR: {float: [1.0e-3, 1.0e-2], log: true}}\n")
     args = ["sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(space), "--trials", "2", "--EXECUTION.EPOCHS", "3",
             "--SAVE.STEP_SAVE_FREQUENCY", "5"]
-    process = subprocess.Popen([str(EDNAML), *args], cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not list(tmp_path.glob("runs/*/*/checkpoints/*_epoch1_step25.ckpt")):
-        assert process.poll() is None and time.time() < deadline, "the trial ended first"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=300)
+    process, out, err = stopped_at_a_checkpoint(args, tmp_path)
     assert process.returncode == 143 and "continue from their last checkpoint" in err, err[-2000:]
     (trial,) = trials_of(tmp_path / "sweeps" / "digits-space")
     assert trial["state"] == "running" and summary(Path(trial["run"]))["status"] == "interrupted"

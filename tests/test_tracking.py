@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, summary
+from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
 from ednaml.tracking import wandb_log
 
 pytestmark = pytest.mark.e2e
@@ -220,15 +220,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result_as_an_uninterrupted_o
 
 
 def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
-    process = subprocess.Popen([str(EDNAML), "fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "3",
-                                "--SAVE.STEP_SAVE_FREQUENCY", "5", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
-                               env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not list(tmp_path.glob("runs/*/*/checkpoints/*_epoch1_step25.ckpt")):
-        assert process.poll() is None and time.time() < deadline, "the run ended first"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    process, _, err = stopped_at_a_checkpoint(["fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "3",
+                                               "--SAVE.STEP_SAVE_FREQUENCY", "5", "--trainer.enable_progress_bar", "false"], tmp_path)
     assert process.returncode == 143, err[-2000:]
     (run,) = run_folders(tmp_path / "runs")
     resumed = run_ednaml("fit", "--resume", run.name, "--trainer.enable_progress_bar", "false", cwd=tmp_path)

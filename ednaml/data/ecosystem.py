@@ -15,10 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ednaml.data.base import Crawl, Crawler, DataReader, Sample, seeded_split
-from ednaml.data.readers import ImageDataset, image_example, image_inputs
+from ednaml.data.base import Crawl, Crawler, Sample, seeded_split
+from ednaml.data.readers import ImageReader
 from ednaml.data.text import TextReader
-from ednaml.data.transforms import image_transforms
 from ednaml.errors import DataError
 from ednaml.registry import register
 from ednaml.utils import require
@@ -115,15 +114,11 @@ class TorchvisionCrawler(Crawler):
 
 
 @register("datareader", "TorchvisionDataset")
-class TorchvisionDataset(DataReader):
+class TorchvisionDataset(ImageReader):
     """A torchvision image-classification dataset (MNIST, FashionMNIST, CIFAR10, ...) from a local root;
     downloaded only with `download: true`. Note: CIFAR's files are Python pickles; read only a root you trust."""
 
     crawler = TorchvisionCrawler
-    dataset = ImageDataset
-    transforms = staticmethod(image_transforms)
-    inputs = staticmethod(image_inputs)
-    example = staticmethod(image_example)
 
 
 def _load_hf(path: str, format: str | None, key: str) -> Any:
@@ -230,11 +225,7 @@ class HFDataset(TextReader):
 
 
 @register("datareader", "HFImageDataset")
-class HFImageDataset(DataReader):
+class HFImageDataset(ImageReader):
     """Images from a Hugging Face dataset in local files (an image column of datasets.Image, or arrays)."""
 
     crawler = HFImageCrawler
-    dataset = ImageDataset
-    transforms = staticmethod(image_transforms)
-    inputs = staticmethod(image_inputs)
-    example = staticmethod(image_example)

@@ -130,15 +130,20 @@ class DigitsCrawler(Crawler):
         )
 
 
-@register("datareader", "Digits")
-class Digits(DataReader):
-    """scikit-learn's bundled 8x8 handwritten digits (no download); seeded train/val/test splits."""
+class ImageReader(DataReader):
+    """A reader of images: Pillow or arrays, image_transforms, new images from a file or folder."""
 
-    crawler = DigitsCrawler
     dataset = ImageDataset
     transforms = staticmethod(image_transforms)
     inputs = staticmethod(image_inputs)
     example = staticmethod(image_example)
+
+
+@register("datareader", "Digits")
+class Digits(ImageReader):
+    """scikit-learn's bundled 8x8 handwritten digits (no download); seeded train/val/test splits."""
+
+    crawler = DigitsCrawler
 
 
 def _folder(data_folder: str) -> Path:
@@ -204,14 +209,10 @@ class ImageFolderCrawler(Crawler):
 
 
 @register("datareader", "ImageFolder")
-class ImageFolder(DataReader):
+class ImageFolder(ImageReader):
     """Images in one subfolder per class (optionally under train/ val/ test/)."""
 
     crawler = ImageFolderCrawler
-    dataset = ImageDataset
-    transforms = staticmethod(image_transforms)
-    inputs = staticmethod(image_inputs)
-    example = staticmethod(image_example)
 
 
 class CSVManifestCrawler(Crawler):
@@ -274,11 +275,7 @@ class CSVManifestCrawler(Crawler):
 
 
 @register("datareader", "CSVManifest")
-class CSVManifest(DataReader):
+class CSVManifest(ImageReader):
     """Images listed in a CSV file: a path column plus one or more label columns."""
 
     crawler = CSVManifestCrawler
-    dataset = ImageDataset
-    transforms = staticmethod(image_transforms)
-    inputs = staticmethod(image_inputs)
-    example = staticmethod(image_example)
