@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -14,7 +13,7 @@ from ednaml.errors import ConfigError, Problem, locate
 if TYPE_CHECKING:
     from ednaml.tracking.run_folder import RunFolder
 from ednaml.config.legacy import default_loss_optimizers
-from ednaml.config.load import ConfigWarning, deep_merge, normalize_legacy
+from ednaml.config.load import config_warning, deep_merge, noted, normalize_legacy
 
 
 # What may change when a run is resumed: where it runs, not what it computes.
@@ -49,7 +48,7 @@ def prepare(
         imported = registry.import_sources(sources, search_dirs)
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
-    default_loss_optimizers(config, _config_warning)
+    default_loss_optimizers(config, config_warning)
     validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trusted)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
         try:
@@ -62,25 +61,11 @@ def prepare(
     return config
 
 
-def _config_warning(message: str) -> None:
-    warnings.warn(message, ConfigWarning, stacklevel=3)
-
-
 def prepare_noted(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
-    """prepare(), and the config notes it made on the way (the original's spellings read as this version's,
-    keys accepted but not used, defaults added): shown as warnings, and recorded in provenance.json."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConfigWarning)
-            config = prepare(*args, **kwargs)
-    finally:  # shown as they would have been, once each
-        shown = set()
-        for warning in caught:
-            if (str(warning.message), warning.category) not in shown:
-                shown.add((str(warning.message), warning.category))
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    notes = [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
-    return config, list(dict.fromkeys(notes))
+    """prepare(), and the config notes it made on the way: shown as warnings, and recorded in provenance.json."""
+    with noted() as notes:
+        config = prepare(*args, **kwargs)
+    return config, notes
 
 
 class EdnaML:

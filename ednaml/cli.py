@@ -323,8 +323,8 @@ def _sync(args: dict[str, Any]) -> int:
             print(f"{run}: no offline W&B run (it ran with W&B online or disabled)")
         for each in offline:
             print(f"{each.directory}: {len(each.files) + len(each.artifacts)} files" + (" would be sent" if args["dry-run"] else ""))
-            print("\n".join(f"  {path.relative_to(run.resolve()) if path.is_relative_to(run.resolve()) else path}"
-                             for path in each.files + each.artifacts))
+            root = run.resolve()
+            print("\n".join(f"  {path.relative_to(root) if path.is_relative_to(root) else path}" for path in each.files + each.artifacts))
             if each.moved:
                 print(f"  (the run folder was moved: {len(each.moved)} artifact paths of its W&B log point here"
                       + (" when it is sent)" if args["dry-run"] else ")"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ednaml.config.load import as_mapping, get_path, parse_value
 from ednaml.errors import format_path
 
 # (old path, new path): a key the original spelled otherwise. "*" matches every entry of a list section.
@@ -132,8 +133,6 @@ def _moves(cfg: dict[str, Any], old: tuple, new: tuple) -> list[tuple[tuple, tup
         if part == "*" and isinstance(node, list):
             for i, item in enumerate(node):
                 walk(item, at + 1, path + (i,))
-        elif part == "*" and isinstance(node, dict):  # a list section written as one mapping
-            walk(node, at + 1, path + (0,))
         elif isinstance(node, dict) and part in node:
             walk(node[part], at + 1, path + (part,))
 
@@ -141,44 +140,20 @@ def _moves(cfg: dict[str, Any], old: tuple, new: tuple) -> list[tuple[tuple, tup
     return found
 
 
-def _get(cfg: Any, path: tuple) -> Any:
-    for part in path:
-        if isinstance(cfg, dict) and isinstance(part, int):  # a list section written as one mapping: its entry 0
-            continue
-        if isinstance(cfg, list) and isinstance(part, int) and part < len(cfg):
-            cfg = cfg[part]
-        elif isinstance(cfg, dict) and part in cfg:
-            cfg = cfg[part]
-        else:
-            return None
-    return cfg
-
-
-def _mapping(value: Any) -> Any:
-    """A string holding a mapping ('{"width": 16}', an old form) as the mapping; anything else as it is."""
-    if isinstance(value, str) and value.strip().startswith("{"):
-        from ednaml.config.load import parse_yaml
-
-        try:
-            parsed = parse_yaml(value)
-        except Exception:  # noqa: BLE001 - left for validation to name
-            return value
-        return parsed if isinstance(parsed, dict) else value
-    return value
-
-
 def _container(cfg: dict[str, Any], path: tuple) -> dict[str, Any] | None:
-    """The mapping that holds the last part of `path`, made where missing or blank (a list section written
-    as one mapping counts as its entry 0); None where something else is in the way (validation names it)."""
+    """The mapping that holds the last part of `path`, made where missing or blank; None where something else
+    is in the way (validation names it)."""
     node: Any = cfg
     for part in path[:-1]:
         if isinstance(part, int):
-            if isinstance(node, list):
-                node = node[part] if part < len(node) else None
+            node = node[part] if isinstance(node, list) and part < len(node) else None
             if not isinstance(node, dict):
                 return None
             continue
-        value = _mapping(node.get(part))
+        value = as_mapping(node.get(part))
+        if isinstance(value, list):  # a list section: the next part is its entry
+            node = value
+            continue
         if value in ("", None):
             value = {}
         if not isinstance(value, dict):
@@ -213,7 +188,7 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
                   "names the data reader", warn)
     for old, new in RENAMED:
         for old_path, new_path in _moves(cfg, old, new):
-            holder = _get(cfg, old_path[:-1])
+            holder = get_path(cfg, old_path[:-1])
             value = holder[old_path[-1]]
             if value in ("", None) and "MODEL_KWARGS" in new_path:  # blank: the model's own default
                 holder.pop(old_path[-1])
@@ -234,13 +209,13 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
             target[new_path[-1]] = value
             _note(old_path, f"the original's spelling, read as {format_path(new_path)}", warn)
     for path, message in DROPPED.items():
-        holder = _get(cfg, path[:-1])
+        holder = get_path(cfg, path[:-1])
         if isinstance(holder, dict) and path[-1] in holder:
             holder.pop(path[-1])
             _note(path, message, warn)
     _loss_arguments(cfg, warn)
     _plugin_arguments(cfg, warn)
-    output = _get(cfg, ("DEPLOYMENT", "OUTPUT_ARGS"))
+    output = get_path(cfg, ("DEPLOYMENT", "OUTPUT_ARGS"))
     if isinstance(output, dict):
         for key in [k for k in output if k in OLD_OUTPUT_ARGS]:
             output.pop(key)
@@ -268,41 +243,30 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         _note(("MODEL", "MODEL_NORMALIZATION"), "'' (no normalization in the original), read as none", warn)
     if isinstance(model, dict) and model.get("MODEL_KWARGS") == "":
         model["MODEL_KWARGS"] = {}
-    reader = _get(cfg, ("EXECUTION", "DATAREADER"))
+    reader = get_path(cfg, ("EXECUTION", "DATAREADER"))
     if isinstance(reader, dict):
         for key in [k for k in reader if isinstance(k, str) and k.endswith("_comment")]:
             reader.pop(key)
             _note(("EXECUTION", "DATAREADER", key), "a comment in the original's config; dropped", warn)
     for kind, path in (("trainer", ("EXECUTION", "TRAINER")), ("optimizer_builder", ("EXECUTION", "OPTIMIZER_BUILDER")),
                        ("model_builder", ("MODEL", "BUILDER"))):
-        holder, name = _get(cfg, path[:-1]), _get(cfg, path)
+        holder, name = get_path(cfg, path[:-1]), get_path(cfg, path)
         if isinstance(name, str) and name in RENAMED_COMPONENTS[kind]:
             holder[path[-1]] = RENAMED_COMPONENTS[kind][name]
             _note(path, f"the original's {name!r}, read as {RENAMED_COMPONENTS[kind][name]}, its counterpart here", warn)
     return cfg
 
 
-def _list_of_mappings(value: str) -> Any:
-    """'[{"soft_dim": 10}, {}]' (an old form of KWARGS) as the list; anything else as it is."""
-    from ednaml.config.load import parse_yaml
-
-    try:
-        parsed = parse_yaml(value)
-    except Exception:  # noqa: BLE001 - left for validation to name
-        return value
-    return parsed if isinstance(parsed, list) else value
-
-
 def _loss_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
     entries = cfg.get("LOSS")
-    for i, entry in enumerate([entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []):
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("LOSSES"), list):
             continue
         written = entry.get("KWARGS")
-        parsed = _list_of_mappings(written) if isinstance(written, str) else written  # old forms: strings of YAML
+        parsed = parse_value(written) if isinstance(written, str) else written  # old forms: strings of YAML
         if not isinstance(parsed, list):
             continue
-        parsed = [_mapping(kwargs) for kwargs in parsed]
+        parsed = [as_mapping(kwargs) for kwargs in parsed]
         for j, (loss, kwargs) in enumerate(zip(entry["LOSSES"], parsed)):
             if not isinstance(kwargs, dict) or not isinstance(loss, str) or not set(LOSS_ARGUMENTS.get(loss, {})) & set(kwargs):
                 continue
@@ -352,31 +316,26 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     """A config written for the original EdnaML as this version's canonical config (every key, in schema
     order, as `--print_config` writes it), headed by a comment line for each thing that changed or was
     dropped; the notes; and what `ednaml check` would still report (components that are not here)."""
-    import warnings
-
-    from ednaml.config.load import ConfigWarning, dump, read_yaml, resolve
-    from ednaml.config.validate import validate
-    from ednaml.errors import ConfigError
-
     from pathlib import Path
 
     from ednaml import registry
+    from ednaml.config.load import config_warning, dump, noted, read_yaml, resolve
+    from ednaml.config.validate import validate
+    from ednaml.errors import ConfigError
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
+    with noted(show=False) as notes:
         raw = read_yaml(path)
         config = resolve([path])
         try:  # the config's own components, so that they are not listed as missing
             registry.import_sources(list(config["EXECUTION"].get("IMPORTS") or []), [Path(path).parent])
         except (ImportError, FileNotFoundError, SyntaxError, AttributeError, TypeError):
             pass  # validation names the import that fails
-        default_loss_optimizers(config, lambda message: warnings.warn(message, ConfigWarning))
+        default_loss_optimizers(config, config_warning)
         try:
             validate(config, source=str(path))
             problems: list[str] = []
         except ConfigError as err:
             problems = [str(problem) for problem in err.problems]
-    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ConfigWarning)))
     if "seed_everything" not in raw:  # resolving picked one; a migrated config leaves it to each run
         config.pop("seed_everything", None)
     # Only the Trainer keys the file set: the ones resolving fills in mirror EdnaML keys (EPOCHS -> max_epochs) or
@@ -425,7 +384,7 @@ def _drop_dead(config: dict[str, Any]) -> list[str]:
 
 def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
     entries = cfg.get("MODEL_PLUGIN")
-    for i, entry in enumerate([entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []):
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
         kwargs = entry.get("PLUGIN_KWARGS") if isinstance(entry, dict) else None
         if not isinstance(kwargs, dict) or entry.get("PLUGIN") != "KMeansProxy":
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -9,7 +10,7 @@ import random
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -240,8 +241,30 @@ def get_path(cfg: dict[str, Any], path: Sequence[str | int], default: Any = None
     return node
 
 
-def _warn(message: str) -> None:
+def config_warning(message: str) -> None:
     warnings.warn(message, ConfigWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def noted(show: bool = True) -> Iterator[list[str]]:
+    """The config notes made inside the block (ConfigWarnings: old spellings read as new, keys accepted but
+    not used, defaults added), once each, in the list it yields, filled when the block ends. With `show`,
+    every warning is shown once, as it would have been; without, none is."""
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            yield notes
+    finally:
+        seen = set()
+        for warning in caught:
+            if (str(warning.message), warning.category) in seen:
+                continue
+            seen.add((str(warning.message), warning.category))
+            if show:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            if issubclass(warning.category, ConfigWarning):
+                notes.append(str(warning.message))
 
 
 def _legacy_entry(section: str, entry: Any) -> Any:
@@ -252,7 +275,7 @@ def _legacy_entry(section: str, entry: Any) -> Any:
     if section in ("OPTIMIZER", "LOSS_OPTIMIZER") and "OPTIMIZER" not in entry:
         name = entry.get("OPTIMIZER_NAME")
         if name in TORCH_OPTIMIZERS:
-            _warn(f"{section}: OPTIMIZER_NAME {name!r} names a torch optimizer; read as OPTIMIZER: {name}")
+            config_warning(f"{section}: OPTIMIZER_NAME {name!r} names a torch optimizer; read as OPTIMIZER: {name}")
             entry["OPTIMIZER"] = name
             entry["OPTIMIZER_NAME"] = "opt-1" if section == "OPTIMIZER" else None
     return entry
@@ -275,7 +298,7 @@ def _legacy_transformation(section: str, value: Any) -> Any:
     for key in moved:
         args[LEGACY_TRANSFORM_KEYS[key]] = value.pop(key)
     value["ARGS"] = args
-    _warn(f"{section}: {', '.join(moved)} read as ARGS.{', ARGS.'.join(LEGACY_TRANSFORM_KEYS[k] for k in moved)}")
+    config_warning(f"{section}: {', '.join(moved)} read as ARGS.{', ARGS.'.join(LEGACY_TRANSFORM_KEYS[k] for k in moved)}")
     return value
 
 
@@ -283,15 +306,8 @@ def normalize_legacy(raw: dict[str, Any]) -> dict[str, Any]:
     """Rewrite the original EdnaML's older forms into the canonical one (each rewrite is warned about)."""
     from ednaml.config.legacy import translate
 
-    cfg = translate(raw, _warn)
-    for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-        if section in cfg:
-            cfg[section] = _legacy_transformation(section, cfg[section])
-    save = cfg.get("SAVE")
-    if isinstance(save, dict) and isinstance(save.get("LOG_BACKUP"), dict):
-        _warn("SAVE.LOG_BACKUP: storage-based backups are not supported; read as LOG_BACKUP: false")
-        cfg["SAVE"] = {**save, "LOG_BACKUP": False}
-    for section, spec in SCHEMA.items():
+    cfg = dict(raw)
+    for section, spec in SCHEMA.items():  # list sections first: the key rewrites below meet lists only
         if not isinstance(spec, ListOf) or section not in cfg:
             continue
         value = cfg[section]
@@ -302,6 +318,14 @@ def normalize_legacy(raw: dict[str, Any]) -> dict[str, Any]:
             value = [value]
         if isinstance(value, list):
             cfg[section] = [_legacy_entry(section, e) for e in value]
+    cfg = translate(cfg, config_warning)
+    for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
+        if section in cfg:
+            cfg[section] = _legacy_transformation(section, cfg[section])
+    save = cfg.get("SAVE")
+    if isinstance(save, dict) and isinstance(save.get("LOG_BACKUP"), dict):
+        config_warning("SAVE.LOG_BACKUP: storage-based backups are not supported; read as LOG_BACKUP: false")
+        cfg["SAVE"] = {**save, "LOG_BACKUP": False}
     return cfg
 
 
@@ -311,9 +335,9 @@ def _materialize_lists(cfg: dict[str, Any]) -> None:
             cfg[section] = copy.deepcopy(spec.default)
 
 
-def _coerce(key: Key, value: Any) -> Any:
-    """Old configs wrote kwargs as strings holding a dict ('{"step_size": 20}')."""
-    if dict in key.types and isinstance(value, str):
+def as_mapping(value: Any) -> Any:
+    """A string holding a dict ('{"step_size": 20}', as old configs wrote kwargs) as the dict; anything else as it is."""
+    if isinstance(value, str):
         for loader in (json.loads, parse_yaml):
             try:
                 parsed = loader(value)
@@ -321,6 +345,13 @@ def _coerce(key: Key, value: Any) -> Any:
                 continue
             if isinstance(parsed, dict):
                 return parsed
+    return value
+
+
+def _coerce(key: Key, value: Any) -> Any:
+    """Old configs wrote kwargs as strings holding a dict ('{"step_size": 20}')."""
+    if dict in key.types and isinstance(value, str) and isinstance(parsed := as_mapping(value), dict):
+        return parsed
     if key.types == (list,) and isinstance(value, str) and key.default and isinstance(key.default[0], dict):
         value = parse_value(value)
     if isinstance(value, list) and key.types == (list,):
@@ -344,7 +375,7 @@ def fill_section(spec: Section, value: Any, path: tuple, warned: set) -> Any:
                 dotted = format_path(path + (name,))
                 if dotted not in warned:
                     warned.add(dotted)
-                    _warn(f"{dotted} is accepted but not used: {sub.doc}")
+                    config_warning(f"{dotted} is accepted but not used: {sub.doc}")
                 out[name] = given
         elif given is None:  # blank: the default, unless the key may be null and was written as such
             out[name] = None if sub.optional and name in value else copy.deepcopy(sub.default)
@@ -415,7 +446,7 @@ def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer
                 parent, last = get_path(merged, argument_path[:-1]), argument_path[-1]
                 if isinstance(parent, dict) and parent.get(last):
                     del parent[last]
-                    _warn(f"{format_path(argument_path)} of {old} dropped: {layer} sets {format_path(path)} to {new}")
+                    config_warning(f"{format_path(argument_path)} of {old} dropped: {layer} sets {format_path(path)} to {new}")
 
 
 def _named_components(layer: dict[str, Any]) -> dict[tuple, Any]:
@@ -502,7 +533,7 @@ def resolve(
     # Layer 4: the command line, one layer: overrides left to right; a linked key sets its twin too.
     from ednaml.config.legacy import renamed_override
 
-    parsed = [(dotted, renamed_override(parse_key_path(dotted), _warn), parse_value(value) if isinstance(value, str) else value)
+    parsed = [(dotted, renamed_override(parse_key_path(dotted), config_warning), parse_value(value) if isinstance(value, str) else value)
               for dotted, value in overrides]
     _drop_stale_arguments(merged, {tuple(path): value for _, path, value in parsed if value is not DELETE}, "the command line")
     for dotted, path, value in parsed:
@@ -521,7 +552,7 @@ def resolve(
 
     cfg = fill_defaults(merged)
     if (reader := deployment_reader(cfg)) is not None and reader.get("CRAWLER_ARGS"):
-        _warn("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: not used; `ednaml predict --data PATH` says where the new data is")
+        config_warning("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: not used; `ednaml predict --data PATH` says where the new data is")
     if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
         cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}

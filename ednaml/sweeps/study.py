@@ -73,14 +73,11 @@ def shown_storage(address: str) -> str:
 def run_of_trial(run: str | os.PathLike, study: str, number: int) -> Path | None:
     """`run` where it is a run folder whose provenance says it ran trial `number` of `study`: a path
     read from a study or a sweep folder is not trusted further than that."""
-    import json
+    from ednaml.tracking.browse import read_run
 
-    path = Path(run)
-    try:
-        record = json.loads((path / "provenance.json").read_text(encoding="utf-8")).get("sweep") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    return path if record.get("study") == study and record.get("trial") == number else None
+    provenance = read_run(Path(run)).provenance
+    record = provenance.get("sweep") if isinstance(provenance, dict) else None
+    return Path(run) if isinstance(record, dict) and record.get("study") == study and record.get("trial") == number else None
 
 
 def _sampler(space: Space, seed: int) -> Any:
@@ -367,15 +364,11 @@ class Sweep:
                 child.send_signal(signal.SIGINT if reason == "SIGINT" else signal.SIGTERM)
 
 
-def _read_summary(run: str | os.PathLike | None) -> dict[str, Any]:
-    import json
+def _read_summary(run: Path | None) -> dict[str, Any]:
+    from ednaml.tracking.browse import read_run
 
-    if not run or not (Path(run) / "summary.json").is_file():
-        return {}
-    try:
-        return json.loads((Path(run) / "summary.json").read_text(encoding="utf-8"))
-    except ValueError:
-        return {}
+    summary = read_run(run).summary if run is not None else {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _result(summary: dict[str, Any], metric: str) -> float | None:
