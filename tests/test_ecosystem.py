@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,40 @@ def test_a_hugging_face_dataset_is_read_from_parquet_csv_json_or_a_saved_folder(
     assert image.shape == (8, 8) and crawl.labels == {"label": ["0", "1", "2"]} and (int(image[0, 0]) // 20) % 3 == label
 
 
+def test_streaming_leaves_the_rows_on_disk_and_finds_the_same_samples(tmp_path):
+    datasets = pytest.importorskip("datasets", reason="the datasets extra")
+    import pickle
+
+    from ednaml.data.base import Stored, loaded
+    from ednaml.data.ecosystem import HFCrawler, HFImageCrawler
+
+    table = datasets.Dataset.from_dict(reviews(200))
+    table.to_parquet(tmp_path / "r.parquet")
+    table.class_encode_column("label").save_to_disk(str(tmp_path / "saved"))
+    for path in ("r.parquet", "saved"):
+        memory = HFCrawler(str(tmp_path / path)).crawl()
+        disk = HFCrawler(str(tmp_path / path), streaming=True, cache_dir=str(tmp_path / "cache")).crawl()
+        assert disk.labels == memory.labels == {"label": ["neg", "pos"]}
+        assert all(isinstance(x, Stored) for split in disk.splits.values() for x, _ in split)
+        assert {s: [(loaded(x), y) for x, y in v] for s, v in disk.splits.items()} == memory.splits, path
+        shipped = pickle.loads(pickle.dumps(disk.splits["test"]))  # as a spawned worker receives them
+        assert [loaded(x) for x, _ in shipped] == [x for x, _ in memory.splits["test"]]
+    assert list((tmp_path / "cache").iterdir())  # the parquet file's Arrow copy; the saved folder is read where it is
+    pictures = datasets.Dataset.from_dict({"image": [np.full((8, 8), i * 20, dtype=np.uint8) for i in range(12)],
+                                           "label": [i % 3 for i in range(12)]}).cast_column("image", datasets.Image())
+    pictures.save_to_disk(str(tmp_path / "pictures"))
+    memory = HFImageCrawler(str(tmp_path / "pictures"), val_fraction=0.0).crawl()
+    disk = HFImageCrawler(str(tmp_path / "pictures"), val_fraction=0.0, streaming=True).crawl()
+    for (a, y), (b, z) in zip(memory.splits["train"], disk.splits["train"]):
+        assert np.array_equal(a, loaded(b)) and loaded(b).dtype == np.uint8 and y == z
+    with pytest.raises(DataError, match=r"CRAWLER_ARGS.cache_dir: is used only with streaming: true"):
+        HFCrawler(str(tmp_path / "r.parquet"), cache_dir=str(tmp_path / "cache"))
+    paths = datasets.Dataset.from_dict({"image": [{"path": "/etc/hostname", "bytes": None}], "label": [0]})
+    paths.save_to_disk(str(tmp_path / "paths"))
+    with pytest.raises(DataError, match=r"CRAWLER_ARGS.input_column: images stored as file paths are not read"):
+        HFImageCrawler(str(tmp_path / "paths"), streaming=True, val_fraction=0.0, test_fraction=0.0).crawl()
+
+
 # ---- runs from configs/ ----
 
 @pytest.mark.e2e
@@ -177,3 +212,52 @@ def test_hugging_face_and_torchvision_datasets_train_from_local_files_writing_no
     assert [p for p in home.rglob("*")] == []  # no dataset cache, no downloads
     data = json.loads((runs[0] / "provenance.json").read_text())["data"]
     assert str(tmp_path / "reviews.parquet") in json.dumps(data)
+
+
+def peak_memory_of_ednaml(args: list[str], cwd: Path) -> tuple[int, int]:
+    """`ednaml ARGS...` run to its end: its exit status and its peak resident memory in bytes (VmHWM, read until
+    it exits: the process's own peak, where ru_maxrss would count this test's memory from before the exec)."""
+    import os
+    import time
+
+    from conftest import EDNAML
+
+    peak = 0
+    with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
+        process = subprocess.Popen([str(EDNAML), *args], cwd=cwd, stdout=out, stderr=err, env={**os.environ, "WANDB_MODE": "offline"})
+        while process.poll() is None:
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except OSError:  # it has just ended
+                break
+            peak = max([peak] + [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")])
+            time.sleep(0.02)
+    return process.wait(), peak
+
+
+@pytest.mark.e2e
+def test_a_streamed_dataset_trains_the_same_without_being_held_in_memory(tmp_path):
+    datasets = pytest.importorskip("datasets", reason="the datasets extra")
+    from ednaml.data.text import train_tokenizer
+
+    rows = reviews(5000)
+    padding = " ".join(["plot"] * 4000)  # 20 KB a row: 100 MB of text
+    rows["text"] = [f"{text} {padding}" for text in rows["text"]]
+    datasets.Dataset.from_dict(rows).to_parquet(tmp_path / "big.parquet", batch_size=250)  # row groups of 5 MB
+    held = sum(len(text) for text in rows["text"])
+    del rows
+    train_tokenizer(reviews(300)["text"] + [padding[:200]], "wordpiece", 200, True).save(str(tmp_path / "tokenizer.json"))
+    args = ["fit", "--config", str(CONFIGS / "hf-text-parquet.yml"), "--EXECUTION.DATAREADER.CRAWLER_ARGS.path", "big.parquet",
+            "--TRANSFORMATION.ARGS.tokenizer_file", "tokenizer.json", *SHORT]
+    peaks, results = {}, {}
+    for mode, extra in (("memory", []), ("streaming", ["--EXECUTION.DATAREADER.CRAWLER_ARGS.streaming", "true",
+                                                       "--EXECUTION.DATAREADER.CRAWLER_ARGS.cache_dir", "hf-cache"])):
+        before = set(run_folders(tmp_path / "runs")) if (tmp_path / "runs").exists() else set()
+        status, peaks[mode] = peak_memory_of_ednaml(args + extra, tmp_path)
+        assert status == 0, (tmp_path / "err.txt").read_text()[-3000:]
+        (run,) = set(run_folders(tmp_path / "runs")) - before
+        results[mode] = (json.loads((run / "provenance.json").read_text())["data"]["samples"], summary(run)["final"])
+    assert results["streaming"][0] == results["memory"][0] == {"train": 3600, "val": 400, "test": 1000}
+    assert results["streaming"][1]["test/loss"] == pytest.approx(results["memory"][1]["test/loss"], rel=1e-5)
+    # in memory the rows are held (as Arrow and as Python strings); streamed, only a row group at a time
+    assert peaks["memory"] - peaks["streaming"] > held, (peaks, held)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from ednaml import registry
 from ednaml.config.schema import deployment_reader
-from ednaml.data.base import Crawl
+from ednaml.data.base import Crawl, loaded
 from ednaml.errors import DataError
 
 log = logging.getLogger("ednaml")
@@ -192,7 +192,7 @@ class EdnaDataModule(pl.LightningDataModule):
                 raise DataError("ckpt_path", "the checkpoint carries no tokenizer, which new text data needs; predict with "
                                              "a checkpoint EdnaML wrote after training on text")
             else:
-                train.fit([x for x, _ in self.crawl.splits["train"]])
+                train.fit(loaded(x) for x, _ in self.crawl.splits["train"])
             test.adopt(train.tokenizer.to_str())
 
     @property

@@ -26,6 +26,24 @@ class Crawl:
         return len(self.labels[label])
 
 
+class Stored:
+    """An input left on disk until a batch needs it (one row of a memory-mapped table): `read()` gives it.
+    A split of them costs memory per row, not per byte of data."""
+
+    __slots__ = ("source", "index")
+
+    def __init__(self, source: Any, index: int):
+        self.source, self.index = source, index
+
+    def read(self) -> Any:
+        return self.source.read(self.index)
+
+
+def loaded(item: Any) -> Any:
+    """A sample's input itself: read from disk where the crawler left it there."""
+    return item.read() if isinstance(item, Stored) else item
+
+
 class Crawler:
     """Finds the samples of a source. A crawler without its own val split gets a seeded one from train."""
 
@@ -71,7 +89,7 @@ class LabelledDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
         item, target = self.samples[index]
-        x = self.load(item)
+        x = self.load(loaded(item))
         if self.transform is not None:
             x = self.transform(x)
         return x, torch.tensor(target, dtype=torch.long)

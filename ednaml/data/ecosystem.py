@@ -11,11 +11,11 @@ from __future__ import annotations
 import inspect
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ednaml.data.base import Crawl, Crawler, Sample, seeded_split
+from ednaml.data.base import Crawl, Crawler, Sample, Stored, seeded_split
 from ednaml.data.readers import ImageReader
 from ednaml.data.text import TextReader
 from ednaml.errors import DataError
@@ -121,15 +121,18 @@ class TorchvisionDataset(ImageReader):
     crawler = TorchvisionCrawler
 
 
-def _load_hf(path: str, format: str | None, key: str) -> Any:
-    """A local dataset: parquet / csv / json(l) / arrow files, or a `save_to_disk` directory. Read into
-    memory through a temporary cache (nothing is written under the home directory)."""
+def _load_hf(path: str, format: str | None, key: str, streaming: bool, cache_dir: str | None) -> Any:
+    """A local dataset: parquet / csv / json(l) / arrow files, or a `save_to_disk` directory.
+
+    Read into memory through a temporary cache (nothing is written under the home directory), or with
+    `streaming`, memory-mapped: Arrow files and saved datasets where they are, parquet / csv / json once
+    converted to Arrow in the datasets cache (`cache_dir`, else HF_DATASETS_CACHE)."""
     datasets = require("datasets", "datasets")
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} does not exist")
     if source.is_dir():
-        loaded = datasets.load_from_disk(str(source), keep_in_memory=True)
+        loaded = datasets.load_from_disk(str(source), keep_in_memory=not streaming)
         if isinstance(loaded, datasets.DatasetDict):
             raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} holds several splits ({', '.join(loaded)}): give one split's "
                                               "directory to each of path, val_path and test_path")
@@ -138,24 +141,60 @@ def _load_hf(path: str, format: str | None, key: str) -> Any:
     if kind is None:
         raise DataError(f"{_ARGS}.{key}", f"{str(source)!r}: not a parquet, arrow, csv or json(l) file; give `format`")
     if kind == "arrow":
-        return datasets.Dataset.from_file(str(source), in_memory=True)
+        return datasets.Dataset.from_file(str(source), in_memory=not streaming)
+    reader = {"parquet": datasets.Dataset.from_parquet, "csv": datasets.Dataset.from_csv, "json": datasets.Dataset.from_json}[kind]
+    if streaming:
+        return reader(str(source), cache_dir=cache_dir, keep_in_memory=False)
     with tempfile.TemporaryDirectory(prefix="ednaml-hf-") as cache:
-        reader = {"parquet": datasets.Dataset.from_parquet, "csv": datasets.Dataset.from_csv, "json": datasets.Dataset.from_json}[kind]
         return reader(str(source), cache_dir=cache, keep_in_memory=True)
+
+
+class Column:
+    """One column of a memory-mapped dataset, read a row at a time (by the data loader's workers)."""
+
+    def __init__(self, dataset: Any, name: str, convert: Callable[[Any], Any]):
+        self.dataset, self.name, self.convert = dataset, name, convert
+        self._values: Any = None
+
+    def read(self, index: int) -> Any:
+        if self._values is None:
+            self._values = self.dataset.data.column(self.name)
+        return self.convert(self._values[index].as_py())
+
+    def __getstate__(self) -> dict[str, Any]:  # the dataset pickles as its file's path; the column is found again
+        return {**self.__dict__, "_values": None}
+
+
+def _label_codes(part: Any, column: str, index: dict[str, int] | None) -> np.ndarray:
+    """Each row's class index in `column` (-1: no label): a ClassLabel's own, else `index` of the value's text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = part.data.column(column)
+    if index is None:
+        codes = pc.fill_null(values, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return np.where(codes >= 0, codes, -1)
+    found = pc.unique(values).drop_null()
+    lookup = np.array([index[str(v)] for v in found.to_pylist()] + [-1], dtype=np.int64)
+    position = pc.fill_null(pc.index_in(values, value_set=found), len(found)).to_numpy(zero_copy_only=False)
+    return lookup[position] if len(position) else np.zeros(0, dtype=np.int64)
 
 
 class HFCrawler(Crawler):
     """Rows of a Hugging Face dataset: an input column and one or more label columns; a train file and
-    val / test files, or seeded splits of it. Labels stored as a ClassLabel keep its names."""
+    val / test files, or seeded splits of it. Labels stored as a ClassLabel keep its names. With
+    `streaming: true` the rows stay on disk (memory-mapped) and are read as batches need them."""
 
     input_kind = "text"
 
     def __init__(self, path: str, val_path: str | None = None, test_path: str | None = None, format: str | None = None,
                  input_column: str | None = None, label_columns: Sequence[str] | str = ("label",), test_fraction: float = 0.2,
-                 val_fraction: float = 0.1, split_seed: int = 0):
+                 val_fraction: float = 0.1, split_seed: int = 0, streaming: bool = False, cache_dir: str | None = None):
         super().__init__(val_fraction, split_seed)
+        if cache_dir is not None and not streaming:
+            raise DataError(f"{_ARGS}.cache_dir", "is used only with streaming: true (in memory, nothing is cached)")
         self.paths = {"train": path, "val": val_path, "test": test_path}
-        self.format = format
+        self.format, self.streaming, self.cache_dir = format, streaming, cache_dir
         self.input_column = input_column or self.input_kind
         self.label_columns = [label_columns] if isinstance(label_columns, str) else list(label_columns)
         self.test_fraction = test_fraction
@@ -164,7 +203,8 @@ class HFCrawler(Crawler):
         return str(value)
 
     def find(self) -> Crawl:
-        parts = {split: _load_hf(p, self.format, "path" if split == "train" else f"{split}_path") for split, p in self.paths.items() if p}
+        parts = {split: _load_hf(p, self.format, "path" if split == "train" else f"{split}_path", self.streaming, self.cache_dir)
+                 for split, p in self.paths.items() if p}
         names: dict[str, list[str]] = {}
         for split, part in parts.items():
             for key, column in [("input_column", self.input_column)] + [("label_columns", c) for c in self.label_columns]:
@@ -180,17 +220,25 @@ class HFCrawler(Crawler):
             if hasattr(feature, "names"):  # a ClassLabel: its names, in its order
                 names[column] = list(feature.names)
                 continue
-            values = {v for part in parts.values() for v in part[column] if v is not None}
+            values = {v for part in parts.values() for v in part.data.column(column).unique().drop_null().to_pylist()}
             numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
             names[column] = [str(v) for v in sorted(values)] if numeric else sorted(str(v) for v in values)
         index = {c: {v: i for i, v in enumerate(values)} for c, values in names.items()}
         samples: dict[str, list[Sample]] = {}
         for split, part in parts.items():
-            labels = [[(v if v is not None and v >= 0 else None) if hasattr(part.features[c], "names")
-                       else (index[c][str(v)] if v is not None else None) for v in part[c]] for c in self.label_columns]
+            codes = np.stack([_label_codes(part, c, None if hasattr(part.features[c], "names") else index[c])
+                              for c in self.label_columns], axis=1) if len(part) else np.zeros((0, len(self.label_columns)), int)
             # a row without a label (ClassLabel -1, a missing value) is left out: nothing to learn or score
-            samples[split] = [(self.convert(x), tuple(int(column[i]) for column in labels))
-                              for i, x in enumerate(part[self.input_column]) if all(column[i] is not None for column in labels)]
+            rows = np.flatnonzero((codes >= 0).all(axis=1))
+            if self.streaming:
+                column = Column(part, self.input_column, self.convert)
+                inputs: Sequence[Any] = [Stored(column, int(row)) for row in rows]
+                if inputs:
+                    inputs[0].read()  # a column this reader cannot use fails here, not later in a worker
+            else:
+                everything = part[self.input_column]
+                inputs = [self.convert(everything[row]) for row in rows]
+            samples[split] = [(x, tuple(int(c) for c in codes[row])) for x, row in zip(inputs, rows)]
         if "test" not in samples:
             train, test = seeded_split(samples["train"], self.test_fraction, self.split_seed + 1)
             samples["train"], samples["test"] = train, test
@@ -207,8 +255,8 @@ class HFImageCrawler(HFCrawler):
 
             from PIL import Image
 
-            with Image.open(io.BytesIO(value["bytes"])) as image:
-                value = image.convert("L" if image.mode in ("L", "1") else "RGB")
+            value = Image.open(io.BytesIO(value["bytes"]))
+            value.load()
         elif isinstance(value, dict) and value.get("path"):
             raise DataError(f"{_ARGS}.input_column", "images stored as file paths are not read; store their bytes (datasets.Image)")
         if hasattr(value, "mode") and value.mode not in ("L", "RGB"):  # a decoded PIL image: palette, alpha, 16-bit

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -135,7 +135,7 @@ class PolarityCrawler(Crawler):
         return Crawl(splits=_splits(samples, self.test_fraction, self.split_seed), labels={self.label_name: classes}, files=[str(path)])
 
 
-def train_tokenizer(texts: Sequence[str], kind: str, vocab_size: int, lowercase: bool) -> Any:
+def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> Any:
     """A WordPiece or BPE tokenizer trained on `texts`, adding [CLS] ... [SEP]."""
     tk = require("tokenizers", "text")
     if kind not in ("wordpiece", "bpe"):
@@ -177,7 +177,7 @@ class TextEncoder:
         self.mask = masking is True or (masking == "train_only" and train)
         self.tokenizer: Any = None
 
-    def fit(self, texts: Sequence[str]) -> None:
+    def fit(self, texts: Iterable[str]) -> None:
         """Load tokenizer_file, or train a tokenizer on the training texts."""
         tk = require("tokenizers", "text")
         if self.tokenizer_file:

@@ -69,8 +69,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def _identity(item: Any, position: int, stored: type) -> Any:
+    """What names a sample in the data's hash: its path or text, its row in a file left on disk, else its position."""
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"row {item.index}" if isinstance(item, stored) else position
+
+
 def data_fingerprint(crawl: Any) -> dict[str, Any]:
     """What the crawler found: samples per split, label classes, the files with sizes, and a hash."""
+    from ednaml.data.base import Stored
+
     files = sorted(set(crawl.files))
     sizes = {f: Path(f).stat().st_size for f in files if Path(f).is_file()}
     total = sum(sizes.values())
@@ -85,7 +94,7 @@ def data_fingerprint(crawl: Any) -> dict[str, Any]:
                 digest.update(f"{sizes[f]}:{Path(f).stat().st_mtime_ns}".encode())
     for split, samples in sorted(crawl.splits.items()):  # which sample is in which split, and its labels
         digest.update(split.encode())
-        digest.update(repr([(str(x) if isinstance(x, (str, Path)) else i, y) for i, (x, y) in enumerate(samples)]).encode())
+        digest.update(repr([(_identity(x, i, Stored), y) for i, (x, y) in enumerate(samples)]).encode())
     return {
         "samples": {split: len(samples) for split, samples in crawl.splits.items()},
         "labels": {name: len(classes) for name, classes in crawl.labels.items()},
