@@ -167,7 +167,6 @@ class Column:
 
 def _label_codes(part: Any, column: str, index: dict[str, int] | None) -> np.ndarray:
     """Each row's class index in `column` (-1: no label): a ClassLabel's own, else `index` of the value's text."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     values = part.data.column(column)
