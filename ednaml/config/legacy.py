@@ -101,9 +101,9 @@ def outside_message(kind: str, name: str) -> str | None:
         return (f"{name!r} is the original's base class, not {BASE_CLASSES[name]}: name one (`ednaml list {kind}`), "
                 "or register your own with IMPORTS")
     if name == "Resnet" and kind == "model":
-        return ("'Resnet' is the original's re-identification ResNet (attention, part branches), which is not part of EdnaML: "
-                "ClassificationResnet or TorchvisionModel (MODEL_BASE resnet18/34/50/...) is a plain ResNet classifier; or "
-                "register the original's with IMPORTS")
+        return ("'Resnet' is the original's re-identification ResNet (input and part attention), which its own later "
+                "versions dropped too and which is not part of EdnaML: ClassificationResnet or TorchvisionModel (MODEL_BASE "
+                "resnet18/34/50/...) is a plain ResNet classifier; or register the original's with IMPORTS")
     if kind == "datareader" and name in DATASET_READERS:
         return (f"{name!r} is the original's reader of the {name} dataset, which EdnaML does not ship (its files are a "
                 "download away): read its images with ImageFolder or CSVManifest (`ednaml list datareader ImageFolder`), "
