@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from bench.peak import wait_for_peak
 from bench.spec import spec_from_config
 from bench.timing import OUT_ENV, T0_ENV
 
@@ -41,15 +42,15 @@ def run(command: list[str], cwd: Path, env: dict[str, str], out: Path | None = N
     env = {**env, T0_ENV: repr(time.time())}
     if out is not None:
         env[OUT_ENV] = str(out)
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)  # the child's own peak memory, which Popen.wait does not give
-    wall = time.perf_counter() - start
-    process.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    if code != 0:
-        raise SystemExit(f"bench: {' '.join(command)} failed (exit {code}):\n{stderr[-3000:]}")
-    result: dict[str, Any] = {"wall": wall, "peak_mb": usage.ru_maxrss / 1024}
+    with tempfile.TemporaryFile("w+") as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        code, peak = wait_for_peak(process)
+        wall = time.perf_counter() - start
+        if code != 0:
+            errors.seek(0)
+            raise SystemExit(f"bench: {' '.join(command)} failed (exit {code}):\n{errors.read()[-3000:]}")
+    result: dict[str, Any] = {"wall": wall, "peak_mb": peak / 2**20}
     if out is not None:
         timings = json.loads(out.read_text())
         epochs = timings["epochs"][1:] or timings["epochs"]  # the first epoch warms caches up

@@ -215,24 +215,15 @@ def test_hugging_face_and_torchvision_datasets_train_from_local_files_writing_no
 
 
 def peak_memory_of_ednaml(args: list[str], cwd: Path) -> tuple[int, int]:
-    """`ednaml ARGS...` run to its end: its exit status and its peak resident memory in bytes (VmHWM, read until
-    it exits: the process's own peak, where ru_maxrss would count this test's memory from before the exec)."""
+    """`ednaml ARGS...` run to its end: its exit status and its own peak resident memory in bytes."""
     import os
-    import time
 
+    from bench.peak import wait_for_peak
     from conftest import EDNAML
 
-    peak = 0
     with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
         process = subprocess.Popen([str(EDNAML), *args], cwd=cwd, stdout=out, stderr=err, env={**os.environ, "WANDB_MODE": "offline"})
-        while process.poll() is None:
-            try:
-                status = Path(f"/proc/{process.pid}/status").read_text()
-            except OSError:  # it has just ended
-                break
-            peak = max([peak] + [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")])
-            time.sleep(0.02)
-    return process.wait(), peak
+        return wait_for_peak(process)
 
 
 @pytest.mark.e2e
