@@ -1,5 +1,3 @@
-import sys
+from ednaml.cli import console
 
-from ednaml.cli import main
-
-sys.exit(main())
+console()

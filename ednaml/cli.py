@@ -6,7 +6,7 @@ import gc
 import re
 import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from ednaml.errors import UsageError, did_you_mean
 
@@ -515,6 +515,15 @@ def _report(summary: dict[str, Any]) -> None:
     if skipped := summary.get("skipped_samples"):
         print(f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
               f"summary.json lists them", file=sys.stderr)
+
+
+def console() -> NoReturn:
+    """The `ednaml` command: `main`, then the process's end."""
+    code = main()
+    # At exit Python collects garbage over the whole heap (torch, Lightning, W&B: millions of objects), and
+    # more than once: 2 s after every run. Nothing needs freeing as the process ends.
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,8 @@ from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts, record_given
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import backfill, continue_steps, define_summaries, log_run_files, log_table, record_summary, wandb_directories, wandb_logger
+from ednaml.tracking.wandb import (Table, backfill, continue_steps, define_summaries, log_run_record, log_tables, pipeline_table,
+                                   record_summary, wandb_directories, wandb_logger)
 
 log = logging.getLogger("ednaml")
 
@@ -50,8 +51,8 @@ def _quiet_lightning() -> None:
 class RecordParameters(pl.Callback):
     """Once the optimizers exist: the parameter-group table and counts into provenance.json."""
 
-    def __init__(self, run: RunFolder, provenance: dict[str, Any], wandb: Any = None):
-        self.run, self.provenance, self.wandb = run, provenance, wandb
+    def __init__(self, run: RunFolder, provenance: dict[str, Any], tables: list[Table]):
+        self.run, self.provenance, self.tables = run, provenance, tables
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: EdnaModule) -> None:
         table = [row.as_dict() for row in pl_module.parameter_table]
@@ -60,7 +61,7 @@ class RecordParameters(pl.Callback):
         self.run.write_json("provenance.json", self.provenance)
         self.run.write_json("parameter_groups.json", table)
         columns = ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight_decay"]
-        log_table(self.wandb, "parameter_groups", columns, [[row[c] for c in columns] for row in table])
+        self.tables.append(("parameter_groups", columns, [[row[c] for c in columns] for row in table]))
 
 
 def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[str, float]:
@@ -210,6 +211,7 @@ class RunSession:
         self.trainer: pl.Trainer | None = None
         self.summary: RunSummary | None = None
         self.backup: Backup | None = None
+        self.tables: list[Table] = []  # for W&B as the run ends (see log_tables)
 
     @property
     def resuming(self) -> bool:
@@ -239,7 +241,7 @@ class RunSession:
             self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
-                stack.callback(_finish_wandb)
+                stack.callback(self._finish_wandb)
             if self.resuming:
                 continue_steps(self.wandb, run, wandb_info.get("dir"))
                 if sent := backfill(self.wandb, run, wandb_info.get("dir")):
@@ -263,7 +265,7 @@ class RunSession:
         common: list[pl.Callback] = [summary, CommitMetrics(self.logger)]
         if self.stage == "fit":
             common = checkpoint_callbacks(self.config, run, self.datamodule.has("val")) + [StepMetrics(), *common,
-                RecordParameters(run, self.provenance, self.wandb), StopOnSignal(run), ExportWeights(run, summary)]
+                RecordParameters(run, self.provenance, self.tables), StopOnSignal(run), ExportWeights(run, summary)]
         if self.stage in ("fit", "test"):
             common.append(TestRecords(run, summary, self.datamodule))
         if self.stage == "predict":
@@ -280,6 +282,14 @@ class RunSession:
 
             common.append(SweepPruning(trial))
         return common
+
+    def _finish_wandb(self) -> None:
+        import wandb
+
+        try:
+            log_tables(self.wandb, self.tables)
+        finally:
+            wandb.finish()
 
     def warn(self, message: str) -> None:
         """A warning for log.txt, summary.json and the console at the end of the run."""
@@ -345,12 +355,6 @@ def _environment(values: dict[str, str], keep_set: bool = False) -> Iterator[Non
                 os.environ[name] = value
 
 
-def _finish_wandb() -> None:
-    import wandb
-
-    wandb.finish()
-
-
 def _fit(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data: EdnaDataModule) -> None:
     """A validation pass first (unless SKIPEVAL or resuming), training, then the test split."""
     if not session.config["EXECUTION"]["SKIPEVAL"] and data.has("val") and not session.resuming:
@@ -411,6 +415,7 @@ def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, 
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
             session.trainer = trainer = build_trainer(config, str(session.run.path), session.callbacks(), [session.logger])
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
-            log_run_files(session.wandb, session.run, config, session.provenance)
+            session.tables.append(pipeline_table(config, session.provenance))
+            log_run_record(session.wandb, session.run)
             STAGES[stage](session, trainer, module, datamodule)
             return session.finished()

@@ -133,24 +133,37 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     return logger, info
 
 
-def log_table(logger: Any, key: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """A W&B Table in the run (pipeline, parameter groups), comparable across runs in the W&B UI."""
-    if logger is None or not rows:
+Table = tuple[str, list[str], list[list[Any]]]  # key, columns, rows
+
+
+def log_tables(logger: Any, tables: list[Table]) -> None:
+    """W&B Tables in the run (pipeline, parameter groups), comparable across runs in the W&B UI. Logged as the
+    run ends: W&B imports pandas for any logged Table where pandas is installed (75 MB and 0.4 s), a cost
+    the training should not carry."""
+    if logger is None or not any(rows for _, _, rows in tables):
         return
     import wandb
 
-    logger.experiment.log({key: wandb.Table(columns=columns, data=[[str(cell) for cell in row] for row in rows])})
+    logged = {}
+    for key, columns, rows in tables:
+        if rows:
+            table = logged[key] = wandb.Table(columns=columns)  # `data=` would import pandas as well
+            for row in rows:
+                table.add_data(*(str(cell) for cell in row))
+    logger.experiment.log(logged)
 
 
-def log_run_files(logger: Any, run: RunFolder, config: dict[str, Any], provenance: dict[str, Any]) -> None:
-    """The pipeline as a W&B Table, and config.yaml and provenance.json as one W&B artifact of the run."""
+def pipeline_table(config: dict[str, Any], provenance: dict[str, Any]) -> Table:
+    from ednaml.tracking.provenance import PIPELINE_COLUMNS, pipeline_rows
+
+    return "pipeline", PIPELINE_COLUMNS, scrub(pipeline_rows(config, provenance.get("components") or {}))
+
+
+def log_run_record(logger: Any, run: RunFolder) -> None:
+    """config.yaml and provenance.json as one W&B artifact of the run."""
     if logger is None:
         return
     import wandb
-
-    from ednaml.tracking.provenance import PIPELINE_COLUMNS, pipeline_rows
-
-    log_table(logger, "pipeline", PIPELINE_COLUMNS, scrub(pipeline_rows(config, provenance.get("components") or {})))
 
     artifact = wandb.Artifact(f"run-{run.run_id}-record", type="run-record",
                               description="the resolved config and provenance of this run")
