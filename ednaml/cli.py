@@ -518,7 +518,10 @@ def _report(summary: dict[str, Any]) -> None:
 
 
 def console() -> NoReturn:
-    """The `ednaml` command: `main`, then the process's end."""
+    """The `ednaml` command: the allocator's policy (ednaml.allocator), `main`, then the process's end."""
+    from ednaml import allocator
+
+    allocator.tune()
     code = main()
     # At exit Python collects garbage over the whole heap (torch, Lightning, W&B: millions of objects), and
     # more than once: 2 s after every run. Nothing needs freeing as the process ends.

@@ -15,6 +15,16 @@ CONFIGS = ROOT / "configs"
 EDNAML = Path(sys.executable).parent / "ednaml"
 
 
+def _glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+GLIBC = _glibc()  # the C library ednaml.allocator tunes
+
+
 def run_ednaml(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """`ednaml ARGS...` as a user would run it, W&B offline unless `env` says otherwise."""
     full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}

@@ -171,8 +171,13 @@ def test_streaming_leaves_the_rows_on_disk_and_finds_the_same_samples(tmp_path):
         HFCrawler(str(tmp_path / "r.parquet"), cache_dir=str(tmp_path / "cache"))
     paths = datasets.Dataset.from_dict({"image": [{"path": "/etc/hostname", "bytes": None}], "label": [0]})
     paths.save_to_disk(str(tmp_path / "paths"))
-    with pytest.raises(DataError, match=r"CRAWLER_ARGS.input_column: images stored as file paths are not read"):
-        HFImageCrawler(str(tmp_path / "paths"), streaming=True, val_fraction=0.0, test_fraction=0.0).crawl()
+    damaged = datasets.Dataset.from_dict({"image": [{"path": None, "bytes": b"GIF89a, then nothing"}], "label": [0]})
+    damaged.save_to_disk(str(tmp_path / "damaged"))
+    for streaming in (False, True):  # found at the crawl either way, never as a traceback from a worker
+        with pytest.raises(DataError, match=r"CRAWLER_ARGS.input_column: row 0: images stored as file paths are not read"):
+            HFImageCrawler(str(tmp_path / "paths"), streaming=streaming, val_fraction=0.0, test_fraction=0.0).crawl()
+        with pytest.raises(DataError, match=r"CRAWLER_ARGS.input_column: row 0: an image cannot be read: cannot identify"):
+            HFImageCrawler(str(tmp_path / "damaged"), streaming=streaming, val_fraction=0.0, test_fraction=0.0).crawl()
 
 
 # ---- runs from configs/ ----

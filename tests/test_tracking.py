@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
+from conftest import CONFIGS, EDNAML, GLIBC, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
 from ednaml.tracking import wandb_log
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +60,8 @@ def test_provenance_records_code_versions_machine_data_and_components(project):
     assert record["git"]["branch"] == "main" and record["git"]["dirty"] is True
     assert "+changed" in (run / record["git"]["diff_file"]).read_text()
     assert record["seed"] == 0 and record["machine"]["cpus"] >= 1
+    if GLIBC and not any(k.startswith("MALLOC_") for k in os.environ):
+        assert record["machine"]["allocator"] == {"mmap_threshold": 32 << 20, "trim_threshold": 64 << 20}
     assert record["data"]["samples"] == {"train": 1294, "val": 144, "test": 359} and record["data"]["hashed"] == "content"
     arch = record["components"]["MODEL.MODEL_ARCH"]
     assert arch["class"] == "ednaml.models.classification.SmallCNN" and len(arch["source_sha256"]) == 64

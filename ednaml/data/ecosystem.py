@@ -150,7 +150,8 @@ def _load_hf(path: str, format: str | None, key: str, streaming: bool, cache_dir
 
 
 class Column:
-    """One column of a memory-mapped dataset, read a row at a time (by the data loader's workers)."""
+    """One column of a dataset as the reader's inputs, a row at a time (streamed: by the data loader's workers),
+    from its stored values: an image column's bytes, not the PIL image `datasets` would decode."""
 
     def __init__(self, dataset: Any, name: str, convert: Callable[[Any], Any]):
         self.dataset, self.name, self.convert = dataset, name, convert
@@ -159,7 +160,10 @@ class Column:
     def read(self, index: int) -> Any:
         if self._values is None:
             self._values = self.dataset.data.column(self.name)
-        return self.convert(self._values[index].as_py())
+        try:
+            return self.convert(self._values[index].as_py())
+        except DataError as err:
+            raise DataError(err.key, f"row {index}: {err.message}") from None
 
     def __getstate__(self) -> dict[str, Any]:  # the dataset pickles as its file's path; the column is found again
         return {**self.__dict__, "_values": None}
@@ -229,14 +233,13 @@ class HFCrawler(Crawler):
                               for c in self.label_columns], axis=1) if len(part) else np.zeros((0, len(self.label_columns)), int)
             # a row without a label (ClassLabel -1, a missing value) is left out: nothing to learn or score
             rows = np.flatnonzero((codes >= 0).all(axis=1))
+            column = Column(part, self.input_column, self.convert)
             if self.streaming:
-                column = Column(part, self.input_column, self.convert)
                 inputs: Sequence[Any] = [Stored(column, int(row)) for row in rows]
                 if inputs:
                     inputs[0].read()  # a column this reader cannot use fails here, not later in a worker
             else:
-                everything = part[self.input_column]
-                inputs = [self.convert(everything[row]) for row in rows]
+                inputs = [column.read(int(row)) for row in rows]
             samples[split] = [(x, tuple(int(c) for c in codes[row])) for x, row in zip(inputs, rows)]
         if "test" not in samples:
             train, test = seeded_split(samples["train"], self.test_fraction, self.split_seed + 1)
@@ -248,14 +251,17 @@ class HFImageCrawler(HFCrawler):
     input_kind = "image"
 
     def convert(self, value: Any) -> Any:
-        """An image column's value (a PIL image, or {bytes, path}) as an array."""
+        """An image column's stored value ({bytes, path}, or an array as nested lists) as an array."""
         if isinstance(value, dict) and value.get("bytes"):
             import io
 
             from PIL import Image
 
-            value = Image.open(io.BytesIO(value["bytes"]))
-            value.load()
+            try:
+                value = Image.open(io.BytesIO(value["bytes"]))
+                value.load()
+            except (OSError, ValueError, SyntaxError) as err:  # not an image, or a damaged one
+                raise DataError(f"{_ARGS}.input_column", f"an image cannot be read: {err}") from None
         elif isinstance(value, dict) and value.get("path"):
             raise DataError(f"{_ARGS}.input_column", "images stored as file paths are not read; store their bytes (datasets.Image)")
         if hasattr(value, "mode") and value.mode not in ("L", "RGB"):  # a decoded PIL image: palette, alpha, 16-bit

@@ -61,9 +61,11 @@ def git_state(cwd: Path) -> tuple[dict[str, Any] | None, str | None]:
 def machine() -> dict[str, Any]:
     import torch
 
+    from ednaml import allocator
+
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
                             "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "cuda": torch.version.cuda, "accelerators": []}
+                            "cuda": torch.version.cuda, "accelerators": [], "allocator": dict(allocator.applied) or "default"}
     if torch.cuda.is_available():
         info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info

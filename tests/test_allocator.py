@@ -1,0 +1,41 @@
+"""The `ednaml` command's allocator policy: large blocks come from the reused heap, not a fresh mapping each
+time; a user's own MALLOC_ settings win; provenance.json says which applied."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GLIBC
+
+PROBE = """
+import ctypes, json
+from ednaml import allocator
+if {tune}:
+    allocator.tune()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+block = libc.malloc(4 << 20)  # a training step's temporary: 4 MiB
+heap = [line.split()[0] for line in open("/proc/self/maps") if line.rstrip().endswith("[heap]")][0]
+low, high = (int(end, 16) for end in heap.split("-"))
+print(json.dumps({{"from_heap": low <= block < high, "applied": allocator.applied}}))
+"""
+
+
+def probe(tune: bool, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    result = subprocess.run([sys.executable, "-c", PROBE.format(tune=tune)], env={**clean, **env}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt: Linux with glibc")
+def test_large_blocks_come_from_the_heap_once_tuned_and_the_users_settings_win():
+    assert probe(False) == {"from_heap": False, "applied": {}}  # glibc's default: a fresh mapping for 4 MiB
+    assert probe(True) == {"from_heap": True, "applied": {"mmap_threshold": 32 << 20, "trim_threshold": 64 << 20}}
+    own = probe(True, MALLOC_MMAP_THRESHOLD_="1048576")  # the user's threshold (1 MiB), read by glibc at start
+    assert own == {"from_heap": False, "applied": {"MALLOC_MMAP_THRESHOLD_": "1048576"}}
