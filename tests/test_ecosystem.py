@@ -167,6 +167,11 @@ def test_streaming_leaves_the_rows_on_disk_and_finds_the_same_samples(tmp_path):
     disk = HFImageCrawler(str(tmp_path / "pictures"), val_fraction=0.0, streaming=True).crawl()
     for (a, y), (b, z) in zip(memory.splits["train"], disk.splits["train"]):
         assert np.array_equal(a, loaded(b)) and loaded(b).dtype == np.uint8 and y == z
+    datasets.Dataset.from_dict({"text": ["a b", "c d"], "label": [["x"], ["x", "y"]]}).save_to_disk(str(tmp_path / "lists"))
+    with pytest.raises(DataError, match=r"CRAWLER_ARGS.label_columns: column 'label' holds list<item: string> values: a label"):
+        HFCrawler(str(tmp_path / "lists"), streaming=True).crawl()
+    with pytest.raises(DataError, match=r"CRAWLER_ARGS.cache_dir: '.*r.parquet' is a file: give a folder for the Arrow copy"):
+        HFCrawler(str(tmp_path / "r.parquet"), streaming=True, cache_dir=str(tmp_path / "r.parquet")).crawl()
     with pytest.raises(DataError, match=r"CRAWLER_ARGS.cache_dir: is used only with streaming: true"):
         HFCrawler(str(tmp_path / "r.parquet"), cache_dir=str(tmp_path / "cache"))
     paths = datasets.Dataset.from_dict({"image": [{"path": "/etc/hostname", "bytes": None}], "label": [0]})

@@ -144,7 +144,13 @@ def _load_hf(path: str, format: str | None, key: str, streaming: bool, cache_dir
         return datasets.Dataset.from_file(str(source), in_memory=not streaming)
     reader = {"parquet": datasets.Dataset.from_parquet, "csv": datasets.Dataset.from_csv, "json": datasets.Dataset.from_json}[kind]
     if streaming:
-        return reader(str(source), cache_dir=cache_dir, keep_in_memory=False)
+        if cache_dir is not None and Path(cache_dir).expanduser().exists() and not Path(cache_dir).expanduser().is_dir():
+            raise DataError(f"{_ARGS}.cache_dir", f"{cache_dir!r} is a file: give a folder for the Arrow copy of {source.name}")
+        try:
+            return reader(str(source), cache_dir=cache_dir, keep_in_memory=False)
+        except OSError as err:
+            raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} could not be copied to Arrow in "
+                                              f"{cache_dir or 'the datasets cache'}: {err}") from None
     with tempfile.TemporaryDirectory(prefix="ednaml-hf-") as cache:
         return reader(str(source), cache_dir=cache, keep_in_memory=True)
 
@@ -206,6 +212,8 @@ class HFCrawler(Crawler):
         return str(value)
 
     def find(self) -> Crawl:
+        import pyarrow as pa
+
         parts = {split: _load_hf(p, self.format, "path" if split == "train" else f"{split}_path", self.streaming, self.cache_dir)
                  for split, p in self.paths.items() if p}
         names: dict[str, list[str]] = {}
@@ -223,6 +231,11 @@ class HFCrawler(Crawler):
             if hasattr(feature, "names"):  # a ClassLabel: its names, in its order
                 names[column] = list(feature.names)
                 continue
+            kind = parts["train"].data.column(column).type
+            if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+                raise DataError(f"{_ARGS}.label_columns", f"column {column!r} holds {kind} values: a label column holds one "
+                                                          "class per row (a ClassLabel, an integer or a string); give each "
+                                                          "label its own column in label_columns")
             values = {v for part in parts.values() for v in part.data.column(column).unique().drop_null().to_pylist()}
             numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
             names[column] = [str(v) for v in sorted(values)] if numeric else sorted(str(v) for v in values)
