@@ -7,7 +7,7 @@ temporaries change size from step to step (padded text batches) then had each of
 in and unmapped again, every step: EdnaML's text steps took 10-14 % longer than the same steps in a
 process whose start-up had left the threshold higher. The `ednaml` command fixes both thresholds, as
 `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` would (see docs/performance.md); a user's own
-setting of either, or another allocator preloaded, is left alone.
+setting of either (or of their GLIBC_TUNABLES), or another allocator preloaded, is left alone.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ def tune() -> None:
     """Fix glibc's mmap and trim thresholds for this process (and the data loader workers it forks)."""
     if applied or not _glibc() or "MALLOC" in os.environ.get("LD_PRELOAD", "").upper():
         return
-    if own := {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}:
+    own = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
+    if any(f"glibc.malloc.{what}_threshold" in os.environ.get("GLIBC_TUNABLES", "") for what in ("mmap", "trim")):
+        own["GLIBC_TUNABLES"] = os.environ["GLIBC_TUNABLES"]
+    if own:
         applied.update(own)  # the user's, which glibc read as the process started
         return
     import ctypes

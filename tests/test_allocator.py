@@ -27,7 +27,7 @@ print(json.dumps({{"from_heap": low <= block < high, "applied": allocator.applie
 
 
 def probe(tune: bool, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     result = subprocess.run([sys.executable, "-c", PROBE.format(tune=tune)], env={**clean, **env}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -39,3 +39,5 @@ def test_large_blocks_come_from_the_heap_once_tuned_and_the_users_settings_win()
     assert probe(True) == {"from_heap": True, "applied": {"mmap_threshold": 32 << 20, "trim_threshold": 64 << 20}}
     own = probe(True, MALLOC_MMAP_THRESHOLD_="1048576")  # the user's threshold (1 MiB), read by glibc at start
     assert own == {"from_heap": False, "applied": {"MALLOC_MMAP_THRESHOLD_": "1048576"}}
+    tunable = "glibc.malloc.mmap_threshold=1048576"
+    assert probe(True, GLIBC_TUNABLES=tunable) == {"from_heap": False, "applied": {"GLIBC_TUNABLES": tunable}}
