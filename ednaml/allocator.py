@@ -19,24 +19,35 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its moving threshold on 6
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # what glibc pairs with it when it moves the threshold itself
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 
-applied: dict[str, Any] = {}  # the thresholds tune() set, or the user's MALLOC_ settings: for provenance.json
+applied: dict[str, Any] = {}  # the thresholds tune() set, or the user's own settings it found
 
 
 def tune() -> None:
     """Fix glibc's mmap and trim thresholds for this process (and the data loader workers it forks)."""
-    if applied or not _glibc() or "MALLOC" in os.environ.get("LD_PRELOAD", "").upper():
+    if applied or not _glibc():
         return
-    own = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
-    if any(f"glibc.malloc.{what}_threshold" in os.environ.get("GLIBC_TUNABLES", "") for what in ("mmap", "trim")):
-        own["GLIBC_TUNABLES"] = os.environ["GLIBC_TUNABLES"]
-    if own:
-        applied.update(own)  # the user's, which glibc read as the process started
+    if own := _users_settings():
+        applied.update(own)  # the user's: read by glibc as the process started, or another allocator
         return
     import ctypes
 
     libc = ctypes.CDLL(None)
     if libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD):
         applied.update(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD)
+
+
+def describe() -> dict[str, Any] | str:
+    """The thresholds in effect, for provenance.json: what tune() set, the user's own settings, or "default"."""
+    return dict(applied) or _users_settings() or "default"
+
+
+def _users_settings() -> dict[str, str]:
+    own = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
+    if any(f"glibc.malloc.{what}_threshold" in os.environ.get("GLIBC_TUNABLES", "") for what in ("mmap", "trim")):
+        own["GLIBC_TUNABLES"] = os.environ["GLIBC_TUNABLES"]
+    if "MALLOC" in os.environ.get("LD_PRELOAD", "").upper():  # jemalloc, tcmalloc, mimalloc: not glibc's
+        own["LD_PRELOAD"] = os.environ["LD_PRELOAD"]
+    return own
 
 
 def _glibc() -> bool:

@@ -65,7 +65,7 @@ def machine() -> dict[str, Any]:
 
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
                             "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "cuda": torch.version.cuda, "accelerators": [], "allocator": dict(allocator.applied) or "default"}
+                            "cuda": torch.version.cuda, "accelerators": [], "allocator": allocator.describe()}
     if torch.cuda.is_available():
         info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info

@@ -138,19 +138,14 @@ Table = tuple[str, list[str], list[list[Any]]]  # key, columns, rows
 
 def log_tables(logger: Any, tables: list[Table]) -> None:
     """W&B Tables in the run (pipeline, parameter groups), comparable across runs in the W&B UI. Logged as the
-    run ends: W&B imports pandas for any logged Table where pandas is installed (75 MB and 0.4 s), a cost
+    run ends: W&B imports pandas for any logged Table where pandas is installed (62 MB and 0.4 s), a cost
     the training should not carry."""
     if logger is None or not any(rows for _, _, rows in tables):
         return
     import wandb
 
-    logged = {}
-    for key, columns, rows in tables:
-        if rows:
-            table = logged[key] = wandb.Table(columns=columns)  # `data=` would import pandas as well
-            for row in rows:
-                table.add_data(*(str(cell) for cell in row))
-    logger.experiment.log(logged)
+    logger.experiment.log({key: wandb.Table(columns=columns, data=[[str(cell) for cell in row] for row in rows])
+                           for key, columns, rows in tables if rows})
 
 
 def pipeline_table(config: dict[str, Any], provenance: dict[str, Any]) -> Table:
