@@ -237,6 +237,7 @@ def peak_memory_of_ednaml(args: list[str], cwd: Path) -> tuple[int, int]:
 
 
 @pytest.mark.e2e
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="a process's peak memory is read from /proc (Linux)")
 def test_a_streamed_dataset_trains_the_same_without_being_held_in_memory(tmp_path):
     datasets = pytest.importorskip("datasets", reason="the datasets extra")
     from ednaml.data.text import train_tokenizer
