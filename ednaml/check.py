@@ -46,16 +46,18 @@ def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
 
 
 def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
-    """The report's lines and every problem found."""
+    """The report's lines and every problem found in a resolved, valid config."""
     from ednaml.adapters.callbacks import backup_problem, checkpoint_callbacks
     from ednaml.adapters.datamodule import EdnaDataModule
     from ednaml.adapters.module import EdnaModule
     from ednaml.adapters.trainer import build_trainer
+    from ednaml.config.sections import sections
     from ednaml.optim.optimizers import format_table
     from ednaml.tracking.run_folder import RunFolder, experiment_name, new_run_id
     from ednaml.tracking.wandb import wandb_mode
 
     started = time.time()
+    config = sections(config)
     lines: list[str] = []
     problems: list[Problem] = []
     reader = ("EXECUTION", "DATAREADER", "DATAREADER")
@@ -108,7 +110,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
             optimizer.step()
             lines.append("  backward and one optimizer step: ok")
         except Exception as err:  # noqa: BLE001
-            reason = explain(err, config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"])
+            reason = explain(err, config.TRAIN_TRANSFORMATION.BATCH_SIZE)
             problems.append(Problem(("TRANSFORMATION", "BATCH_SIZE"), reason) if reason else problem_from(err, ("MODEL",)))
         del probe
 
@@ -116,34 +118,34 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         module.configure_optimizers()
         lines.append("parameter groups")
         lines += ["  " + line for line in format_table(module.parameter_table).splitlines()]
-        steps = max(1, len(data.train_dataloader()) // config["EXECUTION"]["TRAINER_ARGS"]["accumulation_steps"]) if data.has("train") else 1
+        steps = max(1, len(data.train_dataloader()) // config.EXECUTION.TRAINER_ARGS["accumulation_steps"]) if data.has("train") else 1
         lines.append(f"learning rate at the start of each epoch ({steps} optimizer steps per epoch)")
-        lines += _lr_schedule(module, steps, config["EXECUTION"]["EPOCHS"])
+        lines += _lr_schedule(module, steps, config.EXECUTION.EPOCHS)
     except Exception as err:  # noqa: BLE001
         problems.append(problem_from(err, ("OPTIMIZER",)))
 
-    root = config["trainer"].get("default_root_dir") or "runs"
+    root = config.trainer.get("default_root_dir") or "runs"
     placeholder = RunFolder(path=Path(root).absolute() / experiment_name(config) / new_run_id(),
                             run_id="", experiment=experiment_name(config), writer=False)
-    save = config["SAVE"]
-    epochs = config["EXECUTION"]["EPOCHS"]
+    save = config.SAVE
+    epochs = config.EXECUTION.EPOCHS
     lines.append("checkpoints")
-    every = save["SAVE_FREQUENCY"]
+    every = save.SAVE_FREQUENCY
     saved = [e - 1 for e in range(1, epochs + 1) if every and e % every == 0]
-    prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
+    prefix = f"{save.MODEL_CORE_NAME}-v{save.MODEL_VERSION}"
     lines.append(f"  {prefix}_epoch{{E}}_step{{S}}.ckpt after epochs (E, from 0): {saved or 'none'}; last.ckpt after every epoch")
-    if save["STEP_SAVE_FREQUENCY"]:
-        lines.append(f"  and every {save['STEP_SAVE_FREQUENCY']} optimizer steps")
-    if save["MONITOR"] and data.has("val"):
-        lines.append(f"  the best by {save['MONITOR']} ({save['MONITOR_MODE']}) as {prefix}_best_epoch{{E}}_step{{S}}.ckpt")
-    if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
-        lines.append(f"  copies to {save['CHECKPOINT_DIRECTORY']}")
-        if trouble := backup_problem(save["CHECKPOINT_DIRECTORY"]):
+    if save.STEP_SAVE_FREQUENCY:
+        lines.append(f"  and every {save.STEP_SAVE_FREQUENCY} optimizer steps")
+    if save.MONITOR and data.has("val"):
+        lines.append(f"  the best by {save.MONITOR} ({save.MONITOR_MODE}) as {prefix}_best_epoch{{E}}_step{{S}}.ckpt")
+    if save.DRIVE_BACKUP or save.LOG_BACKUP:
+        lines.append(f"  copies to {save.CHECKPOINT_DIRECTORY}")
+        if trouble := backup_problem(save.CHECKPOINT_DIRECTORY):
             problems.append(Problem(("SAVE", "CHECKPOINT_DIRECTORY"), trouble))
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING  # not the Trainer's device banner in the middle of the report
     try:
-        build_trainer(config, str(placeholder.path), checkpoint_callbacks(config, placeholder, data.has("val")), [])
+        build_trainer(config.trainer, str(placeholder.path), checkpoint_callbacks(save, placeholder, data.has("val")), [])
     except Exception as err:  # noqa: BLE001
         problems.append(problem_from(err, ("trainer",)))
     finally:

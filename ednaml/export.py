@@ -52,7 +52,9 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     from ednaml.adapters.given import Given
     from ednaml.adapters.module import EdnaModule
     from ednaml.checkpoints import data_state, read_checkpoint
+    from ednaml.config.sections import sections
 
+    config = sections(config)
     if kind not in FILES:
         raise ConfigError(f"--format: {kind!r} is not one of {', '.join(FILES)}")
     checkpoint = Path(checkpoint)
@@ -60,7 +62,7 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     if folder.exists():
         raise ConfigError(f"--output {str(folder)!r} exists; an export never overwrites one: name another folder")
     saved = read_checkpoint(checkpoint)
-    Given().check_against({k: v for k, v in (saved.get("given") or {}).items() if k == "MODEL.MODEL_ARCH"}, config, str(checkpoint))
+    Given().check_against({k: v for k, v in (saved.get("given") or {}).items() if k == "MODEL.MODEL_ARCH"}, config.LOSS, str(checkpoint))
     data = EdnaDataModule(config, data_state(checkpoint), NewData(None, saved["labels"]))
     module = EdnaModule(config, data.labels, data.info)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
@@ -125,7 +127,7 @@ def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None,
     return {"max_abs_difference": difference}
 
 
-def _describe(folder: Path, kind: str, config: dict[str, Any], data: Any, module: Any, inputs: tuple, keys: list[str] | None,
+def _describe(folder: Path, kind: str, config: Any, data: Any, module: Any, inputs: tuple, keys: list[str] | None,
               names: list[str], checkpoint: Path, check: dict[str, Any]) -> dict[str, Any]:
     """model.json (and the tokenizer) beside the exported model; returns what it says."""
     from ednaml.checkpoints import describe_checkpoint
@@ -135,13 +137,13 @@ def _describe(folder: Path, kind: str, config: dict[str, Any], data: Any, module
     tokenizer = data.state_dict().get("tokenizer")
     if tokenizer:
         (folder / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
-    reader = config["EXECUTION"]["DATAREADER"]["DATAREADER"]
+    reader = config.EXECUTION.DATAREADER.DATAREADER
     description = {
         "format": kind, "file": FILES[kind],
         "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."), "example_shape": list(t.shape),
                     "dynamic": ["batch", "length"] if keys else ["batch"]} for n, t in zip(input_names, inputs)],
         "outputs": [{"name": n, "label": module.outputs[n].label, "classes": data.labels[module.outputs[n].label]} for n in names],
-        "reader": reader, "preprocessing": config["TEST_TRANSFORMATION"]["ARGS"], "tokenizer": "tokenizer.json" if tokenizer else None,
+        "reader": reader, "preprocessing": dict(config.TEST_TRANSFORMATION.ARGS), "tokenizer": "tokenizer.json" if tokenizer else None,
         "checkpoint": describe_checkpoint(checkpoint),
         "check": check,
         "ednaml_version": __version__, "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

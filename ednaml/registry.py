@@ -9,7 +9,7 @@ import importlib.util
 import inspect
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ednaml.errors import did_you_mean
 
@@ -221,6 +221,19 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
     if obj is None:
         raise RegistryError(unknown_name_message(kind, name))
     return obj
+
+
+def build(kind: str, component: Any, kwargs: Mapping[str, Any], /, *args: Any, at: tuple = (), **supplied: Any) -> Any:
+    """Call `component` (a name of `kind`, or the class itself) with a config's `kwargs` and what EdnaML
+    supplies (`args`, `supplied`), after checking the kwargs as validation does (config/arguments.py); a
+    problem raises ConfigError naming the key path `at`. Every component a config names is made here."""
+    from ednaml.config.arguments import check_arguments
+    from ednaml.errors import ConfigError
+
+    obj = get(kind, component) if isinstance(component, str) else component
+    if problems := check_arguments(kind, obj, kwargs, at):
+        raise ConfigError(problems)
+    return obj(*args, **kwargs, **supplied)
 
 
 def unknown_name_message(kind: str, name: str) -> str:

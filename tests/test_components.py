@@ -13,6 +13,7 @@ from torch import nn
 
 from conftest import CONFIGS
 from ednaml.config import resolve
+from ednaml.config.sections import sections
 from ednaml.data.readers import CSVManifestCrawler, DigitsCrawler, ImageDataset, ImageFolderCrawler
 from ednaml.data.transforms import image_transforms
 from ednaml.errors import DataError
@@ -115,8 +116,8 @@ def test_torch_loss_builds_any_torch_nn_loss_with_its_kwargs():
 
 
 def test_criterion_normalises_lambdas_within_an_entry_and_sums_entries():
-    entries = resolve([], [("LOSS", "[{LOSSES: [SoftmaxLogitsLoss, SoftmaxLabelSmooth], KWARGS: [{}, {eps: 0.2}],"
-                                     " LAMBDAS: [3, 1], LABEL: a}, {LOSSES: [SoftmaxLogitsLoss], KWARGS: [{}], LAMBDAS: [2], LABEL: b}]")])["LOSS"]
+    entries = sections(resolve([], [("LOSS", "[{LOSSES: [SoftmaxLogitsLoss, SoftmaxLabelSmooth], KWARGS: [{}, {eps: 0.2}],"
+                                              " LAMBDAS: [3, 1], LABEL: a}, {LOSSES: [SoftmaxLogitsLoss], KWARGS: [{}], LAMBDAS: [2], LABEL: b}]")])).LOSS
     infos = {"a": OutputInfo("a", "a", None), "b": OutputInfo("b", "b", None)}
     criterion = Criterion(entries, infos, {"a": 4, "b": 3})
     outputs = {"a": Output(torch.randn(5, 4), None, "a"), "b": Output(torch.randn(5, 3), None, "b")}
@@ -128,7 +129,7 @@ def test_criterion_normalises_lambdas_within_an_entry_and_sums_entries():
 
 
 def optimizer_entry(**overrides):
-    return resolve([], [(f"OPTIMIZER.0.{k}", v) for k, v in overrides.items()])["OPTIMIZER"][0]
+    return sections(resolve([], [(f"OPTIMIZER.0.{k}", v) for k, v in overrides.items()])).OPTIMIZER[0]
 
 
 def test_bias_parameters_get_their_own_lr_and_weight_decay_factors():

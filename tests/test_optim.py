@@ -15,6 +15,7 @@ from torch import nn
 from conftest import CONFIGS
 from ednaml import EdnaML
 from ednaml.config import resolve
+from ednaml.config.sections import sections
 from ednaml.optim.optimizers import OptimizerSet
 from ednaml.optim.schedulers import FineGrainedSteppedLR, ScheduleRunner, build_schedules
 
@@ -24,7 +25,7 @@ def sgd(lr: float = 1.0) -> torch.optim.Optimizer:
 
 
 def schedule_entries(*overrides: tuple[str, str]) -> list[dict]:
-    return resolve([], list(overrides))["SCHEDULER"]
+    return sections(resolve([], list(overrides))).SCHEDULER
 
 
 def test_a_scheduler_drives_the_optimizer_its_name_binds():

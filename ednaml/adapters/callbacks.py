@@ -7,13 +7,16 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from ednaml.errors import Interrupted
 from ednaml.tracking.run_folder import RunFolder, better, lower_is_better, plain_metrics
+
+if TYPE_CHECKING:
+    from ednaml.config import sections
 
 log = logging.getLogger("ednaml")
 
@@ -22,11 +25,10 @@ class LastCheckpoint(ModelCheckpoint):
     """Rewrites last.ckpt (its own class, so that Lightning keeps its state apart from the numbered ones)."""
 
 
-def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) -> list[ModelCheckpoint]:
+def checkpoint_callbacks(save: sections.SaveSection, run: RunFolder, has_val: bool) -> list[ModelCheckpoint]:
     """{CORE}-v{VER}_epoch{E}_step{S}.ckpt every SAVE_FREQUENCY epochs (and STEP_SAVE_FREQUENCY steps),
     last.ckpt every epoch, and {CORE}-v{VER}_best_epoch{E}_step{S}.ckpt by SAVE.MONITOR."""
-    save = config["SAVE"]
-    prefix = f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}"
+    prefix = f"{save.MODEL_CORE_NAME}-v{save.MODEL_VERSION}"
     # The periodic checkpoints keep every file; last.ckpt is rewritten at every epoch's end and every
     # step save, so it is always the newest checkpoint: the one a resume continues from.
     common = {"dirpath": run.checkpoints, "auto_insert_metric_name": False, "enable_version_counter": False,
@@ -34,16 +36,16 @@ def checkpoint_callbacks(config: dict[str, Any], run: RunFolder, has_val: bool) 
     numbered = {**common, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "save_top_k": -1}
     last = {**common, "filename": "last", "save_top_k": 1}
     callbacks: list[ModelCheckpoint] = [LastCheckpoint(every_n_epochs=1, **last)]
-    if save["SAVE_FREQUENCY"]:
-        callbacks.append(ModelCheckpoint(every_n_epochs=save["SAVE_FREQUENCY"], **numbered))
-    if save["STEP_SAVE_FREQUENCY"]:
-        callbacks += [ModelCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **numbered),
-                      LastCheckpoint(every_n_train_steps=save["STEP_SAVE_FREQUENCY"], **last)]
-    if save["MONITOR"] and has_val:
-        mode = save["MONITOR_MODE"] if save["MONITOR_MODE"] != "auto" else ("min" if lower_is_better(save["MONITOR"]) else "max")
+    if save.SAVE_FREQUENCY:
+        callbacks.append(ModelCheckpoint(every_n_epochs=save.SAVE_FREQUENCY, **numbered))
+    if save.STEP_SAVE_FREQUENCY:
+        callbacks += [ModelCheckpoint(every_n_train_steps=save.STEP_SAVE_FREQUENCY, **numbered),
+                      LastCheckpoint(every_n_train_steps=save.STEP_SAVE_FREQUENCY, **last)]
+    if save.MONITOR and has_val:
+        mode = save.MONITOR_MODE if save.MONITOR_MODE != "auto" else ("min" if lower_is_better(save.MONITOR) else "max")
         callbacks.append(ModelCheckpoint(
             dirpath=run.checkpoints, filename=f"{prefix}_best_epoch{{epoch}}_step{{step}}", auto_insert_metric_name=False,
-            monitor=save["MONITOR"], mode=mode, save_top_k=1, save_on_train_epoch_end=False,
+            monitor=save.MONITOR, mode=mode, save_top_k=1, save_on_train_epoch_end=False,
         ))
     return callbacks
 

@@ -13,6 +13,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ednaml import registry
+from ednaml.config import sections
 from ednaml.config.schema import deployment_reader
 from ednaml.data.base import Crawl, loaded
 from ednaml.errors import DataError
@@ -152,24 +153,29 @@ class NewData:
 class EdnaDataModule(pl.LightningDataModule):
     """The data of EXECUTION.DATAREADER with TRAIN_ / TEST_TRANSFORMATION; validation uses TEST_."""
 
-    def __init__(self, config: dict[str, Any], saved: dict[str, Any] | None = None, new_data: NewData | None = None,
+    def __init__(self, config: sections.Config | dict[str, Any], saved: dict[str, Any] | None = None, new_data: NewData | None = None,
                  crawler: Any = None):
-        """`saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew.
+        """`config`: the resolved config or its sections.
+        `saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew.
         `new_data`: unlabelled inputs to predict on instead of the reader's splits (the training data is not read).
         `crawler`: a crawler handed in from Python, used instead of the reader's."""
         super().__init__()
         # new data is read by DEPLOYMENT.DATAREADER where the config sets one (with the model's TRANSFORMATION args)
-        reader_cfg = (new_data is not None and deployment_reader(config)) or config["EXECUTION"]["DATAREADER"]
-        self.reader = registry.get("datareader", reader_cfg["DATAREADER"])
-        self.dataset_cls = registry.get("dataset", reader_cfg["GENERATOR"]) if reader_cfg["GENERATOR"] else self.reader.dataset
-        self.dataset_kwargs = {**reader_cfg["DATASET_ARGS"], **reader_cfg["GENERATOR_ARGS"]}
-        self.loader_kwargs = dict(reader_cfg["DATALOADER_ARGS"])
-        self.train_cfg, self.test_cfg = config["TRAIN_TRANSFORMATION"], config["TEST_TRANSFORMATION"]
-        seed = config["seed_everything"]
+        config = sections.sections(config)
+        own = new_data is not None and deployment_reader(config.as_dict()) is not None
+        reader_cfg = config.DEPLOYMENT.DATAREADER if own else config.EXECUTION.DATAREADER
+        self.at = ("DEPLOYMENT" if own else "EXECUTION", "DATAREADER")  # where the reader's keys are, for messages
+        self.reader = registry.get("datareader", reader_cfg.DATAREADER)
+        self.dataset_cls = registry.get("dataset", reader_cfg.GENERATOR) if reader_cfg.GENERATOR else self.reader.dataset
+        self.dataset_kwargs = {**reader_cfg.DATASET_ARGS, **reader_cfg.GENERATOR_ARGS}
+        self.loader_kwargs = dict(reader_cfg.DATALOADER_ARGS)
+        self.train_cfg, self.test_cfg = config.TRAIN_TRANSFORMATION, config.TEST_TRANSFORMATION
+        seed = config.seed_everything
         self.seed = int(seed) if seed is not False and not isinstance(seed, bool) else 0
         self.ids: list[str] | None = None  # each prediction input's id (its path), by position
         if new_data is None:
-            self.crawl: Crawl = (crawler or self.reader.crawler(**reader_cfg["CRAWLER_ARGS"])).crawl()
+            crawler = crawler or registry.build("crawler", self.reader.crawler, reader_cfg.CRAWLER_ARGS, at=self.at + ("CRAWLER_ARGS",))
+            self.crawl: Crawl = crawler.crawl()
         else:
             found = self.reader.inputs(new_data.path) if new_data.path is not None else []
             if new_data.path is not None and not found:
@@ -177,11 +183,11 @@ class EdnaDataModule(pl.LightningDataModule):
             self.ids = [identity for identity, _ in found]
             self.crawl = Crawl(splits={"predict": [(item, ()) for _, item in found]}, labels=new_data.labels)
         self.transforms = {
-            True: self.reader.transforms(train=True, **self.train_cfg["ARGS"]),
-            False: self.reader.transforms(train=False, **self.test_cfg["ARGS"]),
+            True: registry.build("transforms", self.reader.transforms, self.train_cfg.ARGS, at=("TRAIN_TRANSFORMATION", "ARGS"), train=True),
+            False: registry.build("transforms", self.reader.transforms, self.test_cfg.ARGS, at=("TEST_TRANSFORMATION", "ARGS"), train=False),
         }
         self.collate = getattr(self.reader, "collate", None)
-        self.bad_samples = reader_cfg["BAD_SAMPLES"]
+        self.bad_samples = reader_cfg.BAD_SAMPLES
         self.skipped: dict[str, int] = {}  # message of each sample skipped -> times, in this process
         self.dropped: list[int] = []  # positions skipped in the latest batch
         train, test = self.transforms[True], self.transforms[False]
@@ -212,12 +218,16 @@ class EdnaDataModule(pl.LightningDataModule):
         return bool(self.crawl.splits.get(split))
 
     def dataset(self, split: str) -> Any:
-        return self.dataset_cls(self.crawl.splits[split], transform=self.transforms[split == "train"],
-                                labels=list(self.crawl.labels), **self.dataset_kwargs)
+        return self.dataset_of(self.crawl.splits[split], train=split == "train")
 
-    def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
-        return {"batch_size": settings["BATCH_SIZE"], "num_workers": settings["WORKERS"],
-                "persistent_workers": settings["WORKERS"] > 0, "collate_fn": TolerantCollate(self.collate),
+    def dataset_of(self, samples: list[Any], train: bool) -> Any:
+        """The reader's dataset (or GENERATOR) over `samples`, with the training or the test transforms."""
+        return registry.build("dataset", self.dataset_cls, self.dataset_kwargs, samples, at=self.at + ("DATASET_ARGS",),
+                              transform=self.transforms[train], labels=list(self.crawl.labels))
+
+    def _kwargs(self, settings: sections.TransformationSection) -> dict[str, Any]:
+        return {"batch_size": settings.BATCH_SIZE, "num_workers": settings.WORKERS,
+                "persistent_workers": settings.WORKERS > 0, "collate_fn": TolerantCollate(self.collate),
                 "generator": torch.Generator().manual_seed(self.seed),  # worker seeds, not the global RNG
                 **self.loader_kwargs}
 

@@ -3,6 +3,7 @@ ones the config names, and recorded as such: provenance, the pipeline table and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,8 @@ class Given:
     def __bool__(self) -> bool:
         return self.model is not None or self.crawler is not None or bool(self.losses)
 
-    def described(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """{config key path it stands in for: its class, file and source hash}."""
+    def described(self, losses: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """{config key path it stands in for: its class, file and source hash}; `losses`: the LOSS entries."""
         from ednaml.tracking.provenance import describe_component
 
         found: dict[str, Any] = {}
@@ -30,16 +31,16 @@ class Given:
             found["MODEL.MODEL_ARCH"] = self.model
         if self.crawler is not None:
             found["EXECUTION.DATAREADER.CRAWLER_ARGS"] = self.crawler
-        for i, entry in enumerate(config["LOSS"]):
+        for i, entry in enumerate(losses):
             if entry["NAME"] in self.losses:
                 found[format_path(("LOSS", i, "LOSSES"))] = self.losses[entry["NAME"]]
         return {key: {"given": True, **describe_component(type(obj)), "parameters": _parameters(obj)} for key, obj in found.items()}
 
-    def check_against(self, held: dict[str, dict[str, Any]], config: dict[str, Any], checkpoint: str) -> list[str]:
+    def check_against(self, held: dict[str, dict[str, Any]], losses: Sequence[Mapping[str, Any]], checkpoint: str) -> list[str]:
         """A checkpoint trained with components given from Python (`held`, as it records them) loads only with
         the model and every loss with parameters given again (their weights are in it); returns the others
         it was trained with, which the config's replace now."""
-        have = set(self.described(config))
+        have = set(self.described(losses))
         missing = [key for key in sorted(set(held) - have) if key == "MODEL.MODEL_ARCH" or held[key].get("parameters")]
         if missing:
             shown = ", ".join(f"{key} ({held[key]['class']})" for key in missing)

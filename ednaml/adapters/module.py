@@ -12,6 +12,7 @@ from torch import nn
 
 from ednaml import __version__, registry
 from ednaml.adapters.given import Given
+from ednaml.config import sections
 from ednaml.deploy import Predicted
 from ednaml.errors import NonFiniteLoss
 from ednaml.losses import Criterion
@@ -26,9 +27,9 @@ from ednaml.tracking.secrets import scrub
 log = logging.getLogger("ednaml")
 
 
-def default_label(config: dict[str, Any], labels: dict[str, list[str]]) -> str:
+def default_label(losses: tuple[sections.LossEntry, ...], labels: dict[str, list[str]]) -> str:
     """The label a single-output model predicts: LOSS[0].LABEL, or the data's only label."""
-    wanted = config["LOSS"][0]["LABEL"]
+    wanted = losses[0].LABEL
     if wanted is None:
         if len(labels) != 1:
             raise ValueError(f"LOSS[0].LABEL: blank, but the data has labels {list(labels)}; name one")
@@ -75,6 +76,11 @@ class TrainingLosses:
     Steps are kept on the device and looked at together in `settle` (at the logging interval, the
     epoch's end and before every checkpoint): no host-device synchronisation on every step, and still
     no checkpoint ever holds weights that a non-finite loss has touched.
+
+    Not torchmetrics' MeanMetric: its update looks for NaN on every step (a synchronisation) unless
+    `nan_strategy="disable"`, and it gathers its state across processes on the state's own device. The
+    sums here are float64 on the CPU (exact for these values, and MPS has no float64), reduced through
+    Lightning's strategy on the device its collective needs.
     """
 
     MAX_PENDING = 256  # steps kept on the device before they are settled anyway
@@ -172,54 +178,57 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((3, tuple(internal), gauss))
 
 
-def build_plugins(entries: list[dict[str, Any]], outputs: dict[str, Any], labels: dict[str, list[str]]) -> nn.ModuleDict:
+def build_plugins(entries: tuple[sections.ModelPluginEntry, ...], outputs: dict[str, Any], labels: dict[str, list[str]]) -> nn.ModuleDict:
     """MODEL_PLUGIN's plugins by PLUGIN_NAME, each bound to the model's outputs; a bad argument names its key."""
     plugins = nn.ModuleDict()
     for i, entry in enumerate(entries):
         try:
-            plugin = registry.get("plugin", entry["PLUGIN"])(**entry["PLUGIN_KWARGS"])
+            plugin = registry.build("plugin", entry.PLUGIN, entry.PLUGIN_KWARGS, at=("MODEL_PLUGIN", i, "PLUGIN_KWARGS"))
             plugin.bind(outputs, labels)
         except ValueError as err:
             raise ValueError(f"MODEL_PLUGIN[{i}].PLUGIN_KWARGS.{err}") from err
-        plugins[entry["PLUGIN_NAME"]] = plugin
+        plugins[entry.PLUGIN_NAME] = plugin
     return plugins
 
 
 class EdnaModule(pl.LightningModule):
     """Reads like the pipeline: batch -> outputs -> losses (Lightning: backward, update) -> metrics."""
 
-    def __init__(self, config: dict[str, Any], labels: dict[str, list[str]], data_info: dict[str, Any] | None = None,
+    def __init__(self, config: sections.Config | dict[str, Any], labels: dict[str, list[str]], data_info: dict[str, Any] | None = None,
                  given: Given | None = None):
-        """`given`: a model or losses handed in from Python, used instead of the ones the config names."""
+        """`config`: the resolved config or its sections. `given`: a model or losses handed in from Python,
+        used instead of the ones the config names."""
         super().__init__()
-        self.config, self.labels = config, labels
+        self.config = config = sections.sections(config)
+        self.labels = labels
         self.given = given or Given()
-        self.given_record = self.given.described(config)  # provenance and every checkpoint record it
+        self.given_record = self.given.described(config.LOSS)  # provenance and every checkpoint record it
         classes = {name: len(values) for name, values in labels.items()}
-        step_cls = registry.get("trainer", config["EXECUTION"]["TRAINER"])
+        execution = config.EXECUTION
+        step_cls = registry.get("trainer", execution.TRAINER)
         if getattr(step_cls, "multi_output", False):  # each output names its own label
-            target = config["LOSS"][0]["LABEL"] if config["LOSS"][0]["LABEL"] in labels else None
+            target = config.LOSS[0].LABEL if config.LOSS[0].LABEL in labels else None
         else:
-            target = default_label(config, labels)
+            target = default_label(config.LOSS, labels)
 
-        self.model = self.given.model if self.given.model is not None else build_model(config["MODEL"], classes, target, data_info or {})
-        if config["MODEL"]["WEIGHTS"]:
-            self._load_weights(config["MODEL"]["WEIGHTS"])
-        if config["LOGGING"]["INPUT_SIZE"]:  # lets Lightning's model summary show input and output shapes
-            self.example_input_array = torch.zeros(*config["LOGGING"]["INPUT_SIZE"])
+        self.model = self.given.model if self.given.model is not None else build_model(config.MODEL, classes, target, data_info or {})
+        if config.MODEL.WEIGHTS:
+            self._load_weights(config.MODEL.WEIGHTS)
+        if config.LOGGING.INPUT_SIZE:  # lets Lightning's model summary show input and output shapes
+            self.example_input_array = torch.zeros(*config.LOGGING.INPUT_SIZE)
 
-        step_args = {k: v for k, v in config["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"}
-        self.step_logic = step_cls(**step_args)
+        step_args = {k: v for k, v in execution.TRAINER_ARGS.items() if k != "accumulation_steps"}
+        self.step_logic = registry.build("trainer", step_cls, step_args, at=("EXECUTION", "TRAINER_ARGS"))
         self.outputs = self.step_logic.bind(self.model, list(labels), target)
-        self.criterion = Criterion(config["LOSS"], self.outputs, classes, self.given.losses)
-        deployment = config["DEPLOYMENT"]
-        self.deploy = registry.get("deployment", deployment["DEPLOY"])(**deployment["DEPLOYMENT_ARGS"])
-        self.plugins = build_plugins(config["MODEL_PLUGIN"], self.outputs, labels)
+        self.criterion = Criterion(config.LOSS, self.outputs, classes, self.given.losses)
+        deployment = config.DEPLOYMENT
+        self.deploy = registry.build("deployment", deployment.DEPLOY, deployment.DEPLOYMENT_ARGS, at=("DEPLOYMENT", "DEPLOYMENT_ARGS"))
+        self.plugins = build_plugins(config.MODEL_PLUGIN, self.outputs, labels)
         if len(self.plugins) and type(self.step_logic).outputs_of is StepLogic.outputs_of:
             raise ValueError(f"MODEL_PLUGIN: plugins see the model's outputs through the step logic's `outputs_of`, which "
                              f"EXECUTION.TRAINER {type(self.step_logic).__name__} does not define")
         self.plugin_outputs: dict[str, dict[str, Any]] = {}  # the latest forward pass's, by PLUGIN_NAME (see PluginRunner)
-        metrics = {name: classification_metrics(classes[info.label], config["EXECUTION"]["METRICS"]) for name, info in self.outputs.items()}
+        metrics = {name: classification_metrics(classes[info.label], execution.METRICS) for name, info in self.outputs.items()}
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
         self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
         self.test_confusion = nn.ModuleList(confusion_matrix(classes[info.label]) for info in self.outputs.values())
@@ -307,21 +316,22 @@ class EdnaModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """One optimizer per OPTIMIZER and LOSS_OPTIMIZER entry, stepped together as one OptimizerSet."""
-        builder = registry.get("optimizer_builder", self.config["EXECUTION"]["OPTIMIZER_BUILDER"])
-        optimizers, self.parameter_table = builder(self.model, self.config["MODEL"]["PARAMETER_GROUPS"], self.config["OPTIMIZER"])
+        config = self.config
+        builder = registry.get("optimizer_builder", config.EXECUTION.OPTIMIZER_BUILDER)
+        optimizers, self.parameter_table = builder(self.model, config.MODEL.PARAMETER_GROUPS, config.OPTIMIZER)
         loss_optimizers = {}
-        for entry in self.config["LOSS_OPTIMIZER"]:
-            loss_entry = self.criterion.entry(entry["OPTIMIZER_NAME"])
+        for i, entry in enumerate(config.LOSS_OPTIMIZER):
+            loss_entry = self.criterion.entry(entry.OPTIMIZER_NAME)
             named = [(n, p) for n, p in loss_entry.named_parameters() if p.requires_grad]
-            loss_optimizers[entry["OPTIMIZER_NAME"]], rows = make_optimizer(named, entry, norm_parameter_names(loss_entry))
+            loss_optimizers[entry.OPTIMIZER_NAME], rows = make_optimizer(named, entry, norm_parameter_names(loss_entry), ("LOSS_OPTIMIZER", i))
             self.parameter_table += rows
         untrained = [e.name for e in self.criterion.entries if e.name not in loss_optimizers and any(p.requires_grad for p in e.parameters())]
         if untrained:
             raise ValueError(f"LOSS entries {untrained} learn parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME "
                              f"{untrained[0]!r} for each")
         log.info("parameter groups:\n%s", format_table(self.parameter_table))
-        self.schedules = ScheduleRunner(build_schedules(self.config["SCHEDULER"], optimizers)
-                                        + build_schedules(self.config["LOSS_SCHEDULER"], loss_optimizers))
+        self.schedules = ScheduleRunner(build_schedules(config.SCHEDULER, optimizers)
+                                        + build_schedules(config.LOSS_SCHEDULER, loss_optimizers, "LOSS_SCHEDULER"))
         if self._pending_schedule_state is not None:
             self.schedules.load_state_dict(self._pending_schedule_state)
             self._pending_schedule_state = None
@@ -350,7 +360,7 @@ class EdnaModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.trainer.state.fn == "fit":
             self.train_losses.settle(self.trainer.strategy)  # raises before a non-finite step's weights are saved
-        checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config), "labels": self.labels,
+        checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config.as_dict()), "labels": self.labels,
                                 "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
                                 "given": self.given_record,
                                 "train_losses": self.train_losses.state_dict(), "rng": rng_state()}

@@ -7,7 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -18,6 +18,9 @@ from ednaml.deploy import manifest_path, output_format, write_records
 from ednaml.errors import ConfigError
 from ednaml.tracking.run_folder import RunFolder
 from ednaml.tracking.secrets import scrub
+
+if TYPE_CHECKING:
+    from ednaml.config import sections
 
 
 @dataclass
@@ -41,11 +44,11 @@ class PredictRequest:
         if taken := [p for p in (target, manifest_path(target)) if p.exists()]:
             raise ConfigError(f"--output {self.output!r}: {taken[0]} exists; predictions never overwrite a file, name another one")
 
-    def target(self, run: RunFolder, config: dict[str, Any]) -> tuple[Path, str]:
+    def target(self, run: RunFolder, deployment: sections.DeploymentSection) -> tuple[Path, str]:
         """The file the records are written to, and its format."""
         if self.output:
             return Path(self.output).expanduser().resolve(), output_format(self.output)
-        kind = config["DEPLOYMENT"]["OUTPUT_ARGS"].get("format", "csv")
+        kind = deployment.OUTPUT_ARGS.get("format", "csv")
         return run.path / f"predictions.{kind}", kind
 
 
@@ -55,10 +58,10 @@ class PredictionWriter(BasePredictionWriter):
     config and data that produced them. With several processes each writes its shard, then the first
     merges them: every input once, in input order."""
 
-    def __init__(self, run: RunFolder, summary: Any, request: PredictRequest, config: dict[str, Any], ckpt_path: str | None):
+    def __init__(self, run: RunFolder, summary: Any, request: PredictRequest, deployment: sections.DeploymentSection, ckpt_path: str | None):
         super().__init__(write_interval="epoch")
-        self.run, self.summary, self.request, self.config, self.ckpt_path = run, summary, request, config, ckpt_path
-        self.path, self.kind = request.target(run, config)
+        self.run, self.summary, self.request, self.deployment, self.ckpt_path = run, summary, request, deployment, ckpt_path
+        self.path, self.kind = request.target(run, deployment)
         self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it (BAD_SAMPLES: skip)
         self.writing = True  # off during the passes that only fit plugins
 
@@ -98,14 +101,14 @@ class PredictionWriter(BasePredictionWriter):
         self.summary.summary["predictions"] = str(self.path)
 
     def _manifest(self, records: list[dict[str, Any]], columns: list[str], inputs: int) -> None:
-        deployment = self.config["DEPLOYMENT"]
+        deployment = self.deployment
         manifest = {
             "predictions": str(self.path), "format": self.kind, "records": len(records), "columns": columns,
             "checkpoint": describe_checkpoint(self.ckpt_path) if self.ckpt_path else None,
             "config": str(self.run.path / "config.yaml"), "run_dir": str(self.run.path),
             "data": {"path": str(Path(self.request.data).expanduser().resolve()) if self.request.data else None,
                      "split": None if self.request.data else "test", "inputs": inputs, "skipped": inputs - len(records)},
-            "deploy": {"DEPLOY": deployment["DEPLOY"], "DEPLOYMENT_ARGS": deployment["DEPLOYMENT_ARGS"]},
+            "deploy": {"DEPLOY": deployment.DEPLOY, "DEPLOYMENT_ARGS": dict(deployment.DEPLOYMENT_ARGS)},
             "ednaml_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         manifest_path(self.path).write_text(json.dumps(scrub(manifest), indent=2) + "\n", encoding="utf-8")

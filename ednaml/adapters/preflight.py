@@ -66,14 +66,15 @@ def monitor_problems(module: Any, has_val: bool) -> list[Problem]:
     logged = set(module.logged_names("train")) | set(module.logged_names("val"))
     val_names = sorted(name for name in logged if name.startswith("val/"))
     problems = []
-    if config["SAVE"]["MONITOR"] and has_val and config["SAVE"]["MONITOR"] not in logged:
-        problems.append(Problem(("SAVE", "MONITOR"), f"{config['SAVE']['MONITOR']!r} is not logged by this run; validation "
-                                f"logs {', '.join(val_names)}{did_you_mean(config['SAVE']['MONITOR'], val_names)}"))
+    monitor = config.SAVE.MONITOR
+    if monitor and has_val and monitor not in logged:
+        problems.append(Problem(("SAVE", "MONITOR"), f"{monitor!r} is not logged by this run; validation "
+                                f"logs {', '.join(val_names)}{did_you_mean(monitor, val_names)}"))
     for section in ("SCHEDULER", "LOSS_SCHEDULER"):
         for i, entry in enumerate(config[section]):
-            if entry["MONITOR"] and entry["MONITOR"] not in logged:
-                problems.append(Problem((section, i, "MONITOR"), f"{entry['MONITOR']!r} is not logged by this run; it logs "
-                                        f"{', '.join(sorted(logged))}{did_you_mean(entry['MONITOR'], logged)}"))
+            if entry.MONITOR and entry.MONITOR not in logged:
+                problems.append(Problem((section, i, "MONITOR"), f"{entry.MONITOR!r} is not logged by this run; it logs "
+                                        f"{', '.join(sorted(logged))}{did_you_mean(entry.MONITOR, logged)}"))
     return problems
 
 
@@ -90,7 +91,7 @@ def preflight(module: Any, data: Any) -> list[Problem]:
     if not data.has("train"):
         return problems
     samples = data.crawl.splits["train"][:2]
-    dataset = data.dataset_cls(samples, transform=data.transforms[False], labels=list(data.labels), **data.dataset_kwargs)
+    dataset = data.dataset_of(samples, train=False)
     collate = data.collate or torch.utils.data.default_collate
     training = module.training
     with torch.random.fork_rng(devices=[]), torch.no_grad():

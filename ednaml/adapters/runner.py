@@ -18,6 +18,7 @@ from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.given import Given
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.plugins import PluginRunner
+from ednaml.config import sections
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
@@ -157,15 +158,15 @@ class TestRecords(pl.Callback):
 # ---- the lifecycle: instantiate, check before anything is written, run the stage in a session ----
 
 
-def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, new_data: str | None = None,
+def instantiate(config: sections.Config | dict[str, Any], checkpoint: str | os.PathLike | None, new_data: str | None = None,
                 given: Given | None = None) -> tuple[EdnaDataModule, EdnaModule]:
     """The data module and the LightningModule; with `checkpoint`, the data state it carries (a tokenizer);
     with `new_data`, unlabelled inputs to predict on, with the checkpoint's label names; with `given`,
     components handed in from Python."""
-    given = given or Given()
+    config, given = sections.sections(config), given or Given()
     saved = data_state(checkpoint) if checkpoint else None
     record = read_checkpoint(checkpoint) if checkpoint else {}
-    if replaced := given.check_against(record.get("given") or {}, config, str(checkpoint)):
+    if replaced := given.check_against(record.get("given") or {}, config.LOSS, str(checkpoint)):
         log.warning("ckpt_path: %s was trained with %s given from Python; the config's are used now", checkpoint, ", ".join(replaced))
     try:
         if new_data is not None:
@@ -182,12 +183,11 @@ def instantiate(config: dict[str, Any], checkpoint: str | os.PathLike | None, ne
         raise (ConfigError([problem]) if problem.path else BuildError(problem.message)) from err
 
 
-def before_run(stage: str, config: dict[str, Any], module: EdnaModule, datamodule: EdnaDataModule, resuming: bool) -> None:
+def before_run(stage: str, save: sections.SaveSection, module: EdnaModule, datamodule: EdnaDataModule, resuming: bool) -> None:
     """What `check` would refuse, refused before a run folder exists: the optimizers and a first batch
     (a new fit), and a backup target that cannot take a file."""
     problems = preflight(module, datamodule) if stage == "fit" and not resuming else []
-    save = config["SAVE"]
-    if (save["DRIVE_BACKUP"] or save["LOG_BACKUP"]) and (trouble := backup_problem(save["CHECKPOINT_DIRECTORY"])):
+    if (save.DRIVE_BACKUP or save.LOG_BACKUP) and (trouble := backup_problem(save.CHECKPOINT_DIRECTORY)):
         problems.append(Problem(("SAVE", "CHECKPOINT_DIRECTORY"), trouble))
     if problems:
         raise ConfigError(problems)
@@ -199,7 +199,7 @@ class RunSession:
     stage ended: the status and reason in summary.json, the report, the last backup, W&B finished, the
     lock released."""
 
-    def __init__(self, stage: str, config: dict[str, Any], module: EdnaModule, datamodule: EdnaDataModule,
+    def __init__(self, stage: str, config: sections.Config, module: EdnaModule, datamodule: EdnaDataModule,
                  resume: RunFolder | None, invocation: dict[str, Any] | None, ckpt_path: str | None,
                  request: PredictRequest | None = None):
         self.stage, self.config, self.module, self.datamodule = stage, config, module, datamodule
@@ -219,7 +219,7 @@ class RunSession:
 
     def __enter__(self) -> "RunSession":
         config = self.config
-        run = self.run = self.resume or RunFolder.create(config["trainer"].get("default_root_dir") or "runs", config)
+        run = self.run = self.resume or RunFolder.create(config.trainer.get("default_root_dir") or "runs", config)
         with contextlib.ExitStack() as stack:  # undone in reverse if anything below fails, else when the session ends
             try:
                 run.lock()
@@ -230,15 +230,15 @@ class RunSession:
             stack.enter_context(_environment({RUN_ID_ENV: run.run_id}))
             stack.enter_context(_environment(wandb_directories(run), keep_set=True))
             if not self.resuming:
-                run.write_config(config)
+                run.write_config(config.as_dict())
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
                 run.write_text("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
             if (trial := sweep_trial()) is not None and run.writer:
                 trial.record_run(run.path)
-            self.provenance = self.module.provenance = _provenance(run, config, self.datamodule, self.invocation, self.resuming,
+            self.provenance = self.module.provenance = _provenance(run, config.as_dict(), self.datamodule, self.invocation, self.resuming,
                                                                    self.module.given_record)
-            self.wandb, wandb_info = wandb_logger(run, config, self.provenance, self.stage)
+            self.wandb, wandb_info = wandb_logger(run, config.as_dict(), self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
                 stack.callback(self._finish_wandb)
@@ -248,11 +248,11 @@ class RunSession:
                     log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
             self.logger = RunLogger(run.path, run.run_id, self.wandb)
             self.summary = RunSummary(run, self.stage, wandb_info, previous=run.read_json("summary.json") if self.resuming else None,
-                                      debug=debug_settings(config["trainer"]),
+                                      debug=debug_settings(config.trainer),
                                       resumed_at=checkpoint_step(self.ckpt_path) if self.resuming else None)
-            save = config["SAVE"]
-            if save["DRIVE_BACKUP"] or save["LOG_BACKUP"]:
-                self.backup = Backup(run, save["CHECKPOINT_DIRECTORY"], save["DRIVE_BACKUP"], save["LOG_BACKUP"])
+            save = config.SAVE
+            if save.DRIVE_BACKUP or save.LOG_BACKUP:
+                self.backup = Backup(run, save.CHECKPOINT_DIRECTORY, save.DRIVE_BACKUP, save.LOG_BACKUP)
                 stack.callback(self._last_backup)
             if run.writer:
                 stack.callback(write_report, run.path)
@@ -264,16 +264,16 @@ class RunSession:
         run, summary = self.run, self.summary
         common: list[pl.Callback] = [summary, CommitMetrics(self.logger)]
         if self.stage == "fit":
-            common = checkpoint_callbacks(self.config, run, self.datamodule.has("val")) + [StepMetrics(), *common,
+            common = checkpoint_callbacks(self.config.SAVE, run, self.datamodule.has("val")) + [StepMetrics(), *common,
                 RecordParameters(run, self.provenance, self.tables), StopOnSignal(run), ExportWeights(run, summary)]
         if self.stage in ("fit", "test"):
             common.append(TestRecords(run, summary, self.datamodule))
         if self.stage == "predict":
-            self.writer = PredictionWriter(run, summary, self.request, self.config, self.ckpt_path)
+            self.writer = PredictionWriter(run, summary, self.request, self.config.DEPLOYMENT, self.ckpt_path)
             common.append(self.writer)
         if len(self.module.plugins):
-            section = self.config["DEPLOYMENT"] if self.stage == "predict" else self.config["EXECUTION"]
-            self.plugin_runner = PluginRunner(section["PLUGIN"]["HOOKS"])
+            section = self.config.DEPLOYMENT if self.stage == "predict" else self.config.EXECUTION
+            self.plugin_runner = PluginRunner(section.PLUGIN.HOOKS)
             common.append(self.plugin_runner)
         if self.backup is not None:
             common.append(self.backup)
@@ -322,7 +322,7 @@ class RunSession:
         summary.finish(status, error=str(err))
         device = str(self.trainer.strategy.root_device) if self.trainer is not None else ""
         reason = str(err) if status == "pruned" else (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else self.module.train_losses.non_finite()) \
-            or explain(err, self.config["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], device)
+            or explain(err, self.config.TRAIN_TRANSFORMATION.BATCH_SIZE, device)
         if reason:
             summary.summary["error"] = reason
             summary.write()
@@ -357,7 +357,7 @@ def _environment(values: dict[str, str], keep_set: bool = False) -> Iterator[Non
 
 def _fit(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data: EdnaDataModule) -> None:
     """A validation pass first (unless SKIPEVAL or resuming), training, then the test split."""
-    if not session.config["EXECUTION"]["SKIPEVAL"] and data.has("val") and not session.resuming:
+    if not session.config.EXECUTION.SKIPEVAL and data.has("val") and not session.resuming:
         trainer.validate(module, datamodule=data, verbose=False)
     trainer.fit(module, datamodule=data, ckpt_path=session.ckpt_path)
     if data.has("test"):
@@ -368,7 +368,7 @@ def _predict(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data:
     """Plugins still warming up first learn from the data, in up to DEPLOYMENT.EPOCHS passes that write
     nothing; then one pass writes the records."""
     ckpt_path, runner = session.ckpt_path, session.plugin_runner
-    passes = session.config["DEPLOYMENT"]["EPOCHS"]
+    passes = session.config.DEPLOYMENT.EPOCHS
     if runner is not None and ckpt_path:  # which plugins the checkpoint holds activated already
         module.load_plugin_state(plugin_state(ckpt_path))
     warming = [name for name, plugin in module.plugins.items() if not plugin.activated]
@@ -398,24 +398,25 @@ STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule],
 }
 
 
-def run_stage(stage: str, config: dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
+def run_stage(stage: str, config: sections.Config | dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
               invocation: dict[str, Any] | None = None, request: PredictRequest | None = None, given: Given | None = None) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
 
     With `resume`, fit continues that run in its own folder from its last checkpoint. `request` says what
     predict predicts on and where its records go; `given` holds components handed in from Python.
     """
+    config = sections.sections(config)
     with frozen_for_the_run():
         _quiet_lightning()
-        if config["seed_everything"] is not False:
-            pl.seed_everything(int(config["seed_everything"]), workers=True, verbose=False)
+        if config.seed_everything is not False:
+            pl.seed_everything(int(config.seed_everything), workers=True, verbose=False)
         datamodule, module = instantiate(config, resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path,
                                          request.data if request is not None else None, given)
-        before_run(stage, config, module, datamodule, resume is not None)
+        before_run(stage, config.SAVE, module, datamodule, resume is not None)
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
-            session.trainer = trainer = build_trainer(config, str(session.run.path), session.callbacks(), [session.logger])
+            session.trainer = trainer = build_trainer(config.trainer, str(session.run.path), session.callbacks(), [session.logger])
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
-            session.tables.append(pipeline_table(config, session.provenance))
+            session.tables.append(pipeline_table(config.as_dict(), session.provenance))
             log_run_record(session.wandb, session.run)
             STAGES[stage](session, trainer, module, datamodule)
             return session.finished()

@@ -6,6 +6,7 @@ import copy
 import functools
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             temporary.unlink(missing_ok=True)
 
 
-def build_trainer(config: dict[str, Any], root_dir: str, callbacks: list, loggers: list) -> pl.Trainer:
-    """The Trainer of `config['trainer']`, with EdnaML's callbacks and loggers added to the user's own."""
-    kwargs = trainer_kwargs({k: v for k, v in config["trainer"].items() if k != "default_root_dir"})
+def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list) -> pl.Trainer:
+    """The Trainer of the `trainer:` section, with EdnaML's callbacks and loggers added to the user's own."""
+    kwargs = trainer_kwargs({k: v for k, v in trainer.items() if k != "default_root_dir"})
     user_callbacks = kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]

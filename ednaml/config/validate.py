@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ednaml.config.arguments import check_arguments
 from ednaml.config.load import ConfigWarning
 from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths
 from ednaml.deploy import FORMATS
@@ -252,47 +252,6 @@ RULES: list[Rule] = [counts_are_positive, frequencies_in_range, learning_rates_i
 # ---- components: names resolve, kwargs fit their signatures ----
 
 
-def _parameters(obj: Any) -> tuple[list[str], bool, list[str]]:
-    """The keyword parameters of `obj`, whether it takes **kwargs, and the parameters without a default."""
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return [], True, []
-    params = [p for p in sig.parameters.values() if p.name not in ("self", "cls")]
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-    keyword = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-    return [p.name for p in keyword], var_kw, [p.name for p in keyword if p.default is inspect.Parameter.empty]
-
-
-def check_kwargs(obj: Any, kwargs: Any, path: tuple, problems: list[Problem], supplied: Iterable[str] = (),
-                 filled: Iterable[str] | None = None) -> None:
-    """Every kwarg must be a parameter of `obj`; `supplied` are the ones EdnaML passes itself. With `filled`
-    (the ones EdnaML passes when they are not given), every required parameter must be there too."""
-    if not isinstance(kwargs, dict):
-        problems.append(Problem(path, f"{show(kwargs)} is not a mapping of kwargs"))
-        return
-    own_check = getattr(obj, "check_kwargs", None)  # a component's own rules for its kwargs
-    if callable(own_check):
-        problems += [Problem(path + (key,), message) for key, message in own_check(kwargs)]
-    accepted, var_kw, required = _parameters(obj)
-    supplied = set(supplied)
-    label = getattr(obj, "__name__", str(obj))
-    if filled is not None:
-        for name in required:
-            if name not in kwargs and name not in supplied and name not in set(filled):
-                problems.append(Problem(path + (name,), f"is missing: {label} needs it (a required argument, no default)"))
-    if var_kw:
-        return
-    takes = [p for p in accepted if p not in supplied]
-    for name in kwargs:
-        if name in supplied:
-            problems.append(Problem(path + (name,), f"is set by EdnaML for {label}; remove it here"))
-        elif name not in accepted:
-            hint = did_you_mean(name, takes) or (f"; it takes: {', '.join(takes)}" if takes else "; it takes no arguments")
-            problems.append(Problem(path + (name,), f"{label} takes no argument {name!r}{hint}"))
-
-
 def _resolver(problems: list[Problem], trusted: bool = True) -> Callable[[str, Any, tuple], Any]:
     from ednaml import registry
 
@@ -318,7 +277,7 @@ def step_logic_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Prob
     execution = cfg["EXECUTION"]
     if (trainer_cls := resolved.get(("EXECUTION", "TRAINER"))) is not None:
         args = {k: v for k, v in execution["TRAINER_ARGS"].items() if k != "accumulation_steps"}
-        check_kwargs(trainer_cls, args, ("EXECUTION", "TRAINER_ARGS"), problems)
+        problems += check_arguments("trainer", trainer_cls, args, ("EXECUTION", "TRAINER_ARGS"))
 
 
 def data_reader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
@@ -327,26 +286,25 @@ def data_reader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Pro
     reader = resolved.get(("EXECUTION", "DATAREADER", "DATAREADER"))
     if reader is None:
         return
-    check_kwargs(reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), problems, filled=())
+    problems += check_arguments("crawler", reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"))
     dataset = resolved.get(("EXECUTION", "DATAREADER", "GENERATOR")) if dr["GENERATOR"] else reader.dataset
     if dataset is not None:
-        supplied = ("samples", "transform", "labels")
-        check_kwargs(dataset, dr["DATASET_ARGS"], ("EXECUTION", "DATAREADER", "DATASET_ARGS"), problems, supplied)
-        check_kwargs(dataset, dr["GENERATOR_ARGS"], ("EXECUTION", "DATAREADER", "GENERATOR_ARGS"), problems, supplied)
+        for key in ("DATASET_ARGS", "GENERATOR_ARGS"):
+            problems += check_arguments("dataset", dataset, dr[key], ("EXECUTION", "DATAREADER", key))
     for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-        check_kwargs(reader.transforms, cfg[section]["ARGS"], (section, "ARGS"), problems, ("train",), filled=())
+        problems += check_arguments("transforms", reader.transforms, cfg[section]["ARGS"], (section, "ARGS"))
 
 
 def data_loader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     from torch.utils.data import DataLoader
 
-    check_kwargs(DataLoader, cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"], ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"),
-                 problems, ("dataset", "batch_size", "num_workers", "shuffle"))
+    problems += check_arguments("dataloader", DataLoader, cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"],
+                                ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"))
 
 
 def model_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     if (arch := resolved.get(("MODEL", "MODEL_ARCH"))) is not None:
-        check_kwargs(arch, cfg["MODEL"]["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"), problems, ("base", "normalization"))
+        problems += check_arguments("model", arch, cfg["MODEL"]["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"))
 
 
 def losses_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
@@ -356,7 +314,7 @@ def losses_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem])
         for j, name in enumerate(entry["LOSSES"]):
             loss = resolved.get(("LOSS", i, "LOSSES", j))
             if loss is not None and j < len(entry["KWARGS"]):
-                check_kwargs(loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j), problems, filled=("num_classes", "feat_dim"))
+                problems += check_arguments("loss", loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j))
             if getattr(loss, "learnable", False) and entry["NAME"] not in optimized_losses:
                 problems.append(Problem(("LOSS", i, "LOSSES", j), f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}"))
 
@@ -365,23 +323,22 @@ def optimizers_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Probl
     for section, sched_section in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
         for i, entry in enumerate(cfg[section]):
             if (opt := resolved.get((section, i, "OPTIMIZER"))) is not None:
-                check_kwargs(opt, entry["OPTIMIZER_KWARGS"], (section, i, "OPTIMIZER_KWARGS"), problems,
-                             ("params", "lr", "weight_decay"), filled=())
+                problems += check_arguments("optimizer", opt, entry["OPTIMIZER_KWARGS"], (section, i, "OPTIMIZER_KWARGS"))
         for i, entry in enumerate(cfg[sched_section]):
             if (sched := resolved.get((sched_section, i, "LR_SCHEDULER"))) is not None:
-                check_kwargs(sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"), problems, ("optimizer",), filled=())
+                problems += check_arguments("scheduler", sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"))
 
 
 def plugins_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
         if (plugin := resolved.get(("MODEL_PLUGIN", i, "PLUGIN"))) is not None:
-            check_kwargs(plugin, entry["PLUGIN_KWARGS"], ("MODEL_PLUGIN", i, "PLUGIN_KWARGS"), problems)
+            problems += check_arguments("plugin", plugin, entry["PLUGIN_KWARGS"], ("MODEL_PLUGIN", i, "PLUGIN_KWARGS"))
 
 
 def deployment_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
     deployment = cfg["DEPLOYMENT"]
     if (deploy := resolved.get(("DEPLOYMENT", "DEPLOY"))) is not None:
-        check_kwargs(deploy, deployment["DEPLOYMENT_ARGS"], ("DEPLOYMENT", "DEPLOYMENT_ARGS"), problems)
+        problems += check_arguments("deployment", deploy, deployment["DEPLOYMENT_ARGS"], ("DEPLOYMENT", "DEPLOYMENT_ARGS"))
     output = deployment["OUTPUT_ARGS"]
     if not isinstance(output, dict):
         problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS"), f"{show(output)} is not a mapping"))
@@ -423,8 +380,7 @@ def check_trainer_keys(trainer: dict[str, Any]) -> list[Problem]:
 
     from ednaml.adapters.trainer import check_trainer_values
 
-    problems: list[Problem] = []
-    check_kwargs(Trainer, trainer, ("trainer",), problems)
+    problems = check_arguments("lightning", Trainer, trainer, ("trainer",))
     if isinstance(trainer, dict):
         linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
         known = {k: v for k, v in trainer.items() if k not in linked and not any(p.path == ("trainer", k) for p in problems)}

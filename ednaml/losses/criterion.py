@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ednaml import registry
 from ednaml.steps import Output, OutputInfo
+
+if TYPE_CHECKING:
+    from ednaml.config import sections
 
 
 def reads_features(loss: Any) -> bool:
@@ -34,30 +38,32 @@ def match_output(name: str, label: str | None, outputs: dict[str, Any]) -> str:
 class LossEntry(nn.Module):
     """One LOSS entry: its losses, their normalised weights, and the output and label it reads."""
 
-    def __init__(self, entry: dict[str, Any], outputs: dict[str, OutputInfo], classes: dict[str, int], loss: nn.Module | None = None):
-        """`loss`: a loss given from Python (EdnaML.add_loss), used instead of the entry's LOSSES."""
+    def __init__(self, entry: "sections.LossEntry", outputs: dict[str, OutputInfo], classes: dict[str, int], loss: nn.Module | None = None,
+                 index: int = 0):
+        """`loss`: a loss given from Python (EdnaML.add_loss), used instead of the entry's LOSSES. `index`: the
+        entry's place in LOSS, for messages."""
         super().__init__()
         if loss is not None:
-            entry = {**entry, "LOSSES": [type(loss).__name__], "KWARGS": [{}], "LAMBDAS": [1.0]}
-        self.name = entry["NAME"]
-        self.output = match_output(self.name, entry["LABEL"], outputs)
-        self.label = entry["LABEL"] or outputs[self.output].label
+            entry = dataclasses.replace(entry, LOSSES=(type(loss).__name__,), KWARGS=({},), LAMBDAS=(1.0,))
+        self.name, self.index = entry.NAME, index
+        self.output = match_output(self.name, entry.LABEL, outputs)
+        self.label = entry.LABEL or outputs[self.output].label
         if self.label not in classes:
             raise ValueError(f"LOSS entry {self.name!r}: LABEL {self.label!r} is not a label of the data; labels are {list(classes)}")
-        total = float(sum(entry["LAMBDAS"]))
-        self.weights = [float(w) / total for w in entry["LAMBDAS"]]
-        pairs = zip(entry["LOSSES"], entry["KWARGS"])
-        losses = [loss] if loss is not None else [self._build(name, kwargs, outputs, classes) for name, kwargs in pairs]
+        total = float(sum(entry.LAMBDAS))
+        self.weights = [float(w) / total for w in entry.LAMBDAS]
+        pairs = enumerate(zip(entry.LOSSES, entry.KWARGS))
+        losses = [loss] if loss is not None else [self._build(j, name, kwargs, outputs, classes) for j, (name, kwargs) in pairs]
         self.losses = nn.ModuleList(losses)
         self.term_names: list[str] = []
-        for loss_name in entry["LOSSES"]:
+        for loss_name in entry.LOSSES:
             term, suffix = f"{self.name}/{loss_name}", 2
             while term in self.term_names:  # the same loss twice in one entry
                 term, suffix = f"{self.name}/{loss_name}_{suffix}", suffix + 1
             self.term_names.append(term)
 
-    def _build(self, loss_name: str, kwargs: dict[str, Any] | None, outputs: dict[str, OutputInfo], classes: dict[str, int]) -> nn.Module:
-        """One loss of the entry, with num_classes and feat_dim from the data and the model where it takes them."""
+    def _build(self, j: int, loss_name: str, kwargs: dict[str, Any] | None, outputs: dict[str, OutputInfo], classes: dict[str, int]) -> nn.Module:
+        """The entry's `j`th loss, with num_classes and feat_dim from the data and the model where it takes them."""
         cls = registry.get("loss", loss_name)
         kwargs = dict(kwargs or {})
         params = inspect.signature(cls).parameters
@@ -67,7 +73,7 @@ class LossEntry(nn.Module):
             if outputs[self.output].features is None:
                 raise ValueError(f"LOSS entry {self.name!r}: {loss_name} needs feat_dim; the model does not say its feature size")
             kwargs["feat_dim"] = outputs[self.output].features
-        return cls(**kwargs)
+        return registry.build("loss", cls, kwargs, at=("LOSS", self.index, "KWARGS", j))
 
     def forward(self, outputs: dict[str, Output], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         output, target = outputs[self.output], targets[self.label]
@@ -87,15 +93,15 @@ class LossEntry(nn.Module):
 class Criterion(nn.Module):
     """Sum of all LOSS entries; returns the total and each unweighted term by 'NAME/LossClass'."""
 
-    def __init__(self, entries: list[dict[str, Any]], outputs: dict[str, OutputInfo], classes: dict[str, int],
+    def __init__(self, entries: tuple["sections.LossEntry", ...], outputs: dict[str, OutputInfo], classes: dict[str, int],
                  given: dict[str, nn.Module] | None = None):
         """`given`: losses from Python by LOSS entry NAME, each used instead of that entry's LOSSES."""
         super().__init__()
         given = given or {}
-        unknown = sorted(set(given) - {e["NAME"] for e in entries})
+        unknown = sorted(set(given) - {e.NAME for e in entries})
         if unknown:
-            raise ValueError(f"LOSS: add_loss names {unknown}, which are not LOSS entry NAMEs; they are {[e['NAME'] for e in entries]}")
-        self.entries = nn.ModuleList(LossEntry(e, outputs, classes, given.get(e["NAME"])) for e in entries)
+            raise ValueError(f"LOSS: add_loss names {unknown}, which are not LOSS entry NAMEs; they are {[e.NAME for e in entries]}")
+        self.entries = nn.ModuleList(LossEntry(e, outputs, classes, given.get(e.NAME), i) for i, e in enumerate(entries))
 
     def entry(self, name: str) -> LossEntry:
         return next(e for e in self.entries if e.name == name)

@@ -39,7 +39,7 @@ def classification_metrics(num_classes: int, names: Sequence[str]) -> "MetricCol
     registered metric is a function of the number of classes that returns a torchmetrics Metric."""
     from torchmetrics import MetricCollection
 
-    return MetricCollection({name: registry.get("metric", name)(num_classes) for name in names})
+    return MetricCollection({name: registry.build("metric", name, {}, num_classes, at=("EXECUTION", "METRICS", i)) for i, name in enumerate(names)})
 
 
 def confusion_matrix(num_classes: int) -> "Metric":

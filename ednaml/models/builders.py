@@ -22,12 +22,9 @@ OUTPUT_SIZE_KWARGS = ("softmax_dimensions", "num_classes")
 def ednaml_model_builder(arch: type[nn.Module], base: str | None, normalization: str | None, kwargs: dict[str, Any]) -> nn.Module:
     """Pass MODEL_BASE and MODEL_NORMALIZATION to the architecture when it takes them."""
     params = inspect.signature(arch).parameters
-    kwargs = dict(kwargs)
-    if base is not None and "base" in params:
-        kwargs["base"] = base
-    if normalization is not None and "normalization" in params:
-        kwargs["normalization"] = normalization
-    return arch(**kwargs)
+    given = {"base": base, "normalization": normalization}
+    supplied = {key: value for key, value in given.items() if value is not None and key in params}
+    return registry.build("model", arch, kwargs, at=("MODEL", "MODEL_KWARGS"), **supplied)
 
 
 def fill_output_sizes(value: Any, classes: dict[str, int]) -> Any:
@@ -47,13 +44,13 @@ def fill_output_sizes(value: Any, classes: dict[str, int]) -> Any:
     return filled
 
 
-def build_model(model_cfg: dict[str, Any], classes: dict[str, int], target_label: str | None, data_info: dict[str, Any] | None = None) -> nn.Module:
+def build_model(model: Any, classes: dict[str, int], target_label: str | None, data_info: dict[str, Any] | None = None) -> nn.Module:
     """Build MODEL, filling blanks from the data: `softmax_dimensions` with the classes of the target
     label, blank `dimensions` of outputs with the classes of their own label, and what the data
     reader knows (a tokenizer's `vocab_size`, `padding_idx`)."""
-    arch = registry.get("model", model_cfg["MODEL_ARCH"])
-    builder = registry.get("model_builder", model_cfg["BUILDER"])
-    kwargs = fill_output_sizes(dict(model_cfg["MODEL_KWARGS"]), classes)
+    arch = registry.get("model", model.MODEL_ARCH)
+    builder = registry.get("model_builder", model.BUILDER)
+    kwargs = fill_output_sizes(dict(model.MODEL_KWARGS), classes)
     params = inspect.signature(arch).parameters
     for key in OUTPUT_SIZE_KWARGS:
         if key in params and kwargs.get(key) is None and target_label is not None:
@@ -61,4 +58,4 @@ def build_model(model_cfg: dict[str, Any], classes: dict[str, int], target_label
     for key, value in (data_info or {}).items():
         if key in params and kwargs.get(key) is None:
             kwargs[key] = value
-    return builder(arch, model_cfg["MODEL_BASE"], model_cfg["MODEL_NORMALIZATION"], kwargs)
+    return builder(arch, model.MODEL_BASE, model.MODEL_NORMALIZATION, kwargs)

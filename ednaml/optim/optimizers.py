@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch import nn
@@ -12,6 +13,9 @@ from torch import nn
 from ednaml import registry
 from ednaml.registry import register
 from ednaml.utils import text_table
+
+if TYPE_CHECKING:
+    from ednaml.config import sections
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -39,7 +43,7 @@ def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]
     A mapping `name: [module prefixes]`: the longest matching prefix decides.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if isinstance(groups, dict):
+    if isinstance(groups, Mapping):
         out: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in groups}
         unassigned = []
         for name, param in named:
@@ -55,6 +59,7 @@ def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]
         return out
     if len(groups) == 1:
         return {groups[0]: named}
+    groups = list(groups)
     if not hasattr(model, "parameter_groups"):
         raise ValueError(f"MODEL.PARAMETER_GROUPS names {len(groups)} groups but {type(model).__name__} defines no "
                          "parameter_groups(); give the groups as 'name: [module prefixes]'")
@@ -77,18 +82,18 @@ def norm_parameter_names(model: nn.Module) -> set[str]:
             for p_name, _ in module.named_parameters(recurse=False)}
 
 
-def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: dict[str, Any], norm_names: set[str]) -> tuple[list[dict[str, Any]], list[GroupRow]]:
+def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: "sections.OptimizerEntry", norm_names: set[str]) -> tuple[list[dict[str, Any]], list[GroupRow]]:
     """Per-parameter (lr, weight decay) from one OPTIMIZER entry; tensors with equal values share a group."""
-    base_lr, decay = float(entry["BASE_LR"]), float(entry["WEIGHT_DECAY"])
-    custom = entry.get("CUSTOM_KEYS") or {}
+    base_lr, decay = float(entry.BASE_LR), float(entry.WEIGHT_DECAY)
+    custom = entry.CUSTOM_KEYS or {}
     merged: dict[tuple[float, float, str], list[nn.Parameter]] = {}
     for name, param in named:
         is_bias = name.endswith("bias")
-        lr = base_lr * (float(entry["LR_BIAS_FACTOR"]) if is_bias else 1.0)
-        if name in norm_names and entry.get("NORM_DECAY_FACTOR") is not None:
-            wd, kind = decay * float(entry["NORM_DECAY_FACTOR"]), "norm"
+        lr = base_lr * (float(entry.LR_BIAS_FACTOR) if is_bias else 1.0)
+        if name in norm_names and entry.NORM_DECAY_FACTOR is not None:
+            wd, kind = decay * float(entry.NORM_DECAY_FACTOR), "norm"
         elif is_bias:
-            wd, kind = decay * float(entry["WEIGHT_BIAS_FACTOR"]), "bias"
+            wd, kind = decay * float(entry.WEIGHT_BIAS_FACTOR), "bias"
         else:
             wd, kind = decay, "weight"
         prefixes = [p for p in custom if name == p or name.startswith(p.rstrip(".") + ".")]
@@ -104,32 +109,34 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: dict[str, Any
         group = by_values.setdefault((lr, wd), {"params": [], "lr": lr, "weight_decay": wd, "kinds": []})
         group["params"].extend(params)
         group["kinds"].append(kind)
-        rows.append(GroupRow(entry["OPTIMIZER_NAME"], entry["OPTIMIZER"], kind, len(params),
+        rows.append(GroupRow(entry.OPTIMIZER_NAME, entry.OPTIMIZER, kind, len(params),
                              sum(p.numel() for p in params), lr, wd))
     groups = list(by_values.values())
     for group in groups:  # the name its learning rate is logged under: lr/<group>/<kinds>
         kinds = group.pop("kinds")
-        group["name"] = entry["OPTIMIZER_NAME"] if len(groups) == 1 else f"{entry['OPTIMIZER_NAME']}/{'+'.join(kinds)}"
+        group["name"] = entry.OPTIMIZER_NAME if len(groups) == 1 else f"{entry.OPTIMIZER_NAME}/{'+'.join(kinds)}"
     return groups, rows
 
 
-def make_optimizer(named: list[tuple[str, nn.Parameter]], entry: dict[str, Any], norm_names: set[str]) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
-    """The optimizer of one OPTIMIZER (or LOSS_OPTIMIZER) entry over `named` parameters."""
+def make_optimizer(named: list[tuple[str, nn.Parameter]], entry: "sections.OptimizerEntry", norm_names: set[str],
+                   at: tuple = ("OPTIMIZER", 0)) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
+    """The optimizer of one OPTIMIZER (or LOSS_OPTIMIZER) entry, the one at key path `at`, over `named` parameters."""
     torch_groups, rows = param_groups(named, entry, norm_names)
     if not torch_groups:
-        raise ValueError(f"OPTIMIZER_NAME {entry['OPTIMIZER_NAME']!r}: its parameter group has no trainable parameters")
-    cls = registry.get("optimizer", entry["OPTIMIZER"])
-    return cls(torch_groups, lr=float(entry["BASE_LR"]), **entry["OPTIMIZER_KWARGS"]), rows
+        raise ValueError(f"OPTIMIZER_NAME {entry.OPTIMIZER_NAME!r}: its parameter group has no trainable parameters")
+    optimizer = registry.build("optimizer", entry.OPTIMIZER, entry.OPTIMIZER_KWARGS, at=at + ("OPTIMIZER_KWARGS",),
+                               params=torch_groups, lr=float(entry.BASE_LR))
+    return optimizer, rows
 
 
 @register("optimizer_builder", "ClassificationOptimizer")
-def build_optimizers(model: nn.Module, groups_cfg: Any, entries: list[dict[str, Any]]) -> tuple[dict[str, torch.optim.Optimizer], list[GroupRow]]:
+def build_optimizers(model: nn.Module, groups_cfg: Any, entries: tuple["sections.OptimizerEntry", ...]) -> tuple[dict[str, torch.optim.Optimizer], list[GroupRow]]:
     """One optimizer per OPTIMIZER entry, over the parameter group named by its OPTIMIZER_NAME."""
     groups = split_into_groups(model, groups_cfg)
     norm_names = norm_parameter_names(model)
     optimizers, table = {}, []
-    for entry in entries:
-        optimizers[entry["OPTIMIZER_NAME"]], rows = make_optimizer(groups[entry["OPTIMIZER_NAME"]], entry, norm_names)
+    for i, entry in enumerate(entries):
+        optimizers[entry.OPTIMIZER_NAME], rows = make_optimizer(groups[entry.OPTIMIZER_NAME], entry, norm_names, ("OPTIMIZER", i))
         table += rows
     return optimizers, table
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ednaml import registry
 from ednaml.registry import register
+
+if TYPE_CHECKING:
+    from ednaml.config import sections
 
 log = logging.getLogger("ednaml")
 
@@ -54,16 +57,18 @@ class Schedule:
     warmup_start: float
 
 
-def build_schedules(entries: list[dict[str, Any]], optimizers: dict[str, torch.optim.Optimizer]) -> list[Schedule]:
-    """Each entry drives the optimizer its SCHEDULER_NAME names (blank: the only optimizer)."""
+def build_schedules(entries: tuple["sections.SchedulerEntry", ...], optimizers: dict[str, torch.optim.Optimizer],
+                    section: str = "SCHEDULER") -> list[Schedule]:
+    """Each entry of `section` drives the optimizer its SCHEDULER_NAME names (blank: the only optimizer)."""
     schedules = []
-    for entry in entries:
-        name = entry["SCHEDULER_NAME"] or next(iter(optimizers))
+    for i, entry in enumerate(entries):
+        name = entry.SCHEDULER_NAME or next(iter(optimizers))
         optimizer = optimizers[name]
-        cls = registry.get("scheduler", entry["LR_SCHEDULER"])
-        monitor = entry["MONITOR"] or ("val/loss" if issubclass(cls, ReduceLROnPlateau) else None)
-        schedules.append(Schedule(name, cls(optimizer, **entry["LR_KWARGS"]), optimizer, entry["INTERVAL"], monitor,
-                                  int(entry["WARMUP_STEPS"]), float(entry["WARMUP_START_FACTOR"])))
+        cls = registry.get("scheduler", entry.LR_SCHEDULER)
+        monitor = entry.MONITOR or ("val/loss" if issubclass(cls, ReduceLROnPlateau) else None)
+        scheduler = registry.build("scheduler", cls, entry.LR_KWARGS, at=(section, i, "LR_KWARGS"), optimizer=optimizer)
+        schedules.append(Schedule(name, scheduler, optimizer, entry.INTERVAL, monitor,
+                                  int(entry.WARMUP_STEPS), float(entry.WARMUP_START_FACTOR)))
     return schedules
 
 

@@ -8,6 +8,7 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ RUN_ID_ENV = "EDNAML_RUN_ID"  # handed to the processes a DDP launcher starts, s
 log = logging.getLogger("ednaml")
 
 
-def experiment_name(config: dict[str, Any]) -> str:
+def experiment_name(config: Mapping[str, Any]) -> str:
     """{MODEL_CORE_NAME}-v{MODEL_VERSION}-{MODEL_BACKBONE}-{MODEL_QUALIFIER}."""
     save = config["SAVE"]
     return f"{save['MODEL_CORE_NAME']}-v{save['MODEL_VERSION']}-{save['MODEL_BACKBONE']}-{save['MODEL_QUALIFIER']}"
@@ -61,7 +62,7 @@ class RunFolder:
     writer: bool
 
     @classmethod
-    def create(cls, root: str | os.PathLike, config: dict[str, Any]) -> "RunFolder":
+    def create(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> "RunFolder":
         """A new, empty run folder; an existing run is never reused or overwritten."""
         experiment = experiment_name(config)
         inherited = os.environ.get(RUN_ID_ENV)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_PASS)$|^(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUTH_?TOKEN",
@@ -52,11 +53,11 @@ def _scrub_string(value: str, secrets: list[str]) -> str:
 def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
     """`value` with its secrets masked, at any depth of dicts and lists; keys are never changed."""
     secrets = secret_values() if secrets is None else secrets
-    if secret_name(key) and value not in (None, "", [], {}) and not isinstance(value, (bool, dict, list, tuple)):
+    if secret_name(key) and value not in (None, "", [], {}) and not isinstance(value, (bool, Mapping, list, tuple)):
         return MASK
     if isinstance(value, str):
         return _scrub_string(value, secrets)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or a config section (read-only)
         return {k: scrub(v, secrets, k) for k, v in value.items()}
     if isinstance(value, (list, tuple)) and len(value) == 2 and secret_name(value[0]) and isinstance(value[1], str):
         return type(value)([value[0], MASK])  # an override pair: (key path, value)
