@@ -28,6 +28,7 @@ NOTES = [
 ]
 
 
+@pytest.mark.e2e
 def test_a_config_in_the_originals_spellings_checks_ready_with_a_note_for_each(tmp_path):
     result = run_ednaml("check", "--config", str(ORIGINAL), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 0 and "ready to train" in result.stdout, result.stderr[-3000:]
@@ -36,6 +37,7 @@ def test_a_config_in_the_originals_spellings_checks_ready_with_a_note_for_each(t
     assert "did you mean" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_migrate_writes_a_config_that_checks_without_a_note(tmp_path):
     target = tmp_path / "migrated.yml"
     result = run_ednaml("migrate", str(ORIGINAL), "-o", str(target), cwd=tmp_path)
@@ -54,6 +56,7 @@ def test_migrate_writes_a_config_that_checks_without_a_note(tmp_path):
     assert again.returncode == 2 and "the file exists" in again.stderr and target.read_text() == text
 
 
+@pytest.mark.e2e
 def test_the_originals_projects_components_are_named_as_such_not_misspellings(tmp_path):
     config = tmp_path / "carzam.yml"
     config.write_text(ORIGINAL.read_text().replace("TRAINER: BaseTrainer", "TRAINER: CarzamTrainer")
@@ -111,6 +114,7 @@ def test_malformed_old_forms_are_config_errors_not_tracebacks(tmp_path, mistake)
         EdnaML(tmp_path / "bad.yml")
 
 
+@pytest.mark.e2e
 def test_migrate_leaves_out_what_resolving_derives(tmp_path):
     target = tmp_path / "migrated.yml"
     assert run_ednaml("migrate", str(ORIGINAL), "-o", str(target), cwd=tmp_path).returncode == 0

@@ -79,6 +79,7 @@ def test_installed_extensions_register_through_the_entry_point_group(tmp_path, m
     sys.modules.pop("ednaml_ext_demo", None)
 
 
+@pytest.mark.e2e
 def test_ednaml_list_prints_the_catalogue_by_kind(tmp_path):
     result = run_ednaml("list", "loss", cwd=tmp_path)
     assert result.returncode == 0
@@ -90,6 +91,7 @@ def test_ednaml_list_prints_the_catalogue_by_kind(tmp_path):
     assert "Digits" in everything and "ClassificationResnet" in everything
 
 
+@pytest.mark.e2e
 def test_ednaml_list_filters_with_a_wildcard(tmp_path):
     result = run_ednaml("list", "model", "*Resnet*", cwd=tmp_path)
     assert result.returncode == 0
@@ -106,6 +108,7 @@ def test_the_catalogue_read_from_source_is_what_the_registry_resolves(kind):
             assert description == registry.describe(registry.get(kind, name)), name
 
 
+@pytest.mark.e2e
 def test_ednaml_list_imports_neither_torch_nor_the_components(tmp_path):
     probe = "import sys; from ednaml.cli import main; main(['list']); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
@@ -113,6 +116,7 @@ def test_ednaml_list_imports_neither_torch_nor_the_components(tmp_path):
     assert "SmallCNN" in result.stdout and "AdamW" in result.stdout
 
 
+@pytest.mark.e2e
 def test_ednaml_list_shows_the_users_components_and_one_components_arguments(tmp_path):
     (tmp_path / "my_losses.py").write_text(
         "import torch, ednaml\n"

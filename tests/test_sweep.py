@@ -101,6 +101,7 @@ SWEEP:
         read_space(space_file(tmp_path, "PRUNER: {threshold: {lowr: 0.5}}\nSWEEP: {OPTIMIZER.0.BASE_LR: {float: [0.1, 0.2]}}\n"))
 
 
+@pytest.mark.e2e
 def test_a_space_that_can_give_an_invalid_config_is_reported_before_any_trial(tmp_path):
     space = space_file(tmp_path, """
 SWEEP:
@@ -122,6 +123,7 @@ SWEEP:
     assert result.returncode == 2 and "--best '../etc': a study name of letters" in result.stderr
 
 
+@pytest.mark.e2e
 def test_sweep_results_hold_no_storage_credentials(tmp_path, monkeypatch):
     from ednaml.sweeps.results import summary as sweep_summary
     from ednaml.sweeps.study import Sweep

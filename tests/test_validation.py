@@ -83,6 +83,7 @@ def test_lambdas_must_match_losses():
     assert problems([("LOSS.0.LAMBDAS", "[0.5, 0.5]")]) == ["LOSS[0].LAMBDAS: has 2 items but LOSSES has 1; give one per loss"]
 
 
+@pytest.mark.e2e
 def test_three_mistakes_are_reported_together_by_the_command_with_exit_code_2(tmp_path):
     config = yaml.safe_load((CONFIGS / "digits.yml").read_text())
     config["LOSS"][0]["LOSSES"] = ["SoftmaxLogitLoss"]
@@ -101,6 +102,7 @@ def test_three_mistakes_are_reported_together_by_the_command_with_exit_code_2(tm
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.e2e
 def test_a_missing_data_folder_is_a_clear_error_not_a_traceback(tmp_path):
     result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.DATAREADER.DATAREADER", "ImageFolder",
                         "--EXECUTION.DATAREADER.CRAWLER_ARGS", "{data_folder: no/such/folder}", cwd=tmp_path)
@@ -109,11 +111,13 @@ def test_a_missing_data_folder_is_a_clear_error_not_a_traceback(tmp_path):
     assert "EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: folder 'no/such/folder' does not exist" in result.stderr
 
 
+@pytest.mark.e2e
 def test_an_unknown_option_suggests_the_right_one(tmp_path):
     result = run_ednaml("fit", "--confg", "x.yml", cwd=tmp_path)
     assert result.returncode == 2 and "unknown option --confg; did you mean --config?" in result.stderr
 
 
+@pytest.mark.e2e
 def test_a_hydra_style_key_equals_value_is_an_override(tmp_path):
     result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "SAVE.MODEL_VERSION=2", "OPTIMIZER.0.BASE_LR=5e-4",
                         "--print_config", cwd=tmp_path)
@@ -122,6 +126,7 @@ def test_a_hydra_style_key_equals_value_is_an_override(tmp_path):
     assert printed["SAVE"]["MODEL_VERSION"] == 2 and printed["OPTIMIZER"][0]["BASE_LR"] == 0.0005
 
 
+@pytest.mark.e2e
 def test_a_hydra_style_tilde_deletes_a_key(tmp_path):
     result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "~MODEL.MODEL_KWARGS.width", "--print_config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -129,6 +134,7 @@ def test_a_hydra_style_tilde_deletes_a_key(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["fit", "check"])
+@pytest.mark.e2e
 def test_a_stray_word_on_the_command_line_is_an_error_not_ignored(tmp_path, command):
     result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), "SAVE.MODEL_VERSION", "2", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
