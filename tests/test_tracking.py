@@ -414,3 +414,24 @@ def test_sync_sends_nothing_when_a_run_folder_names_files_outside_it(project, tm
     assert plan.problems == [] and secret in plan.artifacts
     result = run_ednaml("sync", str(copy), "--dry-run", "--trust", cwd=tmp_path)
     assert result.returncode == 0 and f"  {secret}" in result.stdout, result.stderr[-2000:]
+
+
+def test_w_and_b_tables_are_logged_without_importing_pandas(tmp_path):
+    """pandas is installed here (the datasets extra): W&B would import it for any logged Table."""
+    script = """
+import json, sys
+from types import SimpleNamespace
+import wandb
+from ednaml.tracking.wandb import log_tables
+run = wandb.init(dir=sys.argv[1], project="tables", mode="offline")
+log_tables(SimpleNamespace(experiment=run), [("pipeline", ["step", "name"], [["model", "SmallCNN"], ["loss", 1.5]]), ("empty", ["a"], [])])
+print(json.dumps({"pandas": "pandas" in sys.modules, "pd_available": wandb.util.pd_available}))
+wandb.finish()
+"""
+    result = subprocess.run([EDNAML.parent / "python", "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "WANDB_SILENT": "true"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"pandas": False, "pd_available": True}
+    (table,) = tmp_path.glob("wandb/offline-run-*/files/media/table/pipeline_*.table.json")
+    assert json.loads(table.read_text())["data"] == [["model", "SmallCNN"], ["loss", "1.5"]]
+    assert not list(tmp_path.glob("wandb/offline-run-*/files/media/table/empty_*"))
