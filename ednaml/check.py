@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ednaml.adapters.preflight import forward, monitor_problems, output_problems, problem_from, shape_of
+from ednaml.adapters.preflight import forward, monitor_problems, output_problems, problems_from, shape_of
 from ednaml.errors import Problem
 from ednaml.faults import explain
 from ednaml.utils import text_table
@@ -65,7 +65,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
     try:
         data = EdnaDataModule(config)
     except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
-        return lines, [problem_from(err, reader)]
+        return lines, problems_from(err, reader)
     lines.append("data")
     lines.append("  samples: " + ", ".join(f"{split} {len(samples)}" for split, samples in data.crawl.splits.items()))
     lines.append("  labels: " + ", ".join(f"{name} ({len(classes)} classes)" for name, classes in data.labels.items()))
@@ -81,12 +81,12 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
             batches[split] = next(iter(loader))
             lines.append(f"  {split} batch: {shape_of(batches[split])}, {len(loader)} batches")
         except Exception as err:  # noqa: BLE001
-            problems.append(problem_from(err, ("EXECUTION", "DATAREADER")))
+            problems += problems_from(err, ("EXECUTION", "DATAREADER"))
 
     try:
         module = EdnaModule(config, data.labels, data.info)
     except Exception as err:  # noqa: BLE001
-        return lines, problems + [problem_from(err, ("MODEL",))]
+        return lines, problems + problems_from(err, ("MODEL",))
     problems += monitor_problems(module, data.has("val"))
     lines.append("model")
     lines.append(f"  {type(module.model).__name__}: {sum(p.numel() for p in module.model.parameters()):,} parameters; "
@@ -111,7 +111,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
             lines.append("  backward and one optimizer step: ok")
         except Exception as err:  # noqa: BLE001
             reason = explain(err, config.TRAIN_TRANSFORMATION.BATCH_SIZE)
-            problems.append(Problem(("TRANSFORMATION", "BATCH_SIZE"), reason) if reason else problem_from(err, ("MODEL",)))
+            problems += [Problem(("TRANSFORMATION", "BATCH_SIZE"), reason)] if reason else problems_from(err, ("MODEL",))
         del probe
 
     try:
@@ -122,7 +122,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
         lines.append(f"learning rate at the start of each epoch ({steps} optimizer steps per epoch)")
         lines += _lr_schedule(module, steps, config.EXECUTION.EPOCHS)
     except Exception as err:  # noqa: BLE001
-        problems.append(problem_from(err, ("OPTIMIZER",)))
+        problems += problems_from(err, ("OPTIMIZER",))
 
     root = config.trainer.get("default_root_dir") or "runs"
     placeholder = RunFolder(path=Path(root).absolute() / experiment_name(config) / new_run_id(),
@@ -147,7 +147,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
     try:
         build_trainer(config.trainer, str(placeholder.path), checkpoint_callbacks(save, placeholder, data.has("val")), [])
     except Exception as err:  # noqa: BLE001
-        problems.append(problem_from(err, ("trainer",)))
+        problems += problems_from(err, ("trainer",))
     finally:
         quiet.setLevel(level)
     lines.append("run folder")

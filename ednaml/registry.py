@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import fnmatch
 import importlib
 import importlib.util
@@ -224,16 +225,18 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
 
 
 def build(kind: str, component: Any, kwargs: Mapping[str, Any], /, *args: Any, at: tuple = (), **supplied: Any) -> Any:
-    """Call `component` (a name of `kind`, or the class itself) with a config's `kwargs` and what EdnaML
-    supplies (`args`, `supplied`), after checking the kwargs as validation does (config/arguments.py); a
-    problem raises ConfigError naming the key path `at`. Every component a config names is made here."""
+    """Call `component` (a name of `kind`, or the class itself) with its own copy of a config's `kwargs` and
+    what EdnaML supplies (`args`, `supplied`), after checking the kwargs as validation does
+    (config/arguments.py); a problem raises ConfigError naming the key path `at`. The components a config
+    names with their kwargs (models, losses, optimizers, schedulers, step logic, a reader's crawler,
+    dataset and transforms, plugins, deployments, metrics) are made here."""
     from ednaml.config.arguments import check_arguments
     from ednaml.errors import ConfigError
 
     obj = get(kind, component) if isinstance(component, str) else component
     if problems := check_arguments(kind, obj, kwargs, at):
         raise ConfigError(problems)
-    return obj(*args, **kwargs, **supplied)
+    return obj(*args, **copy.deepcopy(dict(kwargs)), **supplied)
 
 
 def unknown_name_message(kind: str, name: str) -> str:

@@ -111,3 +111,38 @@ def test_a_config_that_skipped_validation_is_still_refused_by_key_when_built(dig
     config["MODEL"]["MODEL_KWARGS"]["widht"] = 16
     with pytest.raises(ConfigError, match=r"MODEL\.MODEL_KWARGS\.widht: SmallCNN takes no argument 'widht'; did you mean 'width'\?"):
         EdnaModule(config, {"digit": [str(i) for i in range(10)]})
+
+
+def test_a_component_that_changes_its_kwargs_changes_only_its_own_copy():
+    class Greedy:
+        def __init__(self, sizes: list, options: dict):
+            sizes.append(99)
+            options["added"] = True
+            self.sizes, self.options = sizes, options
+
+    kwargs = sections(resolve([], [("MODEL.MODEL_KWARGS", "{sizes: [1, 2], options: {a: 1}}")])).MODEL.MODEL_KWARGS
+    first = registry.build("model", Greedy, kwargs, at=("MODEL", "MODEL_KWARGS"))
+    second = registry.build("model", Greedy, kwargs, at=("MODEL", "MODEL_KWARGS"))
+    assert first.sizes == second.sizes == [1, 2, 99] and type(first.sizes) is list and first.sizes is not second.sizes
+    assert kwargs == {"sizes": [1, 2], "options": {"a": 1}}
+
+
+def test_an_argument_ednaml_passes_is_refused_even_where_a_component_takes_any_kwargs():
+    class Loose(torch.optim.SGD):
+        def __init__(self, params, lr: float = 0.1, **kwargs):
+            super().__init__(params, lr=lr, **kwargs)
+
+    registry.register("optimizer", "Loose")(Loose)
+    config = resolve([CONFIGS / "digits.yml"], [("OPTIMIZER.0.OPTIMIZER", "Loose"), ("OPTIMIZER.0.OPTIMIZER_KWARGS", "{lr: 0.5, momentum: 0.9}")])
+    with pytest.raises(ConfigError) as refused:
+        validate(config)
+    assert [str(p) for p in refused.value.problems] == ["OPTIMIZER[0].OPTIMIZER_KWARGS.lr: is set by EdnaML for Loose; remove it here"]
+
+
+def test_dataset_kwargs_past_validation_are_refused_at_their_own_key(digits):
+    from ednaml.adapters.datamodule import EdnaDataModule
+
+    config = copy.deepcopy(digits)
+    config["EXECUTION"]["DATAREADER"]["GENERATOR_ARGS"] = {"bogus": 1}
+    with pytest.raises(ConfigError, match=r"EXECUTION\.DATAREADER\.GENERATOR_ARGS\.bogus: ImageDataset takes no argument 'bogus'"):
+        EdnaDataModule(config)

@@ -416,15 +416,17 @@ def test_sync_sends_nothing_when_a_run_folder_names_files_outside_it(project, tm
     assert result.returncode == 0 and f"  {secret}" in result.stdout, result.stderr[-2000:]
 
 
-def test_w_and_b_tables_are_logged_without_importing_pandas(tmp_path):
-    """pandas is installed here (the datasets extra): W&B would import it for any logged Table."""
+def test_w_and_b_tables_and_summary_are_logged_without_importing_pandas(tmp_path):
+    """pandas is installed here (the datasets extra): W&B would import it for any logged Table or list."""
     script = """
 import json, sys
 from types import SimpleNamespace
 import wandb
-from ednaml.tracking.wandb import log_tables
+from ednaml.tracking.wandb import log_tables, record_summary
 run = wandb.init(dir=sys.argv[1], project="tables", mode="offline")
 log_tables(SimpleNamespace(experiment=run), [("pipeline", ["step", "name"], [["model", "SmallCNN"], ["loss", 1.5]]), ("empty", ["a"], [])])
+record_summary(SimpleNamespace(experiment=run), {"status": "finished", "checkpoints": {"saved": ["a.ckpt", "b.ckpt"]},
+                                                 "final": {"test/loss": 0.25}, "best": {"val/loss": {"value": 0.2, "epoch": 1}}})
 print(json.dumps({"pandas": "pandas" in sys.modules, "pd_available": wandb.util.pd_available}))
 wandb.finish()
 """
@@ -435,3 +437,6 @@ wandb.finish()
     (table,) = tmp_path.glob("wandb/offline-run-*/files/media/table/pipeline_*.table.json")
     assert json.loads(table.read_text())["data"] == [["model", "SmallCNN"], ["loss", "1.5"]]
     assert not list(tmp_path.glob("wandb/offline-run-*/files/media/table/empty_*"))
+    (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    recorded = wandb_log.summary(log)
+    assert recorded["checkpoints"] == {"saved": ["a.ckpt", "b.ckpt"]} and recorded["test/loss"] == 0.25 and recorded["status"] == "finished"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from ednaml import registry
 from ednaml.config import sections
+from ednaml.config.arguments import check_arguments
 from ednaml.config.schema import deployment_reader
 from ednaml.data.base import Crawl, loaded
-from ednaml.errors import DataError
+from ednaml.errors import ConfigError, DataError
 
 log = logging.getLogger("ednaml")
 
@@ -167,7 +169,10 @@ class EdnaDataModule(pl.LightningDataModule):
         self.at = ("DEPLOYMENT" if own else "EXECUTION", "DATAREADER")  # where the reader's keys are, for messages
         self.reader = registry.get("datareader", reader_cfg.DATAREADER)
         self.dataset_cls = registry.get("dataset", reader_cfg.GENERATOR) if reader_cfg.GENERATOR else self.reader.dataset
-        self.dataset_kwargs = {**reader_cfg.DATASET_ARGS, **reader_cfg.GENERATOR_ARGS}
+        if problems := [p for key in ("DATASET_ARGS", "GENERATOR_ARGS")
+                        for p in check_arguments("dataset", self.dataset_cls, reader_cfg[key], self.at + (key,))]:
+            raise ConfigError(problems)
+        self.dataset_kwargs = {**reader_cfg.DATASET_ARGS, **reader_cfg.GENERATOR_ARGS}  # checked as registry.build checks
         self.loader_kwargs = dict(reader_cfg.DATALOADER_ARGS)
         self.train_cfg, self.test_cfg = config.TRAIN_TRANSFORMATION, config.TEST_TRANSFORMATION
         seed = config.seed_everything
@@ -222,8 +227,7 @@ class EdnaDataModule(pl.LightningDataModule):
 
     def dataset_of(self, samples: list[Any], train: bool) -> Any:
         """The reader's dataset (or GENERATOR) over `samples`, with the training or the test transforms."""
-        return registry.build("dataset", self.dataset_cls, self.dataset_kwargs, samples, at=self.at + ("DATASET_ARGS",),
-                              transform=self.transforms[train], labels=list(self.crawl.labels))
+        return self.dataset_cls(samples, transform=self.transforms[train], labels=list(self.crawl.labels), **copy.deepcopy(self.dataset_kwargs))
 
     def _kwargs(self, settings: sections.TransformationSection) -> dict[str, Any]:
         return {"batch_size": settings.BATCH_SIZE, "num_workers": settings.WORKERS,

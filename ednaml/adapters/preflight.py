@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ednaml.errors import DataError, Problem, did_you_mean
+from ednaml.errors import ConfigError, DataError, Problem, did_you_mean
 from ednaml.faults import explain
 
 KEY_PATH = re.compile(r"^((?:[A-Z_]+|trainer)(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\[\d+\])?)*): (.*)$", re.S)
@@ -25,6 +25,11 @@ def problem_from(err: BaseException, default: tuple) -> Problem:
 
         return Problem(tuple(parse_key_path(match.group(1))), match.group(2))
     return Problem(default, text)
+
+
+def problems_from(err: BaseException, default: tuple) -> list[Problem]:
+    """As problem_from; a ConfigError (a component's kwargs refused as it was built) keeps its own problems."""
+    return list(err.problems) if isinstance(err, ConfigError) else [problem_from(err, default)]
 
 
 def shape_of(value: Any) -> str:
@@ -86,7 +91,7 @@ def preflight(module: Any, data: Any) -> list[Problem]:
     try:
         module.configure_optimizers()
     except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
-        problems.append(problem_from(err, ("OPTIMIZER",)))
+        problems += problems_from(err, ("OPTIMIZER",))
     problems += monitor_problems(module, data.has("val"))
     if not data.has("train"):
         return problems
@@ -100,7 +105,7 @@ def preflight(module: Any, data: Any) -> list[Problem]:
             outputs, _ = forward(module, collate([dataset[i] for i in range(len(samples))]))
             problems += output_problems(outputs, data.labels)
         except Exception as err:  # noqa: BLE001
-            problems.append(problem_from(err, ("MODEL",)))
+            problems += problems_from(err, ("MODEL",))
         finally:
             module.train(training)
     return problems

@@ -3,8 +3,9 @@
 Components receive the section they use (`build_model(config.MODEL, ...)`, `Criterion(config.LOSS, ...)`),
 not the whole dict. A view is read as `section.BATCH_SIZE` or, like the YAML, `section["BATCH_SIZE"]`, so
 a component written against the dict keeps working; nothing can be assigned through it. Free-form values
-(kwargs mappings, the `trainer:` section) are private deep copies in a dict that refuses changes, so no
-component can change the config another one reads. Dead keys (accepted for old configs, never used) have
+(kwargs mappings, the `trainer:` section) are deep copies in a dict that refuses changes, and
+`registry.build` gives each component a deep copy of its kwargs, so no component can change the config
+another one reads. Dead keys (accepted for old configs, never used) have
 no attribute. `Config.as_dict()` gives the plain config back, for the run folder and checkpoints.
 """
 
@@ -71,6 +72,8 @@ def section_class(name: str, section: Section) -> type:
     """The frozen class of `section`: one field per live key, typed from the schema, documented by its doc."""
     if id(section) in _classes:
         return _classes[id(section)]
+    if name in globals():  # one name, one class: a view pickles by its class's name
+        raise RuntimeError(f"config/sections.py: two schema sections would both be {name}")
     fields = []
     for key, spec in section.keys.items():
         if isinstance(spec, Section):

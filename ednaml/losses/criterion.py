@@ -38,8 +38,8 @@ def match_output(name: str, label: str | None, outputs: dict[str, Any]) -> str:
 class LossEntry(nn.Module):
     """One LOSS entry: its losses, their normalised weights, and the output and label it reads."""
 
-    def __init__(self, entry: "sections.LossEntry", outputs: dict[str, OutputInfo], classes: dict[str, int], loss: nn.Module | None = None,
-                 index: int = 0):
+    def __init__(self, entry: "sections.LossEntry", index: int, outputs: dict[str, OutputInfo], classes: dict[str, int],
+                 loss: nn.Module | None = None):
         """`loss`: a loss given from Python (EdnaML.add_loss), used instead of the entry's LOSSES. `index`: the
         entry's place in LOSS, for messages."""
         super().__init__()
@@ -101,7 +101,7 @@ class Criterion(nn.Module):
         unknown = sorted(set(given) - {e.NAME for e in entries})
         if unknown:
             raise ValueError(f"LOSS: add_loss names {unknown}, which are not LOSS entry NAMEs; they are {[e.NAME for e in entries]}")
-        self.entries = nn.ModuleList(LossEntry(e, outputs, classes, given.get(e.NAME), i) for i, e in enumerate(entries))
+        self.entries = nn.ModuleList(LossEntry(e, i, outputs, classes, given.get(e.NAME)) for i, e in enumerate(entries))
 
     def entry(self, name: str) -> LossEntry:
         return next(e for e in self.entries if e.name == name)

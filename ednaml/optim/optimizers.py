@@ -119,13 +119,13 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: "sections.Opt
 
 
 def make_optimizer(named: list[tuple[str, nn.Parameter]], entry: "sections.OptimizerEntry", norm_names: set[str],
-                   at: tuple = ("OPTIMIZER", 0)) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
+                   at: tuple) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
     """The optimizer of one OPTIMIZER (or LOSS_OPTIMIZER) entry, the one at key path `at`, over `named` parameters."""
     torch_groups, rows = param_groups(named, entry, norm_names)
     if not torch_groups:
         raise ValueError(f"OPTIMIZER_NAME {entry.OPTIMIZER_NAME!r}: its parameter group has no trainable parameters")
-    optimizer = registry.build("optimizer", entry.OPTIMIZER, entry.OPTIMIZER_KWARGS, at=at + ("OPTIMIZER_KWARGS",),
-                               params=torch_groups, lr=float(entry.BASE_LR))
+    optimizer = registry.build("optimizer", entry.OPTIMIZER, entry.OPTIMIZER_KWARGS, torch_groups, at=at + ("OPTIMIZER_KWARGS",),
+                               lr=float(entry.BASE_LR))
     return optimizer, rows
 
 

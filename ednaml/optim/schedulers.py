@@ -66,7 +66,7 @@ def build_schedules(entries: tuple["sections.SchedulerEntry", ...], optimizers: 
         optimizer = optimizers[name]
         cls = registry.get("scheduler", entry.LR_SCHEDULER)
         monitor = entry.MONITOR or ("val/loss" if issubclass(cls, ReduceLROnPlateau) else None)
-        scheduler = registry.build("scheduler", cls, entry.LR_KWARGS, at=(section, i, "LR_KWARGS"), optimizer=optimizer)
+        scheduler = registry.build("scheduler", cls, entry.LR_KWARGS, optimizer, at=(section, i, "LR_KWARGS"))
         schedules.append(Schedule(name, scheduler, optimizer, entry.INTERVAL, monitor,
                                   int(entry.WARMUP_STEPS), float(entry.WARMUP_START_FACTOR)))
     return schedules

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from ednaml.errors import Problem
@@ -99,7 +100,26 @@ def record_summary(logger: Any, summary: dict[str, Any]) -> None:
     keep["best"] = summary.get("best") or {}  # each validation value's best with its epoch and step
     if summary.get("error"):
         keep["error"] = summary["error"]
-    logger.experiment.summary.update(scrub(keep))
+    with without_pandas():
+        logger.experiment.summary.update(scrub(keep))
+
+
+@contextlib.contextmanager
+def without_pandas() -> Iterator[None]:
+    """W&B asks of every value it logs that is not a number or a string (a list, a Table) whether it is a
+    pandas DataFrame, importing pandas to find out wherever it is installed: 62 MB and 0.4 s. EdnaML logs
+    no DataFrame, so while pandas is not imported, W&B's own check for an environment without pandas (by
+    the value's type name) gives the same answer."""
+    from wandb import util
+
+    available = getattr(util, "pd_available", None)
+    if available and "pandas" not in sys.modules:
+        util.pd_available = False
+    try:
+        yield
+    finally:
+        if available is not None:
+            util.pd_available = available
 
 
 def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None,
@@ -138,14 +158,11 @@ Table = tuple[str, list[str], list[list[Any]]]  # key, columns, rows
 
 
 def log_tables(logger: Any, tables: list[Table]) -> None:
-    """W&B Tables in the run (pipeline, parameter groups), comparable across runs in the W&B UI. Logged as the
-    run ends, and without pandas: W&B asks of every logged value whether it is a pandas DataFrame, importing
-    pandas to find out wherever it is installed (62 MB and 0.4 s); for these rows of strings its own check
-    by type name, used where pandas is absent, gives the same answer."""
+    """W&B Tables in the run (pipeline, parameter groups), comparable across runs in the W&B UI; logged as the
+    run ends, without pandas (see without_pandas)."""
     if logger is None or not any(rows for _, _, rows in tables):
         return
     import wandb
-    from wandb import util
 
     logged = {}
     for key, columns, rows in tables:
@@ -153,14 +170,8 @@ def log_tables(logger: Any, tables: list[Table]) -> None:
             logged[key] = table = wandb.Table(columns=columns)  # rows added one by one: Table(data=...) imports pandas
             for row in rows:
                 table.add_data(*(str(cell) for cell in row))
-    available = getattr(util, "pd_available", None)
-    if available and "pandas" not in sys.modules:
-        util.pd_available = False
-    try:
+    with without_pandas():
         logger.experiment.log(logged)
-    finally:
-        if available is not None:
-            util.pd_available = available
 
 
 def pipeline_table(config: dict[str, Any], provenance: dict[str, Any]) -> Table:
