@@ -1,8 +1,8 @@
 """EdnaML: one config describes a whole experiment; Lightning runs it; every choice is recorded."""
 
 from ednaml.registry import registrar as register
+from ednaml.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["EdnaML", "register", "__version__"]
 
 

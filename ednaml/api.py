@@ -12,7 +12,7 @@ from ednaml.errors import ConfigError, Problem, locate
 
 if TYPE_CHECKING:
     from ednaml.tracking.run_folder import RunFolder
-from ednaml.config.legacy import default_loss_optimizers
+from ednaml.config.migrate import default_loss_optimizers
 from ednaml.config.load import config_warning, deep_merge, noted, normalize_legacy
 
 

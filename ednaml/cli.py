@@ -422,7 +422,7 @@ def _sweep(args: dict[str, Any]) -> int:
 def _migrate(args: dict[str, Any]) -> int:
     from pathlib import Path
 
-    from ednaml.config.legacy import migrate
+    from ednaml.config.migrate import migrate
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml migrate` takes one config file: ednaml migrate OLD.yml [-o NEW.yml]")
@@ -545,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(USAGE)
             return 0
         if args["command"] == "version":
-            from ednaml import __version__
+            from ednaml.version import __version__
 
             print(f"ednaml {__version__}")
             return 0

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ednaml import __version__
+from ednaml.version import __version__
 from ednaml.errors import BuildError, ConfigError, MissingExtra
 from ednaml.steps import split_result
 

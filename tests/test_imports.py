@@ -1,4 +1,5 @@
-"""The package's layers (docs/architecture.md): no module imports, at load time, one that imports it back."""
+"""The package's layers (docs/architecture.md): no module imports one that imports it back, as it loads or
+later inside a function (imports for type checkers only aside)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ PACKAGE = Path(ednaml.__file__).parent
 
 
 def module_imports() -> dict[str, set[str]]:
-    """{module: the ednaml modules its top-level statements import}."""
+    """{module: the ednaml modules it imports anywhere but under `if TYPE_CHECKING:`}."""
     modules = {}
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     edges: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for block in ast.walk(tree):
+            if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING"):
+                block.body = []
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -33,6 +38,7 @@ def module_imports() -> dict[str, set[str]]:
 def test_no_module_imports_one_that_imports_it_back():
     edges = module_imports()
     assert len(edges) > 60 and "ednaml.config.sections" in edges["ednaml.adapters.module"]
+    assert "ednaml.adapters.runner" in edges["ednaml.api"]  # an import inside a function counts
 
     def reaches(start: str) -> set[str]:
         seen, todo = set(), [start]

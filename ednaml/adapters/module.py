@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from ednaml import __version__, registry
+from ednaml import registry
 from ednaml.adapters.given import Given
 from ednaml.config import sections
 from ednaml.deploy import Predicted
@@ -23,6 +23,7 @@ from ednaml.optim.optimizers import GroupRow, OptimizerSet, format_table, make_o
 from ednaml.optim.schedulers import ScheduleRunner, build_schedules
 from ednaml.steps import StepLogic
 from ednaml.tracking.secrets import scrub
+from ednaml.version import __version__
 
 log = logging.getLogger("ednaml")
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ednaml import __version__
+from ednaml.version import __version__
 from ednaml.checkpoints import describe_checkpoint
 from ednaml.deploy import manifest_path, output_format, write_records
 from ednaml.errors import ConfigError

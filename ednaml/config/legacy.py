@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ednaml.config.load import as_mapping, get_path, parse_value
+from ednaml.config.values import as_mapping, get_path, parse_value
 from ednaml.errors import format_path
 
 # (old path, new path): a key the original spelled otherwise. "*" matches every entry of a list section.
@@ -89,7 +89,7 @@ def renamed_override(path: list, warn: Callable[[str], None]) -> list:
     for old, new in RENAMED:
         if len(path) == len(old) and all(o == "*" and isinstance(p, int) or o == p for o, p in zip(old, path)):
             renamed = [path[i] if part == "*" else part for i, part in enumerate(new)]
-            _note(tuple(path), f"the original's spelling, read as {format_path(renamed)}", warn)
+            note(tuple(path), f"the original's spelling, read as {format_path(renamed)}", warn)
             return renamed
     return path
 
@@ -115,7 +115,7 @@ def outside_message(kind: str, name: str) -> str | None:
            f"(see docs/components.md)"
 
 
-def _note(old: tuple, message: str, warn: Callable[[str], None]) -> None:
+def note(old: tuple, message: str, warn: Callable[[str], None]) -> None:
     warn(f"{format_path(old)}: {message}")
 
 
@@ -173,7 +173,7 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
             and "DATAREADER" not in (cfg.get("EXECUTION") or {}):
         cfg["EXECUTION"] = cfg.get("EXECUTION") or {}
         cfg["EXECUTION"]["DATAREADER"] = cfg.pop("DATAREADER")
-        _note(("DATAREADER",), "the original's later top-level section, read as EXECUTION.DATAREADER", warn)
+        note(("DATAREADER",), "the original's later top-level section, read as EXECUTION.DATAREADER", warn)
     execution = cfg.get("EXECUTION")
     if isinstance(execution, dict) and isinstance(execution.get("CRAWLER"), str):
         crawler = execution.pop("CRAWLER")
@@ -181,10 +181,10 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         datareader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
         if datareader is not None and datareader.get("DATAREADER") in (None, ""):
             datareader["DATAREADER"] = reader
-            _note(("EXECUTION", "CRAWLER"), f"the original named the crawler ({crawler}); a data reader holds it here: read as "
+            note(("EXECUTION", "CRAWLER"), f"the original named the crawler ({crawler}); a data reader holds it here: read as "
                   f"EXECUTION.DATAREADER.DATAREADER: {reader}", warn)
         else:
-            _note(("EXECUTION", "CRAWLER"), f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER "
+            note(("EXECUTION", "CRAWLER"), f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER "
                   "names the data reader", warn)
     for old, new in RENAMED:
         for old_path, new_path in _moves(cfg, old, new):
@@ -192,34 +192,34 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
             value = holder[old_path[-1]]
             if value in ("", None) and "MODEL_KWARGS" in new_path:  # blank: the model's own default
                 holder.pop(old_path[-1])
-                _note(old_path, "blank; dropped" + (" (an output size left out is taken from the data)"
+                note(old_path, "blank; dropped" + (" (an output size left out is taken from the data)"
                                                     if new_path[-1].endswith("dimensions") else ""), warn)
                 continue
             if new_path == ("MODEL", "WEIGHTS") and not isinstance(value, str):
                 holder.pop(old_path[-1])
-                _note(old_path, f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file", warn)
+                note(old_path, f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file", warn)
                 continue
             target = _container(cfg, new_path)
             if target is None:
                 continue  # left under its old name, which validation names
             holder.pop(old_path[-1])
             if new_path[-1] in target:
-                _note(old_path, f"the original's spelling of {format_path(new_path)}, which is set too: dropped", warn)
+                note(old_path, f"the original's spelling of {format_path(new_path)}, which is set too: dropped", warn)
                 continue
             target[new_path[-1]] = value
-            _note(old_path, f"the original's spelling, read as {format_path(new_path)}", warn)
+            note(old_path, f"the original's spelling, read as {format_path(new_path)}", warn)
     for path, message in DROPPED.items():
         holder = get_path(cfg, path[:-1])
         if isinstance(holder, dict) and path[-1] in holder:
             holder.pop(path[-1])
-            _note(path, message, warn)
+            note(path, message, warn)
     _loss_arguments(cfg, warn)
     _plugin_arguments(cfg, warn)
     output = get_path(cfg, ("DEPLOYMENT", "OUTPUT_ARGS"))
     if isinstance(output, dict):
         for key in [k for k in output if k in OLD_OUTPUT_ARGS]:
             output.pop(key)
-            _note(("DEPLOYMENT", "OUTPUT_ARGS", key), "the original's deployment output files; dropped: `ednaml predict --output` "
+            note(("DEPLOYMENT", "OUTPUT_ARGS", key), "the original's deployment output files; dropped: `ednaml predict --output` "
                   "says where the records go", warn)
     execution = cfg.get("EXECUTION")
     if isinstance(execution, dict) and isinstance(execution.get("DATASET_PRELOAD"), str):
@@ -229,31 +229,31 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         if reader is not None and arguments is not None and reader.get("DATAREADER") in (None, "", "TorchvisionDataset"):
             reader["DATAREADER"] = "TorchvisionDataset"
             arguments.setdefault("name", name)
-            _note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
+            note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
                   f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)", warn)
         else:
-            _note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset ({name}); dropped: "
+            note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset ({name}); dropped: "
                   "EXECUTION.DATAREADER names the data reader", warn)
         for key in [k for k in list(execution) if isinstance(k, str) and k.startswith("DATASET_") and k.endswith("PRELOAD_CLASS")]:
             execution.pop(key)
-            _note(("EXECUTION", key), "a subset of the dataset's classes is not supported: dropped, every class is used", warn)
+            note(("EXECUTION", key), "a subset of the dataset's classes is not supported: dropped, every class is used", warn)
     model = cfg.get("MODEL")
     if isinstance(model, dict) and model.get("MODEL_NORMALIZATION") == "":
         model["MODEL_NORMALIZATION"] = "none"
-        _note(("MODEL", "MODEL_NORMALIZATION"), "'' (no normalization in the original), read as none", warn)
+        note(("MODEL", "MODEL_NORMALIZATION"), "'' (no normalization in the original), read as none", warn)
     if isinstance(model, dict) and model.get("MODEL_KWARGS") == "":
         model["MODEL_KWARGS"] = {}
     reader = get_path(cfg, ("EXECUTION", "DATAREADER"))
     if isinstance(reader, dict):
         for key in [k for k in reader if isinstance(k, str) and k.endswith("_comment")]:
             reader.pop(key)
-            _note(("EXECUTION", "DATAREADER", key), "a comment in the original's config; dropped", warn)
+            note(("EXECUTION", "DATAREADER", key), "a comment in the original's config; dropped", warn)
     for kind, path in (("trainer", ("EXECUTION", "TRAINER")), ("optimizer_builder", ("EXECUTION", "OPTIMIZER_BUILDER")),
                        ("model_builder", ("MODEL", "BUILDER"))):
         holder, name = get_path(cfg, path[:-1]), get_path(cfg, path)
         if isinstance(name, str) and name in RENAMED_COMPONENTS[kind]:
             holder[path[-1]] = RENAMED_COMPONENTS[kind][name]
-            _note(path, f"the original's {name!r}, read as {RENAMED_COMPONENTS[kind][name]}, its counterpart here", warn)
+            note(path, f"the original's {name!r}, read as {RENAMED_COMPONENTS[kind][name]}, its counterpart here", warn)
     return cfg
 
 
@@ -277,109 +277,10 @@ def _loss_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
                 where = ("LOSS", i, "KWARGS", j, old)
                 if new is None and kwargs[old] == same:
                     kwargs.pop(old)
-                    _note(where, f"{old}: {same!r} is what {loss} does here: dropped", warn)
+                    note(where, f"{old}: {same!r} is what {loss} does here: dropped", warn)
                 elif new is not None and new not in kwargs:
                     kwargs[new] = kwargs.pop(old)
-                    _note(where, f"the original's spelling, read as {new}", warn)
-
-
-def default_loss_optimizers(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
-    """A loss that learns parameters (CenterLoss, ProxyNCA, ...) with no LOSS_OPTIMIZER entry of its own,
-    which the original tolerated, gets one: a copy of the first OPTIMIZER entry under the loss entry's NAME.
-    Written into the resolved config, so config.yaml shows it and a reproduced run has it."""
-    import copy
-
-    from ednaml import registry
-
-    if not isinstance(cfg.get("LOSS"), list) or not isinstance(cfg.get("LOSS_OPTIMIZER"), list) or not cfg.get("OPTIMIZER"):
-        return
-    have = {e.get("OPTIMIZER_NAME") for e in cfg["LOSS_OPTIMIZER"] if isinstance(e, dict) and isinstance(e.get("OPTIMIZER_NAME"), str)}
-    for i, entry in enumerate(cfg["LOSS"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("NAME"), str) or entry["NAME"] in have \
-                or not isinstance(entry.get("LOSSES"), list):
-            continue
-        learning = []
-        for name in entry["LOSSES"]:
-            try:
-                learning += [name] if isinstance(name, str) and getattr(registry.get("loss", name, trusted=False), "learnable", False) else []
-            except Exception:  # noqa: BLE001 - an unknown name is reported by validation
-                continue
-        if learning and isinstance(cfg["OPTIMIZER"][0], dict):
-            optimizer = {**copy.deepcopy(cfg["OPTIMIZER"][0]), "OPTIMIZER_NAME": entry["NAME"]}
-            cfg["LOSS_OPTIMIZER"].append(optimizer)
-            have.add(entry["NAME"])
-            _note(("LOSS", i), f"{', '.join(learning)} learns parameters and has no LOSS_OPTIMIZER entry: one was added, "
-                  f"OPTIMIZER[0]'s settings under OPTIMIZER_NAME {entry['NAME']}", warn)
-
-
-def migrate(path: str) -> tuple[str, list[str], list[str]]:
-    """A config written for the original EdnaML as this version's canonical config (every key, in schema
-    order, as `--print_config` writes it), headed by a comment line for each thing that changed or was
-    dropped; the notes; and what `ednaml check` would still report (components that are not here)."""
-    from pathlib import Path
-
-    from ednaml import registry
-    from ednaml.config.load import config_warning, dump, noted, read_yaml, resolve
-    from ednaml.config.validate import validate
-    from ednaml.errors import ConfigError
-
-    with noted(show=False) as notes:
-        raw = read_yaml(path)
-        config = resolve([path])
-        try:  # the config's own components, so that they are not listed as missing
-            registry.import_sources(list(config["EXECUTION"].get("IMPORTS") or []), [Path(path).parent])
-        except (ImportError, FileNotFoundError, SyntaxError, AttributeError, TypeError):
-            pass  # validation names the import that fails
-        default_loss_optimizers(config, config_warning)
-        try:
-            validate(config, source=str(path))
-            problems: list[str] = []
-        except ConfigError as err:
-            problems = [str(problem) for problem in err.problems]
-    if "seed_everything" not in raw:  # resolving picked one; a migrated config leaves it to each run
-        config.pop("seed_everything", None)
-    # Only the Trainer keys the file set: the ones resolving fills in mirror EdnaML keys (EPOCHS -> max_epochs) or
-    # depend on this machine (FP16 -> bf16-mixed here, 16-mixed on a GPU), and in a file they would win over them.
-    written = raw.get("trainer") if isinstance(raw.get("trainer"), dict) else {}
-    config["trainer"] = {k: v for k, v in config["trainer"].items() if k in written}
-    if not config["trainer"]:
-        config.pop("trainer")
-    deployment_reader = config.get("DEPLOYMENT", {}).get("DATAREADER")
-    if isinstance(deployment_reader, dict) and deployment_reader.get("CRAWLER_ARGS"):
-        deployment_reader["CRAWLER_ARGS"] = {}
-        notes.append("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: dropped (not used: `ednaml predict --data PATH` says where the new data is)")
-    notes += [f"{path}: dropped (accepted but not used)" for path in _drop_dead(config)]
-    head = [f"# Migrated from {path} (a config written for the original EdnaML) by `ednaml migrate`.",
-            "# What changed or was dropped:" if notes else "# Nothing needed changing."]
-    head += [f"#   - {note}" for note in notes]
-    if problems:
-        head += ["# Still to do (`ednaml check` reports these):"] + [f"#   - {problem}" for problem in problems]
-    return "\n".join(head) + "\n" + dump(config), notes, problems
-
-
-def _drop_dead(config: dict[str, Any]) -> list[str]:
-    """Remove the keys this version accepts from old configs but does not use; their dotted paths."""
-    from ednaml.config.schema import SCHEMA, Key, ListOf, Section
-
-    dropped: list[str] = []
-
-    def walk(spec: Section, node: Any, path: tuple) -> None:
-        if not isinstance(node, dict):
-            return
-        for key, sub in spec.keys.items():
-            if isinstance(sub, Key) and sub.dead and key in node:
-                node.pop(key)
-                dropped.append(format_path(path + (key,)))
-            elif isinstance(sub, Section):
-                walk(sub, node.get(key), path + (key,))
-
-    for section, spec in SCHEMA.items():
-        if isinstance(spec, ListOf):
-            for i, entry in enumerate(config.get(section) or []):
-                walk(spec.entry, entry, (section, i))
-        elif isinstance(spec, Section):
-            walk(spec, config.get(section), (section,))
-    return dropped
+                    note(where, f"the original's spelling, read as {new}", warn)
 
 
 def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
@@ -394,7 +295,7 @@ def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
             where = ("MODEL_PLUGIN", i, "PLUGIN_KWARGS", old)
             value = kwargs.pop(old)
             if new is None:
-                _note(where, "dropped: the feature size is taken from the model", warn)
+                note(where, "dropped: the feature size is taken from the model", warn)
             else:
                 kwargs[new] = {"l2": "euclidean", "cos": "cosine"}.get(value, value) if new == "distance" else value
-                _note(where, f"the original's spelling, read as {new}" + (f": {kwargs[new]}" if kwargs[new] != value else ""), warn)
+                note(where, f"the original's spelling, read as {new}" + (f": {kwargs[new]}" if kwargs[new] != value else ""), warn)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import random
 import re
@@ -23,6 +22,7 @@ from ednaml.config.schema import (
     ListOf,
     Section,
 )
+from ednaml.config.values import DELETE, Replace, TooLarge, as_mapping, get_path, parse_value, parse_yaml
 from ednaml.errors import ConfigError, Problem, format_path, show
 
 TORCH_OPTIMIZERS = {
@@ -36,88 +36,6 @@ class ConfigWarning(UserWarning):
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few kilobytes; this bounds time and memory for any file given
-MAX_CONFIG_NODES = 100_000  # after aliases are expanded: a small file of nested aliases cannot become millions
-
-
-class YAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's C parser where installed
-    """A safe loader reading numbers as YAML 1.2 and OmegaConf do: `3e-3` and `1E5` are floats (YAML 1.1
-    needs a dot, `3.0e-3`, and reads `3e-3` as a string)."""
-
-
-YAMLLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-class Replace(dict):
-    """A mapping tagged `!replace`: it replaces the mapping below it instead of merging into it."""
-
-
-class _Delete:
-    """`!delete` (or `~KEY.PATH` on the command line): the key is removed from the layers below."""
-
-    def __repr__(self) -> str:
-        return "!delete"
-
-    def __deepcopy__(self, memo: dict) -> "_Delete":  # one marker, compared by identity
-        return self
-
-
-DELETE = _Delete()
-
-
-def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Replace:
-    if not isinstance(node, yaml.MappingNode):
-        raise yaml.constructor.ConstructorError(None, None, "!replace tags a mapping ({key: value, ...})", node.start_mark)
-    return Replace(loader.construct_mapping(node, deep=True))
-
-
-def _construct_delete(loader: yaml.SafeLoader, node: yaml.Node) -> _Delete:
-    if not isinstance(node, yaml.ScalarNode) or node.value:
-        raise yaml.constructor.ConstructorError(None, None, "!delete takes no value (write `KEY: !delete`)", node.start_mark)
-    return DELETE
-
-
-YAMLLoader.add_constructor("!replace", _construct_replace)
-YAMLLoader.add_constructor("!delete", _construct_delete)
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them, and at most
-    MAX_CONFIG_NODES values once aliases are expanded."""
-    data = yaml.load(text, Loader=YAMLLoader)  # noqa: S506 - a safe loader
-    _check_expansion(data)
-    return data
-
-
-class TooLarge(yaml.YAMLError):
-    """YAML that is well-formed but expands beyond what a config may hold."""
-
-
-def _check_expansion(data: Any) -> None:
-    sizes: dict[int, int] = {}  # shared (aliased) mappings and lists are counted once per use, computed once
-    active: set[int] = set()
-
-    def size(value: Any) -> int:
-        if not isinstance(value, (dict, list)):
-            return 1
-        key = id(value)
-        if key in active:
-            raise TooLarge("an alias refers to a mapping or list that contains it")
-        if key not in sizes:
-            active.add(key)
-            children = value.values() if isinstance(value, dict) else value
-            sizes[key] = 1 + sum(size(child) for child in children)
-            active.discard(key)
-        return sizes[key]
-
-    total = size(data)
-    if total > MAX_CONFIG_NODES:
-        raise TooLarge(f"its aliases expand to {total:,} values; a config holds at most {MAX_CONFIG_NODES:,}")
-
-
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Load one config file (safe YAML, YAML 1.2 numbers); errors name the file (and line)."""
     path = Path(path)
@@ -183,14 +101,6 @@ def parse_key_path(dotted: str) -> list[str | int]:
     return parts
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value, read as YAML: '3' -> 3, '5e-4' -> 0.0005, '[1,2]' -> [1, 2], 'null' -> None."""
-    try:
-        return parse_yaml(text)
-    except yaml.YAMLError:
-        return text
-
-
 def set_path(cfg: dict[str, Any], path: Sequence[str | int], value: Any, dotted: str) -> None:
     """Set `value` at `path`, creating mappings; a list entry is addressed by its index."""
     node: Any = cfg
@@ -227,18 +137,6 @@ def set_path(cfg: dict[str, Any], path: Sequence[str | int], value: Any, dotted:
             if node.get(key) is None:
                 node[key] = [] if isinstance(SCHEMA.get(key), ListOf) else {}
             node = node[key]
-
-
-def get_path(cfg: dict[str, Any], path: Sequence[str | int], default: Any = None) -> Any:
-    node: Any = cfg
-    for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            return default
-    return node
 
 
 def config_warning(message: str) -> None:
@@ -333,19 +231,6 @@ def _materialize_lists(cfg: dict[str, Any]) -> None:
     for section, spec in SCHEMA.items():
         if isinstance(spec, ListOf) and section not in cfg:
             cfg[section] = copy.deepcopy(spec.default)
-
-
-def as_mapping(value: Any) -> Any:
-    """A string holding a dict ('{"step_size": 20}', as old configs wrote kwargs) as the dict; anything else as it is."""
-    if isinstance(value, str):
-        for loader in (json.loads, parse_yaml):
-            try:
-                parsed = loader(value)
-            except (ValueError, yaml.YAMLError):
-                continue
-            if isinstance(parsed, dict):
-                return parsed
-    return value
 
 
 def _coerce(key: Key, value: Any) -> Any:
@@ -615,5 +500,6 @@ def dump(cfg: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "ConfigError", "Problem", "deep_merge", "dump", "get_path", "parse_key_path", "read_yaml", "resolve",
+    "ConfigError", "Problem", "as_mapping", "deep_merge", "dump", "get_path", "parse_key_path", "parse_value", "parse_yaml",
+    "read_yaml", "resolve",
 ]

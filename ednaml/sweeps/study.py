@@ -27,21 +27,10 @@ import yaml
 
 from ednaml.errors import ConfigError, Problem, RunStopped, UsageError, did_you_mean
 from ednaml.sweeps.space import Space, make_pruner
-from ednaml.sweeps.trial import TRIAL_ENV, TrialLink
+from ednaml.sweeps.trial import TRIAL_ENV, TrialLink, open_storage, shown_storage
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SWEEPS = Path("sweeps")
-
-
-def open_storage(address: str) -> Any:
-    """An Optuna storage from an address: an RDB URL (sqlite:///study.db, postgresql://..., mysql://...) or
-    journal:PATH, a journal file that processes on one machine, or on a shared file system, can share."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if address.startswith("journal:"):
-        return optuna.storages.JournalStorage(JournalFileBackend(address.removeprefix("journal:")))
-    return optuna.storages.RDBStorage(address)
 
 
 STORAGE_ENV = "EDNAML_SWEEP_STORAGE"  # --storage's default: a database URL with a password stays out of argv
@@ -56,18 +45,6 @@ def storage_address(given: str | None, folder: Path) -> str:
     if "://" in given or given.startswith("journal:"):
         return given
     return f"journal:{Path(given).resolve()}"
-
-
-def shown_storage(address: str) -> str:
-    """A storage address fit to print and record: an RDB URL without its password or query string."""
-    if address.startswith("journal:"):
-        return address
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(address).set(query={}).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show its scheme alone
-        return address.split("://", 1)[0] + "://***"
 
 
 def run_of_trial(run: str | os.PathLike, study: str, number: int) -> Path | None:

@@ -58,11 +58,33 @@ class TrialLink:
         import optuna
 
         from ednaml.sweeps.space import make_pruner
-        from ednaml.sweeps.study import open_storage
 
         study = optuna.load_study(study_name=self.study, storage=open_storage(self.storage), pruner=make_pruner(*self.pruner))
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.number)
         return optuna.trial.Trial(study, trial_id)
+
+
+def open_storage(address: str) -> Any:
+    """An Optuna storage from an address: an RDB URL (sqlite:///study.db, postgresql://..., mysql://...) or
+    journal:PATH, a journal file that processes on one machine, or on a shared file system, can share."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if address.startswith("journal:"):
+        return optuna.storages.JournalStorage(JournalFileBackend(address.removeprefix("journal:")))
+    return optuna.storages.RDBStorage(address)
+
+
+def shown_storage(address: str) -> str:
+    """A storage address fit to print and record: an RDB URL without its password or query string."""
+    if address.startswith("journal:"):
+        return address
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(address).set(query={}).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show its scheme alone
+        return address.split("://", 1)[0] + "://***"
 
 
 def sweep_trial() -> TrialLink | None:

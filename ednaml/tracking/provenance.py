@@ -13,9 +13,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ednaml import __version__, registry
+from ednaml import registry
 from ednaml.config.schema import component_paths
 from ednaml.errors import format_path
+from ednaml.version import __version__
 
 HASH_CONTENT_UP_TO = 256 * 1024 * 1024  # bytes of data files hashed by content; larger sets by size and mtime
 LISTED_FILES = 1000
