@@ -164,7 +164,7 @@ class EdnaDataModule(pl.LightningDataModule):
         super().__init__()
         # new data is read by DEPLOYMENT.DATAREADER where the config sets one (with the model's TRANSFORMATION args)
         config = sections.sections(config)
-        own = new_data is not None and deployment_reader(config.as_dict()) is not None
+        own = new_data is not None and deployment_reader(config) is not None
         reader_cfg = config.DEPLOYMENT.DATAREADER if own else config.EXECUTION.DATAREADER
         self.at = ("DEPLOYMENT" if own else "EXECUTION", "DATAREADER")  # where the reader's keys are, for messages
         self.reader = registry.get("datareader", reader_cfg.DATAREADER)

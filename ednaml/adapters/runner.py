@@ -229,16 +229,17 @@ class RunSession:
             stack.callback(RunFolder.stop_log, run.start_log())
             stack.enter_context(_environment({RUN_ID_ENV: run.run_id}))
             stack.enter_context(_environment(wandb_directories(run), keep_set=True))
+            plain = config.as_dict()  # what the run folder, provenance and W&B record
             if not self.resuming:
-                run.write_config(config.as_dict())
+                run.write_config(plain)
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
                 run.write_text("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
             if (trial := sweep_trial()) is not None and run.writer:
                 trial.record_run(run.path)
-            self.provenance = self.module.provenance = _provenance(run, config.as_dict(), self.datamodule, self.invocation, self.resuming,
+            self.provenance = self.module.provenance = _provenance(run, plain, self.datamodule, self.invocation, self.resuming,
                                                                    self.module.given_record)
-            self.wandb, wandb_info = wandb_logger(run, config.as_dict(), self.provenance, self.stage)
+            self.wandb, wandb_info = wandb_logger(run, plain, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
                 stack.callback(self._finish_wandb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,11 +240,12 @@ LINKED_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def deployment_reader(config: dict[str, Any]) -> dict[str, Any] | None:
-    """DEPLOYMENT.DATAREADER where the config sets it (it then reads `ednaml predict --data`), else None."""
+def deployment_reader(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """DEPLOYMENT.DATAREADER where the config (plain or its sections) sets it (it then reads `ednaml predict
+    --data`), else None."""
     deployment = config.get("DEPLOYMENT")
-    reader = deployment.get("DATAREADER") if isinstance(deployment, dict) else None
-    if not isinstance(reader, dict):
+    reader = deployment.get("DATAREADER") if isinstance(deployment, Mapping) else None
+    if not isinstance(reader, Mapping):
         return None
     defaults = {name: key.default for name, key in DATAREADER.keys.items() if isinstance(key, Key)}
     return reader if any(reader.get(name, default) != default for name, default in defaults.items()) else None

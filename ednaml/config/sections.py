@@ -5,8 +5,8 @@ not the whole dict. A view is read as `section.BATCH_SIZE` or, like the YAML, `s
 a component written against the dict keeps working; nothing can be assigned through it. Free-form values
 (kwargs mappings, the `trainer:` section) are deep copies in a dict that refuses changes, and
 `registry.build` gives each component a deep copy of its kwargs, so no component can change the config
-another one reads. Dead keys (accepted for old configs, never used) have
-no attribute. `Config.as_dict()` gives the plain config back, for the run folder and checkpoints.
+another one reads. Dead keys (accepted for old configs, never used) have no attribute.
+`Config.as_dict()` gives the plain config back, for the run folder and checkpoints.
 """
 
 from __future__ import annotations
