@@ -68,5 +68,7 @@ def test_the_augmentation_changes_with_the_epoch_and_the_seed_and_leaves_the_glo
     assert sum(not torch.equal(base[i], next_epoch[i]) for i in indices) > 150
     assert sum(not torch.equal(base[i], other_seed[i]) for i in indices) > 150
     state = torch.get_rng_state()
-    EpochSeeded(module.dataset("train"), module.seed)[(3, EPOCH)]
+    dataset = EpochSeeded(module.dataset("train"), module.seed)
+    dataset[(3, EPOCH)]
+    dataset.__getitems__([(4, EPOCH), (5, EPOCH)])  # as the loader asks for a batch
     assert torch.equal(torch.get_rng_state(), state)

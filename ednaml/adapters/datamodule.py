@@ -58,14 +58,21 @@ class EpochSeeded(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, epoch = key
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        """A batch's samples (the loader asks for them together): the generator's state is saved and
+        restored once per batch, and reseeded for each sample."""
         # The CPU generator directly: `torch.manual_seed` also queues a CUDA seed with a formatted stack
         # trace on every call, which costs milliseconds per sample inside a training loop.
-        generator = torch.default_generator
+        generator, dataset, seed = torch.default_generator, self.dataset, self.seed
         outside = generator.get_state()
-        generator.manual_seed(sample_seed(self.seed, epoch, index))
         try:
-            return self.dataset[index]
+            samples = []
+            for index, epoch in keys:
+                generator.manual_seed(sample_seed(seed, epoch, index))
+                samples.append(dataset[index])
+            return samples
         finally:
             generator.set_state(outside)
 

@@ -7,6 +7,7 @@ a masked value reads `***`, and resuming or reproducing a run asks for it again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -23,7 +24,12 @@ SHORTEST = 8  # a shorter environment value (`test`, `1`) is too likely to occur
 
 def secret_name(name: Any) -> bool:
     """A key or flag whose last part looks secret (`api_key`, `WANDB_API_KEY`, `--db.password`)."""
-    return isinstance(name, str) and bool(SECRET_NAME.search(re.split(r"[.\[\]]+", name.strip("-[]"))[-1] or name))
+    return isinstance(name, str) and _secret_string(name)
+
+
+@functools.lru_cache(maxsize=4096)  # a config's keys recur in every checkpoint a run writes
+def _secret_string(name: str) -> bool:
+    return bool(SECRET_NAME.search(re.split(r"[.\[\]]+", name.strip("-[]"))[-1] or name))
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
@@ -44,10 +50,10 @@ def scrub_text(text: str, secrets: list[str] | None = None) -> str:
 def _scrub_string(value: str, secrets: list[str]) -> str:
     if value in secrets:
         return MASK
-    flag = FLAG.match(value)
+    flag = FLAG.match(value) if value.startswith("-") else None
     if flag and flag["value"] and secret_name(flag["flag"]):  # --db.password=...
         return f"{flag['flag']}={MASK}"
-    return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", value)
+    return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", value) if "://" in value else value
 
 
 def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
@@ -59,12 +65,13 @@ def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
         return _scrub_string(value, secrets)
     if isinstance(value, Mapping):  # a dict, or a config section (read-only)
         return {k: scrub(v, secrets, k) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and len(value) == 2 and secret_name(value[0]) and isinstance(value[1], str):
+    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) and "=" not in value[0] \
+            and secret_name(value[0]) and isinstance(value[1], str):
         return type(value)([value[0], MASK])  # an override pair: (key path, value)
     if isinstance(value, (list, tuple)):
         out, previous = [], None
         for item in value:  # a command line: the value after `--db.password` is a secret too
-            flag = FLAG.match(previous) if isinstance(previous, str) else None
+            flag = FLAG.match(previous) if isinstance(previous, str) and previous.startswith("-") else None
             hidden = flag is not None and flag["value"] is None and secret_name(flag["flag"]) and isinstance(item, str)
             out.append(MASK if hidden else scrub(item, secrets))
             previous = item
