@@ -1,5 +1,6 @@
 """Data-loader throughput: samples per second of EdnaML's training loader and of a plain DataLoader over
-the same dataset, with the given number of workers.
+the same dataset, with the given number of workers; the two alternate for a few rounds, so that neither
+always runs first, and each one's median is kept.
 
     python -m bench.loader RESOLVED_CONFIG.yml SPEC.json WORKERS
 """
@@ -7,11 +8,14 @@ the same dataset, with the given number of workers.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from typing import Any
 
 from bench import spec as tasks
+
+ROUNDS = 4
 
 
 def throughput(loader: Any, epochs: int = 2) -> float:
@@ -37,9 +41,12 @@ def main(config_path: str, spec_path: str, workers: str) -> None:
     with open(config_path, encoding="utf-8") as handle:  # a resolved config (`ednaml fit --print_config`)
         config = yaml.safe_load(handle)
     config["TRAIN_TRANSFORMATION"]["WORKERS"] = int(workers)
-    ednaml_loader = EdnaDataModule(config).train_dataloader()
-    hand_loader = tasks.Data(spec).loader("train", spec)
-    print(json.dumps({"ednaml": throughput(ednaml_loader), "hand": throughput(hand_loader)}))
+    loaders = {"ednaml": EdnaDataModule(config).train_dataloader(), "hand": tasks.Data(spec).loader("train", spec)}
+    rates: dict[str, list[float]] = {who: [] for who in loaders}
+    for round_ in range(ROUNDS):
+        for who in sorted(loaders, reverse=round_ % 2 == 1):
+            rates[who].append(throughput(loaders[who]))
+    print(json.dumps({who: statistics.median(values) for who, values in rates.items()}))
 
 
 if __name__ == "__main__":

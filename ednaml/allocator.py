@@ -55,3 +55,14 @@ def _glibc() -> bool:
         return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
     except (ValueError, OSError, AttributeError):  # not a glibc system
         return False
+
+
+def release() -> None:
+    """Hand the heap's free memory back to the system as the process ends (glibc's `malloc_trim`, about
+    10 ms): the trim threshold lets the heap keep up to TRIM_THRESHOLD of freed memory through the run,
+    and the process's exit adds to its resident memory after Python's last handler, so an untrimmed end
+    was often the run's peak."""
+    if applied.get("trim_threshold") == TRIM_THRESHOLD:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)

@@ -523,6 +523,7 @@ def console() -> NoReturn:
 
     allocator.tune()
     code = main()
+    allocator.release()
     # At exit Python collects garbage over the whole heap (torch, Lightning, W&B: millions of objects), and
     # more than once: 2 s after every run. Nothing needs freeing as the process ends.
     gc.freeze()
