@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torchmetrics import MetricCollection
@@ -87,12 +87,15 @@ def main() -> None:
                        trainer_defaults={"max_epochs": 1, "enable_model_summary": False})
     trainer, spec = cli.trainer, cli.model.spec
     root = trainer.default_root_dir
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)] + [  # the same three as EdnaML
+    callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
+    # The clock goes where `ednaml fit --trainer.callbacks` puts it: before the progress bar, whose update
+    # after each batch then falls between batches in both runs.
+    bar = next((i for i, c in enumerate(callbacks) if isinstance(c, ProgressBar)), len(callbacks))
+    trainer.callbacks = callbacks[:bar] + [StepTimer()] + callbacks[bar:] + [  # the same three checkpoints as EdnaML
         ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="last", every_n_epochs=1, save_on_train_epoch_end=True),
         ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="epoch{epoch}_step{step}", save_top_k=-1,
                         every_n_epochs=spec["save_every"] or 1, save_on_train_epoch_end=True),
         ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="best", monitor="val/loss", mode="min"),
-        StepTimer(),
     ]
     import wandb
 
