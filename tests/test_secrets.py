@@ -20,6 +20,8 @@ TOKEN = "sk-live-0123456789abcdef"
     ({"url": "https://host.example/a@b"}, {"url": "https://host.example/a@b"}),
     ({"note": TOKEN, "flag": "-x", "plain": "a://b"}, {"note": MASK, "flag": "-x", "plain": "a://b"}),
     ({"KEY": None, "token_count": 3, "keys": ["a", "b"]}, {"KEY": None, "token_count": 3, "keys": ["a", "b"]}),
+    ({"storage_options": {"headers": {"Authorization": "Bearer abc", "Cookie": "id=1"}, "author": "me"}},
+     {"storage_options": {"headers": {"Authorization": MASK, "Cookie": MASK}, "author": "me"}}),
 ])
 def test_scrub_masks_secrets_and_keeps_everything_else(value, expected):
     assert scrub(value, [TOKEN]) == expected

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_PASS)$|^(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUTH_?TOKEN",
+SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_PASS)$|^(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUTH_?TOKEN|AUTHORIZATION|COOKIE",
                          re.IGNORECASE)
 URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<credentials>[^/@\s:]*:[^/@\s]*)@")
 FLAG = re.compile(r"^(?P<flag>--?[\w.\[\]-]+)(?:=(?P<value>.*))?$", re.S)
