@@ -9,6 +9,7 @@ to --report) and the raw numbers (--json).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -28,13 +29,27 @@ from bench.timing import OUT_ENV, T0_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 EDNAML = Path(sys.executable).parent / "ednaml"
-TASKS = {  # name -> (config, epochs, what it needs)
+TASKS = {  # name -> (config, epochs, what it needs: a file and a module, with how to get them)
     "digits": (ROOT / "configs" / "digits.yml", 6, None),
     "resnet18": (ROOT / "bench" / "resnet18.yml", 3, None),
-    "text": (ROOT / "configs" / "fortunes-text.yml", 4, "/usr/share/games/fortunes"),
+    "text": (ROOT / "configs" / "fortunes-text.yml", 4,
+             ("/usr/share/games/fortunes", "apt-get install fortunes", "tokenizers", "pip install -e '.[text]'")),
 }
 CONTENDERS = ("ednaml", "lightning", "plain")
 TIMER = "[{class_path: bench.callback.StepTimer}]"
+
+
+def missing(name: str) -> str | None:
+    """What task `name` needs and this machine lacks, with how to get it; None when it can run."""
+    needs = TASKS[name][2]
+    if needs is None:
+        return None
+    path, get_path, module, get_module = needs
+    if not Path(path).exists():
+        return f"{path} is missing ({get_path})"
+    if importlib.util.find_spec(module) is None:
+        return f"the {module} package is missing ({get_module})"
+    return None
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str], out: Path | None = None) -> dict[str, Any]:
@@ -162,9 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="ednaml-bench-") as tmp:
         work = Path(tmp)
         for name in args.tasks.split(","):
-            needs = TASKS[name][2]
-            if needs and not Path(needs).exists():
-                print(f"bench: skipping {name}: {needs} is missing (apt-get install fortunes)", file=sys.stderr)
+            if lacking := missing(name):
+                print(f"bench: skipping {name}: {lacking}", file=sys.stderr)
                 continue
             results["tasks"][name] = bench_task(name, args.repeats, work, env, args.gpu, args.epochs)
         results["commands"] = command_times(work, env, args.repeats)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.__main__ import EDNAML, TASKS, TIMER, summarize
+from bench.__main__ import EDNAML, TASKS, TIMER, missing, summarize
 from bench.spec import spec_from_config
 from bench.timing import OUT_ENV, T0_ENV
 
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="ednaml-bench-") as tmp:
         work = Path(tmp)
         for name in args.tasks.split(","):
-            config, default_epochs, needs = TASKS[name]
-            if needs and not Path(needs).exists():
-                print(f"bench: skipping {name}: {needs} is missing", file=sys.stderr)
+            config, default_epochs, _ = TASKS[name]
+            if lacking := missing(name):
+                print(f"bench: skipping {name}: {lacking}", file=sys.stderr)
                 continue
             epochs = args.epochs or default_epochs
             resolved = yaml.safe_load(subprocess.run([str(EDNAML), "fit", "--config", str(config), "--EXECUTION.EPOCHS", str(epochs),

@@ -43,3 +43,14 @@ def test_the_in_process_comparison_alternates_both_lightning_runs_in_one_process
     assert float(step_a) > 0 and float(step_b) > 0
     assert float(ratio.split()[0]) > 0 and "–" in ratio  # the median of the two paired ratios, with their range
     assert result.stderr.count("digits round") == 4  # two rounds of both contenders
+
+
+def test_a_task_whose_data_or_package_is_missing_is_named_with_how_to_get_it(monkeypatch):
+    from bench import __main__ as bench
+
+    config, epochs, _ = bench.TASKS["text"]
+    monkeypatch.setitem(bench.TASKS, "text", (config, epochs, ("/nonexistent/fortunes", "apt-get install fortunes", "json", "-")))
+    assert bench.missing("text") == "/nonexistent/fortunes is missing (apt-get install fortunes)"
+    monkeypatch.setitem(bench.TASKS, "text", (config, epochs, (str(ROOT), "-", "no_such_package_x", "pip install -e '.[text]'")))
+    assert bench.missing("text") == "the no_such_package_x package is missing (pip install -e '.[text]')"
+    assert bench.missing("digits") is None
