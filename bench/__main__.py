@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    if args.gpu and not torch.cuda.is_available():
+        parser.error("--gpu: torch sees no CUDA GPU here (torch.cuda.is_available() is False); without --gpu it runs on the CPU")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     if args.gpu:
         machine += f", {torch.cuda.get_device_name(0)}, bf16-mixed"

@@ -54,3 +54,11 @@ def test_a_task_whose_data_or_package_is_missing_is_named_with_how_to_get_it(mon
     monkeypatch.setitem(bench.TASKS, "text", (config, epochs, (str(ROOT), "-", "no_such_package_x", "pip install -e '.[text]'")))
     assert bench.missing("text") == "the no_such_package_x package is missing (pip install -e '.[text]')"
     assert bench.missing("digits") is None
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here: --gpu would run")
+def test_gpu_mode_without_a_gpu_says_so_before_it_starts():
+    result = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--tasks", "digits"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--gpu: torch sees no CUDA GPU here" in result.stderr
