@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
 
@@ -56,7 +57,7 @@ def test_a_task_whose_data_or_package_is_missing_is_named_with_how_to_get_it(mon
     assert bench.missing("digits") is None
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here: --gpu would run")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: --gpu would run")
 def test_gpu_mode_without_a_gpu_says_so_before_it_starts():
     result = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--tasks", "digits"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
