@@ -39,6 +39,22 @@ CONTENDERS = ("ednaml", "lightning", "plain")
 TIMER = "[{class_path: bench.callback.StepTimer}]"
 
 
+def task_names(text: str) -> list[str]:
+    """--tasks: comma-separated names of TASKS."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TASKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: the tasks are {', '.join(TASKS)} (comma-separated)")
+    return names
+
+
+def at_least_one(text: str) -> int:
+    """--repeats and --epochs: a whole number, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, 1 or more")
+    return int(text)
+
+
 def missing(name: str) -> str | None:
     """What task `name` needs and this machine lacks, with how to get it; None when it can run."""
     needs = TASKS[name][2]
@@ -157,9 +173,9 @@ def report(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per task (default 3)")
-    parser.add_argument("--tasks", default="digits,resnet18,text", help="comma-separated: " + ", ".join(TASKS))
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per task)")
+    parser.add_argument("--repeats", type=at_least_one, default=3, help="interleaved rounds per task (default 3)")
+    parser.add_argument("--tasks", type=task_names, default="digits,resnet18,text", help="comma-separated: " + ", ".join(TASKS))
+    parser.add_argument("--epochs", type=at_least_one, default=None, help="epochs per run (default: per task)")
     parser.add_argument("--gpu", action="store_true", help="one GPU, bf16-mixed, for all three contenders")
     parser.add_argument("--report", type=Path, default=None, help="write the Markdown report here too")
     parser.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
@@ -178,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"machine": machine, "repeats": args.repeats, "tasks": {}}
     with tempfile.TemporaryDirectory(prefix="ednaml-bench-") as tmp:
         work = Path(tmp)
-        for name in args.tasks.split(","):
+        for name in args.tasks:
             if lacking := missing(name):
                 print(f"bench: skipping {name}: {lacking}", file=sys.stderr)
                 continue

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.__main__ import EDNAML, TASKS, TIMER, missing, summarize
+from bench.__main__ import EDNAML, TASKS, TIMER, at_least_one, missing, summarize, task_names
 from bench.spec import spec_from_config
 from bench.timing import OUT_ENV, T0_ENV
 
@@ -60,16 +60,16 @@ def one_run(who: str, config: Path, spec: Path, epochs: int, folder: Path) -> di
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="digits,resnet18", help="comma-separated: " + ", ".join(TASKS))
-    parser.add_argument("--repeats", type=int, default=4, help="rounds per task; the order alternates (default 4)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per task)")
+    parser.add_argument("--tasks", type=task_names, default="digits,resnet18", help="comma-separated: " + ", ".join(TASKS))
+    parser.add_argument("--repeats", type=at_least_one, default=4, help="rounds per task; the order alternates (default 4)")
+    parser.add_argument("--epochs", type=at_least_one, default=None, help="epochs per run (default: per task)")
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ["WANDB_SILENT"] = "true"
     lines = ["| task | step a, ms | step b, ms | a/b step | epoch a, s | epoch b, s | a/b epoch |", "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="ednaml-bench-") as tmp:
         work = Path(tmp)
-        for name in args.tasks.split(","):
+        for name in args.tasks:
             config, default_epochs, _ = TASKS[name]
             if lacking := missing(name):
                 print(f"bench: skipping {name}: {lacking}", file=sys.stderr)

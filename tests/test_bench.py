@@ -63,3 +63,12 @@ def test_gpu_mode_without_a_gpu_says_so_before_it_starts():
                             text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--gpu: torch sees no CUDA GPU here" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["bench", "bench.inprocess"])
+@pytest.mark.parametrize("args, message", [(["--tasks", "digit"], "'digit': the tasks are digits, resnet18, text"),
+                                           (["--repeats", "0"], "'0': a whole number, 1 or more")])
+def test_a_bad_argument_is_named_with_what_it_takes(module, args, message):
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr
