@@ -47,10 +47,16 @@ def scrub_text(text: str, secrets: list[str] | None = None) -> str:
     return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text)
 
 
+def _flag(value: Any) -> re.Match[str] | None:
+    """`value` read as a command-line flag (`--db.password`, `--db.password=...`); only a string that
+    starts with `-` can be one, so no other string pays for the regular expression."""
+    return FLAG.match(value) if isinstance(value, str) and value.startswith("-") else None
+
+
 def _scrub_string(value: str, secrets: list[str]) -> str:
     if value in secrets:
         return MASK
-    flag = FLAG.match(value) if value.startswith("-") else None
+    flag = _flag(value)
     if flag and flag["value"] and secret_name(flag["flag"]):  # --db.password=...
         return f"{flag['flag']}={MASK}"
     return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", value) if "://" in value else value
@@ -71,7 +77,7 @@ def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
     if isinstance(value, (list, tuple)):
         out, previous = [], None
         for item in value:  # a command line: the value after `--db.password` is a secret too
-            flag = FLAG.match(previous) if isinstance(previous, str) and previous.startswith("-") else None
+            flag = _flag(previous)
             hidden = flag is not None and flag["value"] is None and secret_name(flag["flag"]) and isinstance(item, str)
             out.append(MASK if hidden else scrub(item, secrets))
             previous = item
