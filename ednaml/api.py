@@ -11,13 +11,14 @@ from ednaml.config import resolve
 from ednaml.errors import ConfigError, Problem, locate
 
 if TYPE_CHECKING:
+    from ednaml.registry import Trust
     from ednaml.tracking.run_folder import RunFolder
 from ednaml.config.migrate import default_loss_optimizers
 from ednaml.config.load import config_warning, deep_merge, noted, normalize_legacy
 
 
 # What may change when a run is resumed: where it runs, not what it computes.
-RESUMABLE_CHANGES = {"ckpt_path", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
+RESUMABLE_CHANGES = {"ckpt_path", "trainer.default_root_dir", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
                      "trainer.enable_progress_bar"}
 
 
@@ -40,14 +41,15 @@ def prepare(
     config = resolve(files, list(overrides), dict(base) if base else None, origins, base_label)
     search_dirs = [Path(f).parent for f in reversed(files)]
     carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
-    if carried and not trusted:
-        raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"{carried} come from {base_label}, which is data, not code: "
-                                   "EdnaML imports them only with --trust (read them first)")])
-    sources = list(imports) + carried
+    trust = registry.Trust.given(trusted, origins)
     try:
-        imported = registry.import_sources(sources, search_dirs)
+        imported = registry.import_sources(imports, search_dirs)  # --import: the user's own
+        imported += registry.import_sources(carried, search_dirs, trust.of(("EXECUTION", "IMPORTS")))
+    except registry.RegistryError as err:
+        raise ConfigError([Problem(("EXECUTION", "IMPORTS"), str(err).replace("a checkpoint or run folder", base_label))]) from None
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
+    _runs_root_of(config, trust, base_label)
     default_loss_optimizers(config, config_warning)
     validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trusted)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
@@ -59,6 +61,19 @@ def prepare(
     if isinstance(config.get("EXECUTION"), dict):  # recorded as found, so the run can be reproduced from anywhere
         config["EXECUTION"]["IMPORTS"] = list(dict.fromkeys(imported))
     return config
+
+
+def _runs_root_of(config: dict[str, Any], trust: Trust, source: str) -> None:
+    """A `trainer.default_root_dir` outside the working directory is followed only where the config may name
+    code: a checkpoint's or run folder's would choose where this machine writes, so its runs go under ./runs."""
+    from ednaml.adapters.trainer import leaves
+
+    trainer = config.get("trainer")
+    root = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
+    if isinstance(root, str) and leaves(root) and not trust.of(("trainer", "default_root_dir")):
+        config_warning(f"trainer.default_root_dir {root!r} comes from {source}, which is data: not followed, this run goes "
+                       "under ./runs (--trainer.default_root_dir DIR chooses, or --trust)")
+        del trainer["default_root_dir"]
 
 
 def prepare_noted(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], list[str]]:
@@ -95,6 +110,9 @@ class EdnaML:
         self.origins: dict[tuple, str] = {}
         trusted = trust if trust is not None else not (ckpt_path and not configs)
         self.config, notes = prepare_noted(files, pairs, imports, base or None, self.origins, label, trusted)
+        from ednaml.registry import Trust
+
+        self.trust = Trust.given(trusted, self.origins)  # what the config may name when the run builds it
         if ckpt_path and configs:
             checkpoint_mismatch(ckpt_path, self.config)
         self.resumed: RunFolder | None = None  # the run folder `EdnaML.resume` continues
@@ -189,7 +207,8 @@ class EdnaML:
         from ednaml.adapters.runner import run_stage
 
         try:
-            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation, request, self.given)
+            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation, request, self.given,
+                             self.trust)
         except ConfigError as err:  # found while building (the first batch, a monitor): said with where each value came from
             raise ConfigError(locate(err.problems, self.origins), err.source) from err.__cause__
 

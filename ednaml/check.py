@@ -17,6 +17,7 @@ import torch
 
 from ednaml.adapters.preflight import forward, monitor_problems, output_problems, problems_from, shape_of
 from ednaml.errors import Problem
+from ednaml.registry import Trust
 from ednaml.faults import explain
 from ednaml.utils import text_table
 
@@ -45,8 +46,8 @@ def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
     return lines
 
 
-def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
-    """The report's lines and every problem found in a resolved, valid config."""
+def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], list[Problem]]:
+    """The report's lines and every problem found in a resolved, valid config (that may name code as `trust` says)."""
     from ednaml.adapters.callbacks import backup_problem, checkpoint_callbacks
     from ednaml.adapters.datamodule import EdnaDataModule
     from ednaml.adapters.module import EdnaModule
@@ -145,7 +146,7 @@ def check(config: dict[str, Any]) -> tuple[list[str], list[Problem]]:
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING  # not the Trainer's device banner in the middle of the report
     try:
-        build_trainer(config.trainer, str(placeholder.path), checkpoint_callbacks(save, placeholder, data.has("val")), [])
+        build_trainer(config.trainer, str(placeholder.path), checkpoint_callbacks(save, placeholder, data.has("val")), [], trust)
     except Exception as err:  # noqa: BLE001
         problems += problems_from(err, ("trainer",))
     finally:

@@ -450,7 +450,7 @@ def _check(args: dict[str, Any]) -> int:
     if not args["config"]:
         raise UsageError("`ednaml check` needs --config FILE")
     experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"])
-    lines, problems = check(experiment.config)
+    lines, problems = check(experiment.config, experiment.trust)
     print("\n".join(lines))
     if problems:
         raise ConfigError(locate(problems, experiment.origins), ", ".join(args["config"]))

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -35,6 +36,18 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
 # kind -> the torch module whose public classes (its __all__) the kind also resolves
 _TORCH_MODULES = {"optimizer": "torch.optim", "scheduler": "torch.optim.lr_scheduler"}
 KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
+# The kinds a `trainer:` section names (LightningCLI's `class_path` form): kind -> (the trainer key, the classes
+# one must derive from, the Lightning modules whose public classes any config may name, a checkpoint's too).
+LIGHTNING_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "callback": ("callbacks", ("lightning.pytorch.callbacks.Callback",), ("lightning.pytorch.callbacks",)),
+    "logger": ("logger", ("lightning.pytorch.loggers.Logger",), ("lightning.pytorch.loggers",)),
+    "strategy": ("strategy", ("lightning.pytorch.strategies.Strategy",), ("lightning.pytorch.strategies",)),
+    "accelerator": ("accelerator", ("lightning.pytorch.accelerators.Accelerator",), ("lightning.pytorch.accelerators",)),
+    "profiler": ("profiler", ("lightning.pytorch.profilers.Profiler",), ("lightning.pytorch.profilers",)),
+    "lightning_plugin": ("plugins", ("lightning.pytorch.plugins.Precision", "lightning.pytorch.plugins.CheckpointIO",
+                                     "lightning.pytorch.plugins.LayerSync", "lightning.fabric.plugins.ClusterEnvironment"),
+                         ("lightning.pytorch.plugins", "lightning.fabric.plugins.environments")),
+}
 
 _components: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _loaded_kinds: set[str] = set()
@@ -43,6 +56,29 @@ _entry_points_loaded = False
 
 class RegistryError(LookupError):
     """A component name that does not resolve."""
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How far a config may name code: all of it (`whole`: the user's own files), or only the key paths the
+    user typed on the command line (`typed`), as for a config a checkpoint or run folder carries."""
+
+    whole: bool = True
+    typed: frozenset[tuple] = frozenset()
+
+    @classmethod
+    def given(cls, trusted: bool, origins: Mapping[tuple, str] | None = None) -> "Trust":
+        """The trust of a config that is `trusted` or not, its flags (origins that start with `-`) the user's own."""
+        return cls(trusted, frozenset(path for path, origin in (origins or {}).items() if str(origin).startswith("-")))
+
+    def of(self, path: tuple) -> bool:
+        """Whether the value at `path` may name code."""
+        return self.whole or any(path[:n] in self.typed for n in range(1, len(path) + 1))
+
+
+def untrusted_message(name: str, what: str) -> str:
+    return (f"{name!r} is a dotted import path in a config from a checkpoint or run folder, which is data, not code: "
+            f"EdnaML imports it only with --trust (or name {what})")
 
 
 def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
@@ -91,13 +127,17 @@ def _load_entry_points() -> None:
         ep.load()  # importing the module runs its @register decorators
 
 
-def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = ()) -> list[str]:
+def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = (), trusted: bool = True) -> list[str]:
     """Import user files (`my_losses.py`) or modules (`mypkg.losses`) so their registrations run.
 
     A relative file path is looked for in `search_dirs` (the config files' folders), then the working
-    directory. Returns the sources as imported: files as absolute paths, modules by name.
+    directory. Returns the sources as imported: files as absolute paths, modules by name. Sources that are
+    not `trusted` (a checkpoint's or run folder's IMPORTS) are refused with RegistryError, nothing imported.
     """
-    search_dirs = list(search_dirs)
+    search_dirs, sources = list(search_dirs), list(sources)
+    if sources and not trusted:
+        raise RegistryError(f"{sources} come from a checkpoint or run folder, which is data, not code: EdnaML imports "
+                            "them only with --trust (read them first)")
     imported = []
     for source in sources:
         path = Path(source)
@@ -200,9 +240,13 @@ def _kind_bases(kind: str) -> tuple[type, ...]:
 def get(kind: str, name: str, trusted: bool = True) -> Any:
     """Resolve a component by registered name or dotted import path; raise RegistryError with a suggestion.
 
-    A dotted path resolves only to a class of its kind (an nn.Module for a model, an Optimizer, ...); from
-    a config that is not `trusted` (one a checkpoint or run folder carries) it is not imported at all.
+    Every name a config gives becomes a Python object here (the `trainer:` section's `class_path`s too, see
+    LIGHTNING_KINDS). A dotted path resolves only to a class of its kind (an nn.Module for a model, an
+    Optimizer, ...); from a config that is not `trusted` (one a checkpoint or run folder carries) it is not
+    imported at all: only registered components and Lightning's own classes are named then.
     """
+    if kind in LIGHTNING_KINDS:
+        return _lightning_class(kind, name, trusted)
     _load_builtins(kind)
     if name in _components[kind]:
         return _components[kind][name]
@@ -210,8 +254,7 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
     if obj is None and "." in name:
         label = kind.replace("_", " ")
         if not trusted:
-            raise RegistryError(f"{name!r} is a dotted import path in a config from a checkpoint or run folder, which is "
-                                f"data, not code: EdnaML imports it only with --trust (or name a registered {label})")
+            raise RegistryError(untrusted_message(name, f"a registered {label}"))
         obj = _import_dotted(name)
         bases = _kind_bases(kind)
         if obj is not None and not (inspect.isclass(obj) and bases and issubclass(obj, bases)):
@@ -221,6 +264,40 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
                                 f"@ednaml.register.{kind} in a file given to --import")
     if obj is None:
         raise RegistryError(unknown_name_message(kind, name))
+    return obj
+
+
+def _lightning_public(kind: str) -> dict[str, Any]:
+    """`{name: class}` of the public classes of `kind` in Lightning's own modules, by short and dotted name."""
+    found: dict[str, Any] = {}
+    for module_name in LIGHTNING_KINDS[kind][2]:
+        module = importlib.import_module(module_name)
+        for attr in getattr(module, "__all__", ()):
+            obj = getattr(module, attr, None)
+            if inspect.isclass(obj):
+                for spelling in (attr, f"{module_name}.{attr}", f"{obj.__module__}.{obj.__qualname__}"):
+                    found.setdefault(spelling, obj)
+    return found
+
+
+def _lightning_class(kind: str, name: str, trusted: bool) -> Any:
+    """A `trainer:` section's class by name: Lightning's own by short or dotted name; any other dotted path
+    only where `trusted`, and then only a subclass of the kind's Lightning base."""
+    label = kind.replace("lightning_", "Lightning ").replace("_", " ")
+    public = _lightning_public(kind)
+    if name in public:
+        return public[name]
+    if "." not in name:
+        shown = sorted(n for n in public if "." not in n)
+        raise RegistryError(f"{name!r} is not one of Lightning's {label}s" + did_you_mean(name, shown, f"; they are {', '.join(shown)}"))
+    if not trusted:
+        raise RegistryError(untrusted_message(name, f"one of Lightning's own {label}s"))
+    bases = tuple(_import_dotted(base) for base in LIGHTNING_KINDS[kind][1])
+    obj = _import_dotted(name)
+    if obj is None:
+        raise RegistryError(f"{name!r} cannot be imported")
+    if not (inspect.isclass(obj) and issubclass(obj, bases)):
+        raise RegistryError(f"{name!r} is not a {label}: it must be a subclass of " + " or ".join(LIGHTNING_KINDS[kind][1]))
     return obj
 
 

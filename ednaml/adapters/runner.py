@@ -22,6 +22,7 @@ from ednaml.config import sections
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings
+from ednaml.registry import Trust
 from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint
 from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
 from ednaml.faults import explain
@@ -400,7 +401,8 @@ STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule],
 
 
 def run_stage(stage: str, config: sections.Config | dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
-              invocation: dict[str, Any] | None = None, request: PredictRequest | None = None, given: Given | None = None) -> dict[str, Any]:
+              invocation: dict[str, Any] | None = None, request: PredictRequest | None = None, given: Given | None = None,
+              trust: Trust = Trust()) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
 
     With `resume`, fit continues that run in its own folder from its last checkpoint. `request` says what
@@ -415,7 +417,7 @@ def run_stage(stage: str, config: sections.Config | dict[str, Any], ckpt_path: s
                                          request.data if request is not None else None, given)
         before_run(stage, config.SAVE, module, datamodule, resume is not None)
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
-            session.trainer = trainer = build_trainer(config.trainer, str(session.run.path), session.callbacks(), [session.logger])
+            session.trainer = trainer = build_trainer(config.trainer, str(session.run.path), session.callbacks(), [session.logger], trust)
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
             session.tables.append(pipeline_table(config.as_dict(), session.provenance))
             log_run_record(session.wandb, session.run)

@@ -1,20 +1,28 @@
-"""The `trainer:` section: checked against lightning.Trainer's signature and types, then the Trainer built."""
+"""The `trainer:` section: its names through the registry's trust gate, checked against lightning.Trainer's
+signature and types, then the Trainer built."""
 
 from __future__ import annotations
 
+import collections.abc
 import copy
+import datetime
+import enum
 import functools
+import inspect
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
-from ednaml.errors import Problem, show
+from ednaml import registry
+from ednaml.errors import ConfigError, Problem, show
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,8 +41,121 @@ def _reason(err: Exception) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+# ---- the trust gate: what a `trainer:` section names, and what a config from elsewhere may give ----
+
+# The trainer keys that name classes, and whether a plain word there is a Lightning setting ("ddp", "simple").
+_CLASS_KEYS = {key: kind for kind, (key, _, _) in registry.LIGHTNING_KINDS.items()}
+_WORDS = ("strategy", "accelerator", "profiler", "plugins")
+_DATA = (type(None), bool, int, float, str, bytes, PurePath, datetime.timedelta, enum.Enum)
+_CONTAINERS = (list, tuple, set, frozenset, dict, collections.abc.Iterable, collections.abc.Sequence, collections.abc.Mapping)
+_PATH_ARGUMENT = re.compile(r"dir|path|file|root", re.IGNORECASE)  # a class argument where a file is written
+_ONLY_DATA = "; a config from a checkpoint or run folder gives data only: EdnaML takes it with --trust"
+
+
+def _takes_code(annotation: Any) -> bool:
+    """Whether a parameter of this type takes more than data: a callable, or an object of some class."""
+    if annotation in (inspect.Parameter.empty, Any, os.PathLike):
+        return False
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return False
+    if origin is not None:
+        if origin is collections.abc.Callable or origin not in (typing.Union, types.UnionType, *_CONTAINERS):
+            return True
+        return any(_takes_code(a) for a in args if a is not Ellipsis)
+    return not (inspect.isclass(annotation) and issubclass(annotation, _DATA + _CONTAINERS))
+
+
+def _hints(cls: Any) -> dict[str, Any]:
+    """The types of a class's constructor arguments; an argument whose type does not resolve takes code."""
+    target = cls.__init__ if inspect.isclass(cls) else cls
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - a forward reference that does not resolve: treated as code
+        return {name: collections.abc.Callable for name in inspect.signature(target).parameters} if callable(target) else {}
+
+
+def leaves(value: str) -> bool:
+    """Whether a string, read as a path, leaves the folder it is relative to (or is remote)."""
+    return value.startswith(("/", "\\", "~")) or "://" in value or bool(re.match(r"^[A-Za-z]:", value)) \
+        or ".." in re.split(r"[\\/]", value)
+
+
+def _data(value: Any, at: tuple) -> list[Problem]:
+    """A value from a config that is not trusted: plain data, no class inside, no path out of its folder."""
+    if isinstance(value, Mapping):
+        if "class_path" in value:
+            return [Problem(at, f"names a class ({show(value['class_path'])}) where only data is taken")]
+        return [p for key, item in value.items() for p in _data(item, at + (key,))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, item in enumerate(value) for p in _data(item, at + (i,))]
+    if isinstance(value, str) and leaves(value):
+        return [Problem(at, f"{show(value)} is a path outside the run folder")]
+    return []
+
+
+def _entries(key: str, value: Any) -> list[tuple[tuple, str, Mapping[str, Any]]]:
+    """(key path, class name, init_args) of each class a class-valued trainer key names."""
+    items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+    found = []
+    for i, item in items:
+        at = ("trainer", key) if i is None else ("trainer", key, i)
+        if isinstance(item, str) and not (key in _WORDS and "." not in item):
+            found.append((at, item, {}))
+        elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
+            init_args = item.get("init_args") or {}
+            extra = {k: v for k, v in item.items() if k not in ("class_path", "init_args")}
+            found.append((at + ("class_path",), item["class_path"], {**extra, **init_args} if isinstance(init_args, Mapping) else {"init_args": init_args}))
+    return found
+
+
+def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -> list[Problem]:
+    """Every class the `trainer:` section names, resolved by registry.get with the trust level. Where the
+    config may not name code (a checkpoint's, a run folder's): only Lightning's own classes, and for them and
+    every other argument only data: no callable or object, no class_path inside, no path out of the run folder."""
+    problems: list[Problem] = []
+    for key, value in trainer.items():
+        trusted = trust.of(("trainer", key))
+        if key not in _CLASS_KEYS:
+            problems += [] if trusted else [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key))]
+            continue
+        for at, name, init_args in _entries(key, value):
+            try:
+                cls = registry.get(_CLASS_KEYS[key], name, trusted)
+            except registry.RegistryError as err:
+                problems.append(Problem(at, str(err)))
+                continue
+            if trusted:
+                continue
+            hints = _hints(cls)
+            for argument, given in init_args.items():
+                where = at[:-1] + ("init_args", argument)
+                if _takes_code(hints.get(argument, inspect.Parameter.empty)):
+                    problems.append(Problem(where, f"{cls.__name__}'s {argument!r} takes code (a callable or an object)" + _ONLY_DATA))
+                else:
+                    problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(given, where)]
+    return problems
+
+
+def in_run_folder(trainer: Mapping[str, Any], root_dir: str, trust: registry.Trust) -> dict[str, Any]:
+    """The `trainer:` section with each class argument that names where files go (a logger's save_dir, a
+    callback's dirpath) made relative to the run folder where the config may not name code (the gate let
+    through only relative paths), so nothing it names is written elsewhere."""
+    def moved(item: Any) -> Any:
+        if not (isinstance(item, Mapping) and isinstance(item.get("init_args"), Mapping)):
+            return item
+        return {**item, "init_args": {k: str(Path(root_dir) / v) if _PATH_ARGUMENT.search(k) and isinstance(v, str) and not leaves(v)
+                                      else v for k, v in item["init_args"].items()}}
+
+    section = dict(trainer)
+    for key in [k for k in _CLASS_KEYS if k in section and not trust.of(("trainer", k))]:
+        value = section[key]
+        section[key] = [moved(item) for item in value] if isinstance(value, (list, tuple)) else moved(value)
+    return section
+
+
 def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
-    """Each Trainer argument against its type, one problem per bad argument."""
+    """Each Trainer argument against its type, one problem per bad argument (after the gate: it imports)."""
     parser = trainer_parser()
     problems = []
     for key, value in trainer.items():
@@ -57,7 +178,7 @@ def debug_settings(trainer: dict[str, Any]) -> list[str]:
     return found
 
 
-def check_trainer_build(trainer: dict[str, Any]) -> list[Problem]:
+def check_trainer_build(trainer: dict[str, Any], trust: registry.Trust = registry.Trust()) -> list[Problem]:
     """What lightning.Trainer itself refuses once the types are right (an accelerator it does not know,
     devices it cannot use, a strategy that does not fit them), reported at the key that was written."""
     import logging
@@ -65,7 +186,7 @@ def check_trainer_build(trainer: dict[str, Any]) -> list[Problem]:
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING  # not the device banner of a throwaway Trainer
     try:
-        kwargs = trainer_kwargs({k: v for k, v in trainer.items() if k not in ("default_root_dir", "logger", "callbacks")})
+        kwargs = trainer_kwargs({k: v for k, v in trainer.items() if k not in ("default_root_dir", "logger", "callbacks")}, trust)
         pl.Trainer(**{"enable_progress_bar": False, "enable_model_summary": False, **kwargs, "logger": False, "enable_checkpointing": False})
     except Exception as err:  # noqa: BLE001 - Lightning raises several kinds for a setting it cannot use
         text = " ".join(str(err).split())
@@ -78,8 +199,11 @@ def check_trainer_build(trainer: dict[str, Any]) -> list[Problem]:
     return []
 
 
-def trainer_kwargs(trainer: dict[str, Any]) -> dict[str, Any]:
-    """Trainer arguments with `{class_path, init_args}` callbacks, loggers and plugins instantiated."""
+def trainer_kwargs(trainer: dict[str, Any], trust: registry.Trust = registry.Trust()) -> dict[str, Any]:
+    """Trainer arguments with `{class_path, init_args}` callbacks, loggers and plugins instantiated, after
+    the gate: a section that names more than its `trust` allows raises ConfigError, nothing imported."""
+    if problems := gate(trainer, trust):
+        raise ConfigError(problems)
     parser = trainer_parser()
     namespace = parser.instantiate(parser.parse_object({"trainer": copy.deepcopy(trainer)}, defaults=False))
     return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
@@ -105,9 +229,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             temporary.unlink(missing_ok=True)
 
 
-def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list) -> pl.Trainer:
-    """The Trainer of the `trainer:` section, with EdnaML's callbacks and loggers added to the user's own."""
-    kwargs = trainer_kwargs({k: v for k, v in trainer.items() if k != "default_root_dir"})
+def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list,
+                  trust: registry.Trust = registry.Trust()) -> pl.Trainer:
+    """The Trainer of the `trainer:` section, with EdnaML's callbacks and loggers added to the user's own; where
+    the config may not name code, the files its classes write go into the run folder `root_dir`."""
+    given = {k: v for k, v in trainer.items() if k != "default_root_dir"}
+    kwargs = trainer_kwargs(in_run_folder(given, root_dir, trust), trust)
     user_callbacks = kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]

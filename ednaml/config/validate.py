@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ednaml.config.arguments import check_arguments
 from ednaml.config.load import ConfigWarning
 from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths
 from ednaml.deploy import FORMATS
 from ednaml.errors import ConfigError, Problem, did_you_mean, locate, show
+
+if TYPE_CHECKING:
+    from ednaml.registry import Trust
 
 NAME_LENGTH = 40
 NAME_PART = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._+-]{{0,{NAME_LENGTH - 1}}}")
@@ -252,7 +255,7 @@ RULES: list[Rule] = [counts_are_positive, frequencies_in_range, learning_rates_i
 # ---- components: names resolve, kwargs fit their signatures ----
 
 
-def _resolver(problems: list[Problem], trusted: bool = True) -> Callable[[str, Any, tuple], Any]:
+def _resolver(problems: list[Problem], trust: Trust) -> Callable[[str, Any, tuple], Any]:
     from ednaml import registry
 
     def resolve(kind: str, name: Any, path: tuple) -> Any:
@@ -260,7 +263,7 @@ def _resolver(problems: list[Problem], trusted: bool = True) -> Callable[[str, A
             problems.append(Problem(path, f"{show(name)} is not a {kind.replace('_', ' ')} name"))
             return None
         try:
-            return registry.get(kind, name, trusted)
+            return registry.get(kind, name, trust.of(path))
         except registry.RegistryError as err:
             problems.append(Problem(path, str(err)))
         except ImportError as err:  # a component whose optional extra is missing
@@ -350,53 +353,57 @@ def deployment_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Prob
             problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS", "format"), f"{show(value)} is not one of {', '.join(FORMATS.values())}"))
 
 
-def trainer_keys_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    problems += check_trainer_keys(cfg["trainer"])
-
-
 # Each component rule reads the resolved components and adds what it finds to `problems` as it goes, so a
 # rule that stops at a malformed value keeps what it found before it.
 COMPONENT_RULES = [step_logic_fits, data_reader_fits, data_loader_fits, model_fits, losses_fit, optimizers_fit, plugins_fit,
-                   deployment_fits, trainer_keys_fit]
+                   deployment_fits]
 
 
-def check_components(cfg: dict[str, Any], trusted: bool = True) -> list[Problem]:
-    """Every component name resolves (dotted paths only where `trusted`), then every kwarg is a parameter of
-    its component; each rule on its own, as in run_rules."""
+def check_components(cfg: dict[str, Any], trust: Trust | None = None) -> list[Problem]:
+    """Every component name resolves (dotted paths only where `trust` allows: a registry.Trust, default the
+    whole config), then every kwarg is a parameter of its component; each rule on its own, as in run_rules."""
+    from ednaml.registry import Trust
+
+    trust = trust or Trust()
     problems: list[Problem] = []
-    resolve = _resolver(problems, trusted)
+    resolve = _resolver(problems, trust)
     resolved = {path: resolve(kind, name, path) for path, kind, name in component_paths(cfg)}
     for rule in COMPONENT_RULES:
         try:
             rule(cfg, resolved, problems)
         except (KeyError, TypeError, AttributeError, IndexError, ValueError):
             continue
+    if isinstance(cfg.get("trainer"), dict):
+        problems += check_trainer_keys(cfg["trainer"], trust)
     return problems
 
 
-def check_trainer_keys(trainer: dict[str, Any]) -> list[Problem]:
-    """Names against lightning.Trainer's signature, then each value against its type."""
+def check_trainer_keys(trainer: dict[str, Any], trust: Trust) -> list[Problem]:
+    """Names against lightning.Trainer's signature, the classes it names through the trust gate, then each
+    value against its type (only values the gate let through reach jsonargparse, which imports classes)."""
     from lightning.pytorch import Trainer
 
-    from ednaml.adapters.trainer import check_trainer_values
+    from ednaml.adapters.trainer import check_trainer_values, gate
 
     problems = check_arguments("lightning", Trainer, trainer, ("trainer",))
-    if isinstance(trainer, dict):
-        linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
-        known = {k: v for k, v in trainer.items() if k not in linked and not any(p.path == ("trainer", k) for p in problems)}
-        problems += check_trainer_values(known)
-    return problems
+    problems += gate({k: v for k, v in trainer.items() if not any(p.path == ("trainer", k) for p in problems)}, trust)
+    linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
+    known = {k: v for k, v in trainer.items() if k not in linked and not any(p.path[:2] == ("trainer", k) for p in problems)}
+    return problems + check_trainer_values(known)
 
 
 def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None,
              trusted: bool = True) -> None:
     """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from).
     A config that is not `trusted` (from a checkpoint or run folder) may not name components by import path."""
-    problems = check_structure(cfg) + check_components(cfg, trusted)
+    from ednaml.registry import Trust
+
+    trust = Trust.given(trusted, origins)
+    problems = check_structure(cfg) + check_components(cfg, trust)
     if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
         from ednaml.adapters.trainer import check_trainer_build
 
-        problems = check_trainer_build(cfg["trainer"])
+        problems = check_trainer_build(cfg["trainer"], trust)
         from ednaml.tracking.wandb import login_problem
 
         problems += [p for p in [login_problem(cfg)] if p]
