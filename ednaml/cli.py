@@ -390,17 +390,19 @@ def _sweep(args: dict[str, Any]) -> int:
         found = SWEEPS / check_name(args["best"], "--best") / "sweep.json"
         if not found.is_file():
             raise UsageError(f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)")
+        from ednaml.tracking.run_folder import RunFolderError, read_run_json, read_run_text
+
         try:
-            best = json.loads(found.read_text(encoding="utf-8")).get("best")
+            best = read_run_json(found).get("best")
             run = run_of_trial(best["run"], args["best"], best["number"]) if best else None
-        except (ValueError, AttributeError, KeyError, TypeError):
+        except (RunFolderError, AttributeError, KeyError, TypeError):
             raise UsageError(f"{found} is not a sweep summary (`ednaml sweep` writes it)") from None
         if not best:
             raise UsageError(f"sweep {args['best']} has no complete trial yet")
         if run is None:
             raise UsageError(f"the best trial's run folder {best['run']} is gone, or is not trial {best['number']} of {args['best']}")
         if args["print_config"]:
-            sys.stdout.write((run / "config.yaml").read_text(encoding="utf-8"))
+            sys.stdout.write(read_run_text(run / "config.yaml"))
         else:
             print(f"best trial {best['number']}: {best['value']:.6g}; {run}")
             print("\n".join(f"  {key}: {json.dumps(value)}" for key, value in best["params"].items()))
