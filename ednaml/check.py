@@ -79,8 +79,10 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
             continue
         try:
             loader = data.train_dataloader() if split == "train" else data._evaluation_loader(split)
-            batches[split] = next(iter(loader))
+            batches[split] = data.on_before_batch_transfer(next(iter(loader)), 0)  # a sample that fails: stopped or skipped, as a run does
             lines.append(f"  {split} batch: {shape_of(batches[split])}, {len(loader)} batches")
+            if data.dropped:
+                lines.append(f"    {len(data.dropped)} sample(s) of it failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip)")
         except Exception as err:  # noqa: BLE001
             problems += problems_from(err, ("EXECUTION", "DATAREADER"))
 

@@ -17,6 +17,22 @@ FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", 
                     "--parallel", "--best")
 BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
 
+
+# C0 and C1 control characters but tab and newline (an escape sequence can clear the screen or retitle the
+# terminal; a carriage return hides what came before it), and the bidirectional overrides that reorder text
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text as it is safe to show on a terminal: control characters escaped (ESC as \\x1b), lines and tabs kept.
+    Run names, config values and messages come from files that may be someone else's."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
+def say(*values: Any, file: Any = None, end: str = "\n", flush: bool = False) -> None:
+    """print(), for everything the command line prints: through printable()."""
+    print(printable(" ".join(str(v) for v in values)), file=file, end=end, flush=flush)
+
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
        ednaml fit --resume RUN
@@ -238,16 +254,16 @@ def _list(args: dict[str, Any]) -> int:
             obj = registry.get(kind, pattern)
         except registry.RegistryError as err:
             raise UsageError(str(err)) from None
-        print(f"{kind} {pattern}: {registry.describe(obj)}".rstrip())
-        print("\n".join(_arguments(kind, obj)))
+        say(f"{kind} {pattern}: {registry.describe(obj)}".rstrip())
+        say("\n".join(_arguments(kind, obj)))
         return 0
     for k, rows in registry.catalogue(kind, pattern).items():
         if not rows and kind is None:
             continue
-        print(f"{k}:")
+        say(f"{k}:")
         width = max((len(n) for n, _ in rows), default=0)
         for name, doc in rows:
-            print(f"  {name:<{width}}  {doc}".rstrip())
+            say(f"  {name:<{width}}  {doc}".rstrip())
     return 0
 
 
@@ -259,7 +275,7 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # n
     from ednaml.config.load import ConfigWarning
 
     if issubclass(category, ConfigWarning):
-        return f"ednaml: warning: {message}\n"
+        return printable(f"ednaml: warning: {message}") + "\n"
     return _python_formatwarning(message, category, filename, lineno, line)
 
 
@@ -275,9 +291,9 @@ def _runs(args: dict[str, Any]) -> int:
     rows = table_rows([r for r in found if matches(r, args["experiment"], args["status"], where)
                        and (args["sweep"] is None or ((r.provenance or {}).get("sweep") or {}).get("study") == args["sweep"])])
     if args["json"]:
-        print(json.dumps(rows, indent=2))
+        say(json.dumps(rows, indent=2))
     else:
-        print(format_table(rows) if rows else "no runs match" if found else f"no runs under {root}")
+        say(format_table(rows) if rows else "no runs match" if found else f"no runs under {root}")
     return 0
 
 
@@ -290,7 +306,7 @@ def _diff(args: dict[str, Any]) -> int:
         raise UsageError("`ednaml diff` takes two runs (folders or run ids) or config files")
     root = args["root"] or "runs"
     result = diff(side(args["positional"][0], root), side(args["positional"][1], root))
-    print(json.dumps(result, indent=2, default=str) if args["json"] else format_diff(result))
+    say(json.dumps(result, indent=2, default=str) if args["json"] else format_diff(result))
     return 0
 
 
@@ -301,7 +317,7 @@ def _reproduce(args: dict[str, Any]) -> int:
         raise UsageError("`ednaml reproduce` takes one run (its folder or run id)")
     summary, difference = reproduce(args["positional"][0], args["root"] or "runs", trust=args["trust"])
     _report(summary)
-    print("\n" + difference)
+    say("\n" + difference)
     return 0 if summary["status"] == "finished" else 1
 
 
@@ -320,18 +336,18 @@ def _sync(args: dict[str, Any]) -> int:
         run = resolve_run(ref, args["root"] or "runs")
         offline = sync_plan(run, trust=args["trust"])
         if not offline:
-            print(f"{run}: no offline W&B run (it ran with W&B online or disabled)")
+            say(f"{run}: no offline W&B run (it ran with W&B online or disabled)")
         for each in offline:
-            print(f"{each.directory}: {len(each.files) + len(each.artifacts)} files" + (" would be sent" if args["dry-run"] else ""))
+            say(f"{each.directory}: {len(each.files) + len(each.artifacts)} files" + (" would be sent" if args["dry-run"] else ""))
             root = run.resolve()
-            print("\n".join(f"  {path.relative_to(root) if path.is_relative_to(root) else path}" for path in each.files + each.artifacts))
+            say("\n".join(f"  {path.relative_to(root) if path.is_relative_to(root) else path}" for path in each.files + each.artifacts))
             if each.moved:
-                print(f"  (the run folder was moved: {len(each.moved)} artifact paths of its W&B log point here"
+                say(f"  (the run folder was moved: {len(each.moved)} artifact paths of its W&B log point here"
                       + (" when it is sent)" if args["dry-run"] else ")"))
             problems += [f"{each.directory}: {problem}" for problem in each.problems]
         plans += offline
     if problems:
-        print("\n".join(["nothing was sent:", *problems]), file=sys.stderr)
+        say("\n".join(["nothing was sent:", *problems]), file=sys.stderr)
         return 2
     if args["dry-run"] or not plans:
         return 0
@@ -341,7 +357,7 @@ def _sync(args: dict[str, Any]) -> int:
     for each in plans:
         relocate(each)
     result = subprocess.run([wandb, "sync", *(str(each.directory) for each in plans)])
-    print(f"sent {len(plans)} offline W&B run(s)" if result.returncode == 0 else f"wandb sync failed (exit {result.returncode})")
+    say(f"sent {len(plans)} offline W&B run(s)" if result.returncode == 0 else f"wandb sync failed (exit {result.returncode})")
     return 0 if result.returncode == 0 else 1
 
 
@@ -358,9 +374,9 @@ def _export(args: dict[str, Any]) -> int:
     experiment = EdnaML(ckpt_path=str(checkpoint), imports=args["imports"], trust=True if args["trust"] else None)
     folder, described = export(experiment.config, checkpoint, args["format"], args["output"])
     check = described["check"]
-    print(f"exported {checkpoint} as {args['format']}: {folder / described['file']}")
-    print(f"  outputs: {', '.join(o['name'] for o in described['outputs'])}; described in {folder / 'model.json'}")
-    print("  against the checkpoint: " + (f"largest difference {check['max_abs_difference']:.2e}" if "max_abs_difference" in check else check["skipped"]))
+    say(f"exported {checkpoint} as {args['format']}: {folder / described['file']}")
+    say(f"  outputs: {', '.join(o['name'] for o in described['outputs'])}; described in {folder / 'model.json'}")
+    say("  against the checkpoint: " + (f"largest difference {check['max_abs_difference']:.2e}" if "max_abs_difference" in check else check["skipped"]))
     return 0
 
 
@@ -390,20 +406,22 @@ def _sweep(args: dict[str, Any]) -> int:
         found = SWEEPS / check_name(args["best"], "--best") / "sweep.json"
         if not found.is_file():
             raise UsageError(f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)")
+        from ednaml.tracking.run_folder import RunFolderError, read_run_json, read_run_text
+
         try:
-            best = json.loads(found.read_text(encoding="utf-8")).get("best")
+            best = read_run_json(found).get("best")
             run = run_of_trial(best["run"], args["best"], best["number"]) if best else None
-        except (ValueError, AttributeError, KeyError, TypeError):
+        except (RunFolderError, AttributeError, KeyError, TypeError):
             raise UsageError(f"{found} is not a sweep summary (`ednaml sweep` writes it)") from None
         if not best:
             raise UsageError(f"sweep {args['best']} has no complete trial yet")
         if run is None:
             raise UsageError(f"the best trial's run folder {best['run']} is gone, or is not trial {best['number']} of {args['best']}")
         if args["print_config"]:
-            sys.stdout.write((run / "config.yaml").read_text(encoding="utf-8"))
+            say(read_run_text(run / "config.yaml"), end="")
         else:
-            print(f"best trial {best['number']}: {best['value']:.6g}; {run}")
-            print("\n".join(f"  {key}: {json.dumps(value)}" for key, value in best["params"].items()))
+            say(f"best trial {best['number']}: {best['value']:.6g}; {run}")
+            say("\n".join(f"  {key}: {json.dumps(value)}" for key, value in best["params"].items()))
         return 0
     if not args["config"] or not args["sweep"]:
         raise UsageError("`ednaml sweep` needs --config CFG.yml and --sweep SPACE.yml (or --best NAME)")
@@ -413,9 +431,9 @@ def _sweep(args: dict[str, Any]) -> int:
 
     record = summary(sweep)
     counts = ", ".join(f"{n} {state}" for state, n in record["counts"].items() if n)
-    print(f"\nsweep {sweep.name}: {counts}; results in {sweep.folder}/ (sweep.json, trials.csv, report.html)")
+    say(f"\nsweep {sweep.name}: {counts}; results in {sweep.folder}/ (sweep.json, trials.csv, report.html)")
     if best := record["best"]:
-        print(f"best: trial {best['number']}, {record['metric']} {best['value']:.4f}: {best['run']}")
+        say(f"best: trial {best['number']}, {record['metric']} {best['value']:.4f}: {best['run']}")
     return 0
 
 
@@ -433,11 +451,11 @@ def _migrate(args: dict[str, Any]) -> int:
         raise UsageError(f"-o {target}: the folder {target.parent} does not exist")
     text, notes, problems = migrate(args["positional"][0])
     if target is None:
-        sys.stdout.write(text)
+        say(text, end="")
     else:
         with open(target, "x", encoding="utf-8") as handle:
             handle.write(text)
-        print(f"wrote {target}: {len(notes)} change(s) noted at its top" + (f"; {len(problems)} thing(s) still to do, "
+        say(f"wrote {target}: {len(notes)} change(s) noted at its top" + (f"; {len(problems)} thing(s) still to do, "
               "listed there too" if problems else "; `ednaml check` finds no problem"))
     return 0
 
@@ -451,10 +469,10 @@ def _check(args: dict[str, Any]) -> int:
         raise UsageError("`ednaml check` needs --config FILE")
     experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"])
     lines, problems = check(experiment.config, experiment.trust)
-    print("\n".join(lines))
+    say("\n".join(lines))
     if problems:
         raise ConfigError(locate(problems, experiment.origins), ", ".join(args["config"]))
-    print("ready to train")
+    say("ready to train")
     return 0
 
 
@@ -463,7 +481,7 @@ def _run(args: dict[str, Any]) -> int:
     from ednaml.config import dump
 
     if args["help"]:
-        print(USAGE + _trainer_help())
+        say(USAGE + _trainer_help())
         return 0
     ckpt = dict(args["overrides"]).get("ckpt_path")
     if (args["data"] or args["output"]) and args["command"] != "predict":
@@ -486,7 +504,7 @@ def _run(args: dict[str, Any]) -> int:
                             trust=True if args["trust"] else None)
     experiment.invocation["argv"] = args["argv"]
     if args["print_config"]:
-        sys.stdout.write(dump(experiment.config))
+        say(dump(experiment.config), end="")
         return 0
     request = None
     if args["command"] == "predict":
@@ -505,15 +523,15 @@ def _report(summary: dict[str, Any]) -> None:
     final = summary.get("final", {})
     # the total loss and the metrics (lower-case names), not each loss term (NAME/LossClass)
     shown = {k: v for k, v in final.items() if k.startswith(("test/", "val/")) and v is not None and k.rsplit("/", 1)[1].islower()}
-    print(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
+    say(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
     for key, value in sorted(shown.items()):
-        print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
+        say(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
     for warning in summary.get("warnings", []):
-        print(f"ednaml: warning: {warning}", file=sys.stderr)
+        say(f"ednaml: warning: {warning}", file=sys.stderr)
     if error := summary.get("backup_error"):
-        print(f"ednaml: warning: {error}", file=sys.stderr)
+        say(f"ednaml: warning: {error}", file=sys.stderr)
     if skipped := summary.get("skipped_samples"):
-        print(f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
+        say(f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
               f"summary.json lists them", file=sys.stderr)
 
 
@@ -543,19 +561,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # they are frozen (adapters.runner.frozen_for_the_run).
             gc.disable()
         if args["command"] == "help":
-            print(USAGE)
+            say(USAGE)
             return 0
         if args["command"] == "version":
             from ednaml.version import __version__
 
-            print(f"ednaml {__version__}")
+            say(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
         commands = {"check": _check, "sweep": _sweep, "migrate": _migrate, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
                     "export": _export}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:
-        print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
+        say(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001
         from ednaml.errors import USER_ERRORS, ConfigError, RunStopped
@@ -563,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug or not isinstance(err, USER_ERRORS):
             raise
         lead = "run stopped: " if isinstance(err, RunStopped) else "" if isinstance(err, ConfigError) else "error: "
-        print(f"ednaml: {lead}{err}", file=sys.stderr)
+        say(f"ednaml: {lead}{err}", file=sys.stderr)
         return err.exit_code
     finally:
         warnings.formatwarning = previous

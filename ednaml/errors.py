@@ -110,6 +110,13 @@ class DataError(ValueError):
         super().__init__(f"{key}: {message}")
 
 
+class RunFolderError(Exception):
+    """A file of a run folder that is not read: too large, not a regular file (a link to a device, a pipe) or
+    not UTF-8 text. A run folder may come from someone else."""
+
+    exit_code = 2
+
+
 class MissingExtra(ImportError):
     """An optional package that a component needs is not installed."""
 
@@ -136,4 +143,4 @@ class NonFiniteLoss(RunStopped):
 
 
 # Ended by the command line with their message and exit code; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, BuildError, DataError, MissingExtra, RunStopped)
+USER_ERRORS = (ConfigError, BuildError, DataError, RunFolderError, MissingExtra, RunStopped)

@@ -43,24 +43,29 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a file")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{str(path)!r} is {path.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
-    raw = path.read_bytes()
+    return parse_config(path.read_bytes(), str(path))
+
+
+def parse_config(raw: bytes, name: str) -> dict[str, Any]:
+    """A config file's bytes -> its mapping of sections (safe YAML, YAML 1.2 numbers, within the limits of
+    parse_yaml); errors name the file `name` (and line)."""
     if b"\x00" in raw[:4096]:
-        raise ConfigError(f"{str(path)!r} is a binary file, not a YAML config")
+        raise ConfigError(f"{name!r} is a binary file, not a YAML config")
     try:
         data = parse_yaml(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(f"{str(path)!r} is not UTF-8 text, not a YAML config") from None
+        raise ConfigError(f"{name!r} is not UTF-8 text, not a YAML config") from None
     except TooLarge as err:
-        raise ConfigError(f"{str(path)!r}: {err}") from None
+        raise ConfigError(f"{name!r}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"YAML syntax error in {str(path)!r}{where}: {problem}") from None
+        raise ConfigError(f"YAML syntax error in {name!r}{where}: {problem}") from None
     if data is None:
-        raise ConfigError(f"{str(path)!r} is empty; a config needs at least one section (e.g. EXECUTION:)")
+        raise ConfigError(f"{name!r} is empty; a config needs at least one section (e.g. EXECUTION:)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{str(path)!r} holds a {type(data).__name__}, not a mapping of sections")
+        raise ConfigError(f"{name!r} holds a {type(data).__name__}, not a mapping of sections")
     return data
 
 
@@ -501,5 +506,5 @@ def dump(cfg: dict[str, Any]) -> str:
 
 __all__ = [
     "ConfigError", "Problem", "as_mapping", "deep_merge", "dump", "get_path", "parse_key_path", "parse_value", "parse_yaml",
-    "read_yaml", "resolve",
+    "parse_config", "read_yaml", "resolve",
 ]

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import yaml
 
 MAX_CONFIG_NODES = 100_000  # after aliases are expanded: a small file of nested aliases cannot become millions
+MAX_CONFIG_DEPTH = 100  # levels of mappings and lists: a config has a handful; Python's stack ends near a thousand
 
 
 class YAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's C parser where installed
@@ -57,8 +58,9 @@ YAMLLoader.add_constructor("!delete", _construct_delete)
 
 
 def parse_yaml(text: str) -> Any:
-    """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them, and at most
-    MAX_CONFIG_NODES values once aliases are expanded."""
+    """YAML text -> Python data: safe (no Python objects), numbers as YAML 1.2 reads them, at most
+    MAX_CONFIG_DEPTH levels deep and MAX_CONFIG_NODES values once aliases are expanded."""
+    _check_nesting(text)
     data = yaml.load(text, Loader=YAMLLoader)  # noqa: S506 - a safe loader
     _check_expansion(data)
     return data
@@ -68,26 +70,50 @@ class TooLarge(yaml.YAMLError):
     """YAML that is well-formed but expands beyond what a config may hold."""
 
 
+def _check_nesting(text: str) -> None:
+    """Nesting deeper than MAX_CONFIG_DEPTH as written is refused before anything is built: building it
+    would recurse that deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=YAMLLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                raise TooLarge(f"it nests more than {MAX_CONFIG_DEPTH} levels deep; a config nests at most {MAX_CONFIG_DEPTH}")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _check_expansion(data: Any) -> None:
-    sizes: dict[int, int] = {}  # shared (aliased) mappings and lists are counted once per use, computed once
-    active: set[int] = set()
+    """Values and depth once aliases are expanded, walked without recursion; a shared (aliased) mapping or
+    list is counted once per use and walked once."""
+    measured: dict[int, tuple[int, int]] = {}  # id -> (values, depth)
+    active: set[int] = set()  # the mappings and lists above the one being walked
 
-    def size(value: Any) -> int:
+    def children(value: Any) -> list[Any]:
+        return list(value.values() if isinstance(value, dict) else value)
+
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, walked = stack.pop()
         if not isinstance(value, (dict, list)):
-            return 1
+            continue
         key = id(value)
-        if key in active:
-            raise TooLarge("an alias refers to a mapping or list that contains it")
-        if key not in sizes:
-            active.add(key)
-            children = value.values() if isinstance(value, dict) else value
-            sizes[key] = 1 + sum(size(child) for child in children)
+        if walked:
+            below = children(value)
+            inner = [measured[id(c)] for c in below if isinstance(c, (dict, list))]
+            measured[key] = (1 + len(below) - len(inner) + sum(n for n, _ in inner), 1 + max((d for _, d in inner), default=0))
             active.discard(key)
-        return sizes[key]
-
-    total = size(data)
+        elif key in active:
+            raise TooLarge("an alias refers to a mapping or list that contains it")
+        elif key not in measured:
+            active.add(key)
+            stack.append((value, True))
+            stack += [(child, False) for child in children(value)]
+    total, depth = measured.get(id(data), (1, 0))
     if total > MAX_CONFIG_NODES:
         raise TooLarge(f"its aliases expand to {total:,} values; a config holds at most {MAX_CONFIG_NODES:,}")
+    if depth > MAX_CONFIG_DEPTH:
+        raise TooLarge(f"its aliases nest {depth:,} levels deep; a config nests at most {MAX_CONFIG_DEPTH}")
 
 
 def parse_value(text: str) -> Any:

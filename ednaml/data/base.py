@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
+from ednaml.errors import DataError
+
 # One sample: its input (a path, an array, ...) and one class index per label.
 Sample = tuple[Any, tuple[int, ...]]
 SPLITS = ("train", "val", "test")
+
+
+def read_rows(path: Path, key: str) -> list[dict[str, Any]]:
+    """The rows of a CSV manifest (or, for .jsonl / .json, of a JSON Lines file); a file that is not UTF-8 text
+    or not JSON Lines is a DataError at `key`, naming it."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            if path.suffix.lower() in (".jsonl", ".json"):
+                return [json.loads(line) for line in handle if line.strip()]
+            return list(csv.DictReader(handle))
+    except UnicodeDecodeError as err:
+        raise DataError(key, f"{str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                             "save it as UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise DataError(key, f"{str(path)!r} is not JSON Lines: {err}") from None
 
 
 @dataclass

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
 from ednaml.data.transforms import image_transforms
 from ednaml.errors import DataError
 from ednaml.registry import register
@@ -32,7 +31,7 @@ class ImageDataset(LabelledDataset):
             try:
                 with Image.open(item) as image:
                     return image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
-            except (OSError, ValueError, SyntaxError) as err:  # damaged after the crawl checked it
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # changed after the crawl checked it
                 raise DataError("EXECUTION.DATAREADER", f"image {str(item)!r} cannot be read: {err}") from None
         return item
 
@@ -52,6 +51,8 @@ def check_images(paths: Sequence[str], key: str) -> None:
             try:
                 with Image.open(file) as image:
                     image.size  # the header is parsed on open
+            except Image.DecompressionBombError:  # a header claiming more pixels than any image here: decoding would fill memory
+                bad.append(f"{path} (its header claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels)")
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
                 bad.append(f"{path} (not a readable image)")
     if bad:
@@ -238,8 +239,7 @@ class CSVManifestCrawler(Crawler):
         path = Path(self.manifest).expanduser()
         if not path.is_file():
             raise DataError(f"{_ARGS}.manifest", f"file {self.manifest!r} does not exist")
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = read_rows(path, f"{_ARGS}.manifest")
         columns = list(rows[0]) if rows else []
         wanted = [("path_column", self.path_column)] + [("label_columns", c) for c in self.label_columns]
         if self.split_column:

@@ -6,14 +6,12 @@ and travels with the run (run folder and checkpoints), so test and predict see t
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
 
-from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, seeded_split
+from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
 from ednaml.errors import DataError
 from ednaml.registry import register
 from ednaml.utils import require
@@ -31,11 +29,7 @@ def _splits(samples: list[Sample], test_fraction: float, seed: int) -> dict[str,
 def _read_rows(path: Path, key: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{_ARGS}.{key}", f"file {str(path)!r} does not exist")
-    if path.suffix.lower() in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return read_rows(path, f"{_ARGS}.{key}")
 
 
 class TextFilesCrawler(Crawler):

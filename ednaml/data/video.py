@@ -7,7 +7,6 @@ overlapping windows do not leak between splits.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample
+from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows
 from ednaml.data.transforms import check_normalization
 from ednaml.errors import DataError
 from ednaml.registry import register
@@ -82,8 +81,7 @@ class VideoClipsCrawler(Crawler):
             path = Path(self.manifest)
             if not path.is_file():
                 raise DataError(f"{_ARGS}.manifest", f"file {self.manifest!r} does not exist")
-            with path.open(newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
+            rows = read_rows(path, f"{_ARGS}.manifest")
             columns = list(rows[0]) if rows else []
             for column in ["path"] + self.label_columns:
                 if column not in columns:

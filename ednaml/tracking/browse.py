@@ -5,15 +5,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import operator
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ednaml.config.load import parse_yaml
 from ednaml.errors import ConfigError, did_you_mean, format_path
-from ednaml.tracking.run_folder import held
+from ednaml.tracking.run_folder import held, load_yaml, read_run_text
 from ednaml.utils import text_table
 
 DEFAULT_ROOT = "runs"
@@ -37,16 +35,20 @@ class Run:
         return self.path.parent.name
 
 
-def _read(path: Path, loader: Any) -> Any:
-    try:
-        return loader(path.read_text(encoding="utf-8")) if path.exists() else None
-    except (ValueError, yaml.YAMLError):
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON record of the run, None where it is missing or damaged; one that cannot be read safely is refused."""
+    if not os.path.lexists(path):
         return None
+    try:
+        record = json.loads(read_run_text(path))
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_run(path: Path) -> Run:
-    return Run(path, _read(path / "config.yaml", parse_yaml), _read(path / "summary.json", json.loads) or {},
-               _read(path / "provenance.json", json.loads))
+    config = load_yaml(path / "config.yaml") if os.path.lexists(path / "config.yaml") else None
+    return Run(path, config, _read_record(path / "summary.json") or {}, _read_record(path / "provenance.json"))
 
 
 def find_runs(root: str | Path = DEFAULT_ROOT) -> list[Run]:

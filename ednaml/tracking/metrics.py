@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ednaml.tracking.run_folder import write_atomic
+from ednaml.tracking.run_folder import read_run_text, write_atomic
 
 
 def _number(value: Any) -> Any:
@@ -31,10 +31,9 @@ class MetricsCSV:
         self.rows: list[dict[str, Any]] = []
         self.keys: list[str] = ["step"]
         if path.exists():  # a resumed run continues its own file
-            with path.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                self.keys = list(reader.fieldnames or ["step"])
-                self.rows = [dict(row) for row in reader]
+            reader = csv.DictReader(io.StringIO(read_run_text(path), newline=""))
+            self.keys = list(reader.fieldnames or ["step"])
+            self.rows = [dict(row) for row in reader]
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         new_keys = sorted({k for row in rows for k in row} - set(self.keys))

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 from pathlib import Path
 from typing import Any
 
-from ednaml.tracking.run_folder import write_atomic
+from ednaml.tracking.run_folder import read_run_text, write_atomic
 
 WIDTH, HEIGHT = 540, 240
 LEFT, RIGHT, TOP, BOTTOM = 52, 150, 24, 36  # the plot area's margins; the legend sits in the right one
@@ -19,7 +20,7 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return json.loads(read_run_text(path)) if path.exists() else None
 
 
 def _series(rows: list[dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
@@ -201,11 +202,10 @@ def build_report(run_dir: Path) -> str:
     provenance = _read_json(run_dir / "provenance.json") or {}
     groups = _read_json(run_dir / "parameter_groups.json") or []
     confusion = _read_json(run_dir / "confusion.json") or {}
-    config_text = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").exists() else ""
+    config_text = read_run_text(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else ""
     rows: list[dict[str, str]] = []
     if (run_dir / "metrics.csv").exists():
-        with (run_dir / "metrics.csv").open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = list(csv.DictReader(io.StringIO(read_run_text(run_dir / "metrics.csv"), newline="")))
 
     status = summary.get("status", "?")
     final = summary.get("final", {})

@@ -7,12 +7,14 @@ import logging
 import math
 import os
 import secrets
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ednaml.errors import RunFolderError
 from ednaml.tracking.secrets import ScrubFilter, scrub, scrub_text
 from ednaml.utils import is_rank_zero
 
@@ -23,6 +25,7 @@ except ImportError:  # not on Windows: no lock, and `ednaml runs` cannot tell a 
 
 LOCK_FILE = ".lock"
 RUN_ID_ENV = "EDNAML_RUN_ID"  # handed to the processes a DDP launcher starts, so all ranks agree
+MAX_RUN_FILE_BYTES = 100_000_000  # summary, provenance and config are kilobytes, metrics.csv of a long run megabytes
 log = logging.getLogger("ednaml")
 
 
@@ -108,7 +111,7 @@ class RunFolder:
             write_atomic(self.path / name, scrub_text(text))
 
     def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+        return read_run_json(self.path / name)
 
     def lock(self) -> None:
         """Held while a stage runs in this folder: a second fit or resume of the run is refused, and a run
@@ -182,7 +185,45 @@ def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in sorted(metrics.items())}
 
 
-def load_yaml(path: Path) -> Any:
-    from ednaml.config.load import parse_yaml
+def read_run_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> bytes:
+    """The bytes of a file of a run folder. Every read of a run folder goes through here: a run folder may come
+    from someone else, so a file that is not a regular file (a link to /dev/zero, a pipe, a folder) or is
+    over `limit` bytes is refused, naming it, before it is read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device or a pipe is never opened
+            raise RunFolderError(f"{str(path)!r} is not a regular file; a run folder holds only the files EdnaML writes")
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since
+                raise RunFolderError(f"{str(path)!r} is not a regular file; a run folder holds only the files EdnaML writes")
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise RunFolderError(f"{str(path)!r} does not exist") from None
+    except OSError as err:
+        raise RunFolderError(f"{str(path)!r} cannot be read: {err.strerror or err}") from None
+    if len(data) > limit:
+        raise RunFolderError(f"{str(path)!r} is over {limit:,} bytes; EdnaML reads no larger file of a run folder")
+    return data
 
-    return parse_yaml(path.read_text(encoding="utf-8"))
+
+def read_run_text(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> str:
+    """A text file of a run folder (read_run_file), as UTF-8."""
+    try:
+        return read_run_file(path, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunFolderError(f"{str(path)!r} is not UTF-8 text; EdnaML writes every text file of a run folder as UTF-8") from None
+
+
+def read_run_json(path: Path) -> Any:
+    """A JSON file of a run folder (read_run_file); one that is not JSON is refused, naming it."""
+    try:
+        return json.loads(read_run_text(path))
+    except (ValueError, RecursionError) as err:  # RecursionError: JSON nested deeper than Python's stack
+        raise RunFolderError(f"{str(path)!r} is not the JSON EdnaML writes: {err}") from None
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A run folder's config.yaml, read as a config file is: at most MAX_CONFIG_BYTES, aliases and nesting
+    capped, errors naming it."""
+    from ednaml.config.load import MAX_CONFIG_BYTES, parse_config
+
+    return parse_config(read_run_file(path, MAX_CONFIG_BYTES), str(path))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ednaml.errors import RunFolderError
 from ednaml.tracking import wandb_log
 
 STAGED = "/wandb/staging/"
@@ -64,7 +65,7 @@ def _offline_run(directory: Path, root: Path, trust: bool) -> OfflineRun:
         return offline
     try:
         items = wandb_log.payloads(offline.log)[1]
-    except ValueError as error:
+    except (ValueError, RunFolderError) as error:
         offline.problems.append(str(error))
         return offline
     for i, payload in enumerate(items):

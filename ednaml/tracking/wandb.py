@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from ednaml.errors import Problem
-from ednaml.tracking.run_folder import RunFolder, lower_is_better
+from ednaml.tracking.run_folder import RunFolder, lower_is_better, read_run_text
 from ednaml.tracking.secrets import scrub
 
 
@@ -217,12 +217,12 @@ def backfill(logger: Any, run: RunFolder, current_dir: str | None) -> int:
     if logger is None or not (run.path / "metrics.csv").exists():
         return 0
     import csv
+    import io
 
     from ednaml.tracking.wandb_log import missing_rows
 
     logs = _earlier_logs(run, current_dir)
-    with (run.path / "metrics.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(io.StringIO(read_run_text(run.path / "metrics.csv"), newline="")))
     missing = missing_rows(rows, logs)
     for step, values in missing:
         logger.log_metrics(values, step)

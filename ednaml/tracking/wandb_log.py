@@ -18,12 +18,15 @@ from typing import Any, Iterator
 BLOCK = 32 * 1024
 RECORD_HEADER = 7  # crc32 (4), length (2), type (1)
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+MAX_LOG_BYTES = 2_000_000_000  # the log holds every logged row: larger than the other files of a run folder
 
 
 def payloads(path: Path) -> tuple[bytes, list[bytes]]:
     """The log's 7-byte header and each complete record's bytes, in order; a torn last record (a killed
     writer) ends the list."""
-    data = path.read_bytes()
+    from ednaml.tracking.run_folder import read_run_file
+
+    data = read_run_file(path, MAX_LOG_BYTES)
     if len(data) < 7:
         return data, []
     ident, magic, _ = struct.unpack("<4sHB", data[:7])
