@@ -36,11 +36,9 @@ def ednaml_command(*args: str) -> list[str]:
     """`python -m ednaml ARGS` for a child process (a sweep's trial) that imports the same EdnaML as this
     one: with -P (Python 3.11+) the child does not look in the working directory even for `ednaml`, unless
     this process's EdnaML was found there."""
-    import ednaml
-
-    package = os.path.dirname(os.path.dirname(os.path.abspath(ednaml.__file__)))
+    found_in = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this ednaml package
     try:
-        from_here = os.path.samefile(package, os.getcwd())
+        from_here = os.path.samefile(found_in, os.getcwd())
     except OSError:
         from_here = False
     safe = ["-P"] if sys.version_info >= (3, 11) and not from_here else []
