@@ -1,5 +1,13 @@
 """EdnaML: one config describes a whole experiment; Lightning runs it; every choice is recorded."""
 
+import sys
+
+if sys.argv[:1] == ["-m"]:  # `python -m ednaml`: before anything else is imported, not from the working directory
+    from ednaml.startup import drop_working_directory, started_as_module
+
+    if started_as_module():
+        drop_working_directory()
+
 from ednaml.registry import registrar as register
 from ednaml.version import __version__
 

@@ -4,12 +4,11 @@ losses with parameters that the original optimised without a LOSS_OPTIMIZER entr
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any, Callable
 
 from ednaml.config.legacy import note
 from ednaml.config.load import config_warning, dump, noted, read_yaml, resolve
-from ednaml.config.schema import SCHEMA, Key, ListOf, Section
+from ednaml.config.schema import SCHEMA, Key, ListOf, Section, component_paths
 from ednaml.errors import ConfigError, format_path
 
 
@@ -40,26 +39,60 @@ def default_loss_optimizers(cfg: dict[str, Any], warn: Callable[[str], None]) ->
                   f"OPTIMIZER[0]'s settings under OPTIMIZER_NAME {entry['NAME']}", warn)
 
 
+def unchecked_components(config: dict[str, Any]) -> dict[tuple, str]:
+    """The components a config names that resolve only by importing something (a dotted path, or a name
+    its EXECUTION.IMPORTS may register), each with why it is left as written: migrate only translates
+    text, and imports none of the user's files or modules."""
+    from ednaml import registry
+
+    execution = config.get("EXECUTION")
+    imports = (execution.get("IMPORTS") or []) if isinstance(execution, dict) else []
+    unchecked = {}
+    for path, kind, name in component_paths(config):
+        if not isinstance(name, str) or not name or not ("." in name or imports):
+            continue
+        try:
+            registry.get(kind, name, trusted=False)  # a registered name or torch's, never an import
+        except Exception:  # noqa: BLE001 - whatever stops it, it is not resolved without importing
+            label = kind.replace("_", " ")
+            unchecked[path] = f"{format_path(path)}: {name!r}: " + ("a dotted import path" if "." in name else
+                                                                   f"not a registered {label}; EXECUTION.IMPORTS {imports} may register it")
+    trainer = config.get("trainer")
+    for key, value in (trainer.items() if isinstance(trainer, dict) else ()):  # checking a class_path imports its module
+        if outside := [path for path in _class_paths(value) if "." in path and path.split(".")[0] not in ("lightning", "pytorch_lightning", "torch")]:
+            unchecked[("trainer", key)] = f"trainer.{key}: {', '.join(map(repr, outside))}: a class_path outside Lightning"
+    return unchecked
+
+
+def _class_paths(value: Any) -> list[str]:
+    """Every `class_path` in a Trainer argument (a callback, logger or plugin, also inside a list)."""
+    if isinstance(value, list):
+        return [path for each in value for path in _class_paths(each)]
+    if not isinstance(value, dict):
+        return []
+    own = [value["class_path"]] if isinstance(value.get("class_path"), str) else []
+    return own + [path for each in value.values() for path in _class_paths(each)]
+
+
 def migrate(path: str) -> tuple[str, list[str], list[str]]:
     """A config written for the original EdnaML as this version's canonical config (every key, in schema
     order, as `--print_config` writes it), headed by a comment line for each thing that changed or was
-    dropped; the notes; and what `ednaml check` would still report (components that are not here)."""
-    from ednaml import registry
+    dropped; the notes; and what `ednaml check` would still report (components that are not here, and
+    those that only importing the config's EXECUTION.IMPORTS or a dotted path could resolve: migrate
+    translates text and runs none of the user's code)."""
     from ednaml.config.validate import validate
 
     with noted(show=False) as notes:
         raw = read_yaml(path)
         config = resolve([path])
-        try:  # the config's own components, so that they are not listed as missing
-            registry.import_sources(list(config["EXECUTION"].get("IMPORTS") or []), [Path(path).parent])
-        except (ImportError, FileNotFoundError, SyntaxError, AttributeError, TypeError):
-            pass  # validation names the import that fails
         default_loss_optimizers(config, config_warning)
+        unchecked = unchecked_components(config)
         try:
-            validate(config, source=str(path))
+            trainer = {k: v for k, v in config["trainer"].items() if ("trainer", k) not in unchecked}
+            validate({**config, "trainer": trainer}, source=str(path), trusted=False)
             problems: list[str] = []
-        except ConfigError as err:
-            problems = [str(problem) for problem in err.problems]
+        except ConfigError as err:  # a component left as written is listed once, as such
+            problems = [str(problem) for problem in err.problems if problem.path not in unchecked]
     if "seed_everything" not in raw:  # resolving picked one; a migrated config leaves it to each run
         config.pop("seed_everything", None)
     # Only the Trainer keys the file set: the ones resolving fills in mirror EdnaML keys (EPOCHS -> max_epochs) or
@@ -78,7 +111,10 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     head += [f"#   - {note}" for note in notes]
     if problems:
         head += ["# Still to do (`ednaml check` reports these):"] + [f"#   - {problem}" for problem in problems]
-    return "\n".join(head) + "\n" + dump(config), notes, problems
+    if unchecked:
+        head += ["# Left as written, not checked (migrate imports nothing; `ednaml check` does, and checks these):"]
+        head += [f"#   - {line}" for line in unchecked.values()]
+    return "\n".join(head) + "\n" + dump(config), notes, problems + list(unchecked.values())
 
 
 def _drop_dead(config: dict[str, Any]) -> list[str]:

@@ -17,7 +17,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import yaml
 
 from ednaml.errors import ConfigError, Problem, RunStopped, UsageError, did_you_mean
+from ednaml.startup import ednaml_command
 from ednaml.sweeps.space import Space, make_pruner
 from ednaml.sweeps.trial import TRIAL_ENV, TrialLink, open_storage, shown_storage
 
@@ -177,8 +177,7 @@ class Sweep:
         args += [a for key, value in self.overrides for a in (f"--{key}", value if isinstance(value, str) else _yaml(value))]
         args += [a for key, value in values.items() for a in (f"--{key}", _yaml(value))]
         args += ["--LOGGING.WANDB_GROUP", self.name, "--LOGGING.WANDB_TAGS", _yaml(tags)]
-        return [sys.executable, "-m", "ednaml", "fit", "--trainer.enable_progress_bar", "false", *(["--resume", resume] if resume else []),
-                *args]
+        return ednaml_command("fit", "--trainer.enable_progress_bar", "false", *(["--resume", resume] if resume else []), *args)
 
     def trial_run(self, number: int) -> Path | None:
         """The run folder trial `number` recorded, where its provenance says it is that trial's run."""
