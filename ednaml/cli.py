@@ -509,18 +509,35 @@ def _report(summary: dict[str, Any]) -> None:
     for key, value in sorted(shown.items()):
         print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
     for warning in summary.get("warnings", []):
-        print(f"ednaml: warning: {warning}", file=sys.stderr)
+        _error(f"ednaml: warning: {warning}")
     if error := summary.get("backup_error"):
-        print(f"ednaml: warning: {error}", file=sys.stderr)
+        _error(f"ednaml: warning: {error}")
     if skipped := summary.get("skipped_samples"):
         print(f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
               f"summary.json lists them", file=sys.stderr)
+
+
+def _error(text: str) -> None:
+    """A message for the user on stderr, its secrets masked as a run folder's are (it may quote a value)."""
+    from ednaml.tracking.secrets import scrub_text
+
+    print(scrub_text(text), file=sys.stderr)
+
+
+def _traceback(kind: type[BaseException], err: BaseException, tb: Any) -> None:
+    """A bug's traceback (or any with --debug), its messages' secrets masked."""
+    import traceback
+
+    from ednaml.tracking.secrets import scrub_text
+
+    sys.stderr.write(scrub_text("".join(traceback.format_exception(kind, err, tb))))
 
 
 def console() -> NoReturn:
     """The `ednaml` command: the allocator's policy (ednaml.allocator), `main`, then the process's end."""
     from ednaml import allocator
 
+    sys.excepthook = _traceback
     allocator.tune()
     code = main()
     allocator.release()
@@ -555,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "export": _export}
         return commands.get(args["command"], _run)(args)
     except UsageError as err:
-        print(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
+        _error(f"ednaml: error: {err}\n(see `ednaml --help`)")
         return 2
     except Exception as err:  # noqa: BLE001
         from ednaml.errors import USER_ERRORS, ConfigError, RunStopped
@@ -563,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug or not isinstance(err, USER_ERRORS):
             raise
         lead = "run stopped: " if isinstance(err, RunStopped) else "" if isinstance(err, ConfigError) else "error: "
-        print(f"ednaml: {lead}{err}", file=sys.stderr)
+        _error(f"ednaml: {lead}{err}")
         return err.exit_code
     finally:
         warnings.formatwarning = previous
