@@ -30,8 +30,12 @@ def printable(text: str) -> str:
 
 
 def say(*values: Any, file: Any = None, end: str = "\n", flush: bool = False) -> None:
-    """print(), for everything the command line prints: through printable()."""
-    print(printable(" ".join(str(v) for v in values)), file=file, end=end, flush=flush)
+    """print(), for everything the command line prints: its secrets masked as a run folder's are (it may quote
+    a value), then through printable()."""
+    from ednaml.tracking.secrets import scrub_text
+
+    print(printable(scrub_text(" ".join(str(v) for v in values))), file=file, end=end, flush=flush)
+
 
 USAGE = """\
 usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
@@ -535,10 +539,20 @@ def _report(summary: dict[str, Any]) -> None:
               f"summary.json lists them", file=sys.stderr)
 
 
+def _traceback(kind: type[BaseException], err: BaseException, tb: Any) -> None:
+    """A bug's traceback (or any with --debug), its messages' secrets masked."""
+    import traceback
+
+    from ednaml.tracking.secrets import scrub_text
+
+    sys.stderr.write(printable(scrub_text("".join(traceback.format_exception(kind, err, tb)))))
+
+
 def console() -> NoReturn:
     """The `ednaml` command: the allocator's policy (ednaml.allocator), `main`, then the process's end."""
     from ednaml import allocator
 
+    sys.excepthook = _traceback
     allocator.tune()
     code = main()
     allocator.release()

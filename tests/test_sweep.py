@@ -141,7 +141,7 @@ def test_sweep_results_hold_no_storage_credentials(tmp_path, monkeypatch):
     result = run_ednaml("sweep", "--config", str(CONFIGS / "digits.yml"), "--sweep", str(tmp_path / "space.yml"), cwd=tmp_path,
                         env={"EDNAML_SWEEP_STORAGE": "nosuchdb://user:hunter2-secret@db.example/optuna"})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "--storage nosuchdb://user:***@db.example/optuna: cannot open the study there" in result.stderr
+    assert "--storage nosuchdb://***@db.example/optuna: cannot open the study there" in result.stderr
     assert "hunter2-secret" not in result.stderr + result.stdout
 
 

@@ -234,7 +234,7 @@ class RunSession:
             if not self.resuming:
                 run.write_config(plain)
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
-                run.write_text("tokenizer.json", tokenizer)
+                run.write_data("tokenizer.json", tokenizer)
             log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
             if (trial := sweep_trial()) is not None and run.writer:
                 trial.record_run(run.path)

@@ -76,13 +76,15 @@ def open_storage(address: str) -> Any:
 
 
 def shown_storage(address: str) -> str:
-    """A storage address fit to print and record: an RDB URL without its password or query string."""
+    """A storage address fit to print and record: an RDB URL without its credentials or query string."""
+    from ednaml.tracking.secrets import scrub_text
+
     if address.startswith("journal:"):
-        return address
+        return scrub_text(address)
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(address).set(query={}).render_as_string(hide_password=True)
+        return scrub_text(make_url(address).set(query={}).render_as_string(hide_password=True))
     except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show its scheme alone
         return address.split("://", 1)[0] + "://***"
 

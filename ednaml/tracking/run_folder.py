@@ -110,6 +110,12 @@ class RunFolder:
         if self.writer:
             write_atomic(self.path / name, scrub_text(text))
 
+    def write_data(self, name: str, text: str) -> None:
+        """A file the run reads back byte for byte (a tokenizer's vocabulary), as the checkpoint holds it: data,
+        not a record, so not masked (a vocabulary's `"key":5` is no secret)."""
+        if self.writer:
+            write_atomic(self.path / name, text)
+
     def read_json(self, name: str) -> Any:
         return read_run_json(self.path / name)
 

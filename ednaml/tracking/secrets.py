@@ -1,8 +1,11 @@
-"""Secrets never reach a run folder, a checkpoint, a log or W&B: the values of secret-looking environment
-variables, config keys and flags with secret-looking names, and credentials in URLs.
+"""Secrets never reach a run folder, a checkpoint, a log, an error message or W&B: the values of secret-looking
+environment variables, config keys and flags with secret-looking names, values given to such names in text
+(`api_key=...`, `{password: ...}`, `API_KEY = "..."`), and credentials in URLs.
 
-Masking replaces whole values, never keys and never short strings, so a recorded config keeps its shape:
-a masked value reads `***`, and resuming or reproducing a run asks for it again.
+One rule, `scrub_text`, masks a string wherever it is recorded or printed; `scrub` applies it to every string
+of a config, a record or a command line, and masks whole values under secret-looking keys. Masking replaces
+values, never keys and never short strings, so a recorded config keeps its shape: a masked value reads `***`,
+and resuming or reproducing a run asks for it again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ from typing import Any
 
 SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_PASS)$|^(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUTH_?TOKEN|AUTHORIZATION|COOKIE",
                          re.IGNORECASE)
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<credentials>[^/@\s:]*:[^/@\s]*)@")
+# scheme://USERINFO@host, USERINFO being `user:password` (the password may hold `/` or `@`) or a token alone: up
+# to the authority's last `@`, so that `u:p@ss@host` and `https://TOKEN@host/x` keep nothing of it.
+URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
+                             r"(?P<credentials>[^\s/?#@:\"'<>]*:[^\s\"'<>]*?|[^\s/?#\"'<>]+?)"
+                             r"@(?![^\s/?#\"'<>]*@)")
+# NAME=VALUE, NAME: VALUE, "NAME": "VALUE", --NAME=VALUE, NAME = "VALUE", NAME: type = "VALUE": a name and what
+# separates it from its value, in a command line, YAML or JSON text, a URL's query, a log line or source code.
+ASSIGNMENT = re.compile(r"(?<![\w.\[\]])(?P<name>[A-Za-z_][\w.\[\]-]*)[\"']?"
+                        r"(?P<sep>[ \t]*:[ \t]*[A-Za-z_][\w\[\]., |]*?[ \t]*=[ \t]*(?=[\"'])|[ \t]*:[ \t]*|=[ \t]*|[ \t]+=[ \t]*)")
+QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+UNQUOTED = re.compile(r"(?:(?:Bearer|Basic|Token)[ \t]+)?[^\s,;&}\])\"'<>]+", re.IGNORECASE)
+NOT_A_VALUE = {"None", "null", "Null", "NULL", "~", "true", "false", "True", "False"}
 FLAG = re.compile(r"^(?P<flag>--?[\w.\[\]-]+)(?:=(?P<value>.*))?$", re.S)
 MASK = "***"
 SHORTEST = 8  # a shorter environment value (`test`, `1`) is too likely to occur by chance to be masked
@@ -40,11 +54,41 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
 
 
 def scrub_text(text: str, secrets: list[str] | None = None) -> str:
-    """Free text (a log line, a report): URL credentials and every secret value masked wherever they occur."""
+    """Any text (a recorded string, a log line, an error message, a diff): every secret environment value, every
+    value given to a secret-looking name and URL credentials masked, wherever they occur."""
     secrets = secret_values() if secrets is None else secrets
     for secret in secrets:
         text = text.replace(secret, MASK)
-    return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text)
+    if "=" in text or ":" in text:
+        text = _mask_assignments(text)
+    return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text) if "://" in text else text
+
+
+def _mask_assignments(text: str) -> str:
+    """Each value given to a secret-looking name masked. Only a name and its separator are matched, so a value
+    is read for names of its own (`note: password=...`)."""
+    kept, done = [], 0
+    for match in ASSIGNMENT.finditer(text):
+        if match.start() < done or not secret_name(match["name"]):
+            continue
+        if span := _value_after(text, match):
+            kept += [text[done:span[0]], MASK]
+            done = span[1]
+    return "".join(kept) + text[done:] if kept else text
+
+
+def _value_after(text: str, match: re.Match[str]) -> tuple[int, int] | None:
+    """Where the value after `NAME=` starts and ends (a quoted one without its quotes). After ` = ` (source
+    code) only a string literal is a value: `API_KEY = os.environ[...]` holds no secret."""
+    if quoted := QUOTED.match(text, match.end()):
+        start, end = quoted.start() + 1, quoted.end() - 1
+    elif match["sep"][:1] in " \t" and match["sep"].strip(" \t") == "=":
+        return None
+    elif unquoted := UNQUOTED.match(text, match.end()):
+        start, end = unquoted.span()
+    else:
+        return None
+    return None if text[start:end] in NOT_A_VALUE | {"", MASK} else (start, end)
 
 
 def _flag(value: Any) -> re.Match[str] | None:
@@ -53,22 +97,13 @@ def _flag(value: Any) -> re.Match[str] | None:
     return FLAG.match(value) if isinstance(value, str) and value.startswith("-") else None
 
 
-def _scrub_string(value: str, secrets: list[str]) -> str:
-    if value in secrets:
-        return MASK
-    flag = _flag(value)
-    if flag and flag["value"] and secret_name(flag["flag"]):  # --db.password=...
-        return f"{flag['flag']}={MASK}"
-    return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", value) if "://" in value else value
-
-
 def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
     """`value` with its secrets masked, at any depth of dicts and lists; keys are never changed."""
     secrets = secret_values() if secrets is None else secrets
     if secret_name(key) and value not in (None, "", [], {}) and not isinstance(value, (bool, Mapping, list, tuple)):
         return MASK
     if isinstance(value, str):
-        return _scrub_string(value, secrets)
+        return MASK if value in secrets else scrub_text(value, secrets)
     if isinstance(value, Mapping):  # a dict, or a config section (read-only)
         return {k: scrub(v, secrets, k) for k, v in value.items()}
     if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) and "=" not in value[0] \
@@ -95,7 +130,7 @@ def masked_paths(config: Any, path: tuple = ()) -> list[tuple]:
 
 
 class ScrubFilter(logging.Filter):
-    """Masks secrets in log records before a handler writes them."""
+    """Masks secrets in log records, their tracebacks included, before a handler writes them."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,4 +139,6 @@ class ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub_text(record.getMessage(), self.secrets)
         record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info), self.secrets)
         return True

@@ -139,7 +139,7 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
         return None, {"mode": "unavailable"}
     os.environ.setdefault("WANDB_SILENT", "true")
     logging_cfg = config["LOGGING"]
-    where = layout(run, config, stage)
+    where = scrub(layout(run, config, stage))  # the notes, name and tags as the config records them
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
     settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
                               x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
