@@ -169,3 +169,13 @@ def test_a_checkpoint_s_runs_root_outside_the_working_directory_is_not_followed(
     assert "default_root_dir" not in experiment.config["trainer"]
     typed = EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), overrides={"trainer.default_root_dir": str(tmp_path / "mine")})
     assert typed.config["trainer"]["default_root_dir"] == str(tmp_path / "mine")
+
+
+def test_a_class_hidden_below_a_checkpoint_s_trainer_entry_is_refused():
+    from ednaml.adapters.trainer import gate
+
+    trust = registry.Trust(whole=False)
+    for section in ({"callbacks": [[{"class_path": "planted.Thing"}]]}, {"logger": {"init_args": {"x": {"class_path": "planted.Thing"}}}},
+                    {"max_epochs": {"class_path": "planted.Thing"}}):
+        (problem,) = gate(section, trust)
+        assert "names a class ('planted.Thing')" in problem.message and "--trust" in problem.message

@@ -119,6 +119,11 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
         if key not in _CLASS_KEYS:
             problems += [] if trusted else [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key))]
             continue
+        if not trusted:  # what names no class here is data all through (jsonargparse would build a class_path inside)
+            items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+            problems += [Problem(p.path, p.message + _ONLY_DATA) for i, item in items
+                         if not (isinstance(item, str) or isinstance(item, Mapping) and isinstance(item.get("class_path"), str))
+                         for p in _data(item, ("trainer", key) if i is None else ("trainer", key, i))]
         for at, name, init_args in _entries(key, value):
             try:
                 cls = registry.get(_CLASS_KEYS[key], name, trusted)
