@@ -100,7 +100,7 @@ def test_migrate_imports_no_dotted_component_or_trainer_class_path(tmp_path, mon
     assert not arch_marker.exists() and not callback_marker.exists()
     assert "my_arch_for_migrate" not in sys.modules and "my_callback_for_migrate" not in sys.modules
     assert "MODEL.MODEL_ARCH: 'my_arch_for_migrate.Net': a dotted import path" in problems
-    assert "trainer.callbacks: 'my_callback_for_migrate.Stop': a class_path outside Lightning" in problems
+    assert "trainer.callbacks[0].class_path: 'my_callback_for_migrate.Stop': a dotted import path outside Lightning" in problems
 
 
 def test_migrate_leaves_a_component_its_imports_would_register_as_written_with_a_note(tmp_path):

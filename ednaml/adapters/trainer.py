@@ -94,18 +94,21 @@ def _data(value: Any, at: tuple) -> list[Problem]:
     return []
 
 
-def _entries(key: str, value: Any) -> list[tuple[tuple, str, Mapping[str, Any]]]:
-    """(key path, class name, init_args) of each class a class-valued trainer key names."""
-    items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+def trainer_classes(trainer: Mapping[str, Any]) -> list[tuple[tuple, str, str, Mapping[str, Any]]]:
+    """(key path, kind, class name, init_args) of each class the `trainer:` section names: a `class_path`, or
+    a word that is not one of Lightning's settings ("ddp", "simple"), in the keys of registry.LIGHTNING_KINDS."""
     found = []
-    for i, item in items:
-        at = ("trainer", key) if i is None else ("trainer", key, i)
-        if isinstance(item, str) and not (key in _WORDS and "." not in item):
-            found.append((at, item, {}))
-        elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
-            init_args = item.get("init_args") or {}
-            extra = {k: v for k, v in item.items() if k not in ("class_path", "init_args")}
-            found.append((at + ("class_path",), item["class_path"], {**extra, **init_args} if isinstance(init_args, Mapping) else {"init_args": init_args}))
+    for key in [k for k in _CLASS_KEYS if k in trainer]:
+        value = trainer[key]
+        for i, item in list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]:
+            at = ("trainer", key) if i is None else ("trainer", key, i)
+            if isinstance(item, str) and not (key in _WORDS and "." not in item):
+                found.append((at, _CLASS_KEYS[key], item, {}))
+            elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
+                init_args = item.get("init_args") or {}
+                extra = {k: v for k, v in item.items() if k not in ("class_path", "init_args")}
+                found.append((at + ("class_path",), _CLASS_KEYS[key], item["class_path"],
+                              {**extra, **init_args} if isinstance(init_args, Mapping) else {"init_args": init_args}))
     return found
 
 
@@ -115,30 +118,32 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
     every other argument only data: no callable or object, no class_path inside, no path out of the run folder."""
     problems: list[Problem] = []
     for key, value in trainer.items():
-        trusted = trust.of(("trainer", key))
-        if key not in _CLASS_KEYS:
-            problems += [] if trusted else [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key))]
+        if trust.of(("trainer", key)):
             continue
-        if not trusted:  # what names no class here is data all through (jsonargparse would build a class_path inside)
-            items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
-            problems += [Problem(p.path, p.message + _ONLY_DATA) for i, item in items
-                         if not (isinstance(item, str) or isinstance(item, Mapping) and isinstance(item.get("class_path"), str))
-                         for p in _data(item, ("trainer", key) if i is None else ("trainer", key, i))]
-        for at, name, init_args in _entries(key, value):
-            try:
-                cls = registry.get(_CLASS_KEYS[key], name, trusted)
-            except registry.RegistryError as err:
-                problems.append(Problem(at, str(err)))
-                continue
-            if trusted:
-                continue
-            hints = _hints(cls)
-            for argument, given in init_args.items():
-                where = at[:-1] + ("init_args", argument)
-                if _takes_code(hints.get(argument, inspect.Parameter.empty)):
-                    problems.append(Problem(where, f"{cls.__name__}'s {argument!r} takes code (a callable or an object)" + _ONLY_DATA))
-                else:
-                    problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(given, where)]
+        if key not in _CLASS_KEYS:
+            problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key))]
+            continue
+        # what names no class here is data all through (jsonargparse would build a class_path inside)
+        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        problems += [Problem(p.path, p.message + _ONLY_DATA) for i, item in items
+                     if not (isinstance(item, str) or isinstance(item, Mapping) and isinstance(item.get("class_path"), str))
+                     for p in _data(item, ("trainer", key) if i is None else ("trainer", key, i))]
+    for at, kind, name, init_args in trainer_classes(trainer):
+        trusted = trust.of(at[:2])
+        try:
+            cls = registry.get(kind, name, trusted)
+        except registry.RegistryError as err:
+            problems.append(Problem(at, str(err)))
+            continue
+        if trusted:
+            continue
+        hints = _hints(cls)
+        for argument, given in init_args.items():
+            where = at[:-1] + ("init_args", argument)
+            if _takes_code(hints.get(argument, inspect.Parameter.empty)):
+                problems.append(Problem(where, f"{cls.__name__}'s {argument!r} takes code (a callable or an object)" + _ONLY_DATA))
+            else:
+                problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(given, where)]
     return problems
 
 

@@ -44,6 +44,7 @@ def unchecked_components(config: dict[str, Any]) -> dict[tuple, str]:
     its EXECUTION.IMPORTS may register), each with why it is left as written: migrate only translates
     text, and imports none of the user's files or modules."""
     from ednaml import registry
+    from ednaml.adapters.trainer import trainer_classes
 
     execution = config.get("EXECUTION")
     imports = (execution.get("IMPORTS") or []) if isinstance(execution, dict) else []
@@ -58,20 +59,12 @@ def unchecked_components(config: dict[str, Any]) -> dict[tuple, str]:
             unchecked[path] = f"{format_path(path)}: {name!r}: " + ("a dotted import path" if "." in name else
                                                                    f"not a registered {label}; EXECUTION.IMPORTS {imports} may register it")
     trainer = config.get("trainer")
-    for key, value in (trainer.items() if isinstance(trainer, dict) else ()):  # checking a class_path imports its module
-        if outside := [path for path in _class_paths(value) if "." in path and path.split(".")[0] not in ("lightning", "pytorch_lightning", "torch")]:
-            unchecked[("trainer", key)] = f"trainer.{key}: {', '.join(map(repr, outside))}: a class_path outside Lightning"
+    for path, kind, name, _ in trainer_classes(trainer) if isinstance(trainer, dict) else ():
+        try:
+            registry.get(kind, name, trusted=False)  # Lightning's own, never an import
+        except registry.RegistryError:
+            unchecked[path[:2]] = f"{format_path(path)}: {name!r}: a dotted import path outside Lightning"
     return unchecked
-
-
-def _class_paths(value: Any) -> list[str]:
-    """Every `class_path` in a Trainer argument (a callback, logger or plugin, also inside a list)."""
-    if isinstance(value, list):
-        return [path for each in value for path in _class_paths(each)]
-    if not isinstance(value, dict):
-        return []
-    own = [value["class_path"]] if isinstance(value.get("class_path"), str) else []
-    return own + [path for each in value.values() for path in _class_paths(each)]
 
 
 def migrate(path: str) -> tuple[str, list[str], list[str]]:
