@@ -179,3 +179,23 @@ def test_a_class_hidden_below_a_checkpoint_s_trainer_entry_is_refused():
                     {"max_epochs": {"class_path": "planted.Thing"}}):
         (problem,) = gate(section, trust)
         assert "names a class ('planted.Thing')" in problem.message and "--trust" in problem.message
+
+
+@pytest.mark.parametrize("changes, key", [({"SAVE.DRIVE_BACKUP": True, "SAVE.CHECKPOINT_DIRECTORY": "s3://elsewhere/x"}, "SAVE.CHECKPOINT_DIRECTORY"),
+                                          ({"SAVE.LOG_BACKUP": True}, "SAVE.CHECKPOINT_DIRECTORY"),
+                                          ({"LOGGING.WANDB_MODE": "online"}, "LOGGING.WANDB_MODE")])
+def test_where_a_run_is_sent_is_never_chosen_by_a_checkpoint(tmp_path, monkeypatch, capsys, changes, key):
+    from ednaml.api import EdnaML
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # logged in: only the trust rule can refuse
+    config = resolve([CONFIGS / "digits.yml"], list(changes.items()))
+    _checkpoint(tmp_path / "given.ckpt", config)
+    assert main(["test", "--ckpt_path", str(tmp_path / "given.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}:" in err and "--trust" in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()
+    mine = str(tmp_path / "backups") if key.startswith("SAVE") else "online"
+    EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), overrides={key: mine})  # the user's own choice: accepted
+    EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), trust=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -392,6 +393,25 @@ def check_trainer_keys(trainer: dict[str, Any], trust: Trust) -> list[Problem]:
     return problems + check_trainer_values(known)
 
 
+def destinations_are_the_users(cfg: dict[str, Any], trust: Trust) -> list[Problem]:
+    """Where this machine sends its run besides the run folder (a backup target, W&B online) is the user's
+    choice: a config from a checkpoint or run folder would send the run (its provenance, git diff and
+    weights) wherever its author says, with this machine's credentials."""
+    problems = []
+    save, logging = cfg.get("SAVE") or {}, cfg.get("LOGGING") or {}
+    target = ("SAVE", "CHECKPOINT_DIRECTORY")
+    if (save.get("DRIVE_BACKUP") or save.get("LOG_BACKUP")) and not trust.of(target):
+        problems.append(Problem(target, f"{show(save.get('CHECKPOINT_DIRECTORY'))} is where backups of this run would go, chosen "
+                                        "by a config from a checkpoint or run folder: give your own with "
+                                        "--SAVE.CHECKPOINT_DIRECTORY DIR, turn backups off with --SAVE.DRIVE_BACKUP false "
+                                        "--SAVE.LOG_BACKUP false, or --trust"))
+    mode = ("LOGGING", "WANDB_MODE")
+    if logging.get("WANDB_MODE") in ("online", "run") and not os.environ.get("WANDB_MODE") and not trust.of(mode):
+        problems.append(Problem(mode, "'online' would upload this run to W&B, chosen by a config from a checkpoint or run "
+                                      "folder: say so yourself (--LOGGING.WANDB_MODE online, or WANDB_MODE=online), or --trust"))
+    return problems
+
+
 def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None,
              trusted: bool = True) -> None:
     """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from).
@@ -400,6 +420,7 @@ def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple
 
     trust = Trust.given(trusted, origins)
     problems = check_structure(cfg) + check_components(cfg, trust)
+    problems += [] if problems else destinations_are_the_users(cfg, trust)
     if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
         from ednaml.adapters.trainer import check_trainer_build
 
