@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ednaml.tracking.run_folder import write_atomic
+from ednaml.tracking.run_folder import open_no_link, write_atomic
 
 
 def _number(value: Any) -> Any:
@@ -31,7 +31,7 @@ class MetricsCSV:
         self.rows: list[dict[str, Any]] = []
         self.keys: list[str] = ["step"]
         if path.exists():  # a resumed run continues its own file
-            with path.open(newline="", encoding="utf-8") as handle:
+            with open_no_link(path, "r", newline="", encoding="utf-8") as handle:
                 reader = csv.DictReader(handle)
                 self.keys = list(reader.fieldnames or ["step"])
                 self.rows = [dict(row) for row in reader]
@@ -47,7 +47,7 @@ class MetricsCSV:
             writer.writerows(self.rows)
             write_atomic(self.path, buffer.getvalue())
             return
-        with self.path.open("a", newline="", encoding="utf-8") as handle:
+        with open_no_link(self.path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, fieldnames=self.keys, lineterminator="\n").writerows(rows)
 
 
