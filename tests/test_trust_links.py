@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
-from ednaml.tracking.run_folder import RunFolderLink, links_out, open_no_link, refuse_links, write_atomic
+from ednaml.errors import RunFolderLink
+from ednaml.tracking.run_folder import links_out, open_no_link, refuse_links, write_atomic
 
 # Every name EdnaML (or W&B, in the folders EdnaML gives it) writes in a run folder. Those the interrupted run
 # already has are moved out and linked to; the others are linked to a file or folder that does not exist yet.

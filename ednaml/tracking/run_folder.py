@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ednaml.errors import ConfigError, Problem
+from ednaml.errors import RunFolderLink
 from ednaml.tracking.secrets import ScrubFilter, scrub, scrub_text
 from ednaml.utils import is_rank_zero
 
@@ -35,19 +35,6 @@ def experiment_name(config: Mapping[str, Any]) -> str:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-class RunFolderLink(ConfigError):
-    """A run folder holds a symbolic link that a write could follow out of it (or onto another of its files)."""
-
-    def __init__(self, folder: Path, links: list[tuple[str, str]]):
-        self.folder, self.links = folder, links
-        super().__init__([Problem((), f"{name} is a symbolic link to {target}") for name, target in links])
-
-    def render(self) -> str:
-        said = "; ".join(f"{name} is a symbolic link to {target}" for name, target in self.links)
-        return (f"run folder {self.folder}: {said}. EdnaML writes a run's files only inside its folder and never through "
-                f"a link: replace {'it' if len(self.links) == 1 else 'each'} with the file or folder itself, or remove it")
 
 
 # W&B makes links of its own in wandb/: latest-run, debug.log and debug-internal.log to its files in the same
