@@ -176,6 +176,7 @@ class EdnaML:
         from ednaml.tracking.secrets import MASK, masked_paths
 
         path = resolve_run(str(run), root)
+        folder = RunFolder.open(path)  # a link planted in the folder is refused before any file of it is read
         if not (path / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
         status = (read_run(path).summary or {}).get("status")
@@ -198,7 +199,7 @@ class EdnaML:
             raise ConfigError(f"--resume {path.name}: the config differs from the run's ({shown}). Resume with the run's "
                               "own config (no --config), or start a new run with `ednaml fit`.")
         experiment.config = {**saved, "trainer": experiment.config["trainer"]}
-        experiment.resumed = RunFolder.open(path)
+        experiment.resumed = folder
         return experiment
 
     def run(self, stage: str, request: Any = None) -> dict[str, Any]:

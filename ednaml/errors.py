@@ -142,5 +142,17 @@ class NonFiniteLoss(RunStopped):
     """A NaN or infinite loss: the run stops before the bad step changes any weight."""
 
 
+class RunFolderLink(RunFolderError):
+    """A run folder holds a symbolic link that a write could follow out of it (or onto another of its files)."""
+
+    exit_code = 2
+
+    def __init__(self, folder: Any, links: list[tuple[str, str]]):
+        self.folder, self.links = folder, links
+        said = "; ".join(f"{name} is a symbolic link to {target}" for name, target in links)
+        super().__init__(f"run folder {folder}: {said}. EdnaML writes a run's files only inside its folder and never "
+                         f"through a link: replace {'it' if len(links) == 1 else 'each'} with the file or folder itself, or remove it")
+
+
 # Ended by the command line with their message and exit code; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ConfigError, BuildError, DataError, RunFolderError, MissingExtra, RunStopped)

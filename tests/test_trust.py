@@ -4,7 +4,6 @@ and secrets given any way are recorded nowhere."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -218,14 +217,21 @@ def test_a_manifest_with_a_missing_file_and_a_blank_label_is_reported(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full (a device that is always full) is Linux's")
-def test_a_full_disk_during_a_checkpoint_save_is_said_plainly_and_keeps_the_last_checkpoint(tmp_path):
+def test_a_full_disk_during_a_checkpoint_save_is_said_plainly_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    from ednaml.adapters import trainer
     from ednaml.adapters.trainer import AtomicCheckpointIO
     from ednaml.faults import explain
+    from ednaml.tracking.run_folder import open_no_link
 
     target, io = tmp_path / "last.ckpt", AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, target)
     good = target.read_bytes()
-    (tmp_path / f".last.ckpt.tmp-{os.getpid()}").symlink_to("/dev/full")  # the next save's temporary file: a full disk
+
+    def full_disk(path: Path, mode: str, **kwargs):  # the next save's temporary file is made, on a full disk
+        open_no_link(path, mode, **kwargs).close()
+        return open("/dev/full", mode, **kwargs)
+
+    monkeypatch.setattr(trainer, "open_no_link", full_disk)
     with pytest.raises(BaseException) as caught:  # torch reports it as a RuntimeError around the OSError, or the reverse
         io.save_checkpoint({"step": 2, "weights": torch.zeros(100_000)}, target)
     assert explain(caught.value) == "no space left on the device writing the run folder; the last complete checkpoint is kept"

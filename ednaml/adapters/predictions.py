@@ -16,7 +16,7 @@ from ednaml.version import __version__
 from ednaml.checkpoints import describe_checkpoint
 from ednaml.deploy import manifest_path, output_format, write_records
 from ednaml.errors import ConfigError
-from ednaml.tracking.run_folder import RunFolder
+from ednaml.tracking.run_folder import RunFolder, write_atomic
 from ednaml.tracking.secrets import scrub
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class PredictionWriter(BasePredictionWriter):
             mine.update({int(index): record for index, record in zip(indices, records)})
         shards = self.run.path / ".predictions"
         shards.mkdir(exist_ok=True)
-        (shards / f"rank{trainer.global_rank}.json").write_text(json.dumps(mine), encoding="utf-8")
+        write_atomic(shards / f"rank{trainer.global_rank}.json", json.dumps(mine))
         trainer.strategy.barrier()
         if trainer.global_rank != 0:
             return
@@ -111,4 +111,4 @@ class PredictionWriter(BasePredictionWriter):
             "deploy": {"DEPLOY": deployment.DEPLOY, "DEPLOYMENT_ARGS": dict(deployment.DEPLOYMENT_ARGS)},
             "ednaml_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        manifest_path(self.path).write_text(json.dumps(scrub(manifest), indent=2) + "\n", encoding="utf-8")
+        write_atomic(manifest_path(self.path), json.dumps(scrub(manifest), indent=2) + "\n")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
-import torch
 
 from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks, ended_as
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
@@ -21,7 +20,7 @@ from ednaml.adapters.plugins import PluginRunner
 from ednaml.config import sections
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
-from ednaml.adapters.trainer import build_trainer, debug_settings
+from ednaml.adapters.trainer import build_trainer, debug_settings, save_atomically
 from ednaml.registry import Trust
 from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint
 from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
@@ -140,7 +139,7 @@ class ExportWeights(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: EdnaModule) -> None:
         if self.run.writer:
-            torch.save(pl_module.model.state_dict(), self.run.checkpoints / "model.pt")
+            save_atomically(pl_module.model.state_dict(), self.run.checkpoints / "model.pt")
             self.summary.record_checkpoints(trainer)
 
 

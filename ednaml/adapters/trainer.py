@@ -23,6 +23,7 @@ from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from ednaml import registry
 from ednaml.errors import ConfigError, Problem, show
+from ednaml.tracking.run_folder import open_no_link
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,24 +220,30 @@ def trainer_kwargs(trainer: dict[str, Any], trust: registry.Trust = registry.Tru
     return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
 
 
+def save_atomically(obj: Any, target: Path) -> None:
+    """torch.save beside `target`, flushed to disk, then renamed into place: a kill during the save never
+    leaves half a file (the previous one stays), and a link at either name is never written through."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open_no_link(temporary, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        if not temporary.is_symlink():
+            temporary.unlink(missing_ok=True)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint beside its final name, flushes it to disk, then renames it into place:
-    a kill during a save never leaves a half-written `last.ckpt` (the previous one stays)."""
+    """Writes each checkpoint as save_atomically does: a kill during a save never leaves a half-written
+    `last.ckpt` (the previous one stays)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        target = Path(str(path))
         if "://" in str(path):  # remote: fsspec's own transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        try:
-            with temporary.open("wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        save_atomically(checkpoint, Path(str(path)))
 
 
 def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list,

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ednaml.tracking.run_folder import read_run_text, write_atomic
+from ednaml.tracking.run_folder import open_no_link, read_run_text, write_atomic
 
 
 def _number(value: Any) -> Any:
@@ -46,7 +46,7 @@ class MetricsCSV:
             writer.writerows(self.rows)
             write_atomic(self.path, buffer.getvalue())
             return
-        with self.path.open("a", newline="", encoding="utf-8") as handle:
+        with open_no_link(self.path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, fieldnames=self.keys, lineterminator="\n").writerows(rows)
 
 

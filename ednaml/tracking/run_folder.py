@@ -12,9 +12,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from ednaml.errors import RunFolderError
+from ednaml.errors import RunFolderError, RunFolderLink
 from ednaml.tracking.secrets import ScrubFilter, scrub, scrub_text
 from ednaml.utils import is_rank_zero
 
@@ -39,11 +39,63 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+# W&B makes links of its own in wandb/: latest-run, debug.log and debug-internal.log to its files in the same
+# folder, and in each process's folder logs/debug-core.log to that process's log in wandb/cache (which stays
+# where the run was made when the folder is moved; no later process writes it). Those are left alone;
+# everywhere else, and for the folders W&B is told to write in, a link is refused.
+WANDB_WRITES_IN = ("wandb/cache", "wandb/staging", "wandb/artifacts")
+WANDB_CORE_LOG = "debug-core.log"
+
+
+def links_out(folder: str | os.PathLike) -> list[tuple[str, str]]:
+    """The symbolic links in a run folder that a write could follow, as (path in the folder, where it points):
+    any link outside wandb/, and any in it that leads out of the folder. Empty: the folder is safe to write in."""
+    folder = Path(folder)
+    inside = Path(os.path.realpath(folder))
+    found = []
+    for parent, folders, files in os.walk(folder):  # a link to a folder is listed, never entered
+        for name in sorted(folders + files):
+            path = Path(parent) / name
+            if not path.is_symlink():
+                continue
+            relative = path.relative_to(folder).as_posix()
+            if relative.startswith("wandb/") and (name == WANDB_CORE_LOG or relative not in WANDB_WRITES_IN
+                                                  and Path(os.path.realpath(path)).is_relative_to(inside)):
+                continue
+            found.append((relative, os.readlink(path)))
+    return found
+
+
+def refuse_links(folder: str | os.PathLike) -> None:
+    """Raise RunFolderLink naming every link of `links_out`, before anything is written in the folder."""
+    if found := links_out(folder):
+        raise RunFolderLink(Path(folder), found)
+
+
+_FLAGS = {"r": os.O_RDONLY, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}
+
+
+def open_no_link(path: Path, mode: str = "r", **kwargs: Any) -> IO[Any]:
+    """open(path, mode, ...) for a file of a run folder, refusing (RunFolderLink) where `path` is a symbolic link."""
+    try:
+        descriptor = os.open(path, _FLAGS[mode[0]] | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError:
+        if os.path.islink(path):
+            raise RunFolderLink(path.parent, [(path.name, os.readlink(path))]) from None
+        raise
+    try:
+        return os.fdopen(descriptor, mode, **kwargs)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that a reader (or a crash) never sees half of it."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with open_no_link(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)  # a link at `path` is replaced, never written through
 
 
 def _plain(value: Any) -> Any:
@@ -88,8 +140,10 @@ class RunFolder:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "RunFolder":
-        """An existing run folder, to resume the run it holds."""
+        """An existing run folder, to resume the run it holds; refused (RunFolderLink) where it holds a link
+        that a write could follow (see links_out)."""
         path = Path(path).absolute()
+        refuse_links(path)
         return cls(path=path, run_id=path.name, experiment=path.parent.name, writer=is_rank_zero())
 
     @property
@@ -122,9 +176,12 @@ class RunFolder:
     def lock(self) -> None:
         """Held while a stage runs in this folder: a second fit or resume of the run is refused, and a run
         that says `running` with its lock free has died (`ednaml runs` shows it as `dead`)."""
-        if not self.writer or fcntl is None:
+        if not self.writer:
             return
-        handle = (self.path / LOCK_FILE).open("a")
+        refuse_links(self.path)  # again as the stage starts: nothing of it, W&B's files included, is written yet
+        if fcntl is None:
+            return
+        handle = open_no_link(self.path / LOCK_FILE, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -142,7 +199,7 @@ class RunFolder:
         """Send EdnaML's and Lightning's log records to log.txt."""
         if not self.writer:
             return None
-        handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
+        handler = _LogFile(self.path / "log.txt", encoding="utf-8")
         handler.addFilter(ScrubFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         for name in ("ednaml", "lightning.pytorch", "lightning.fabric"):
@@ -161,6 +218,13 @@ class RunFolder:
         handler.close()
 
 
+class _LogFile(logging.FileHandler):
+    """log.txt, appended to and never through a link."""
+
+    def _open(self) -> IO[str]:
+        return open_no_link(Path(self.baseFilename), self.mode, encoding=self.encoding, errors=self.errors)
+
+
 class RunBusy(Exception):
     """The run folder is locked by another process running the same run."""
 
@@ -168,9 +232,13 @@ class RunBusy(Exception):
 def held(path: Path) -> bool | None:
     """Whether a process holds the run folder's lock (None where that cannot be told)."""
     lock = path / LOCK_FILE
-    if fcntl is None or not lock.exists():
+    if fcntl is None or lock.is_symlink():  # a lock file EdnaML made is never a link: nobody holds it
         return None if fcntl is None else False
-    with lock.open("a") as handle:
+    try:
+        handle = open_no_link(lock, "r")
+    except FileNotFoundError:
+        return False
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
