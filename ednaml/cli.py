@@ -98,9 +98,11 @@ options:
   --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR 0.01)
   SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)
   ~SECTION.KEY             remove a key the config files set (~MODEL.MODEL_KWARGS.width)
-  --trust                  let a config from a checkpoint or run folder import code (EXECUTION.IMPORTS,
-                           dotted component paths); without it such a config is data only. sync: send
-                           artifact files that a run's W&B log names outside its run folder
+  --trust                  let a config from a checkpoint or run folder name code (EXECUTION.IMPORTS, dotted
+                           component paths, trainer class_paths and callables) and choose where the run
+                           goes (runs root, backups, W&B online); without it such a config is data only
+                           (docs/trust.md). sync: send artifact files that a run's W&B log names outside
+                           its run folder
   --debug                  show Python tracebacks
   -h, --help               show this help (with a stage: also every --trainer.* argument)
 
@@ -485,7 +487,7 @@ def _run(args: dict[str, Any]) -> int:
     from ednaml.config import dump
 
     if args["help"]:
-        say(USAGE + _trainer_help())
+        print(USAGE + _trainer_help())  # ours, not a value: never masked
         return 0
     ckpt = dict(args["overrides"]).get("ckpt_path")
     if (args["data"] or args["output"]) and args["command"] != "predict":
@@ -575,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # they are frozen (adapters.runner.frozen_for_the_run).
             gc.disable()
         if args["command"] == "help":
-            say(USAGE)
+            print(USAGE)  # ours, not a value: never masked
             return 0
         if args["command"] == "version":
             from ednaml.version import __version__

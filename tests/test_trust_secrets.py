@@ -218,3 +218,11 @@ def test_a_fit_given_every_secret_form_records_none_of_them(tmp_path):
         assert_no_secret(path.read_bytes(), path)
     assert_no_secret(result.stdout + result.stderr, "output")
     assert f'+API_KEY = "{MASK}"' in (run / "git.diff").read_text()
+
+
+def test_the_help_is_printed_as_written(capsys):
+    from ednaml.cli import main
+
+    assert main(["--help"]) == 0 and main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("SECTION.KEY=VALUE") == 2 and MASK not in out
