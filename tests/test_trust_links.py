@@ -154,3 +154,24 @@ def test_a_moved_run_folder_with_wandbs_own_links_resumes(interrupted, tmp_path)
     result = run_ednaml("fit", "--resume", str(run), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary(run)["status"] == "finished" and (run / "checkpoints" / "model.pt").is_file()
+
+
+@pytest.mark.e2e
+def test_a_run_with_backups_resumes_when_the_user_gives_the_backup_target_again(tmp_path):
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    backups = tmp_path / "backups"
+    process, _, err = stopped_at_a_checkpoint(
+        ["fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "2", "--SAVE.STEP_SAVE_FREQUENCY", "3",
+         "--SAVE.DRIVE_BACKUP", "true", "--SAVE.CHECKPOINT_DIRECTORY", str(backups),
+         "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
+         "--trainer.enable_progress_bar", "false"], cwd, pattern="runs/*/*/checkpoints/*_step3.ckpt")
+    assert process.returncode == 143, err[-2000:]
+    (run,) = run_folders(cwd / "runs")
+    refused = run_ednaml("fit", "--resume", str(run), cwd=cwd)  # the run folder's own target is data
+    assert refused.returncode == 2 and "SAVE.CHECKPOINT_DIRECTORY" in refused.stderr and "--trust" in refused.stderr, refused.stderr[-2000:]
+    assert summary(run)["status"] == "interrupted"
+    resumed = run_ednaml("fit", "--resume", str(run), "--SAVE.CHECKPOINT_DIRECTORY", str(backups), cwd=cwd)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert summary(run)["status"] == "finished"
+    assert (backups / run.parent.name / run.name / "checkpoints" / "last.ckpt").is_file()
