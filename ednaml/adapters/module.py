@@ -156,6 +156,41 @@ class TrainingLosses:
             self.sums, self.count, self.epoch = dict(state["sums"]), state["count"], state["epoch"]
 
 
+class EvaluationLosses:
+    """An evaluation's loss and each loss term as a sum over its samples and their count, added up across
+    processes once, at the epoch's end: the mean over exactly the evaluated samples on any number of
+    processes (Lightning's `sync_dist` averages each process's own mean, which differs when the shards do).
+    Sums stay on the device (float64 where it has it) until then: no synchronisation per batch."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.sums: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor], size: int) -> None:
+        row = torch.stack([values[key].detach().reshape(()) for key in self.keys])
+        row = row.to(torch.float32 if row.device.type == "mps" else torch.float64) * size
+        self.sums = row if self.sums is None else self.sums + row
+        self.count += size
+
+    def means(self, strategy: Any) -> dict[str, float]:
+        """{key: mean} over every process's samples (every process calls this: it is a collective)."""
+        device = strategy.root_device if strategy.world_size > 1 else torch.device("cpu")  # a collective needs its device
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        local = torch.zeros(len(self.keys) + 1, dtype=dtype, device=device)  # a process with no batch adds zeros
+        if self.sums is not None:
+            local[:-1] = self.sums.to(device, dtype)
+        local[-1] = self.count
+        total = strategy.reduce(local, reduce_op="sum") if strategy.world_size > 1 else local
+        self.reset()
+        if total[-1].item() == 0:
+            return {}
+        return {key: value for key, value in zip(self.keys, (total[:-1] / total[-1]).tolist())}
+
+    def reset(self) -> None:
+        self.sums, self.count = None, 0
+
+
 def rng_state() -> dict[str, Any]:
     """The CPU random number generators' states (torch, numpy, python), as checkpoint-safe lists."""
     import random
@@ -239,6 +274,7 @@ class EdnaModule(pl.LightningModule):
         self._pending_schedule_state: list[dict[str, Any]] | None = None
         self.provenance: dict[str, Any] | None = None  # set by the runner; every checkpoint carries it
         self.train_losses = TrainingLosses()
+        self.eval_losses = EvaluationLosses(["loss"] + [term for entry in self.criterion.entries for term in entry.term_names])
         self._stepped_at = -1
 
     def logged_names(self, stage: str) -> list[str]:
@@ -279,16 +315,28 @@ class EdnaModule(pl.LightningModule):
         """Losses and metrics of one evaluation batch; returns {output: (logits, target)} for more."""
         outputs, targets = self.step_logic(self.model, batch)
         loss, terms = self.criterion(outputs, targets)
-        size = len(batch[1])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
-        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_epoch=True, batch_size=size, sync_dist=True)
+        self.eval_losses.add({"loss": loss, **terms}, len(batch[1]))
         for name, collection in zip(self.outputs, metrics):
             collection.update(outputs[name].logits, targets[outputs[name].label])
             self.log_dict(collection, on_step=False, on_epoch=True)
         return {name: Scored(outputs[name].logits, targets[outputs[name].label]) for name in self.outputs}
 
+    def _log_eval_losses(self, stage: str) -> None:
+        """The evaluation's loss and terms over exactly its samples, the same on every process (no sync_dist)."""
+        for key, value in self.eval_losses.means(self.trainer.strategy).items():
+            self.log(f"{stage}/{key}", value, prog_bar=key == "loss", sync_dist=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self.eval_losses.reset()  # nothing left of an evaluation that stopped part way
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_losses("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.eval_losses.reset()
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         outputs = self._evaluate(batch, "test", self.test_metrics)
@@ -296,6 +344,7 @@ class EdnaModule(pl.LightningModule):
             confusion.update(output.logits, output.target)
 
     def on_test_epoch_end(self) -> None:
+        self._log_eval_losses("test")
         self.confusion = {name: {"matrix": confusion.compute().tolist(), "classes": self.labels[info.label]}
                           for (name, info), confusion in zip(self.outputs.items(), self.test_confusion)}
         for confusion in self.test_confusion:

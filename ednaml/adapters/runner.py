@@ -47,6 +47,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # EdnaML's epoch losses are added up across processes before they are logged (EvaluationLosses, TrainingLosses)
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(train|val|test)/.*sync_dist=True")
 
 
 class RecordParameters(pl.Callback):
