@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import re
 import sys
 import warnings
@@ -556,7 +557,11 @@ def console() -> NoReturn:
 
     sys.excepthook = _traceback
     allocator.tune()
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # `ednaml diff A B | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        code = 141  # 128 + SIGPIPE, as a shell reports a command ended by a closed pipe
     allocator.release()
     # At exit Python collects garbage over the whole heap (torch, Lightning, W&B: millions of objects), and
     # more than once: 2 s after every run. Nothing needs freeing as the process ends.

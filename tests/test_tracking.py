@@ -440,3 +440,13 @@ wandb.finish()
     (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     recorded = wandb_log.summary(log)
     assert recorded["checkpoints"] == {"saved": ["a.ckpt", "b.ckpt"]} and recorded["test/loss"] == 0.25 and recorded["status"] == "finished"
+
+
+@pytest.mark.e2e
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    from conftest import EDNAML
+
+    process = subprocess.Popen([str(EDNAML), "list"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # `ednaml list | head -0`: the reader is gone before anything is written
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -236,7 +236,7 @@ class RunSession:
                 run.write_config(plain)
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
                 run.write_data("tokenizer.json", tokenizer)
-            log.info("%s run folder: %s", "resuming" if self.resuming else "run", run.path)
+            log.info("%s: %s", "resuming the run folder" if self.resuming else "run folder", run.path)
             if (trial := sweep_trial()) is not None and run.writer:
                 trial.record_run(run.path)
             self.provenance = self.module.provenance = _provenance(run, plain, self.datamodule, self.invocation, self.resuming,
