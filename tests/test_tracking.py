@@ -444,9 +444,36 @@ wandb.finish()
 
 @pytest.mark.e2e
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
-    from conftest import EDNAML
-
     process = subprocess.Popen([str(EDNAML), "list"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdout.close()  # `ednaml list | head -0`: the reader is gone before anything is written
     err = process.stderr.read()
     assert process.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere_unless_the_trainer_section_says():
+    import io
+
+    from ednaml.adapters.callbacks import LineProgress, progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    (lines,) = progress({}, 10, io.StringIO())
+    assert isinstance(lines, LineProgress) and lines.every == 10
+    assert progress({}, 10, Terminal()) == []  # Lightning's own bar
+    assert progress({"enable_progress_bar": False}, 10, io.StringIO()) == []
+    assert progress({"enable_progress_bar": True}, 10, io.StringIO()) == []
+    assert progress({"callbacks": [{"class_path": "lightning.pytorch.callbacks.RichProgressBar"}]}, 10, io.StringIO()) == []
+
+
+@pytest.mark.e2e
+def test_a_run_whose_output_is_not_a_terminal_prints_a_line_per_logging_interval(tmp_path):
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--LOGGING.STEP_VERBOSE", "5",
+                        "--trainer.limit_train_batches", "12", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stderr
+    batches = [line for line in result.stderr.splitlines() if line.startswith("epoch 1/1 batch")]
+    assert [line.split()[3] for line in batches] == ["5/12", "10/12", "12/12"] and all("train/loss_step" in line for line in batches)
+    assert any(line.startswith("epoch 1 validation: ") and "val/accuracy" in line for line in result.stderr.splitlines())
+    assert any(line.startswith("test: ") and "test/loss" in line for line in result.stderr.splitlines())

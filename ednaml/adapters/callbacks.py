@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 
 from ednaml.errors import Interrupted
 from ednaml.tracking.run_folder import RunFolder, better, lower_is_better, plain_metrics
@@ -316,3 +317,47 @@ class StepMetrics(Callback):
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)})
         log_to_loggers(trainer, row)
         self.logged = trainer.global_step
+
+
+class LineProgress(ProgressBar):
+    """Lightning's progress bar for output that is not a terminal (CI, `| tee`, a SLURM log): one line per
+    logging interval and one per evaluation, where a bar's carriage-return frames would be thousands of lines."""
+
+    def __init__(self, every: int, stream: Any = None) -> None:
+        super().__init__()
+        self.every, self.stream, self.enabled = max(1, every), stream or sys.stderr, True
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def _say(self, trainer: pl.Trainer, where: str, metrics: dict[str, Any], prefix: str) -> None:
+        if self.enabled and trainer.is_global_zero:
+            shown = [f"{k} {float(v):.4g}" for k, v in sorted(metrics.items()) if k.startswith(prefix) and getattr(v, "numel", lambda: 1)() == 1]
+            print(" ".join([where, *shown]), file=self.stream, flush=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        done, total = batch_idx + 1, self.total_train_batches
+        if done % self.every == 0 or done == total:
+            shown_total = f"/{total}" if isinstance(total, int) else ""
+            self._say(trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} batch {done}{shown_total}",
+                      self.get_metrics(trainer, pl_module), "train/")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            where = f"epoch {trainer.current_epoch + 1} validation:" if trainer.state.fn == "fit" else "validation:"
+            self._say(trainer, where, trainer.callback_metrics, "val/")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._say(trainer, "test:", trainer.callback_metrics, "test/")
+
+
+def progress(trainer: Any, every: int, stream: Any = None) -> list[Callback]:
+    """The progress display where the `trainer:` section leaves it to EdnaML: Lightning's bar on a terminal,
+    LineProgress on anything else."""
+    stream = stream or sys.stderr
+    if "enable_progress_bar" in trainer or any(isinstance(c, dict) and "ProgressBar" in str(c.get("class_path")) for c in trainer.get("callbacks") or []):
+        return []
+    return [] if stream.isatty() else [LineProgress(every, stream)]

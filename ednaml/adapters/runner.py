@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
 
-from ednaml.adapters.callbacks import Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks, ended_as
+from ednaml.adapters.callbacks import (Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks, ended_as,
+                                      progress)
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.given import Given
 from ednaml.adapters.module import EdnaModule
@@ -265,7 +266,8 @@ class RunSession:
     def callbacks(self) -> list[pl.Callback]:
         """The stage's callbacks: summary.json and metrics always; then what the stage writes."""
         run, summary = self.run, self.summary
-        common: list[pl.Callback] = [summary, CommitMetrics(self.logger)]
+        common: list[pl.Callback] = [summary, CommitMetrics(self.logger),
+                                     *progress(self.config.trainer, self.config.LOGGING.STEP_VERBOSE)]
         if self.stage == "fit":
             common = checkpoint_callbacks(self.config.SAVE, run, self.datamodule.has("val")) + [StepMetrics(), *common,
                 RecordParameters(run, self.provenance, self.tables), StopOnSignal(run), ExportWeights(run, summary)]
