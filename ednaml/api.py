@@ -30,10 +30,13 @@ def prepare(
     origins: dict[tuple, str] | None = None,
     base_label: str = "the given config",
     trusted: bool = True,
+    recorded: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Resolve, import the user's components, validate: the config a run will use, or a ConfigError.
     `origins`, where given, is filled with the file or flag each key path came from. A config that is not
-    `trusted` (one a checkpoint or run folder carries: data, not code) may not import files or modules."""
+    `trusted` (one a checkpoint or run folder carries: data, not code) may not import files or modules,
+    except those the user's own `imports` stand for: the same module, or a file with the content `recorded`
+    (the run's provenance: each import -> its file's SHA-256)."""
     from ednaml import registry
     from ednaml.config.validate import validate
 
@@ -42,6 +45,8 @@ def prepare(
     search_dirs = [Path(f).parent for f in reversed(files)]
     carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
     trust = registry.Trust.given(trusted, origins)
+    if not trust.of(("EXECUTION", "IMPORTS")):
+        carried = _not_given_again(carried, imports, recorded or {})
     try:
         imported = registry.import_sources(imports, search_dirs)  # --import: the user's own
         imported += registry.import_sources(carried, search_dirs, trust.of(("EXECUTION", "IMPORTS")))
@@ -61,6 +66,29 @@ def prepare(
     if isinstance(config.get("EXECUTION"), dict):  # recorded as found, so the run can be reproduced from anywhere
         config["EXECUTION"]["IMPORTS"] = list(dict.fromkeys(imported))
     return config
+
+
+def _not_given_again(carried: list[str], imports: Sequence[str], recorded: Mapping[str, str | None]) -> list[str]:
+    """The carried IMPORTS that none of the user's own `imports` stands for: a module of the same name, or a
+    file whose content is the one the run recorded. A file named like one the run imported but with other
+    content is a ConfigError: the run's code is imported only as it was."""
+    from ednaml.tracking.provenance import sha256
+
+    given = {Path(source).name: sha256(Path(source).read_bytes()) for source in imports if Path(source).is_file()}
+    left, problems = [], []
+    for source in carried:
+        wanted = recorded.get(source)
+        if source in imports or (wanted is not None and wanted in given.values()):
+            continue
+        name = Path(source).name
+        if name in given and wanted is not None:
+            problems.append(Problem(("EXECUTION", "IMPORTS"), f"--import {name}: its content (sha256 {given[name][:12]}) is not the "
+                                                              f"{name} the run imported (sha256 {wanted[:12]}); EdnaML imports a run's "
+                                                              "code only as it was (or with --trust)"))
+        left.append(source)
+    if problems:
+        raise ConfigError(problems)
+    return left
 
 
 def _runs_root_of(config: dict[str, Any], trust: Trust, source: str) -> None:
@@ -93,23 +121,27 @@ class EdnaML:
         imports: Sequence[str] = (),
         ckpt_path: str | None = None,
         trust: bool | None = None,
+        recorded_imports: Mapping[str, str | None] | None = None,
     ):
         """`trust`: whether the config may import code (EXECUTION.IMPORTS, dotted component paths). By default
-        a config from files or mappings may, the config a checkpoint carries (`ckpt_path` alone) may not."""
+        a config from files or mappings may, the config a checkpoint carries (`ckpt_path` alone) may not; a
+        file in `imports` with the content its run recorded (`recorded_imports`, a checkpoint's own by
+        default) stands for that run's import of it."""
         files = [c for c in configs if not isinstance(c, Mapping)]
         base: dict[str, Any] = {}
         for c in configs:
             if isinstance(c, Mapping):
                 base = deep_merge(normalize_legacy(base), normalize_legacy(dict(c)))
-        label = "the given config"
+        label, recorded = "the given config", recorded_imports
         if ckpt_path and not configs:
             base, label = config_from_checkpoint(ckpt_path), f"the config in {ckpt_path}"
+            recorded = (read_checkpoint(ckpt_path).get("provenance") or {}).get("imports")
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))
         self.origins: dict[tuple, str] = {}
         trusted = trust if trust is not None else not (ckpt_path and not configs)
-        self.config, notes = prepare_noted(files, pairs, imports, base or None, self.origins, label, trusted)
+        self.config, notes = prepare_noted(files, pairs, imports, base or None, self.origins, label, trusted, recorded)
         from ednaml.registry import Trust
 
         self.trust = Trust.given(trusted, self.origins)  # what the config may name when the run builds it
@@ -184,7 +216,9 @@ class EdnaML:
             raise ConfigError(f"--resume {path.name}: the run finished; resuming would train and test it again. Start a new "
                               f"run from its config with `ednaml reproduce {path.name}`, or from its weights with --ckpt_path")
         saved = load_yaml(path / "config.yaml")
-        experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs))
+        recorded = (read_run(path).provenance or {}).get("imports")
+        experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs),
+                         recorded_imports=recorded if isinstance(recorded, dict) else None)
         masked = masked_paths(saved)  # secrets the run folder does not keep: given again, or the run cannot go on
         missing = [p for p in masked if MASK in str(get_path(experiment.config, p))]
         if missing:
@@ -235,13 +269,16 @@ class EdnaML:
         return request.records if data is not None else summary
 
 
-def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs", trust: bool = False) -> tuple[dict[str, Any], str]:
+def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs", trust: bool = False,
+              imports: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
     """A new run from RUN's resolved config and seed; returns its summary and `ednaml diff` of the two.
-    The run folder's config imports code only with `trust`."""
-    from ednaml.tracking.browse import diff, format_diff, resolve_run, side
+    The run folder's config imports code only with `trust`, or the files in `imports` it recorded as imported."""
+    from ednaml.tracking.browse import diff, format_diff, read_run, resolve_run, side
     from ednaml.tracking.run_folder import load_yaml
 
     path = resolve_run(str(run), root)
-    experiment = EdnaML(load_yaml(path / "config.yaml"), trust=trust)
+    recorded = (read_run(path).provenance or {}).get("imports")
+    experiment = EdnaML(load_yaml(path / "config.yaml"), imports=imports, trust=trust,
+                        recorded_imports=recorded if isinstance(recorded, dict) else None)
     summary = experiment.fit()
     return summary, format_diff(diff(side(str(path)), side(summary["run_dir"])))

@@ -322,7 +322,7 @@ def _reproduce(args: dict[str, Any]) -> int:
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml reproduce` takes one run (its folder or run id)")
-    summary, difference = reproduce(args["positional"][0], args["root"] or "runs", trust=args["trust"])
+    summary, difference = reproduce(args["positional"][0], args["root"] or "runs", trust=args["trust"], imports=args["imports"])
     _report(summary)
     say("\n" + difference)
     return 0 if summary["status"] == "finished" else 1

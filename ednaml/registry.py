@@ -137,7 +137,8 @@ def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = (), tru
     search_dirs, sources = list(search_dirs), list(sources)
     if sources and not trusted:
         raise RegistryError(f"{sources} come from a checkpoint or run folder, which is data, not code: EdnaML imports "
-                            "them only with --trust (read them first)")
+                            "them only with --trust (read them first), or give each file with --import: one with the "
+                            "content the run recorded stands for it")
     imported = []
     for source in sources:
         path = Path(source)

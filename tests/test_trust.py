@@ -4,16 +4,18 @@ and secrets given any way are recorded nowhere."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import CONFIGS, run_ednaml, run_folders, summary
+from conftest import CONFIGS, ROOT, run_ednaml, run_folders, summary
 from ednaml.config import resolve
 
 pytestmark = pytest.mark.e2e
+EXAMPLES = ROOT / "examples"
 
 
 def _evil_checkpoint(path, **changes) -> None:
@@ -236,3 +238,25 @@ def test_a_full_disk_during_a_checkpoint_save_is_said_plainly_and_keeps_the_last
         io.save_checkpoint({"step": 2, "weights": torch.zeros(100_000)}, target)
     assert explain(caught.value) == "no space left on the device writing the run folder; the last complete checkpoint is kept"
     assert target.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_run_s_own_import_is_taken_from_the_file_the_user_names_with_the_content_the_run_recorded(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(EXAMPLES / "custom_component.py", work)
+    shutil.copy(EXAMPLES / "focal.yml", work)
+    trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", "focal.yml", "--EXECUTION.EPOCHS", "1",
+                         "--trainer.limit_train_batches", "3", cwd=work, env={"WANDB_MODE": "disabled"})
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = run_folders(work / "runs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    copy = shutil.copy(work / "custom_component.py", elsewhere / "custom_component.py")
+    refused = run_ednaml("export", str(run), "--format", "torchscript", cwd=elsewhere, env={"WANDB_MODE": "disabled"})
+    assert refused.returncode == 2 and "EXECUTION.IMPORTS" in refused.stderr and "--import" in refused.stderr, refused.stderr[-2000:]
+    exported = run_ednaml("export", str(run), "--format", "torchscript", "--import", copy, cwd=elsewhere, env={"WANDB_MODE": "disabled"})
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    (elsewhere / "custom_component.py").write_text((elsewhere / "custom_component.py").read_text() + "\nprint('changed')\n")
+    changed = run_ednaml("predict", str(run), "--import", copy, cwd=elsewhere, env={"WANDB_MODE": "disabled"})
+    assert changed.returncode == 2 and "--import custom_component.py: its content" in changed.stderr, changed.stderr[-2000:]
+    assert "changed" not in changed.stdout  # the changed file did not run

@@ -148,6 +148,12 @@ def record_given(components: dict[str, Any], given: dict[str, dict[str, Any]], c
                 components[path] = {"name": described["class"].rsplit(".", 1)[-1], **described}
 
 
+def imported_files(sources: list[str]) -> dict[str, str | None]:
+    """Each of EXECUTION.IMPORTS (as imported: files by absolute path, modules by name) -> its file's SHA-256
+    (None for a module): whoever runs the run again may `--import` a file with exactly that content."""
+    return {source: sha256(Path(source).read_bytes()) if Path(source).is_file() else None for source in sources}
+
+
 def build_provenance(config: dict[str, Any], crawl: Any, argv: list[str], cwd: Path, run_id: str) -> tuple[dict[str, Any], str | None]:
     """provenance.json's content (without the parameter table, added once optimizers exist), and the git diff."""
     git, diff = git_state(cwd)
@@ -162,6 +168,7 @@ def build_provenance(config: dict[str, Any], crawl: Any, argv: list[str], cwd: P
         "machine": machine(),
         "data": data_fingerprint(crawl),
         "components": component_map(config),
+        "imports": imported_files(config["EXECUTION"]["IMPORTS"]),
         "parameters": None,
         "parameter_groups": None,
     }
