@@ -8,8 +8,7 @@ import csv
 import pytest
 
 from conftest import CONFIGS, run_ednaml, run_folders, summary
-
-pytestmark = pytest.mark.e2e
+from ednaml.tracking.browse import Side, diff, format_diff
 
 # 151 validation and 359 test samples in batches of 7: no process count here divides either split or its batches.
 SPLITS = ["--EXECUTION.DATAREADER.CRAWLER_ARGS.val_fraction", "0.105", "--TRANSFORMATION.BATCH_SIZE", "7"]
@@ -24,6 +23,7 @@ def _epoch_values(run) -> dict[str, float]:
     return found
 
 
+@pytest.mark.e2e
 def test_validation_and_test_give_the_same_losses_and_metrics_on_1_2_and_3_processes(tmp_path):
     trained = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *SPLITS, "--EXECUTION.EPOCHS", "1",
                          "--trainer.limit_train_batches", "20", "--trainer.enable_progress_bar", "false", cwd=tmp_path,
@@ -32,6 +32,7 @@ def test_validation_and_test_give_the_same_losses_and_metrics_on_1_2_and_3_proce
     (run,) = run_folders(tmp_path / "runs")
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     seen: dict[tuple[str, int], dict[str, float]] = {}
+    folders = {}
     for stage in ("validate", "test"):
         for devices in (1, 2, 3):
             before = set(run_folders(tmp_path / "runs"))
@@ -41,6 +42,7 @@ def test_validation_and_test_give_the_same_losses_and_metrics_on_1_2_and_3_proce
             assert result.returncode == 0, result.stderr[-3000:]
             assert "sync_dist" not in result.stderr  # nothing is logged that Lightning would average per process
             (new,) = set(run_folders(tmp_path / "runs")) - before
+            folders[stage, devices] = new
             final = {k: v for k, v in summary(new)["final"].items() if k.startswith(("val/", "test/"))}
             assert final and final == pytest.approx(_epoch_values(new), abs=1e-6)
             seen[stage, devices] = final
@@ -51,3 +53,24 @@ def test_validation_and_test_give_the_same_losses_and_metrics_on_1_2_and_3_proce
             assert set(seen[stage, devices]) == set(one)
             for key, value in one.items():
                 assert seen[stage, devices][key] == pytest.approx(value, abs=1e-6), (stage, devices, key)
+
+    compared = run_ednaml("diff", str(folders["test", 1]), str(folders["test", 2]), cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert "  processes: 1 -> 2" in compared.stdout and "final metrics: same" in compared.stdout, compared.stdout
+    for same in ("components: same", "versions: same", "data: same"):
+        assert same in compared.stdout, compared.stdout
+
+
+def _side(label: str, machine: dict, final: dict) -> Side:
+    return Side(label, {"trainer": {}}, {"components": {}, "versions": {}, "data": {}, "machine": machine}, final)
+
+
+def test_diff_names_the_process_and_thread_counts_first_and_not_float32_noise():
+    a = _side("a", {"processes": 1, "torch_threads": 2, "thread_settings": {}, "cpus": 2}, {"test/loss": 0.2200279, "test/accuracy": 0.95})
+    b = _side("b", {"processes": 2, "torch_threads": 1, "thread_settings": {"OMP_NUM_THREADS": "1"}, "cpus": 2},
+              {"test/loss": 0.2200279 + 1.5e-8, "test/accuracy": 0.95})
+    shown = format_diff(diff(a, b))
+    assert "machine: differs\n  processes: 1 -> 2\n  torch_threads: 2 -> 1\n  thread_settings: {} -> {\"OMP_NUM_THREADS\": \"1\"}" in shown
+    assert "final metrics: same" in shown and "cpus" not in shown
+    c = _side("c", {"processes": 1, "torch_threads": 2, "thread_settings": {}, "cpus": 2}, {"test/loss": 0.2210279, "test/accuracy": 0.95})
+    assert "test/loss: 0.220028 -> 0.221028" in format_diff(diff(a, c))

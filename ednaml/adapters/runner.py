@@ -263,6 +263,12 @@ class RunSession:
             self._cleanup = stack.pop_all()
         return self
 
+    def record_processes(self, count: int) -> None:
+        """How many processes the stage runs on, in provenance.json (`ednaml diff` names a change of it)."""
+        self.provenance.setdefault("machine", {})["processes"] = count
+        if self.run.writer:
+            self.run.write_json("provenance.json", self.provenance)
+
     def callbacks(self) -> list[pl.Callback]:
         """The stage's callbacks: summary.json and metrics always; then what the stage writes."""
         run, summary = self.run, self.summary
@@ -421,6 +427,7 @@ def run_stage(stage: str, config: sections.Config | dict[str, Any], ckpt_path: s
         before_run(stage, config.SAVE, module, datamodule, resume is not None)
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
             session.trainer = trainer = build_trainer(config.trainer, str(session.run.path), session.callbacks(), [session.logger], trust)
+            session.record_processes(trainer.world_size)
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
             session.tables.append(pipeline_table(config.as_dict(), session.provenance))
             log_run_record(session.wandb, session.run)

@@ -201,8 +201,13 @@ def changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if (k in a) != (k in b) or a.get(k) != b.get(k)]
 
 
+# What of provenance.json's machine can change a run's numbers, most likely first: `diff` names each difference.
+DECISIVE = ("processes", "torch_threads", "thread_settings", "accelerators", "cuda", "cpus", "platform")
+
+
 def diff(a: Side, b: Side) -> dict[str, Any]:
-    """Differences in config, components, versions, data and final metrics — in that order."""
+    """Differences in config, components, machine (processes, threads), versions, data and final metrics — in
+    that order."""
     result: dict[str, Any] = {"a": a.label, "b": b.label,
                               "config": changes(flatten(a.config), flatten(b.config))}
     if a.provenance and b.provenance:
@@ -210,6 +215,8 @@ def diff(a: Side, b: Side) -> dict[str, Any]:
         result["components"] = [(k, ca.get(k), cb.get(k)) for k in list(ca) + [k for k in cb if k not in ca]
                                 if (ca.get(k) or {}).get("class") != (cb.get(k) or {}).get("class")
                                 or (ca.get(k) or {}).get("source_sha256") != (cb.get(k) or {}).get("source_sha256")]
+        ma, mb = a.provenance.get("machine") or {}, b.provenance.get("machine") or {}
+        result["machine"] = [(k, ma.get(k), mb.get(k)) for k in DECISIVE if ma.get(k) != mb.get(k)]
         va = {k: v for k, v in a.provenance.get("versions", {}).items() if k != "packages"}
         vb = {k: v for k, v in b.provenance.get("versions", {}).items() if k != "packages"}
         result["versions"] = changes(va, vb)
@@ -218,8 +225,16 @@ def diff(a: Side, b: Side) -> dict[str, Any]:
         da, db = a.provenance.get("data", {}), b.provenance.get("data", {})
         result["data"] = changes({k: v for k, v in da.items() if k != "file_list"}, {k: v for k, v in db.items() if k != "file_list"})
     metrics = sorted(set(a.final) | set(b.final))
-    result["metrics"] = [(k, a.final.get(k), b.final.get(k)) for k in metrics if a.final.get(k) != b.final.get(k)]
+    result["metrics"] = [(k, a.final.get(k), b.final.get(k)) for k in metrics if not _same_number(a.final.get(k), b.final.get(k))]
     return result
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Equal, or numbers within 1e-6 of each other relative to their size: the float32 sums of one quantity
+    taken in another order (over another number of processes) differ by about 1e-8, which is not a change."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+    return a == b
 
 
 def _show(value: Any) -> str:
@@ -242,6 +257,9 @@ def format_diff(result: dict[str, Any]) -> str:
         for key, ca, cb in comps:
             what = "source changed" if ca and cb and ca.get("class") == cb.get("class") else "class changed"
             lines.append(f"  {key}: {(ca or {}).get('class')} -> {(cb or {}).get('class')} ({what})")
+        machine = result["machine"]
+        lines.append("machine: differs" if machine else "machine: same")
+        lines += [f"  {k}: {_show(va)} -> {_show(vb)}" for k, va, vb in machine]
         versions, packages = result["versions"], result["packages"]
         changed = bool(versions or packages["only_a"] or packages["only_b"])
         lines.append("versions: differ" if changed else "versions: same")

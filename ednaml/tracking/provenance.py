@@ -59,6 +59,10 @@ def git_state(cwd: Path) -> tuple[dict[str, Any] | None, str | None]:
     return state, diff
 
 
+# The environment variables that set how many threads the math libraries use: they change a run's numbers.
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -66,6 +70,7 @@ def machine() -> dict[str, Any]:
 
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
                             "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "thread_settings": {k: v for k in THREAD_SETTINGS if (v := __import__("os").environ.get(k)) is not None},
                             "cuda": torch.version.cuda, "accelerators": [], "allocator": allocator.describe()}
     if torch.cuda.is_available():
         info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
