@@ -37,6 +37,7 @@ def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
             for _ in range(steps_per_epoch):
                 probe.schedules.warm(step)
                 step += 1
+                probe.schedules.count_steps()
                 probe.schedules.after_step({})
             probe.schedules.after_epoch({})
     shown = rows if len(rows) <= 13 else rows[:7] + [["..."] * len(rows[0])] + rows[-5:]

@@ -32,6 +32,8 @@ def test_a_scheduler_drives_the_optimizer_its_name_binds():
     optimizers = {"a": sgd(1.0), "b": sgd(1.0)}
     entries = schedule_entries(("SCHEDULER", "[{SCHEDULER_NAME: b, LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}}]"))
     runner = ScheduleRunner(build_schedules(entries, optimizers))
+    for optimizer in optimizers.values():
+        optimizer.step()
     runner.after_epoch({})
     assert optimizers["a"].param_groups[0]["lr"] == 1.0
     assert optimizers["b"].param_groups[0]["lr"] == 0.5
@@ -43,8 +45,10 @@ def test_interval_step_schedulers_step_per_optimizer_step_only():
     runner = ScheduleRunner(build_schedules(entries, optimizers))
     runner.after_epoch({})
     assert optimizers["opt-1"].param_groups[0]["lr"] == 1.0
-    runner.after_step({})
-    runner.after_step({})
+    for _ in range(2):
+        optimizers["opt-1"].step()  # as a run does: the optimizer steps, then its scheduler
+        runner.after_step({})
+    runner.after_step({})  # mid-accumulation (no optimizer step since): nothing
     assert optimizers["opt-1"].param_groups[0]["lr"] == 0.25
 
 
@@ -57,6 +61,7 @@ def test_warmup_ramps_linearly_and_composes_with_the_scheduler():
     for step in range(6):
         runner.warm(step)
         seen.append(round(optimizers["opt-1"].param_groups[0]["lr"], 6))
+        optimizers["opt-1"].step()
         runner.after_step({})
     # warmup factors 0.4, 0.6, 0.8, 1.0 over StepLR's 1, 1, 0.1, 0.1, then 0.01, 0.01
     assert seen == [0.4, 0.6, 0.08, 0.1, 0.01, 0.01]
@@ -156,3 +161,54 @@ def test_optimizer_set_makes_every_hook_dict_torchs_optimizer_makes():
     together.step()
     assert seen == [together]
     assert together.state_dict()["optimizers"].keys() == {"a", "b"}
+
+
+def test_a_step_that_amp_skipped_does_not_advance_a_step_schedule():
+    import warnings
+
+    weight = nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}, INTERVAL: step}]"))
+    runner = ScheduleRunner(build_schedules(entries, {"opt-1": optimizer}))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "lr_scheduler.step() before optimizer.step()" among them
+        for value in (float("inf"), 1.0, 1.0):  # the first step's gradient overflows: GradScaler skips it
+            optimizer.zero_grad()
+            scaler.scale((weight * value).sum()).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            runner.after_step({})
+            seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == [1.0, 0.5, 0.25]
+
+
+@pytest.mark.e2e
+def test_the_logged_learning_rate_of_every_step_is_warmup_then_cosine_by_hand_with_accumulation(tmp_path):
+    import csv
+    import math
+
+    from conftest import run_ednaml, run_folders
+
+    base, start, warmup, horizon = 0.01, 0.1, 3, 6
+    result = run_ednaml(
+        "fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--EXECUTION.TRAINER_ARGS.accumulation_steps", "2",
+        "--trainer.limit_train_batches", "12", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+        "--LOGGING.STEP_VERBOSE", "1", "--OPTIMIZER.0.BASE_LR", str(base),
+        "--SCHEDULER", f"[{{LR_SCHEDULER: CosineAnnealingLR, LR_KWARGS: {{T_max: {horizon}}}, INTERVAL: step, WARMUP_STEPS: {warmup}, "
+                       f"WARMUP_START_FACTOR: {start}}}]", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Detected call of `lr_scheduler.step()`" not in result.stderr
+    (run,) = run_folders(tmp_path / "runs")
+    with (run / "metrics.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/loss_step")]
+    logged = {int(row["step"]): [float(v) for k, v in row.items() if k.startswith("lr/") and v] for row in rows}
+    assert sorted(logged) == list(range(1, 7))  # 12 batches, 2 per optimizer step
+
+    def by_hand(k: int) -> float:  # the rate optimizer step k (0-based) used
+        factor = start + (1 - start) * (k + 1) / warmup if k < warmup else 1.0
+        return base * (1 + math.cos(math.pi * k / horizon)) / 2 * factor
+
+    for step, rates in logged.items():
+        assert rates and all(rate == pytest.approx(by_hand(step - 1), rel=1e-9) for rate in rates), (step, rates)

@@ -296,6 +296,9 @@ class StepMetrics(Callback):
     def __init__(self) -> None:
         self.seen = self.logged = -1
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seen = trainer.global_step  # the steps before (a resume's) are logged; the first micro-batches make none
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
         if step == self.seen:  # mid-accumulation: no optimizer step yet

@@ -85,6 +85,21 @@ class ScheduleRunner:
         self.schedules = schedules
         self.scheduled: dict[int, float] = {}  # id(param group) -> its lr before the warmup factor
         self.warned: set[str] = set()
+        # Optimizer steps taken (counted by a hook, so a step that AMP's GradScaler skipped is not one), and how
+        # many each step-interval scheduler has followed: a scheduler steps only after its optimizer did.
+        self.taken: dict[int, int] = {}
+        self.followed: dict[int, int] = {}
+        for optimizer in {id(s.optimizer): s.optimizer for s in schedules}.values():
+            self.taken[id(optimizer)] = 0
+            optimizer.register_step_post_hook(self._count)
+
+    def _count(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.taken[id(optimizer)] = self.taken.get(id(optimizer), 0) + 1
+
+    def count_steps(self) -> None:
+        """Count one step of every optimizer without taking it: `check`'s preview of the schedule."""
+        for key in self.taken:
+            self.taken[key] += 1
 
     def _restore(self) -> None:
         for schedule in self.schedules:
@@ -117,6 +132,11 @@ class ScheduleRunner:
         for schedule in self.schedules:
             if schedule.interval != interval:
                 continue
+            if interval == "step":  # only after an optimizer step that happened (not one AMP skipped)
+                taken = self.taken[id(schedule.optimizer)]
+                if taken == self.followed.get(id(schedule), 0):
+                    continue
+                self.followed[id(schedule)] = taken
             if isinstance(schedule.scheduler, ReduceLROnPlateau):
                 value = metrics.get(schedule.monitor)
                 if value is None:
