@@ -148,7 +148,7 @@ def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = (), tru
             if not path.exists():
                 raise FileNotFoundError(f"file {source!r} does not exist (looked beside the config files and in the working directory)")
             imported.append(str(path.resolve()))
-            module_name = f"ednaml_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+            module_name = user_module_name(path)
             if module_name in sys.modules:
                 continue
             spec = importlib.util.spec_from_file_location(module_name, path)
@@ -163,6 +163,17 @@ def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = (), tru
             importlib.import_module(source)
             imported.append(source)
     return imported
+
+
+USER_MODULE = "ednaml_user_"  # the prefix of the module a user's file is imported as
+
+
+def user_module_name(path: Path) -> str:
+    """The module a user's file is imported as: the same in every process for the same file (a spawned worker
+    finds its classes by it), unlike Python's own per-process `hash`."""
+    import hashlib
+
+    return f"{USER_MODULE}{path.stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
 
 
 def _import_dotted(path: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -153,3 +154,17 @@ def test_a_component_registered_in_one_test_is_gone_in_the_next_part_2_finds_not
     with pytest.raises(registry.RegistryError, match="'OnlyForThisTest' is not a known model"):
         registry.get("model", "OnlyForThisTest")
     assert "SmallCNN" in registry.names("model")  # the built-ins stay
+
+
+@pytest.mark.e2e  # two fresh Python processes
+def test_a_component_from_a_user_file_is_named_by_the_file_the_same_in_every_process(tmp_path):
+    (tmp_path / "my_parts.py").write_text("import torch\nimport ednaml\n\n\n@ednaml.register.loss('PartsLoss')\n"
+                                          "class PartsLoss(torch.nn.Module):\n    pass\n")
+    probe = ("import sys; from pathlib import Path; from ednaml import registry; from ednaml.tracking.provenance import describe_component;"
+             f"registry.import_sources([{str(tmp_path / 'my_parts.py')!r}]);"
+             "obj = registry.get('loss', 'PartsLoss'); print(obj.__module__, describe_component(obj)['class'])")
+    seen = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    (line,) = seen  # the same module and class in both processes, whatever Python's hash seed
+    module, described = line.split()
+    assert module.startswith("ednaml_user_my_parts_") and described == "my_parts.py:PartsLoss"

@@ -124,6 +124,9 @@ def describe_component(obj: Any) -> dict[str, Any]:
         file = inspect.getsourcefile(obj)
     except TypeError:
         file = None
+    if obj.__module__.startswith(registry.USER_MODULE) and file:  # a user's file: named by the file, whatever its module
+        return {"class": f"{Path(file).name}:{obj.__qualname__}", "file": file, "source_sha256": sha256(source.encode()) if source else None,
+                "file_sha256": sha256(Path(file).read_bytes())}
     return {"class": f"{obj.__module__}.{obj.__qualname__}", "file": file,
             "source_sha256": sha256(source.encode()) if source else None}
 
