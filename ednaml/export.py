@@ -143,7 +143,7 @@ def _describe(folder: Path, kind: str, config: Any, data: Any, module: Any, inpu
         "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."), "example_shape": list(t.shape),
                     "dynamic": ["batch", "length"] if keys else ["batch"]} for n, t in zip(input_names, inputs)],
         "outputs": [{"name": n, "label": module.outputs[n].label, "classes": data.labels[module.outputs[n].label]} for n in names],
-        "reader": reader, "preprocessing": dict(config.TEST_TRANSFORMATION.ARGS), "tokenizer": "tokenizer.json" if tokenizer else None,
+        "reader": reader, "preprocessing": preprocessing(config), "tokenizer": "tokenizer.json" if tokenizer else None,
         "checkpoint": describe_checkpoint(checkpoint),
         "check": check,
         "ednaml_version": __version__, "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -151,6 +151,21 @@ def _describe(folder: Path, kind: str, config: Any, data: Any, module: Any, inpu
     description = scrub(description)
     (folder / "model.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return description
+
+
+def preprocessing(config: Any) -> dict[str, Any]:
+    """The test transforms' arguments as a run used them: TEST_TRANSFORMATION.ARGS over the reader's transforms'
+    own defaults (a normalization the config leaves to its default is still one the consumer must apply)."""
+    import inspect
+
+    from ednaml import registry
+
+    transforms = registry.get("datareader", config.EXECUTION.DATAREADER.DATAREADER).transforms
+    target = transforms.__init__ if inspect.isclass(transforms) else transforms
+    defaults = {name: list(p.default) if isinstance(p.default, tuple) else p.default
+                for name, p in inspect.signature(target).parameters.items()
+                if p.default is not inspect.Parameter.empty and name not in ("self", "train")}
+    return {**defaults, **dict(config.TEST_TRANSFORMATION.ARGS)}
 
 
 def _tuple(value: Any) -> tuple:

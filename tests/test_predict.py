@@ -194,3 +194,14 @@ def test_new_data_with_no_inputs_is_named(tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(DataError, match="empty.txt' holds no inputs to predict on"):
         EdnaDataModule(prepare([CONFIGS / "polarity-text.yml"]), None, NewData(str(tmp_path / "empty.txt"), {"polarity": ["neg", "pos"]}))
+
+
+def test_model_json_s_preprocessing_holds_the_normalization_a_config_leaves_to_its_default():
+    from ednaml.config import resolve
+    from ednaml.config.sections import sections
+    from ednaml.export import preprocessing
+
+    config = sections(resolve([CONFIGS / "digits.yml"], [("TEST_TRANSFORMATION.ARGS", "!replace {i_shape: [8, 8], channels: 1}")]))
+    shown = preprocessing(config)
+    assert shown["normalization_mean"] == 0.5 and shown["normalization_std"] == 0.5 and shown["i_shape"] == [8, 8]
+    assert shown["channels"] == 1 and "train" not in shown
