@@ -101,11 +101,12 @@ def test_predict_writes_one_prediction_per_test_sample(digits_run):
     assert result.returncode == 0, result.stderr[-3000:]
     predicted = next(r for r in run_folders(cwd / "runs") if summary(r)["stage"] == "predict")
     rows = (predicted / "predictions.csv").read_text().splitlines()
-    assert rows[0] == "index,prediction,confidence,target"
+    assert rows[0] == "index,input,prediction,confidence,target"
     assert len(rows) - 1 == 359  # the test split
-    right = sum(r.split(",")[1] == r.split(",")[3] for r in rows[1:])
+    right = sum(r.split(",")[2] == r.split(",")[4] for r in rows[1:])
     assert right / 359 == pytest.approx(summary(run)["final"]["test/accuracy"], abs=1e-6)
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(359))  # each sample by its position in the split
+    assert [r.split(",")[1] for r in rows[1:]] == [f"test[{i}]" for i in range(359)]  # in-memory images: their place
 
     two = run_ednaml("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.accelerator", "cpu",
                      "--trainer.devices", "2", "--trainer.strategy", "ddp", cwd=cwd, env={"WANDB_MODE": "disabled"})
@@ -114,8 +115,8 @@ def test_predict_writes_one_prediction_per_test_sample(digits_run):
     rows_two = (sharded / "predictions.csv").read_text().splitlines()
     assert len(rows_two) == len(rows) and not (sharded / ".predictions").exists()  # one file, every sample once
     for one, other in zip(rows[1:], rows_two[1:]):
-        (i, p, c, t), (j, q, d, u) = one.split(","), other.split(",")
-        assert (i, p, t) == (j, q, u) and float(c) == pytest.approx(float(d), abs=1e-5)
+        (i, x, p, c, t), (j, y, q, d, u) = one.split(","), other.split(",")
+        assert (i, x, p, t) == (j, y, q, u) and float(c) == pytest.approx(float(d), abs=1e-5)
 
 
 def test_print_config_output_loads_again_as_the_same_run(tmp_path):

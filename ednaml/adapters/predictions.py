@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,20 @@ class PredictRequest:
         return run.path / f"predictions.{kind}", kind
 
 
+def split_ids(samples: list[Any], split: str) -> list[str]:
+    """Each sample's identity for its prediction record: its file where the sample is one, else its place in
+    the split (`test[17]`: an in-memory image, a sentence)."""
+    def identity(position: int, item: Any) -> str:
+        try:
+            if isinstance(item, (str, os.PathLike)) and Path(item).is_file():
+                return str(item)
+        except (OSError, ValueError):  # a sentence too long or odd to be a path
+            pass
+        return f"{split}[{position}]"
+
+    return [identity(position, sample[0]) for position, sample in enumerate(samples)]
+
+
 class PredictionWriter(BasePredictionWriter):
     """The records of DEPLOYMENT.DEPLOY, each with its input's position (`index`) and, for new data, its id
     (`input`, a path), in a CSV, JSON Lines or Parquet file with a manifest beside it naming the checkpoint,
@@ -90,8 +105,8 @@ class PredictionWriter(BasePredictionWriter):
         merged: dict[int, dict[str, Any]] = {}
         for shard in sorted(shards.glob("rank*.json")):
             merged.update({int(k): v for k, v in json.loads(shard.read_text(encoding="utf-8")).items()})
-        ids = trainer.datamodule.ids
-        records = [{"index": index, **({"input": ids[index]} if ids else {}), **merged[index]} for index in sorted(merged)]
+        ids = trainer.datamodule.ids if trainer.datamodule.ids is not None else split_ids(trainer.datamodule.crawl.splits["test"], "test")
+        records = [{"index": index, "input": ids[index], **merged[index]} for index in sorted(merged)]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         columns = write_records(self.path, records, self.kind)
         shutil.rmtree(shards, ignore_errors=True)
