@@ -91,6 +91,16 @@ def _not_given_again(carried: list[str], imports: Sequence[str], recorded: Mappi
     return left
 
 
+def _same_code(imported: list[str], recorded: Mapping[str, str | None]) -> bool:
+    """Whether the sources just imported are the code a run recorded: the same modules, and files with the
+    same contents (wherever they are now)."""
+    from ednaml.tracking.provenance import imported_files
+
+    now = imported_files(imported)
+    return sorted(map(str, now.values())) == sorted(map(str, recorded.values())) and \
+        {k for k, v in now.items() if v is None} == {k for k, v in recorded.items() if v is None}
+
+
 def _runs_root_of(config: dict[str, Any], trust: Trust, source: str) -> None:
     """A `trainer.default_root_dir` outside the working directory is followed only where the config may name
     code: a checkpoint's or run folder's would choose where this machine writes, so its runs go under ./runs."""
@@ -226,6 +236,8 @@ class EdnaML:
                                           f"(--{format_path(p)} VALUE)") for p in missing])
         for p in masked:
             set_path(saved, list(p), get_path(experiment.config, p), format_path(p))
+        if isinstance(recorded, dict) and _same_code(experiment.config["EXECUTION"]["IMPORTS"], recorded):
+            saved["EXECUTION"]["IMPORTS"] = experiment.config["EXECUTION"]["IMPORTS"]  # the run's files, found elsewhere
         changed = [(key, had, now) for key, had, now in changes(flatten(saved), flatten(experiment.config))
                    if key not in RESUMABLE_CHANGES]
         if changed:

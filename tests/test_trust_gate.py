@@ -199,3 +199,30 @@ def test_where_a_run_is_sent_is_never_chosen_by_a_checkpoint(tmp_path, monkeypat
     mine = str(tmp_path / "backups") if key.startswith("SAVE") else "online"
     EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), overrides={key: mine})  # the user's own choice: accepted
     EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), trust=True)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("profiler", "{class_path: SimpleProfiler, init_args: {dirpath: /tmp/elsewhere, filename: p}}"),
+    ("strategy", '{class_path: "lightning\\x2epytorch\\x2estrategies\\x2eDDPStrategy", init_args: {ddp_comm_hook: "planted\\x2ehook"}}'),
+    ("accelerator", "planted\\x2eThing"),
+    ("plugins", ["{class_path: planted.Thing}"]),
+    ("callbacks", [{"class_path": "ModelCheckpoint", "dict_kwargs": {"dirpath": "/tmp/elsewhere"}}]),
+    ("logger", {"class_path": "CSVLogger", "init_args": {"save_dir": "logs", "name": "{class_path: planted.Thing}"}}),
+])
+def test_a_class_written_as_a_string_or_beside_init_args_in_a_checkpoint_is_refused(key, value):
+    from ednaml.adapters.trainer import gate
+
+    problems = gate({key: value}, registry.Trust(whole=False))
+    assert problems and all("--trust" in p.message for p in problems), problems
+
+
+def test_a_checkpoint_s_relative_paths_are_built_inside_the_run_folder_and_a_typed_argument_is_the_user_s(tmp_path):
+    from ednaml.adapters.trainer import build_trainer
+
+    section = {"accelerator": "cpu", "devices": 1, "logger": False,
+               "callbacks": [{"class_path": "ModelCheckpoint", "init_args": {"dirpath": "extra", "monitor": "val/loss"}},
+                             {"class_path": "ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "mine")}}]}
+    typed = registry.Trust(whole=False, typed=frozenset({("trainer", "callbacks", 1, "init_args", "dirpath")}))
+    trainer = build_trainer(section, str(tmp_path / "run"), [], [], typed)
+    dirs = [c.dirpath for c in trainer.callbacks if type(c).__name__ == "ModelCheckpoint" and c.dirpath]
+    assert str(tmp_path / "run" / "extra") in dirs and str(tmp_path / "mine") in dirs

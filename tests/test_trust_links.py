@@ -175,3 +175,24 @@ def test_a_run_with_backups_resumes_when_the_user_gives_the_backup_target_again(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert summary(run)["status"] == "finished"
     assert (backups / run.parent.name / run.name / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.e2e
+def test_a_run_with_its_own_component_resumes_elsewhere_with_the_file_given_again(tmp_path):
+    examples = CONFIGS.parent / "examples"
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(examples / "custom_component.py", work)
+    shutil.copy(examples / "focal.yml", work)
+    process, _, err = stopped_at_a_checkpoint(
+        ["fit", "--config", str(CONFIGS / "digits.yml"), "--config", "focal.yml", "--EXECUTION.EPOCHS", "2",
+         "--SAVE.STEP_SAVE_FREQUENCY", "3", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2",
+         "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false"], work, pattern="runs/*/*/checkpoints/*_step3.ckpt")
+    assert process.returncode == 143, err[-2000:]
+    (run,) = run_folders(work / "runs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(str(work / "custom_component.py"), elsewhere / "custom_component.py")  # the run's file, now elsewhere
+    resumed = run_ednaml("fit", "--resume", str(run), "--import", str(elsewhere / "custom_component.py"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert summary(run)["status"] == "finished"

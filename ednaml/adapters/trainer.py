@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import yaml
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from ednaml import registry
@@ -82,14 +83,22 @@ def leaves(value: str) -> bool:
         or ".." in re.split(r"[\\/]", value)
 
 
-def _data(value: Any, at: tuple) -> list[Problem]:
-    """A value from a config that is not trusted: plain data, no class inside, no path out of its folder."""
+def _data(value: Any, at: tuple, trust: registry.Trust) -> list[Problem]:
+    """A value from a config that is not trusted: plain data, no class inside, no path out of its folder. A
+    string jsonargparse would read as YAML (`"{class_path: ...}"`) is looked at as what it reads as."""
+    if trust.of(at):
+        return []
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
     if isinstance(value, Mapping):
         if "class_path" in value:
             return [Problem(at, f"names a class ({show(value['class_path'])}) where only data is taken")]
-        return [p for key, item in value.items() for p in _data(item, at + (key,))]
+        return [p for key, item in value.items() for p in _data(item, at + (key,), trust)]
     if isinstance(value, (list, tuple)):
-        return [p for i, item in enumerate(value) for p in _data(item, at + (i,))]
+        return [p for i, item in enumerate(value) for p in _data(item, at + (i,), trust)]
     if isinstance(value, str) and leaves(value):
         return [Problem(at, f"{show(value)} is a path outside the run folder")]
     return []
@@ -97,13 +106,13 @@ def _data(value: Any, at: tuple) -> list[Problem]:
 
 def trainer_classes(trainer: Mapping[str, Any]) -> list[tuple[tuple, str, str, Mapping[str, Any]]]:
     """(key path, kind, class name, init_args) of each class the `trainer:` section names: a `class_path`, or
-    a word that is not one of Lightning's settings ("ddp", "simple"), in the keys of registry.LIGHTNING_KINDS."""
+    any string but a plain word of Lightning's settings ("ddp", "simple") in the keys of registry.LIGHTNING_KINDS."""
     found = []
     for key in [k for k in _CLASS_KEYS if k in trainer]:
         value = trainer[key]
         for i, item in list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]:
             at = ("trainer", key) if i is None else ("trainer", key, i)
-            if isinstance(item, str) and not (key in _WORDS and "." not in item):
+            if isinstance(item, str) and not (key in _WORDS and re.fullmatch(r"[\w-]+", item)):
                 found.append((at, _CLASS_KEYS[key], item, {}))
             elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
                 init_args = item.get("init_args") or {}
@@ -116,21 +125,23 @@ def trainer_classes(trainer: Mapping[str, Any]) -> list[tuple[tuple, str, str, M
 def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -> list[Problem]:
     """Every class the `trainer:` section names, resolved by registry.get with the trust level. Where the
     config may not name code (a checkpoint's, a run folder's): only Lightning's own classes, and for them and
-    every other argument only data: no callable or object, no class_path inside, no path out of the run folder."""
+    every other argument only data: no callable or object, no class_path inside, no path out of the run folder.
+    What the user typed (`trust.typed`) is theirs, down to one argument."""
     problems: list[Problem] = []
     for key, value in trainer.items():
-        if trust.of(("trainer", key)):
-            continue
         if key not in _CLASS_KEYS:
-            problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key))]
+            problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key), trust)]
             continue
         # what names no class here is data all through (jsonargparse would build a class_path inside)
         items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
         problems += [Problem(p.path, p.message + _ONLY_DATA) for i, item in items
                      if not (isinstance(item, str) or isinstance(item, Mapping) and isinstance(item.get("class_path"), str))
-                     for p in _data(item, ("trainer", key) if i is None else ("trainer", key, i))]
+                     for p in _data(item, ("trainer", key) if i is None else ("trainer", key, i), trust)]
     for at, kind, name, init_args in trainer_classes(trainer):
-        trusted = trust.of(at[:2])
+        trusted = trust.of(at)
+        if not re.fullmatch(r"[\w.:]+", name):  # YAML in a string, which jsonargparse would read as a class
+            problems += [] if trusted else [Problem(at, f"{show(name)} is not a class name" + _ONLY_DATA)]
+            continue
         try:
             cls = registry.get(kind, name, trusted)
         except registry.RegistryError as err:
@@ -141,10 +152,14 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
         hints = _hints(cls)
         for argument, given in init_args.items():
             where = at[:-1] + ("init_args", argument)
-            if _takes_code(hints.get(argument, inspect.Parameter.empty)):
+            if trust.of(where):
+                continue
+            if argument == "dict_kwargs" and argument not in hints:
+                problems.append(Problem(where, "is passed to the class unchecked" + _ONLY_DATA))
+            elif _takes_code(hints.get(argument, inspect.Parameter.empty)):
                 problems.append(Problem(where, f"{cls.__name__}'s {argument!r} takes code (a callable or an object)" + _ONLY_DATA))
             else:
-                problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(given, where)]
+                problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(given, where, trust)]
     return problems
 
 
@@ -152,16 +167,17 @@ def in_run_folder(trainer: Mapping[str, Any], root_dir: str, trust: registry.Tru
     """The `trainer:` section with each class argument that names where files go (a logger's save_dir, a
     callback's dirpath) made relative to the run folder where the config may not name code (the gate let
     through only relative paths), so nothing it names is written elsewhere."""
-    def moved(item: Any) -> Any:
+    def moved(item: Any, at: tuple) -> Any:
         if not (isinstance(item, Mapping) and isinstance(item.get("init_args"), Mapping)):
             return item
         return {**item, "init_args": {k: str(Path(root_dir) / v) if _PATH_ARGUMENT.search(k) and isinstance(v, str) and not leaves(v)
-                                      else v for k, v in item["init_args"].items()}}
+                                      and not trust.of(at + ("init_args", k)) else v for k, v in item["init_args"].items()}}
 
     section = dict(trainer)
-    for key in [k for k in _CLASS_KEYS if k in section and not trust.of(("trainer", k))]:
+    for key in [k for k in _CLASS_KEYS if k in section]:
         value = section[key]
-        section[key] = [moved(item) for item in value] if isinstance(value, (list, tuple)) else moved(value)
+        section[key] = [moved(item, ("trainer", key, i)) for i, item in enumerate(value)] if isinstance(value, (list, tuple)) \
+            else moved(value, ("trainer", key))
     return section
 
 
@@ -215,8 +231,13 @@ def trainer_kwargs(trainer: dict[str, Any], trust: registry.Trust = registry.Tru
     the gate: a section that names more than its `trust` allows raises ConfigError, nothing imported."""
     if problems := gate(trainer, trust):
         raise ConfigError(problems)
+    return _instantiated(trainer)
+
+
+def _instantiated(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The section parsed by jsonargparse (which imports what a class_path names: only after the gate)."""
     parser = trainer_parser()
-    namespace = parser.instantiate(parser.parse_object({"trainer": copy.deepcopy(trainer)}, defaults=False))
+    namespace = parser.instantiate(parser.parse_object({"trainer": copy.deepcopy(dict(trainer))}, defaults=False))
     return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
 
 
@@ -251,7 +272,9 @@ def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, lo
     """The Trainer of the `trainer:` section, with EdnaML's callbacks and loggers added to the user's own; where
     the config may not name code, the files its classes write go into the run folder `root_dir`."""
     given = {k: v for k, v in trainer.items() if k != "default_root_dir"}
-    kwargs = trainer_kwargs(in_run_folder(given, root_dir, trust), trust)
+    if problems := gate(given, trust):
+        raise ConfigError(problems)
+    kwargs = _instantiated(in_run_folder(given, root_dir, trust))  # gated as given: its relative paths moved in
     user_callbacks = kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]
