@@ -61,6 +61,9 @@ def digits_config(*overrides: tuple[str, str]) -> dict:
     (f'API_KEY = os.environ["API_KEY"]\n+API_KEY = "{LITERAL}"', f'API_KEY = os.environ["API_KEY"]\n+API_KEY = "{MASK}"'),
     (f"https://host.example/a@b and https://{TOKEN}@host/x", f"https://host.example/a@b and https://{MASK}@host/x"),
     (f"password: null, api_key: ***, secret={MAPPING}", f"password: null, api_key: ***, secret={MASK}"),
+    (f"db_password: [{MAPPING}, {HYDRA}]", f"db_password: [{MASK}]"),
+    (f"ednaml fit --SERVICE.api_token {HYDRA} --EXECUTION.EPOCHS 3 --trust", f"ednaml fit --SERVICE.api_token {MASK} --EXECUTION.EPOCHS 3 --trust"),
+    (f"+aws_secret_access_key = {LITERAL}\n+TOKEN = read_token()\n", f"+aws_secret_access_key = {MASK}\n+TOKEN = read_token()\n"),
 ])
 def test_a_value_given_to_a_secret_name_or_a_url_credential_is_masked_in_text_and_nothing_else(text, expected):
     assert scrub_text(text, []) == expected
@@ -226,3 +229,9 @@ def test_the_help_is_printed_as_written(capsys):
     assert main(["--help"]) == 0 and main(["fit", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.count("SECTION.KEY=VALUE") == 2 and MASK not in out
+
+
+def test_everything_under_a_secret_name_is_masked_however_deep_and_its_keys_kept():
+    recorded = scrub({"db_password": [MAPPING], "credentials": {"user": "alice-the-user", "pw": [LITERAL, 7]}, "epochs": 3,
+                      "api_key": None}, [])
+    assert recorded == {"db_password": [MASK], "credentials": {"user": MASK, "pw": [MASK, MASK]}, "epochs": 3, "api_key": None}

@@ -28,10 +28,14 @@ URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
 # separates it from its value, in a command line, YAML or JSON text, a URL's query, a log line or source code.
 ASSIGNMENT = re.compile(r"(?<![\w.\[\]])(?P<name>[A-Za-z_][\w.\[\]-]*)[\"']?"
                         r"(?P<sep>[ \t]*:[ \t]*[A-Za-z_][\w\[\]., |]*?[ \t]*=[ \t]*(?=[\"'])|[ \t]*:[ \t]*|=[ \t]*|[ \t]+=[ \t]*)")
+FLOW = re.compile(r"\[[^\[\]\n]*\]|\{[^{}\n]*\}")
 QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
 UNQUOTED = re.compile(r"(?:(?:Bearer|Basic|Token)[ \t]+)?[^\s,;&}\])\"'<>]+", re.IGNORECASE)
 NOT_A_VALUE = {"None", "null", "Null", "NULL", "~", "true", "false", "True", "False"}
 FLAG = re.compile(r"^(?P<flag>--?[\w.\[\]-]+)(?:=(?P<value>.*))?$", re.S)
+FLAG_TEXT = re.compile(r"(?<!\S)--?(?P<name>[A-Za-z_][\w.\[\]-]*)[ \t]+(?P<value>[^\s\-\"'][^\s]*)")
+# After ` = ` (source code): a literal token (a key pasted in), not an expression (`os.environ["KEY"]`, `read()`).
+LITERAL = re.compile(r"[A-Za-z0-9+/_\-]{8,}(?![\w.(\[])")
 MASK = "***"
 SHORTEST = 8  # a shorter environment value (`test`, `1`) is too likely to occur by chance to be masked
 
@@ -61,6 +65,9 @@ def scrub_text(text: str, secrets: list[str] | None = None) -> str:
         text = text.replace(secret, MASK)
     if "=" in text or ":" in text:
         text = _mask_assignments(text)
+    if "-" in text:  # --db.password VALUE in a command line written out as text
+        text = FLAG_TEXT.sub(lambda m: m[0][: m.start("value") - m.start()] + MASK if secret_name(m["name"]) and m["value"] != MASK
+                             else m[0], text)
     return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text) if "://" in text else text
 
 
@@ -82,8 +89,12 @@ def _value_after(text: str, match: re.Match[str]) -> tuple[int, int] | None:
     code) only a string literal is a value: `API_KEY = os.environ[...]` holds no secret."""
     if quoted := QUOTED.match(text, match.end()):
         start, end = quoted.start() + 1, quoted.end() - 1
+    elif flow := FLOW.match(text, match.end()):  # [a, b] or {k: v}: all of it
+        start, end = flow.start() + 1, flow.end() - 1
     elif match["sep"][:1] in " \t" and match["sep"].strip(" \t") == "=":
-        return None
+        if not (literal := LITERAL.match(text, match.end())):
+            return None
+        start, end = literal.span()
     elif unquoted := UNQUOTED.match(text, match.end()):
         start, end = unquoted.span()
     else:
@@ -100,7 +111,9 @@ def _flag(value: Any) -> re.Match[str] | None:
 def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
     """`value` with its secrets masked, at any depth of dicts and lists; keys are never changed."""
     secrets = secret_values() if secrets is None else secrets
-    if secret_name(key) and value not in (None, "", [], {}) and not isinstance(value, (bool, Mapping, list, tuple)):
+    if secret_name(key) and isinstance(value, (Mapping, list, tuple)):  # everything under a secret's name
+        return _all_masked(value)
+    if secret_name(key) and value not in (None, "", [], {}) and not isinstance(value, bool):
         return MASK
     if isinstance(value, str):
         return MASK if value in secrets else scrub_text(value, secrets)
@@ -118,6 +131,15 @@ def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
             previous = item
         return type(value)(out)
     return value
+
+
+def _all_masked(value: Any) -> Any:
+    """Every value at any depth masked (keys kept; null and booleans, which hold nothing, kept)."""
+    if isinstance(value, Mapping):
+        return {k: _all_masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_all_masked(v) for v in value)
+    return value if value is None or isinstance(value, bool) or value == "" else MASK
 
 
 def masked_paths(config: Any, path: tuple = ()) -> list[tuple]:
