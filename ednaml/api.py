@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from ednaml.checkpoints import checkpoint_mismatch, config_from_checkpoint, read_checkpoint
+from ednaml.checkpoints import check_restorable, checkpoint_mismatch, config_from_checkpoint, read_checkpoint
 from ednaml.config import resolve
 from ednaml.errors import ConfigError, Problem, locate
 
@@ -59,7 +59,7 @@ def prepare(
     validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trusted)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
         try:
-            read_checkpoint(config["ckpt_path"])
+            check_restorable(config["ckpt_path"])
         except ConfigError as err:
             problems = [Problem(("ckpt_path",), p.message.removeprefix("ckpt_path: ")) for p in err.problems]
             raise ConfigError(locate(problems, origins), ", ".join(map(str, files)) or None) from None

@@ -16,6 +16,8 @@ from ednaml.errors import ConfigError
 
 log = logging.getLogger("ednaml")
 
+# What Lightning reads of every checkpoint it restores: one without them is not a run's checkpoint.
+LIGHTNING_KEYS = ("pytorch-lightning_version", "state_dict", "epoch", "global_step")
 DATA_STATE_KEY = "EdnaDataModule"  # where Lightning saves the data module's state_dict: its class's qualified name
 
 
@@ -29,6 +31,12 @@ def _checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """What an EdnaML checkpoint carries (config, labels, provenance); a clear error for anything else."""
     return copy.deepcopy(_checkpoint(path)["ednaml"])
+
+
+def check_restorable(path: str | os.PathLike) -> None:
+    """Raise ConfigError where Lightning could not restore the checkpoint (a file made to look like one)."""
+    if missing := _checkpoint(path)["missing"]:
+        raise ConfigError(f"ckpt_path: {str(path)!r} lacks what Lightning restores ({', '.join(missing)}): it was not saved by a run")
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
@@ -79,7 +87,7 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
         raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
     plugins = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("plugins.")} if isinstance(checkpoint["state_dict"], dict) else {}
     return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}, "global_step": checkpoint.get("global_step"),
-            "plugins": plugins}
+            "plugins": plugins, "missing": [key for key in LIGHTNING_KEYS if key not in checkpoint]}
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -63,10 +63,10 @@ def _log_handlers_write_to_this_tests_stderr():
     """Lightning's log handler keeps the stderr of the moment it was imported; pytest swaps stderr per test."""
     import logging
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("lightning")]:  # rank_zero's too
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setStream(sys.stderr)
+                handler.stream = sys.stderr  # not setStream: it flushes the old stream, which pytest may have closed
 
 
 @pytest.fixture

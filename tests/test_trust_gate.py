@@ -71,7 +71,8 @@ def _config_naming(key: tuple, value: object) -> dict:
 
 
 def _checkpoint(path, config: dict) -> None:
-    torch.save({"state_dict": {}, "ednaml": {"config": config, "labels": LABELS}}, path)
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6.6", "epoch": 0, "global_step": 0,
+                "ednaml": {"config": config, "labels": LABELS}}, path)
 
 
 def _run_folder(root, config: dict):
@@ -226,3 +227,12 @@ def test_a_checkpoint_s_relative_paths_are_built_inside_the_run_folder_and_a_typ
     trainer = build_trainer(section, str(tmp_path / "run"), [], [], typed)
     dirs = [c.dirpath for c in trainer.callbacks if type(c).__name__ == "ModelCheckpoint" and c.dirpath]
     assert str(tmp_path / "run" / "extra") in dirs and str(tmp_path / "mine") in dirs
+
+
+def test_a_file_made_to_look_like_a_checkpoint_is_refused_naming_what_it_lacks(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": {}, "ednaml": {"config": resolve([CONFIGS / "digits.yml"]), "labels": LABELS}}, tmp_path / "made.ckpt")
+    assert main(["test", "--ckpt_path", str(tmp_path / "made.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "lacks what Lightning restores (pytorch-lightning_version, epoch, global_step)" in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()
