@@ -56,7 +56,7 @@ def prepare(
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
     _runs_root_of(config, trust, base_label)
     default_loss_optimizers(config, config_warning)
-    validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trusted)
+    validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trust)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
         try:
             check_restorable(config["ckpt_path"])

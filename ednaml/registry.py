@@ -11,7 +11,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from ednaml.errors import did_you_mean
 
@@ -36,17 +36,26 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
 # kind -> the torch module whose public classes (its __all__) the kind also resolves
 _TORCH_MODULES = {"optimizer": "torch.optim", "scheduler": "torch.optim.lr_scheduler"}
 KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
-# The kinds a `trainer:` section names (LightningCLI's `class_path` form): kind -> (the trainer key, the classes
-# one must derive from, the Lightning modules whose public classes any config may name, a checkpoint's too).
-LIGHTNING_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "callback": ("callbacks", ("lightning.pytorch.callbacks.Callback",), ("lightning.pytorch.callbacks",)),
-    "logger": ("logger", ("lightning.pytorch.loggers.Logger",), ("lightning.pytorch.loggers",)),
-    "strategy": ("strategy", ("lightning.pytorch.strategies.Strategy",), ("lightning.pytorch.strategies",)),
-    "accelerator": ("accelerator", ("lightning.pytorch.accelerators.Accelerator",), ("lightning.pytorch.accelerators",)),
-    "profiler": ("profiler", ("lightning.pytorch.profilers.Profiler",), ("lightning.pytorch.profilers",)),
-    "lightning_plugin": ("plugins", ("lightning.pytorch.plugins.Precision", "lightning.pytorch.plugins.CheckpointIO",
-                                     "lightning.pytorch.plugins.LayerSync", "lightning.fabric.plugins.ClusterEnvironment"),
-                         ("lightning.pytorch.plugins", "lightning.fabric.plugins.environments")),
+
+
+class LightningKind(NamedTuple):
+    """A kind the `trainer:` section names (LightningCLI's `class_path` form)."""
+
+    key: str  # the trainer key
+    words: bool  # whether a plain word there is one of Lightning's settings ("ddp", "simple"), not a class
+    bases: tuple[str, ...]  # what a class there must derive from
+    modules: tuple[str, ...]  # the Lightning modules whose public classes any config may name, a checkpoint's too
+
+
+LIGHTNING_KINDS: dict[str, LightningKind] = {
+    "callback": LightningKind("callbacks", False, ("lightning.pytorch.callbacks.Callback",), ("lightning.pytorch.callbacks",)),
+    "logger": LightningKind("logger", False, ("lightning.pytorch.loggers.Logger",), ("lightning.pytorch.loggers",)),
+    "strategy": LightningKind("strategy", True, ("lightning.pytorch.strategies.Strategy",), ("lightning.pytorch.strategies",)),
+    "accelerator": LightningKind("accelerator", True, ("lightning.pytorch.accelerators.Accelerator",), ("lightning.pytorch.accelerators",)),
+    "profiler": LightningKind("profiler", True, ("lightning.pytorch.profilers.Profiler",), ("lightning.pytorch.profilers",)),
+    "lightning_plugin": LightningKind("plugins", True, ("lightning.pytorch.plugins.Precision", "lightning.pytorch.plugins.CheckpointIO",
+                                                       "lightning.pytorch.plugins.LayerSync", "lightning.fabric.plugins.ClusterEnvironment"),
+                                      ("lightning.pytorch.plugins", "lightning.fabric.plugins.environments")),
 }
 
 _components: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
@@ -282,7 +291,7 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
 def _lightning_public(kind: str) -> dict[str, Any]:
     """`{name: class}` of the public classes of `kind` in Lightning's own modules, by short and dotted name."""
     found: dict[str, Any] = {}
-    for module_name in LIGHTNING_KINDS[kind][2]:
+    for module_name in LIGHTNING_KINDS[kind].modules:
         module = importlib.import_module(module_name)
         for attr in getattr(module, "__all__", ()):
             obj = getattr(module, attr, None)
@@ -304,12 +313,12 @@ def _lightning_class(kind: str, name: str, trusted: bool) -> Any:
         raise RegistryError(f"{name!r} is not one of Lightning's {label}s" + did_you_mean(name, shown, f"; they are {', '.join(shown)}"))
     if not trusted:
         raise RegistryError(untrusted_message(name, f"one of Lightning's own {label}s"))
-    bases = tuple(_import_dotted(base) for base in LIGHTNING_KINDS[kind][1])
+    bases = tuple(_import_dotted(base) for base in LIGHTNING_KINDS[kind].bases)
     obj = _import_dotted(name)
     if obj is None:
         raise RegistryError(f"{name!r} cannot be imported")
     if not (inspect.isclass(obj) and issubclass(obj, bases)):
-        raise RegistryError(f"{name!r} is not a {label}: it must be a subclass of " + " or ".join(LIGHTNING_KINDS[kind][1]))
+        raise RegistryError(f"{name!r} is not a {label}: it must be a subclass of " + " or ".join(LIGHTNING_KINDS[kind].bases))
     return obj
 
 

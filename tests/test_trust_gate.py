@@ -40,7 +40,7 @@ def _name_keys() -> list[tuple]:
     of the `trainer:` section, and a callable inside a Lightning callback's init_args."""
     found = [path for path, _, _ in component_paths(_full_config())]
     found.append(("EXECUTION", "IMPORTS"))
-    found += [("trainer", key) for key, _, _ in registry.LIGHTNING_KINDS.values()]
+    found += [("trainer", entry.key) for entry in registry.LIGHTNING_KINDS.values()]
     found.append(("trainer", "callbacks", "init_args"))
     return found
 

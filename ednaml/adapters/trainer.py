@@ -46,8 +46,8 @@ def _reason(err: Exception) -> str:
 # ---- the trust gate: what a `trainer:` section names, and what a config from elsewhere may give ----
 
 # The trainer keys that name classes, and whether a plain word there is a Lightning setting ("ddp", "simple").
-_CLASS_KEYS = {key: kind for kind, (key, _, _) in registry.LIGHTNING_KINDS.items()}
-_WORDS = ("strategy", "accelerator", "profiler", "plugins")
+_CLASS_KEYS = {entry.key: kind for kind, entry in registry.LIGHTNING_KINDS.items()}
+_WORDS = {entry.key for entry in registry.LIGHTNING_KINDS.values() if entry.words}
 _DATA = (type(None), bool, int, float, str, bytes, PurePath, datetime.timedelta, enum.Enum)
 _CONTAINERS = (list, tuple, set, frozenset, dict, collections.abc.Iterable, collections.abc.Sequence, collections.abc.Mapping)
 _PATH_ARGUMENT = re.compile(r"dir|path|file|root", re.IGNORECASE)  # a class argument where a file is written

@@ -413,12 +413,13 @@ def destinations_are_the_users(cfg: dict[str, Any], trust: Trust) -> list[Proble
 
 
 def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None,
-             trusted: bool = True) -> None:
+             trusted: bool | Trust = True) -> None:
     """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from).
-    A config that is not `trusted` (from a checkpoint or run folder) may not name components by import path."""
+    A config that is not `trusted` (from a checkpoint or run folder; a registry.Trust says how far) names
+    only registered components and Lightning's own classes, with data for their arguments."""
     from ednaml.registry import Trust
 
-    trust = Trust.given(trusted, origins)
+    trust = trusted if isinstance(trusted, Trust) else Trust.given(trusted, origins)
     problems = check_structure(cfg) + check_components(cfg, trust)
     problems += [] if problems else destinations_are_the_users(cfg, trust)
     if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
