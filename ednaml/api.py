@@ -222,9 +222,6 @@ class EdnaML:
         if not (path / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
         status = (read_run(path).summary or {}).get("status")
-        if status == "finished":
-            raise ConfigError(f"--resume {path.name}: the run finished; resuming would train and test it again. Start a new "
-                              f"run from its config with `ednaml reproduce {path.name}`, or from its weights with --ckpt_path")
         saved = load_yaml(path / "config.yaml")
         recorded = (read_run(path).provenance or {}).get("imports")
         experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs),
@@ -236,6 +233,16 @@ class EdnaML:
                                           f"(--{format_path(p)} VALUE)") for p in missing])
         for p in masked:
             set_path(saved, list(p), get_path(experiment.config, p), format_path(p))
+        trained, horizon = saved["EXECUTION"]["EPOCHS"], experiment.config["EXECUTION"]["EPOCHS"]
+        longer = isinstance(trained, int) and isinstance(horizon, int) and horizon > trained
+        if status == "finished" and not longer:
+            raise ConfigError(f"--resume {path.name}: the run finished its {trained} epochs; resuming would train and test it "
+                              f"again. Train it longer with --EXECUTION.EPOCHS N (more than {trained}), start a new run from its "
+                              f"config with `ednaml reproduce {path.name}`, or from its weights with --ckpt_path")
+        if longer:  # a continuation: the same run, trained to a later horizon (its schedule goes on as configured)
+            saved["EXECUTION"]["EPOCHS"] = horizon
+            if "max_epochs" in saved.get("trainer", {}):
+                saved["trainer"]["max_epochs"] = horizon
         if isinstance(recorded, dict) and _same_code(experiment.config["EXECUTION"]["IMPORTS"], recorded):
             saved["EXECUTION"]["IMPORTS"] = experiment.config["EXECUTION"]["IMPORTS"]  # the run's files, found elsewhere
         changed = [(key, had, now) for key, had, now in changes(flatten(saved), flatten(experiment.config))
@@ -246,6 +253,8 @@ class EdnaML:
                               "own config (no --config), or start a new run with `ednaml fit`.")
         experiment.config = {**saved, "trainer": experiment.config["trainer"]}
         experiment.resumed = folder
+        if longer:
+            experiment.invocation["continued"] = {"EXECUTION.EPOCHS": [trained, horizon]}
         return experiment
 
     def run(self, stage: str, request: Any = None) -> dict[str, Any]:

@@ -477,3 +477,27 @@ def test_a_run_whose_output_is_not_a_terminal_prints_a_line_per_logging_interval
     assert [line.split()[3] for line in batches] == ["5/12", "10/12", "12/12"] and all("train/loss_step" in line for line in batches)
     assert any(line.startswith("epoch 1 validation: ") and "val/accuracy" in line for line in result.stderr.splitlines())
     assert any(line.startswith("test: ") and "test/loss" in line for line in result.stderr.splitlines())
+
+
+def test_a_finished_run_trains_longer_with_a_later_horizon_in_its_own_folder(tmp_path):
+    short = ["--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
+    first = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "2", *short, cwd=tmp_path,
+                       env={"WANDB_MODE": "disabled"})
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run,) = run_folders(tmp_path / "runs")
+    again = run_ednaml("fit", "--resume", str(run), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert again.returncode == 2 and "--EXECUTION.EPOCHS N (more than 2)" in again.stderr, again.stderr[-2000:]
+    longer = run_ednaml("fit", "--resume", str(run), "--EXECUTION.EPOCHS", "4", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert run_folders(tmp_path / "runs") == [run]  # the same run, not a new one
+    info = summary(run)
+    assert info["status"] == "finished" and info["epochs"] == 4
+    with (run / "metrics.csv").open(newline="") as handle:
+        epochs = sorted({int(row["epoch"]) for row in csv.DictReader(handle) if row.get("train/loss")})
+    assert epochs == [0, 1, 2, 3]  # each epoch trained once: two before, two after
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["resumes"][-1]["continued"] == {"EXECUTION.EPOCHS": [2, 4]}
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert recorded["EXECUTION"]["EPOCHS"] == 4 and recorded["trainer"]["max_epochs"] == 4
+    fewer = run_ednaml("fit", "--resume", str(run), "--EXECUTION.EPOCHS", "3", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert fewer.returncode == 2 and "the run finished its 4 epochs" in fewer.stderr, fewer.stderr[-2000:]

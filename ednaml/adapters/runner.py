@@ -95,7 +95,8 @@ def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModu
     if resuming and (run.path / "provenance.json").exists():
         original = run.read_json("provenance.json")
         original.setdefault("resumes", []).append({k: record[k] for k in ("created", "command", "git", "machine")}
-                                                  | {"versions": {k: v for k, v in record["versions"].items() if k != "packages"}})
+                                                  | {"versions": {k: v for k, v in record["versions"].items() if k != "packages"}}
+                                                  | ({"continued": invocation["continued"]} if invocation.get("continued") else {}))
         record = original
     if diff and run.writer:
         name = "git.diff" if not resuming else f"git-resume{len(record.get('resumes', []))}.diff"
@@ -233,7 +234,7 @@ class RunSession:
             stack.enter_context(_environment({RUN_ID_ENV: run.run_id}))
             stack.enter_context(_environment(wandb_directories(run), keep_set=True))
             plain = config.as_dict()  # what the run folder, provenance and W&B record
-            if not self.resuming:
+            if not self.resuming or self.invocation.get("continued"):  # a continuation's config holds its new horizon
                 run.write_config(plain)
             if tokenizer := self.datamodule.state_dict().get("tokenizer"):
                 run.write_data("tokenizer.json", tokenizer)
