@@ -45,8 +45,8 @@ def prepare(
     search_dirs = [Path(f).parent for f in reversed(files)]
     carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
     trust = registry.Trust.given(trusted, origins)
-    if not trust.of(("EXECUTION", "IMPORTS")):
-        carried = _not_given_again(carried, imports, recorded or {})
+    if not trust.of(("EXECUTION", "IMPORTS")):  # what the run recorded is data too: only a mapping of hashes is read
+        carried = _not_given_again(carried, imports, recorded if isinstance(recorded, Mapping) else {})
     try:
         imported = registry.import_sources(imports, search_dirs)  # --import: the user's own
         imported += registry.import_sources(carried, search_dirs, trust.of(("EXECUTION", "IMPORTS")))
@@ -145,7 +145,8 @@ class EdnaML:
         label, recorded = "the given config", recorded_imports
         if ckpt_path and not configs:
             base, label = config_from_checkpoint(ckpt_path), f"the config in {ckpt_path}"
-            recorded = (read_checkpoint(ckpt_path).get("provenance") or {}).get("imports")
+            provenance = read_checkpoint(ckpt_path).get("provenance")
+            recorded = provenance.get("imports") if isinstance(provenance, Mapping) else None
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if ckpt_path:
             pairs.append(("ckpt_path", str(ckpt_path)))

@@ -236,3 +236,13 @@ def test_a_file_made_to_look_like_a_checkpoint_is_refused_naming_what_it_lacks(t
     err = capsys.readouterr().err
     assert "lacks what Lightning restores (pytorch-lightning_version, epoch, global_step)" in err and "Traceback" not in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_checkpoint_whose_recorded_imports_are_not_a_mapping_is_refused_cleanly(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = resolve([CONFIGS / "digits.yml"], [("EXECUTION.IMPORTS", "[/elsewhere/parts.py]")])
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6.6", "epoch": 0, "global_step": 0,
+                "ednaml": {"config": config, "labels": LABELS, "provenance": {"imports": ["not", "a", "mapping"]}}}, tmp_path / "odd.ckpt")
+    assert main(["test", "--ckpt_path", str(tmp_path / "odd.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "EXECUTION.IMPORTS" in err and "--trust" in err and "Traceback" not in err, err
