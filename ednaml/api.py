@@ -72,9 +72,9 @@ def _not_given_again(carried: list[str], imports: Sequence[str], recorded: Mappi
     """The carried IMPORTS that none of the user's own `imports` stands for: a module of the same name, or a
     file whose content is the one the run recorded. A file named like one the run imported but with other
     content is a ConfigError: the run's code is imported only as it was."""
-    from ednaml.tracking.provenance import sha256
+    from ednaml.tracking.provenance import imported_files
 
-    given = {Path(source).name: sha256(Path(source).read_bytes()) for source in imports if Path(source).is_file()}
+    given = {Path(source).name: digest for source, digest in imported_files(list(imports)).items() if digest}
     left, problems = [], []
     for source in carried:
         wanted = recorded.get(source)

@@ -30,12 +30,17 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
-def say(*values: Any, file: Any = None, end: str = "\n", flush: bool = False) -> None:
-    """print(), for everything the command line prints: its secrets masked as a run folder's are (it may quote
-    a value), then through printable()."""
+def shown(text: str) -> str:
+    """Text as the command line shows it, whatever shows it (print, a warning, a traceback): its secrets masked
+    as a run folder's are (it may quote a value), then through printable()."""
     from ednaml.tracking.secrets import scrub_text
 
-    print(printable(scrub_text(" ".join(str(v) for v in values))), file=file, end=end, flush=flush)
+    return printable(scrub_text(text))
+
+
+def say(*values: Any, file: Any = None, end: str = "\n", flush: bool = False) -> None:
+    """print(), for everything the command line prints, through shown()."""
+    print(shown(" ".join(str(v) for v in values)), file=file, end=end, flush=flush)
 
 
 USAGE = """\
@@ -282,7 +287,7 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # n
     from ednaml.config.load import ConfigWarning
 
     if issubclass(category, ConfigWarning):
-        return printable(f"ednaml: warning: {message}") + "\n"
+        return shown(f"ednaml: warning: {message}") + "\n"
     return _python_formatwarning(message, category, filename, lineno, line)
 
 
@@ -546,9 +551,7 @@ def _traceback(kind: type[BaseException], err: BaseException, tb: Any) -> None:
     """A bug's traceback (or any with --debug), its messages' secrets masked."""
     import traceback
 
-    from ednaml.tracking.secrets import scrub_text
-
-    sys.stderr.write(printable(scrub_text("".join(traceback.format_exception(kind, err, tb)))))
+    sys.stderr.write(shown("".join(traceback.format_exception(kind, err, tb))))
 
 
 def console() -> NoReturn:

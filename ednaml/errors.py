@@ -145,8 +145,6 @@ class NonFiniteLoss(RunStopped):
 class RunFolderLink(RunFolderError):
     """A run folder holds a symbolic link that a write could follow out of it (or onto another of its files)."""
 
-    exit_code = 2
-
     def __init__(self, folder: Any, links: list[tuple[str, str]]):
         self.folder, self.links = folder, links
         said = "; ".join(f"{name} is a symbolic link to {target}" for name, target in links)

@@ -93,12 +93,13 @@ def _refused(capsys, key: tuple, module: str, tmp_path, argv: list[str]) -> None
     assert module not in sys.modules and not (tmp_path / "imported").exists()
 
 
+@pytest.mark.parametrize("command", ["test", "fit"])
 @pytest.mark.parametrize("key", KEYS, ids=format_path)
-def test_an_import_path_at_any_name_key_of_a_checkpoint_is_refused_with_nothing_imported(tmp_path, monkeypatch, capsys, key):
+def test_an_import_path_at_any_name_key_of_a_checkpoint_is_refused_with_nothing_imported(tmp_path, monkeypatch, capsys, key, command):
     monkeypatch.chdir(tmp_path)
     module, value = _planted(tmp_path, monkeypatch, key)
     _checkpoint(tmp_path / "evil.ckpt", _config_naming(key, value))
-    _refused(capsys, key, module, tmp_path, ["test", "--ckpt_path", str(tmp_path / "evil.ckpt")])
+    _refused(capsys, key, module, tmp_path, [command, "--ckpt_path", str(tmp_path / "evil.ckpt")])
     assert not (tmp_path / "runs").exists()
 
 
@@ -193,10 +194,11 @@ def test_where_a_run_is_sent_is_never_chosen_by_a_checkpoint(tmp_path, monkeypat
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # logged in: only the trust rule can refuse
     config = resolve([CONFIGS / "digits.yml"], list(changes.items()))
     _checkpoint(tmp_path / "given.ckpt", config)
-    assert main(["test", "--ckpt_path", str(tmp_path / "given.ckpt")]) == 2
-    err = capsys.readouterr().err
-    assert f"{key}:" in err and "--trust" in err and "Traceback" not in err, err
-    assert not (tmp_path / "runs").exists()
+    for command in ("test", "fit"):
+        assert main([command, "--ckpt_path", str(tmp_path / "given.ckpt")]) == 2
+        err = capsys.readouterr().err
+        assert f"{key}:" in err and "--trust" in err and "Traceback" not in err, err
+        assert not (tmp_path / "runs").exists()
     mine = str(tmp_path / "backups") if key.startswith("SAVE") else "online"
     EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), overrides={key: mine})  # the user's own choice: accepted
     EdnaML(ckpt_path=str(tmp_path / "given.ckpt"), trust=True)

@@ -104,14 +104,23 @@ def _data(value: Any, at: tuple, trust: registry.Trust) -> list[Problem]:
     return []
 
 
+def _items(key: str, value: Any) -> list[tuple[tuple, Any]]:
+    """(key path, entry) of a class-valued trainer key: each entry of a list, or the value itself."""
+    if isinstance(value, (list, tuple)):
+        return [(("trainer", key, i), item) for i, item in enumerate(value)]
+    return [(("trainer", key), value)]
+
+
+def _names_a_class(item: Any) -> bool:
+    return isinstance(item, str) or isinstance(item, Mapping) and isinstance(item.get("class_path"), str)
+
+
 def trainer_classes(trainer: Mapping[str, Any]) -> list[tuple[tuple, str, str, Mapping[str, Any]]]:
     """(key path, kind, class name, init_args) of each class the `trainer:` section names: a `class_path`, or
     any string but a plain word of Lightning's settings ("ddp", "simple") in the keys of registry.LIGHTNING_KINDS."""
     found = []
     for key in [k for k in _CLASS_KEYS if k in trainer]:
-        value = trainer[key]
-        for i, item in list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]:
-            at = ("trainer", key) if i is None else ("trainer", key, i)
+        for at, item in _items(key, trainer[key]):
             if isinstance(item, str) and not (key in _WORDS and re.fullmatch(r"[\w-]+", item)):
                 found.append((at, _CLASS_KEYS[key], item, {}))
             elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
@@ -133,10 +142,8 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
             problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key), trust)]
             continue
         # what names no class here is data all through (jsonargparse would build a class_path inside)
-        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
-        problems += [Problem(p.path, p.message + _ONLY_DATA) for i, item in items
-                     if not (isinstance(item, str) or isinstance(item, Mapping) and isinstance(item.get("class_path"), str))
-                     for p in _data(item, ("trainer", key) if i is None else ("trainer", key, i), trust)]
+        problems += [Problem(p.path, p.message + _ONLY_DATA) for at, item in _items(key, value) if not _names_a_class(item)
+                     for p in _data(item, at, trust)]
     for at, kind, name, init_args in trainer_classes(trainer):
         trusted = trust.of(at)
         if not re.fullmatch(r"[\w.:]+", name):  # YAML in a string, which jsonargparse would read as a class
@@ -175,9 +182,8 @@ def in_run_folder(trainer: Mapping[str, Any], root_dir: str, trust: registry.Tru
 
     section = dict(trainer)
     for key in [k for k in _CLASS_KEYS if k in section]:
-        value = section[key]
-        section[key] = [moved(item, ("trainer", key, i)) for i, item in enumerate(value)] if isinstance(value, (list, tuple)) \
-            else moved(value, ("trainer", key))
+        entries = [moved(item, at) for at, item in _items(key, section[key])]
+        section[key] = entries if isinstance(section[key], (list, tuple)) else entries[0]
     return section
 
 

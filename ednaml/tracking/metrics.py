@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ednaml.tracking.run_folder import open_no_link, read_run_text, write_atomic
+from ednaml.tracking.run_folder import open_no_link, read_run_csv, write_atomic
 
 
 def _number(value: Any) -> Any:
@@ -31,7 +31,7 @@ class MetricsCSV:
         self.rows: list[dict[str, Any]] = []
         self.keys: list[str] = ["step"]
         if path.exists():  # a resumed run continues its own file
-            reader = csv.DictReader(io.StringIO(read_run_text(path), newline=""))
+            reader = read_run_csv(path)
             self.keys = list(reader.fieldnames or ["step"])
             self.rows = [dict(row) for row in reader]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -69,8 +70,8 @@ def machine() -> dict[str, Any]:
     from ednaml import allocator
 
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-                            "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "thread_settings": {k: v for k in THREAD_SETTINGS if (v := __import__("os").environ.get(k)) is not None},
+                            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "thread_settings": {k: v for k in THREAD_SETTINGS if (v := os.environ.get(k)) is not None},
                             "cuda": torch.version.cuda, "accelerators": [], "allocator": allocator.describe()}
     if torch.cuda.is_available():
         info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

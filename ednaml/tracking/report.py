@@ -5,14 +5,11 @@ No scripts, no network: inline CSS and SVG, so the file opens in any browser, an
 
 from __future__ import annotations
 
-import csv
 import html
-import io
-import json
 from pathlib import Path
 from typing import Any
 
-from ednaml.tracking.run_folder import read_run_text, write_atomic
+from ednaml.tracking.run_folder import read_run_csv, read_run_json, read_run_text, write_atomic
 
 WIDTH, HEIGHT = 540, 240
 LEFT, RIGHT, TOP, BOTTOM = 52, 150, 24, 36  # the plot area's margins; the legend sits in the right one
@@ -20,7 +17,7 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(read_run_text(path)) if path.exists() else None
+    return read_run_json(path) if path.exists() else None
 
 
 def _series(rows: list[dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
@@ -205,7 +202,7 @@ def build_report(run_dir: Path) -> str:
     config_text = read_run_text(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else ""
     rows: list[dict[str, str]] = []
     if (run_dir / "metrics.csv").exists():
-        rows = list(csv.DictReader(io.StringIO(read_run_text(run_dir / "metrics.csv"), newline="")))
+        rows = list(read_run_csv(run_dir / "metrics.csv"))
 
     status = summary.get("status", "?")
     final = summary.get("final", {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -263,12 +265,13 @@ def read_run_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> bytes:
     """The bytes of a file of a run folder. Every read of a run folder goes through here: a run folder may come
     from someone else, so a file that is not a regular file (a link to /dev/zero, a pipe, a folder) or is
     over `limit` bytes is refused, naming it, before it is read."""
+    irregular = RunFolderError(f"{str(path)!r} is not a regular file; a run folder holds only the files EdnaML writes")
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a device or a pipe is never opened
-            raise RunFolderError(f"{str(path)!r} is not a regular file; a run folder holds only the files EdnaML writes")
+            raise irregular
         with open(path, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since
-                raise RunFolderError(f"{str(path)!r} is not a regular file; a run folder holds only the files EdnaML writes")
+                raise irregular
             data = handle.read(limit + 1)
     except FileNotFoundError:
         raise RunFolderError(f"{str(path)!r} does not exist") from None
@@ -285,6 +288,11 @@ def read_run_text(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> str:
         return read_run_file(path, limit).decode("utf-8")
     except UnicodeDecodeError:
         raise RunFolderError(f"{str(path)!r} is not UTF-8 text; EdnaML writes every text file of a run folder as UTF-8") from None
+
+
+def read_run_csv(path: Path) -> csv.DictReader:
+    """A CSV file of a run folder (read_run_file), its rows as dicts (`fieldnames` its header)."""
+    return csv.DictReader(io.StringIO(read_run_text(path), newline=""))
 
 
 def read_run_json(path: Path) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from ednaml.errors import Problem
-from ednaml.tracking.run_folder import RunFolder, lower_is_better, read_run_text
+from ednaml.tracking.run_folder import RunFolder, lower_is_better, read_run_csv
 from ednaml.tracking.secrets import scrub
 
 
@@ -216,13 +216,10 @@ def backfill(logger: Any, run: RunFolder, current_dir: str | None) -> int:
     """On resume: send W&B the committed metric rows (metrics.csv) that the killed process never flushed."""
     if logger is None or not (run.path / "metrics.csv").exists():
         return 0
-    import csv
-    import io
-
     from ednaml.tracking.wandb_log import missing_rows
 
     logs = _earlier_logs(run, current_dir)
-    rows = list(csv.DictReader(io.StringIO(read_run_text(run.path / "metrics.csv"), newline="")))
+    rows = list(read_run_csv(run.path / "metrics.csv"))
     missing = missing_rows(rows, logs)
     for step, values in missing:
         logger.log_metrics(values, step)
