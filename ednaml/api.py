@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     from ednaml.registry import Trust
     from ednaml.tracking.run_folder import RunFolder
 from ednaml.config.migrate import default_loss_optimizers
+from ednaml.config.schema import PLACEMENT_KEYS, with_trainer_defaults
 from ednaml.config.load import config_warning, deep_merge, noted, normalize_legacy
 
 
 # What may change when a run is resumed: where it runs, not what it computes.
-RESUMABLE_CHANGES = {"ckpt_path", "trainer.default_root_dir", "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
-                     "trainer.enable_progress_bar"}
+RESUMABLE_CHANGES = {"ckpt_path", "trainer.default_root_dir", *PLACEMENT_KEYS, "trainer.enable_progress_bar"}
 
 
 def prepare(
@@ -224,6 +224,8 @@ class EdnaML:
             raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
         status = (read_run(path).summary or {}).get("status")
         saved = load_yaml(path / "config.yaml")
+        if isinstance(saved.get("trainer"), dict):  # a run folder written before its config held Lightning's defaults
+            saved["trainer"] = with_trainer_defaults(saved["trainer"])
         recorded = (read_run(path).provenance or {}).get("imports")
         experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs),
                          recorded_imports=recorded if isinstance(recorded, dict) else None)

@@ -54,6 +54,28 @@ def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "run_id": (_checkpoint(path)["ednaml"].get("provenance") or {}).get("run_id")}
 
 
+def source_run(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The run a checkpoint was trained in, as a run started from it records it (provenance `source`, the W&B
+    config's `source_run`): its run id, which is its W&B run id, its experiment, the W&B project and group its
+    config set, and the checkpoint's name, step and SHA-256. None for a checkpoint that names no run."""
+    from ednaml.tracking.run_folder import experiment_name
+
+    record = _checkpoint(path)["ednaml"]
+    run_id = (record.get("provenance") or {}).get("run_id") if isinstance(record.get("provenance"), dict) else None
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    save, logging_cfg = (config.get(key) if isinstance(config.get(key), dict) else {} for key in ("SAVE", "LOGGING"))
+    try:
+        experiment = experiment_name(config)
+    except (KeyError, TypeError):
+        experiment = None
+    described = describe_checkpoint(path)
+    return {"run_id": run_id, "experiment": experiment, "checkpoint": Path(path).name, "global_step": described["global_step"],
+            "sha256": described["sha256"], "wandb": {"id": run_id, "project": str(logging_cfg.get("WANDB_PROJECT") or save.get("MODEL_CORE_NAME") or "") or None,
+                                                    "group": str(logging_cfg.get("WANDB_GROUP") or experiment or "") or None}}
+
+
 def plugin_state(path: str | os.PathLike) -> dict[str, Any]:
     """The plugins' state a checkpoint holds, by state-dict key ('plugins.<PLUGIN_NAME>.<buffer>')."""
     return copy.deepcopy(_checkpoint(path)["plugins"])

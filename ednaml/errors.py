@@ -3,9 +3,10 @@ traceback. A config problem names its key path, the bad value and what would be 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 Path = tuple[Any, ...]
 
@@ -34,9 +35,27 @@ class Problem:
         return text + (f" (set by {self.origin})" if self.origin.startswith(("-", "~")) else f" (set in {self.origin})")
 
 
+class WrittenAs(str):
+    """The origin (file or flag) of a key whose value was written at another key, its linked twin
+    (`trainer.max_epochs` for EXECUTION.EPOCHS): a problem with the value is reported at the key written."""
+
+    def __new__(cls, origin: str, path: Sequence[Any]) -> "WrittenAs":
+        made = super().__new__(cls, origin)
+        made.path = tuple(path)
+        return made
+
+    def __reduce__(self) -> tuple:
+        return WrittenAs, (str(self), self.path)
+
+
+class OnlyOnTheCommandLine(str):
+    """The origin (a flag) of a top-level section that no config file has: the command line named it alone."""
+
+
 def locate(problems: Sequence[Problem], origins: dict[tuple, str]) -> list[Problem]:
-    """Each problem with the file or flag its value came from; a TRAIN_/TEST_TRANSFORMATION value that was
-    written in TRANSFORMATION is reported there, once."""
+    """Each problem with the file or flag its value came from, at the key that was written: a linked key's
+    value written at its twin is reported at the twin (see WrittenAs); a TRAIN_/TEST_TRANSFORMATION value
+    that was written in TRANSFORMATION is reported there, once."""
     def origin(path: Path) -> str | None:
         for end in range(len(path), 0, -1):
             if path[:end] in origins:
@@ -50,7 +69,10 @@ def locate(problems: Sequence[Problem], origins: dict[tuple, str]) -> list[Probl
             shared = ("TRANSFORMATION",) + tuple(path[1:])
             if origin(shared) or not origin(path):
                 path = shared
-        found = Problem(path, problem.message, problem.origin or origin(path))
+        where = problem.origin or origin(path)
+        if isinstance(origins.get(path), WrittenAs):
+            path = origins[path].path
+        found = Problem(path, problem.message, str(where) if where is not None else None)
         located.setdefault((found.path, found.message), found)
     return list(located.values())
 
@@ -101,13 +123,41 @@ class BuildError(Exception):
 
 
 class DataError(ValueError):
-    """A problem with the data a config points at (missing folder, unknown label, unreadable file, ...)."""
+    """Problems with the data a config points at (missing folder, unknown label, unreadable file, ...): the
+    first at `key`, `message`; every one, in order, in `problems` as (key, message)."""
 
     exit_code = 2
 
-    def __init__(self, key: str, message: str):
+    def __init__(self, key: str, message: str, *more: tuple[str, str]):
         self.key, self.message = key, message
-        super().__init__(f"{key}: {message}")
+        self.problems = [(key, message), *more]
+        if not more:
+            super().__init__(f"{key}: {message}")
+        else:
+            super().__init__("\n".join([f"{len(self.problems)} data errors:", *(f"  {i}. {k}: {m}" for i, (k, m) in enumerate(self.problems, 1))]))
+
+
+class DataProblems:
+    """The data problems a reader finds, one check after another, raised together as one DataError: a user
+    fixes them all in one go, not one per try."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.found.append((key, message))
+
+    @contextlib.contextmanager
+    def collected(self) -> Iterator[None]:
+        """A check that raises DataError: its problems are added, and the reader goes on to the next check."""
+        try:
+            yield
+        except DataError as err:
+            self.found += err.problems
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise DataError(*self.found[0], *self.found[1:])
 
 
 class RunFolderError(Exception):

@@ -268,3 +268,21 @@ def test_origins_name_the_file_or_flag_that_set_each_key(tmp_path):
     assert origins[("OPTIMIZER", 0, "BASE_LR")] == "--OPTIMIZER.0.BASE_LR"
     assert origins[("LOGGING", "STEP_VERBOSE")] == str(b)  # the Trainer key it mirrors was set there
     assert ("MODEL", "MODEL_ARCH") not in origins  # a default
+
+
+def test_the_resolved_trainer_section_holds_every_trainer_argument_at_its_default_unless_set(tmp_path):
+    import inspect
+
+    import lightning.pytorch as pl
+
+    from ednaml.config.schema import trainer_defaults
+
+    signature = {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items() if name != "self"}
+    assert trainer_defaults() == signature and list(trainer_defaults()) == list(signature)  # read without importing torch
+    path = write(tmp_path, "a.yml", "EXECUTION:\n  TEST_FREQUENCY: 3\ntrainer:\n  gradient_clip_val: 0.5\n  my_typo: 1\n")
+    trainer = resolve([path])["trainer"]
+    assert list(trainer) == [*signature, "my_typo"]  # Lightning's order, then what validation will name
+    assert trainer["gradient_clip_val"] == 0.5 and trainer["check_val_every_n_epoch"] == 3 and trainer["max_epochs"] == 10
+    assert {k: v for k, v in trainer.items() if k not in ("gradient_clip_val", "check_val_every_n_epoch", "max_epochs",
+                                                           "log_every_n_steps", "my_typo")} == \
+        {k: v for k, v in signature.items() if k not in ("gradient_clip_val", "check_val_every_n_epoch", "max_epochs", "log_every_n_steps")}

@@ -4,10 +4,12 @@ counts over exactly its samples, on 1, 2 or 3 CPU processes (gloo)."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
 from conftest import CONFIGS, run_ednaml, run_folders, summary
+from ednaml.tracking import wandb_log
 from ednaml.tracking.browse import Side, diff, format_diff
 
 # 151 validation and 359 test samples in batches of 7: no process count here divides either split or its batches.
@@ -38,7 +40,8 @@ def test_validation_and_test_give_the_same_losses_and_metrics_on_1_2_and_3_proce
             before = set(run_folders(tmp_path / "runs"))
             result = run_ednaml(stage, "--ckpt_path", checkpoint, *SPLITS, "--trainer.accelerator", "cpu", "--trainer.devices",
                                 str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto",
-                                "--trainer.enable_progress_bar", "false", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+                                "--trainer.enable_progress_bar", "false", cwd=tmp_path,
+                                env={"WANDB_MODE": "offline" if stage == "test" else "disabled"})
             assert result.returncode == 0, result.stderr[-3000:]
             assert "sync_dist" not in result.stderr  # nothing is logged that Lightning would average per process
             (new,) = set(run_folders(tmp_path / "runs")) - before
@@ -54,11 +57,23 @@ def test_validation_and_test_give_the_same_losses_and_metrics_on_1_2_and_3_proce
             for key, value in one.items():
                 assert seen[stage, devices][key] == pytest.approx(value, abs=1e-6), (stage, devices, key)
 
+    for devices in (1, 2):  # W&B holds what summary.json holds, the device count, and the run it tested
+        test_run = folders["test", devices]
+        (log,) = test_run.glob("wandb/offline-run-*/run-*.wandb")
+        recorded = wandb_log.summary(log)
+        assert {k: recorded[k] for k in seen["test", devices]} == seen["test", devices]
+        config, info = wandb_log.run_config(log), wandb_log.run_info(log)
+        assert config["devices"] == devices == config["provenance"]["machine"]["processes"]
+        assert config["source_run"]["run_id"] == run.name and config["source_run"]["checkpoint"] == "last.ckpt"
+        assert info["group"] == run.parent.name and info["job_type"] == "test" and run.name in info["notes"]
+        assert json.loads((log.parent / "files" / "wandb-summary.json").read_text())["test/loss"] == seen["test", devices]["test/loss"]
+
     compared = run_ednaml("diff", str(folders["test", 1]), str(folders["test", 2]), cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr[-2000:]
-    assert "  processes: 1 -> 2" in compared.stdout and "final metrics: same" in compared.stdout, compared.stdout
-    for same in ("components: same", "versions: same", "data: same"):
-        assert same in compared.stdout, compared.stdout
+    body = compared.stdout.split("\n\n", 1)[1]  # after the a: and b: lines
+    assert body == ("config: same\ncomponents: same\nmachine: differs\n  processes: 1 -> 2\n"
+                    "  as the trainer section placed it: trainer.strategy auto -> ddp, trainer.devices 1 -> 2\n"
+                    "versions: same\ndata: same\nfinal metrics: same\n"), compared.stdout
 
 
 def _side(label: str, machine: dict, final: dict) -> Side:

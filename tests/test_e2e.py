@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import re
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import yaml
 
@@ -122,6 +124,10 @@ def test_predict_writes_one_prediction_per_test_sample(digits_run):
 def test_print_config_output_loads_again_as_the_same_run(tmp_path):
     first = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--print_config", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    trainer = yaml.safe_load(first.stdout)["trainer"]  # all of the config that runs: every Trainer argument
+    arguments = [name for name in inspect.signature(pl.Trainer.__init__).parameters if name != "self"]
+    assert list(trainer) == arguments and trainer["max_epochs"] == 1
+    assert trainer["precision"] is None and trainer["gradient_clip_val"] is None and trainer["num_sanity_val_steps"] is None
     printed = tmp_path / "printed.yaml"
     printed.write_text(first.stdout)
     again = run_ednaml("fit", "--config", str(printed), "--print_config", cwd=tmp_path)

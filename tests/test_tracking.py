@@ -228,7 +228,13 @@ def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
     (run,) = run_folders(tmp_path / "runs")
     resumed = run_ednaml("fit", "--resume", run.name, "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    first, second = (wandb_log.history(log) for log in sorted(run.glob("wandb/offline-run-*/run-*.wandb")))
+    logs = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
+    assert [wandb_log.run_info(log)["id"] for log in logs] == [run.name, run.name]  # one W&B run, two processes
+    for log in logs:  # each offline folder holds what an online run's files/ holds
+        files = log.parent / "files"
+        assert yaml.safe_load((files / "config.yaml").read_text())["EXECUTION"]["value"]["EPOCHS"] == 3
+        assert json.loads((files / "wandb-summary.json").read_text())["_step"] == wandb_log.history(log)[-1]["_step"]
+    first, second = (wandb_log.history(log) for log in logs)
     assert first and second  # the stopped process closed its W&B file properly
     steps = [row["_step"] for row in first + second]
     assert steps == sorted(set(steps)) and second[0]["_step"] == first[-1]["_step"] + 1

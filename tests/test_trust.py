@@ -56,7 +56,8 @@ def test_a_name_that_would_leave_the_runs_root_stops_before_anything_is_written(
 def test_secrets_given_three_ways_are_in_no_file_and_the_config_keeps_its_keys(tmp_path):
     secrets = {"env": "envsecret-7f3a9c1d", "flag": "flagsecret-2b8e4d6f", "url": "urlpass-9c1d7f3a"}
     env = {"WANDB_MODE": "offline", "SERVICE_TOKEN": secrets["env"], "MY_SERVICE_TOKEN": "test"}  # short: never masked
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1",
+    (tmp_path / "service.yml").write_text("SERVICE:\n  api_token: null\n")  # a custom section, set in a file
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", "service.yml", "--EXECUTION.EPOCHS", "1",
                         "--SERVICE.api_token", secrets["flag"], "--SERVICE.note", secrets["env"],
                         "--SERVICE.endpoint", f"https://user:{secrets['url']}@example.com/data", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -216,6 +217,38 @@ def test_a_manifest_with_a_missing_file_and_a_blank_label_is_reported(tmp_path):
     (tmp_path / "missing.csv").write_text("path,label\n" + "\n".join(rows + ["images/a/404.png,a"]) + "\n")
     with pytest.raises(DataError, match=r"manifest: 1 of 13 images cannot be used: .*404\.png \(missing\)"):
         CSVManifestCrawler(str(tmp_path / "missing.csv")).crawl()
+
+
+@pytest.mark.parametrize("command", ["check", "fit"])
+def test_every_problem_of_a_manifest_is_reported_at_once_by_check_and_fit(tmp_path, command):
+    _image_folder(tmp_path / "images")
+    rows = [f"images/{label}/{i}.png,{label},{'test' if i == 0 else 'train'}" for label in ("a", "b") for i in range(6)]
+    rows[3] = "images/a/3.png,,train"  # a blank label
+    rows[7] = "images/b/1.png,b,training"  # not a split
+    rows[9] = "images/b/404.png,b,train"  # no such image
+    (tmp_path / "manifest.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    data = ["--EXECUTION.DATAREADER.DATAREADER", "CSVManifest", "--EXECUTION.DATAREADER.CRAWLER_ARGS",
+            '{"manifest": "manifest.csv", "label_columns": ["label", "colour"], "split_column": "split"}', "--MODEL.MODEL_KWARGS", "{}"]
+    result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), *data, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    for found in ("CRAWLER_ARGS.label_columns: column 'colour' is not in 'manifest.csv'",
+                  "CRAWLER_ARGS.label_columns: 1 blank label cells in 'manifest.csv': line 5 (label)",
+                  "CRAWLER_ARGS.split_column: 1 values of column 'split' are not train, val or test: line 9 ('training')",
+                  "CRAWLER_ARGS.manifest: 1 of 12 images cannot be used:"):
+        assert found in result.stderr, result.stderr[-2000:]
+    assert ("4 config errors" if command == "check" else "4 data errors") in result.stderr  # said together, as four
+    assert not (tmp_path / "runs").exists()  # before any run folder
+
+
+def test_every_missing_text_file_and_column_is_reported_at_once(tmp_path):
+    from ednaml.data.text import TextFilesCrawler
+    from ednaml.errors import DataError
+
+    (tmp_path / "train.csv").write_text("sentence,label\nhello,a\nworld,b\n")
+    with pytest.raises(DataError) as raised:
+        TextFilesCrawler(str(tmp_path / "train.csv"), val_file=str(tmp_path / "val.csv"), label_columns=["label", "topic"]).crawl()
+    assert [key.rsplit(".", 1)[1] for key, _ in raised.value.problems] == ["val_file", "text_column", "label_columns"]
+    assert str(raised.value).startswith("3 data errors:\n  1. EXECUTION.DATAREADER.CRAWLER_ARGS.val_file: file ")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full (a device that is always full) is Linux's")

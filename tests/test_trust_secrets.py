@@ -207,7 +207,9 @@ def test_a_fit_given_every_secret_form_records_none_of_them(tmp_path):
         subprocess.run(git + command, cwd=tmp_path, check=True)
     (tmp_path / "settings.py").write_text(f'API_KEY = "{LITERAL}"\n')  # the run's git diff
     env = {"WANDB_MODE": "offline", "SERVICE_TOKEN": ENVIRONMENT}
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--trainer.limit_train_batches", "2",
+    (tmp_path / "services.yml").write_text("SERVICE: {}\nSERVICE2: {}\n")  # custom sections, set in a file
+    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", "services.yml", "--EXECUTION.EPOCHS", "1",
+                        "--trainer.limit_train_batches", "2",
                         "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
                         f"SERVICE.api_key={HYDRA}", "--SERVICE2", f"{{password: {MAPPING}}}",
                         "--SERVICE.url", f"https://{TOKEN}@git.example/org/repo", "--SERVICE.db", f"postgresql://u:{AT_PASSWORD}@db/x",

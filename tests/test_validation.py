@@ -10,6 +10,8 @@ import yaml
 from conftest import CONFIGS, run_ednaml
 from ednaml.api import prepare
 from ednaml.config import ConfigError
+from ednaml.config.schema import LINKED_KEYS
+from ednaml.errors import format_path
 
 
 def problems(overrides: list[tuple[str, str]]) -> list[str]:
@@ -170,3 +172,67 @@ def test_a_malformed_entry_stops_only_its_own_rule():
     assert [p.split(":")[0] for p in found] == [
         "LOSS[0].LOSSES", "OPTIMIZER[0].BASE_LR", "SAVE.MODEL_QUALIFIER", "OPTIMIZER[0].OPTIMIZER_NAME", "MODEL.PARAMETER_GROUPS",
         "SCHEDULER[0].SCHEDULER_NAME", "EXECUTION.DATAREADER.CRAWLER_ARGS.test_fractoin"], found
+
+
+# ---- a word the config does not know is an error where it cannot be meant as a custom section ----
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("EPOCHS", "EXECUTION.EPOCHS"), ("epochs", "EXECUTION.EPOCHS"), ("EPOCH", "EXECUTION.EPOCHS"),
+    ("BATCH_SIZE", "TRANSFORMATION.BATCH_SIZE"), ("BASE_LR", "OPTIMIZER.0.BASE_LR"), ("MODEL_ARCH", "MODEL.MODEL_ARCH"),
+    ("STEP_VERBOSE", "LOGGING.STEP_VERBOSE"), ("seed", None), ("MYSECTION.x", None),
+])
+def test_an_override_of_a_key_nobody_has_is_an_error_with_the_key_it_was_meant_as(written, meant):
+    (found,) = problems([(written, "3")])
+    section = written.split(".")[0]
+    assert found.startswith(f"{section}: not a config key; the command line overrides keys that exist"), found
+    assert (f"did you mean {meant}" in found) if meant else ("did you mean" not in found or "seed_everything" in found), found
+
+
+def test_a_custom_section_lives_in_a_config_file_and_the_command_line_may_override_its_keys(tmp_path):
+    custom = tmp_path / "custom.yml"
+    custom.write_text("MY_COMPONENT_SETTINGS:\n  depth: 2\nCOLABEL:\n  colours: 4\n")  # COLABEL: an original EdnaML section
+    with pytest.warns(UserWarning, match="section MY_COMPONENT_SETTINGS is not EdnaML's; kept"):
+        config = prepare([CONFIGS / "digits.yml", custom], [("MY_COMPONENT_SETTINGS.depth", "3"), ("MY_COMPONENT_SETTINGS.width", "4"),
+                                                            ("COLABEL", "{colours: 5}")])
+    assert config["MY_COMPONENT_SETTINGS"] == {"depth": 3, "width": 4} and config["COLABEL"] == {"colours": 5}
+
+
+@pytest.mark.parametrize(("written", "meant"), [("EPOCHS: 3", "EXECUTION.EPOCHS"), ("epochs: 3", "EXECUTION.EPOCHS"),
+                                                 ("BATCHSIZE: 8", "TRANSFORMATION.BATCH_SIZE"), ("OPTIMISER: []", "OPTIMIZER"),
+                                                 ("EPOCH: 3", "EXECUTION.EPOCHS")])
+def test_a_top_level_name_in_a_file_close_to_a_key_or_section_gets_the_did_you_mean(tmp_path, written, meant):
+    path = tmp_path / "typo.yml"
+    path.write_text(written + "\n")
+    with pytest.raises(ConfigError) as caught:
+        prepare([CONFIGS / "digits.yml", path])
+    (found,) = caught.value.problems
+    assert found.origin == str(path) and f"did you mean {meant}" in found.message.replace("'", ""), found
+
+
+@pytest.mark.parametrize("command", ["fit", "check"])
+@pytest.mark.parametrize("spelling", [["EPOCHS=3"], ["--EPOCHS", "3"]])
+@pytest.mark.e2e
+def test_epochs_without_its_section_stops_fit_and_check_naming_execution_epochs(tmp_path, command, spelling):
+    result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), *spelling, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "EPOCHS: not a config key" in result.stderr and "did you mean EXECUTION.EPOCHS" in result.stderr
+    assert "(set by --EPOCHS)" in result.stderr and not (tmp_path / "runs").exists()  # nothing trained
+
+
+@pytest.mark.parametrize(("ednaml_key", "trainer_key"), LINKED_KEYS)
+@pytest.mark.parametrize("bad", ["x", "0"])
+@pytest.mark.parametrize("where", ["file", "flag"])
+def test_a_bad_value_of_a_linked_pair_is_reported_at_the_key_written(tmp_path, ednaml_key, trainer_key, bad, where):
+    for written in (ednaml_key, trainer_key):
+        *parents, leaf = written.split(".")
+        path = tmp_path / "bad.yml"
+        text = f"{leaf}: {bad}"
+        for parent in reversed(parents):
+            text = f"{parent}:\n" + "\n".join("  " + line for line in text.splitlines())
+        path.write_text(text + "\n")
+        files, overrides = ([CONFIGS / "digits.yml", path], []) if where == "file" else ([CONFIGS / "digits.yml"], [(written, bad)])
+        with pytest.raises(ConfigError) as caught:
+            prepare(files, overrides)
+        (found,) = caught.value.problems
+        assert format_path(found.path) == written and found.origin == (str(path) if where == "file" else f"--{written}"), found

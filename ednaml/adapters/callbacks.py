@@ -361,6 +361,6 @@ def progress(trainer: Any, every: int, stream: Any = None) -> list[Callback]:
     """The progress display where the `trainer:` section leaves it to EdnaML: Lightning's bar on a terminal,
     LineProgress on anything else."""
     stream = stream or sys.stderr
-    if "enable_progress_bar" in trainer or any(isinstance(c, dict) and "ProgressBar" in str(c.get("class_path")) for c in trainer.get("callbacks") or []):
+    if trainer.get("enable_progress_bar") is not None or any(isinstance(c, dict) and "ProgressBar" in str(c.get("class_path")) for c in trainer.get("callbacks") or []):
         return []
     return [] if stream.isatty() else [LineProgress(every, stream)]

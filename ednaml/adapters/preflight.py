@@ -28,7 +28,10 @@ def problem_from(err: BaseException, default: tuple) -> Problem:
 
 
 def problems_from(err: BaseException, default: tuple) -> list[Problem]:
-    """As problem_from; a ConfigError (a component's kwargs refused as it was built) keeps its own problems."""
+    """As problem_from; a ConfigError (a component's kwargs refused as it was built) keeps its own problems,
+    a DataError each of its own."""
+    if isinstance(err, DataError):
+        return [Problem(tuple(key.split(".")), message) for key, message in err.problems]
     return list(err.problems) if isinstance(err, ConfigError) else [problem_from(err, default)]
 
 

@@ -23,7 +23,7 @@ from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings, save_atomically
 from ednaml.registry import Trust
-from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint
+from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint, source_run
 from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
 from ednaml.faults import explain
 from ednaml.sweeps.trial import sweep_trial
@@ -31,8 +31,8 @@ from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts, record_given
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import (Table, backfill, continue_steps, define_summaries, log_run_record, log_tables, pipeline_table,
-                                   record_summary, wandb_directories, wandb_logger)
+from ednaml.tracking.wandb import (Table, backfill, complete_offline, continue_steps, define_summaries, log_run_record, log_tables, pipeline_table,
+                                   record_devices, record_summary, wandb_directories, wandb_logger)
 
 log = logging.getLogger("ednaml")
 
@@ -83,15 +83,17 @@ def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[st
 
 
 def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool,
-                given: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A new run's provenance (with the components `given` from Python); a resumed run keeps its own and adds
-    this resume to it."""
+                given: dict[str, dict[str, Any]], checkpoint: str | None) -> dict[str, Any]:
+    """A new run's provenance (with the components `given` from Python, and the run whose `checkpoint` it
+    starts from); a resumed run keeps its own and adds this resume to it."""
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
     record_given(record["components"], given, config)
     record["overrides"] = invocation.get("overrides", [])
     record["config_notes"] = invocation.get("config_notes", [])  # the original's spellings read as this version's, ...
     if (trial := sweep_trial()) is not None:
         record["sweep"] = trial.describe()
+    if checkpoint and not resuming and (source := source_run(checkpoint)) is not None:
+        record["source"] = source  # the run whose checkpoint this one starts from
     if resuming and (run.path / "provenance.json").exists():
         original = run.read_json("provenance.json")
         original.setdefault("resumes", []).append({k: record[k] for k in ("created", "command", "git", "machine")}
@@ -242,7 +244,7 @@ class RunSession:
             if (trial := sweep_trial()) is not None and run.writer:
                 trial.record_run(run.path)
             self.provenance = self.module.provenance = _provenance(run, plain, self.datamodule, self.invocation, self.resuming,
-                                                                   self.module.given_record)
+                                                                   self.module.given_record, self.ckpt_path)
             self.wandb, wandb_info = wandb_logger(run, plain, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
@@ -265,10 +267,12 @@ class RunSession:
         return self
 
     def record_processes(self, count: int) -> None:
-        """How many processes the stage runs on, in provenance.json (`ednaml diff` names a change of it)."""
+        """How many processes the stage runs on, in provenance.json (`ednaml diff` names a change of it) and in
+        W&B (the config's `devices`)."""
         self.provenance.setdefault("machine", {})["processes"] = count
         if self.run.writer:
             self.run.write_json("provenance.json", self.provenance)
+        record_devices(self.wandb, count, self.provenance)
 
     def callbacks(self) -> list[pl.Callback]:
         """The stage's callbacks: summary.json and metrics always; then what the stage writes."""
@@ -302,6 +306,8 @@ class RunSession:
             log_tables(self.wandb, self.tables)
         finally:
             wandb.finish()
+        if self.summary is not None and self.summary.summary["wandb"].get("mode") == "offline":
+            complete_offline(self.summary.summary["wandb"].get("dir"))
 
     def warn(self, message: str) -> None:
         """A warning for log.txt, summary.json and the console at the end of the run."""

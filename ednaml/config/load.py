@@ -17,13 +17,14 @@ from ednaml.config.schema import (
     LIGHTNING_KEYS,
     deployment_reader,
     LINKED_KEYS,
+    with_trainer_defaults,
     SCHEMA,
     Key,
     ListOf,
     Section,
 )
 from ednaml.config.values import DELETE, Replace, TooLarge, as_mapping, get_path, parse_value, parse_yaml
-from ednaml.errors import ConfigError, Problem, format_path, show
+from ednaml.errors import ConfigError, OnlyOnTheCommandLine, Problem, WrittenAs, format_path, show
 
 TORCH_OPTIMIZERS = {
     "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "ASGD", "LBFGS", "Muon",
@@ -419,7 +420,7 @@ def resolve(
         if value is not None:
             set_path(merged, ednaml_path, value, format_path(ednaml_path))
             if tuple(trainer_path) in origins:
-                origins[tuple(ednaml_path)] = origins[tuple(trainer_path)]
+                origins[tuple(ednaml_path)] = WrittenAs(origins[tuple(trainer_path)], trainer_path)
     # Layer 4: the command line, one layer: overrides left to right; a linked key sets its twin too.
     from ednaml.config.legacy import renamed_override
 
@@ -427,18 +428,21 @@ def resolve(
               for dotted, value in overrides]
     _drop_stale_arguments(merged, {tuple(path): value for _, path, value in parsed if value is not DELETE}, "the command line")
     for dotted, path, value in parsed:
+        unknown = bool(path) and path[0] not in merged and path[0] not in SCHEMA and path[0] not in LIGHTNING_KEYS
         set_path(merged, path, value, dotted)
         if path and path[0] in SCHEMA and isinstance(SCHEMA[path[0]], ListOf):
             merged[path[0]] = normalize_legacy({path[0]: merged[path[0]]})[path[0]]
         flag = f"~{dotted}" if value is DELETE else f"--{dotted}"
         origins.update({tuple(path) + sub: flag for sub in [()] + list(flatten_keys(value))})
+        if unknown:  # a section no file has: validation says it is no key (the command line sets keys that exist)
+            origins[(path[0],)] = OnlyOnTheCommandLine(flag)
         for a, b in links:
             if path == a:
                 set_path(merged, b, value, dotted)
-                origins[tuple(b)] = flag
+                origins[tuple(b)] = WrittenAs(flag, a)
             elif path == b:
                 set_path(merged, a, value, dotted)
-                origins[tuple(a)] = flag
+                origins[tuple(a)] = WrittenAs(flag, b)
 
     cfg = fill_defaults(merged)
     if (reader := deployment_reader(cfg)) is not None and reader.get("CRAWLER_ARGS"):
@@ -451,6 +455,7 @@ def resolve(
         if get_path(cfg, trainer_path) is None and value is not None and isinstance(trainer, dict):
             trainer[trainer_path[-1]] = value
     _resolve_precision(cfg)
+    cfg["trainer"] = with_trainer_defaults(cfg["trainer"])  # after the links, which fill what the section leaves out
     _resolve_seed(cfg)
     _resolve_loss_names(cfg)
     return cfg

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ANY = object  # a key that accepts any YAML value
@@ -238,6 +242,65 @@ LINKED_KEYS: tuple[tuple[str, str], ...] = (
     ("EXECUTION.TRAINER_ARGS.accumulation_steps", "trainer.accumulate_grad_batches"),
     ("LOGGING.STEP_VERBOSE", "trainer.log_every_n_steps"),
 )
+
+def key_paths() -> list[str]:
+    """Every key of the schema by its dotted path, a list section's through its first entry
+    (OPTIMIZER.0.BASE_LR), then Lightning's top-level keys."""
+    def walk(spec: Section, prefix: str) -> list[str]:
+        found = []
+        for name, sub in spec.keys.items():
+            if isinstance(sub, Section):
+                found += walk(sub, f"{prefix}{name}.")
+            elif not sub.dead:
+                found.append(prefix + name)
+        return found
+
+    paths: list[str] = []
+    for section, spec in SCHEMA.items():
+        paths += walk(spec.entry, f"{section}.0.") if isinstance(spec, ListOf) else walk(spec, f"{section}.")
+    return paths + list(LIGHTNING_KEYS)
+
+
+# Trainer arguments that choose where a run happens (how many processes, on what), not what it computes: a
+# resumed run may change them, and `ednaml diff` shows them with the machine.
+PLACEMENT_KEYS: tuple[str, ...] = ("trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes")
+
+
+
+@functools.lru_cache(maxsize=1)
+def trainer_defaults() -> dict[str, Any]:
+    """Every argument of the installed lightning.Trainer with its default, in its order: the `trainer:` section
+    of every resolved config holds them all (as LightningCLI prints them), so a run's config says every value
+    it ran with. Read from Lightning's source, whose defaults are literals, without importing torch (`ednaml
+    diff` and `runs` stay fast); from the signature where a default is not a literal."""
+    spec = importlib.util.find_spec("lightning")
+    source = Path(next(iter(spec.submodule_search_locations or ()), "")) / "pytorch" / "trainer" / "trainer.py" if spec else None
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        init = next(node for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name == "Trainer"
+                    for node in cls.body if isinstance(node, ast.FunctionDef) and node.name == "__init__")
+        args = init.args
+        positional = args.posonlyargs + args.args
+        pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults)) + \
+            [(arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults) if default is not None]
+        return {arg.arg: ast.literal_eval(default) for arg, default in pairs}
+    except (AttributeError, OSError, SyntaxError, StopIteration, ValueError):
+        import inspect
+
+        import lightning.pytorch as pl
+
+        return {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+
+def with_trainer_defaults(trainer: Any) -> Any:
+    """A `trainer:` section with each argument it leaves out at Lightning's default (Lightning's order, then
+    keys Lightning does not know, which validation names); anything but a mapping as it is."""
+    if not isinstance(trainer, Mapping):
+        return trainer
+    defaults = trainer_defaults()
+    return {**{key: trainer.get(key, default) for key, default in defaults.items()},
+            **{key: value for key, value in trainer.items() if key not in defaults}}
 
 
 def deployment_reader(config: Mapping[str, Any]) -> Mapping[str, Any] | None:

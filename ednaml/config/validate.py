@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import warnings
@@ -10,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ednaml.config.arguments import check_arguments
 from ednaml.config.load import ConfigWarning
-from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths
+from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths, key_paths
 from ednaml.deploy import FORMATS
-from ednaml.errors import ConfigError, Problem, did_you_mean, locate, show
+from ednaml.errors import ConfigError, OnlyOnTheCommandLine, Problem, did_you_mean, locate, show
 
 if TYPE_CHECKING:
     from ednaml.registry import Trust
@@ -59,10 +60,42 @@ def _check_section(spec: Section, value: Any, path: tuple, problems: list[Proble
                 problems.append(Problem(path + (name,), f"{show(given)} is not one of: {options}{did_you_mean(str(given), map(str, sub.choices))}"))
 
 
-def check_structure(cfg: dict[str, Any]) -> list[Problem]:
-    """Sections, keys, types and the rules between keys; no imports of torch or components."""
+def _keys_like(name: str, cutoff: float) -> list[str]:
+    """The schema's key paths that a top-level name was likely meant as: those ending in it, in any case
+    (EPOCHS, epochs -> EXECUTION.EPOCHS), else those ending in a spelling as close as `cutoff`."""
+    leaves = {path: path.rsplit(".", 1)[-1].upper() for path in key_paths()}
+    exact = [path for path, leaf in leaves.items() if leaf == name.upper()]
+    if exact:
+        return exact
+    close = set(difflib.get_close_matches(name.upper(), set(leaves.values()), n=3, cutoff=cutoff))
+    return [path for path, leaf in leaves.items() if leaf in close]
+
+
+def _unknown_section(section: str, origins: dict[tuple, str]) -> Problem | None:
+    """A top-level name that is neither EdnaML's nor Lightning's: an error where it comes from the command line
+    (which overrides keys that exist), is lower-case, or is close to a section or key; else a custom
+    section, kept for custom components with a warning."""
+    if hint := did_you_mean(section, list(SCHEMA) + list(LIGHTNING_KEYS), cutoff=0.75):
+        return Problem((section,), f"unknown section{hint}")
+    flag = origins.get((section,))
+    flag = flag if isinstance(flag, OnlyOnTheCommandLine) else None
+    like = _keys_like(section, 0.8 if flag else 0.9)  # a file's own section may be named like a key (COLABEL, LABEL)
+    meant = f"; did you mean {' or '.join(like[:3])}?" if like else ""
+    if flag:
+        return Problem((section,), "not a config key; the command line overrides keys that exist, EdnaML's or those of a "
+                                   f"section a config file adds{meant or ' (`ednaml fit --help` lists the sections)'}", flag)
+    if not section.isupper():
+        return Problem((section,), f"unknown top-level key{meant or ';'} Lightning's keys are {', '.join(LIGHTNING_KEYS)}")
+    if like:
+        return Problem((section,), f"unknown section{meant} (a custom section takes a name of its own)")
+    warnings.warn(f"section {section} is not EdnaML's; kept in the config for custom components", ConfigWarning)
+    return None
+
+
+def check_structure(cfg: dict[str, Any], origins: dict[tuple, str] | None = None) -> list[Problem]:
+    """Sections, keys, types and the rules between keys; no imports of torch or components. `origins` (the
+    file or flag each key came from) tells a custom section from a misspelt override."""
     problems: list[Problem] = []
-    known = list(SCHEMA) + list(LIGHTNING_KEYS)
     for section, value in cfg.items():
         if section in LIGHTNING_KEYS:
             key = LIGHTNING_KEYS[section]
@@ -71,12 +104,7 @@ def check_structure(cfg: dict[str, Any]) -> list[Problem]:
             continue
         spec = SCHEMA.get(section)
         if spec is None:
-            if hint := did_you_mean(section, known, cutoff=0.75):
-                problems.append(Problem((section,), f"unknown section{hint}"))
-            elif not section.isupper():
-                problems.append(Problem((section,), f"unknown top-level key; Lightning keys are {', '.join(LIGHTNING_KEYS)}"))
-            else:
-                warnings.warn(f"section {section} is not EdnaML's; kept in the config for custom components", ConfigWarning)
+            problems += [p for p in [_unknown_section(section, origins or {})] if p]
             continue
         if isinstance(spec, ListOf):
             if not isinstance(value, list):
@@ -113,6 +141,10 @@ def _number(value: Any) -> bool:
 def counts_are_positive(cfg: dict[str, Any]) -> list[Problem]:
     problems = [Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1")
                 for key in ("EPOCHS", "TEST_FREQUENCY") if _number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1]
+    arguments = cfg["EXECUTION"]["TRAINER_ARGS"]
+    steps = arguments.get("accumulation_steps") if isinstance(arguments, dict) else None
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        problems.append(Problem(("EXECUTION", "TRAINER_ARGS", "accumulation_steps"), f"{show(steps)} is not an integer of at least 1"))
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
         if _number(cfg[section]["BATCH_SIZE"]) and cfg[section]["BATCH_SIZE"] < 1:
             problems.append(Problem((section, "BATCH_SIZE"), f"{cfg[section]['BATCH_SIZE']} must be at least 1"))
@@ -420,7 +452,7 @@ def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple
     from ednaml.registry import Trust
 
     trust = trusted if isinstance(trusted, Trust) else Trust.given(trusted, origins)
-    problems = check_structure(cfg) + check_components(cfg, trust)
+    problems = check_structure(cfg, origins) + check_components(cfg, trust)
     problems += [] if problems else destinations_are_the_users(cfg, trust)
     if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
         from ednaml.adapters.trainer import check_trainer_build

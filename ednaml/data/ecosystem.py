@@ -18,7 +18,7 @@ import numpy as np
 from ednaml.data.base import Crawl, Crawler, Sample, Stored, seeded_split
 from ednaml.data.readers import ImageReader
 from ednaml.data.text import TextReader
-from ednaml.errors import DataError
+from ednaml.errors import DataError, DataProblems
 from ednaml.registry import register
 from ednaml.utils import require
 
@@ -214,14 +214,20 @@ class HFCrawler(Crawler):
     def find(self) -> Crawl:
         import pyarrow as pa
 
-        parts = {split: _load_hf(p, self.format, "path" if split == "train" else f"{split}_path", self.streaming, self.cache_dir)
-                 for split, p in self.paths.items() if p}
+        problems = DataProblems()  # every file that cannot be read and every column missing from one, at once
+        parts = {}
+        for split, source in self.paths.items():
+            with problems.collected():
+                if source:
+                    parts[split] = _load_hf(source, self.format, "path" if split == "train" else f"{split}_path", self.streaming,
+                                            self.cache_dir)
         names: dict[str, list[str]] = {}
         for split, part in parts.items():
             for key, column in [("input_column", self.input_column)] + [("label_columns", c) for c in self.label_columns]:
                 if column not in part.column_names:
-                    raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.paths[split]!r}; its columns are "
-                                                      f"{part.column_names}")
+                    problems.add(f"{_ARGS}.{key}", f"column {column!r} is not in {self.paths[split]!r}; its columns are "
+                                                   f"{part.column_names}")
+        problems.raise_any()
         for column in self.label_columns:
             kinds = {split: hasattr(part.features[column], "names") for split, part in parts.items()}
             if len(set(kinds.values())) > 1:

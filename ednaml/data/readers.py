@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
 from ednaml.data.transforms import image_transforms
-from ednaml.errors import DataError
+from ednaml.errors import DataError, DataProblems
 from ednaml.registry import register
 from ednaml.utils import require
 
@@ -58,6 +58,12 @@ def check_images(paths: Sequence[str], key: str) -> None:
     if bad:
         shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
         raise DataError(key, f"{len(bad)} of {len(paths)} images cannot be used: {shown}")
+
+
+def _lines(found: Sequence[tuple[int, str]], limit: int = 20) -> str:
+    """'line 3 (label), line 7 (label) and 4 more': where in a file its problems are."""
+    shown = ", ".join(f"line {i} ({what})" for i, what in found[:limit])
+    return shown + (f" and {len(found) - limit} more" if len(found) > limit else "")
 
 
 def files_in(path: str, extensions: Sequence[str], kind: str) -> list[Path]:
@@ -244,15 +250,25 @@ class CSVManifestCrawler(Crawler):
         wanted = [("path_column", self.path_column)] + [("label_columns", c) for c in self.label_columns]
         if self.split_column:
             wanted.append(("split_column", self.split_column))
+        problems = DataProblems()  # every problem of the manifest at once
         for key, column in wanted:
             if column not in columns:
-                raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}")
+                problems.add(f"{_ARGS}.{key}", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}")
         root = Path(self.root).expanduser() if self.root else path.parent
-        blank = [(i, c) for i, row in enumerate(rows, start=2) for c in self.label_columns if not (row[c] or "").strip()]
+        blank = [(i, c) for i, row in enumerate(rows, start=2) for c in self.label_columns if c in columns and not (row[c] or "").strip()]
         if blank:
-            shown = ", ".join(f"line {i} ({c})" for i, c in blank[:20]) + (f" and {len(blank) - 20} more" if len(blank) > 20 else "")
-            raise DataError(f"{_ARGS}.label_columns", f"{len(blank)} blank label cells in {self.manifest!r}: {shown}; "
-                                                      "a blank is not a class: fill them or remove those rows")
+            problems.add(f"{_ARGS}.label_columns", f"{len(blank)} blank label cells in {self.manifest!r}: {_lines(blank)}; "
+                                                   "a blank is not a class: fill them or remove those rows")
+        cells = {i: row[self.split_column] or "" for i, row in enumerate(rows, start=2)} if self.split_column in columns else {}
+        aliases = {"validation": "val", "valid": "val", "dev": "val"}
+        split_of = {i: aliases.get(cell.strip().lower(), cell.strip().lower()) for i, cell in cells.items()}
+        if wrong := [(i, repr(cells[i])) for i, split in split_of.items() if split not in ("train", "val", "test")]:
+            problems.add(f"{_ARGS}.split_column", f"{len(wrong)} values of column {self.split_column!r} are not train, val or test: "
+                                                  f"{_lines(wrong)}")
+        if self.path_column in columns:
+            with problems.collected():
+                check_images([str(root / row[self.path_column]) for row in rows], f"{_ARGS}.manifest")
+        problems.raise_any()
         classes = {c: sorted({row[c] for row in rows}) for c in self.label_columns}
         index = {c: {v: i for i, v in enumerate(vals)} for c, vals in classes.items()}
 
@@ -261,16 +277,11 @@ class CSVManifestCrawler(Crawler):
 
         if self.split_column:
             splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
-            for row in rows:
-                split = row[self.split_column].strip().lower()
-                split = {"validation": "val", "valid": "val", "dev": "val"}.get(split, split)
-                if split not in splits:
-                    raise DataError(f"{_ARGS}.split_column", f"value {row[self.split_column]!r} is not train, val or test")
-                splits[split].append(sample(row))
+            for i, row in enumerate(rows, start=2):
+                splits[split_of[i]].append(sample(row))
         else:
             splits = _with_test_split([sample(r) for r in rows], self.test_fraction, self.split_seed)
         images = [s for split in splits.values() for s, _ in split]
-        check_images(images, f"{_ARGS}.manifest")
         return Crawl(splits=splits, labels=classes, files=[str(path)] + images)
 
 

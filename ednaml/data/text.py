@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
-from ednaml.errors import DataError
+from ednaml.errors import DataError, DataProblems
 from ednaml.registry import register
 from ednaml.utils import require
 
@@ -54,12 +54,18 @@ class TextFilesCrawler(Crawler):
         self.test_fraction = test_fraction
 
     def find(self) -> Crawl:
-        rows = {split: _read_rows(Path(f), f"{split}_file") for split, f in self.files.items() if f}
+        problems = DataProblems()  # every file missing or lacking a column, at once
+        rows = {}
+        for split, file in self.files.items():
+            with problems.collected():
+                rows[split] = _read_rows(Path(file), f"{split}_file") if file else None
+        rows = {split: found for split, found in rows.items() if found is not None}
         for split, found in rows.items():
             columns = list(found[0]) if found else []
             for key, column in [("text_column", self.text_column)] + [("label_columns", c) for c in self.label_columns]:
                 if found and column not in columns:
-                    raise DataError(f"{_ARGS}.{key}", f"column {column!r} is not in {self.files[split]!r}; its columns are {columns}")
+                    problems.add(f"{_ARGS}.{key}", f"column {column!r} is not in {self.files[split]!r}; its columns are {columns}")
+        problems.raise_any()
         classes = {c: sorted({str(r[c]) for found in rows.values() for r in found}) for c in self.label_columns}
         index = {c: {v: i for i, v in enumerate(values)} for c, values in classes.items()}
         samples = {split: [(str(r[self.text_column]), tuple(index[c][str(r[c])] for c in self.label_columns)) for r in found]

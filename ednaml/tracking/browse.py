@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ednaml.config.schema import PLACEMENT_KEYS, with_trainer_defaults
 from ednaml.errors import ConfigError, did_you_mean, format_path
 from ednaml.tracking.run_folder import held, load_yaml, read_run_text
 from ednaml.utils import text_table
@@ -191,7 +192,8 @@ def side(ref: str, root: str | Path = DEFAULT_ROOT) -> Side:
     run = read_run(resolve_run(ref, root))
     if run.config is None:
         raise ConfigError(f"{str(run.path)!r} has no config.yaml; it is not a complete run folder")
-    return Side(run.run_id, run.config, run.provenance, run.summary.get("final", {}))
+    config = {**run.config, "trainer": with_trainer_defaults(run.config["trainer"])} if "trainer" in run.config else run.config
+    return Side(run.run_id, config, run.provenance, run.summary.get("final", {}))  # an older run's config: Lightning's defaults filled in
 
 
 
@@ -208,15 +210,17 @@ DECISIVE = ("processes", "torch_threads", "thread_settings", "accelerators", "cu
 def diff(a: Side, b: Side) -> dict[str, Any]:
     """Differences in config, components, machine (processes, threads), versions, data and final metrics — in
     that order."""
-    result: dict[str, Any] = {"a": a.label, "b": b.label,
-                              "config": changes(flatten(a.config), flatten(b.config))}
+    config = changes(flatten(a.config), flatten(b.config))
+    result: dict[str, Any] = {"a": a.label, "b": b.label, "config": config}
     if a.provenance and b.provenance:
+        result["config"] = [change for change in config if change[0] not in PLACEMENT_KEYS]  # shown with the machine
         ca, cb = a.provenance.get("components", {}), b.provenance.get("components", {})
         result["components"] = [(k, ca.get(k), cb.get(k)) for k in list(ca) + [k for k in cb if k not in ca]
                                 if (ca.get(k) or {}).get("class") != (cb.get(k) or {}).get("class")
                                 or (ca.get(k) or {}).get("source_sha256") != (cb.get(k) or {}).get("source_sha256")]
         ma, mb = a.provenance.get("machine") or {}, b.provenance.get("machine") or {}
         result["machine"] = [(k, ma.get(k), mb.get(k)) for k in DECISIVE if ma.get(k) != mb.get(k)]
+        result["placement"] = [change for change in config if change[0] in PLACEMENT_KEYS]
         va = {k: v for k, v in a.provenance.get("versions", {}).items() if k != "packages"}
         vb = {k: v for k, v in b.provenance.get("versions", {}).items() if k != "packages"}
         result["versions"] = changes(va, vb)
@@ -257,9 +261,11 @@ def format_diff(result: dict[str, Any]) -> str:
         for key, ca, cb in comps:
             what = "source changed" if ca and cb and ca.get("class") == cb.get("class") else "class changed"
             lines.append(f"  {key}: {(ca or {}).get('class')} -> {(cb or {}).get('class')} ({what})")
-        machine = result["machine"]
-        lines.append("machine: differs" if machine else "machine: same")
+        machine, placement = result["machine"], result["placement"]
+        lines.append("machine: differs" if machine or placement else "machine: same")
         lines += [f"  {k}: {_show(va)} -> {_show(vb)}" for k, va, vb in machine]
+        if placement:  # the config keys that chose the processes: said with them, not as a change of what ran
+            lines.append("  as the trainer section placed it: " + ", ".join(f"{k} {_show(va)} -> {_show(vb)}" for k, va, vb in placement))
         versions, packages = result["versions"], result["packages"]
         changed = bool(versions or packages["only_a"] or packages["only_b"])
         lines.append("versions: differ" if changed else "versions: same")

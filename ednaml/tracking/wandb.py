@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import netrc
 import os
 import sys
@@ -46,9 +47,10 @@ def wandb_directories(run: RunFolder) -> dict[str, str]:
             "WANDB_ARTIFACT_DIR": str(root / "artifacts")}  # not WANDB_CONFIG_DIR: the user's W&B settings are read there
 
 
-def layout(run: RunFolder, config: dict[str, Any], stage: str) -> dict[str, Any]:
-    """Where a run sits in W&B: project = the study, group = the experiment, job type = the stage, tags,
-    a readable name and notes. The LOGGING keys set them; W&B's own environment variables still win."""
+def layout(run: RunFolder, config: dict[str, Any], stage: str, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where a run sits in W&B: project = the study, group = the experiment (for a run started from another
+    run's checkpoint, that run's group), job type = the stage, tags, a readable name and notes (naming the
+    source run). The LOGGING keys set them; W&B's own environment variables still win."""
     save, logging_cfg = config["SAVE"], config["LOGGING"]
     from ednaml.adapters.trainer import debug_settings
 
@@ -57,11 +59,12 @@ def layout(run: RunFolder, config: dict[str, Any], stage: str) -> dict[str, Any]
     tags += [str(tag) for tag in logging_cfg["WANDB_TAGS"]] + (["debug"] if debug_settings(config["trainer"]) else [])
     chosen = {
         "project": logging_cfg["WANDB_PROJECT"] or str(save["MODEL_CORE_NAME"]),
-        "group": logging_cfg["WANDB_GROUP"] or run.experiment,
+        "group": logging_cfg["WANDB_GROUP"] or (source or {}).get("wandb", {}).get("group") or run.experiment,
         "job_type": stage,
         "name": logging_cfg["WANDB_NAME"] or f"{save['MODEL_BACKBONE']}-{save['MODEL_QUALIFIER']}-{run.run_id.rsplit('-', 1)[-1][:6]}",
         "tags": [tag[:64] for tag in dict.fromkeys(tags)],  # W&B's limit on a tag
-        "notes": logging_cfg["WANDB_NOTES"],
+        "notes": logging_cfg["WANDB_NOTES"] or (f"{stage} of run {source['run_id']} (its {source['checkpoint']}, step {source['global_step']})"
+                                                if source else None),
     }
     environment = {"project": "WANDB_PROJECT", "group": "WANDB_RUN_GROUP", "job_type": "WANDB_JOB_TYPE", "name": "WANDB_NAME",
                    "tags": "WANDB_TAGS", "notes": "WANDB_NOTES"}
@@ -87,6 +90,14 @@ def define_summaries(logger: Any, validation: list[str]) -> None:
         return
     for name in validation:
         logger.experiment.define_metric(name, summary="min" if lower_is_better(name) else "max")
+
+
+def record_devices(logger: Any, count: int, provenance: dict[str, Any]) -> None:
+    """The number of processes (devices) the stage runs on, known once the Trainer is built: the config's
+    `devices`, and the provenance again with it. (Not a tag: W&B sends a changed tag with the whole run
+    again, its config without the empty mappings, which would then differ from config.yaml.)"""
+    if logger is not None:
+        logger.experiment.config.update(scrub({"devices": count, "provenance": provenance}), allow_val_change=True)
 
 
 def record_summary(logger: Any, summary: dict[str, Any]) -> None:
@@ -124,9 +135,11 @@ def without_pandas() -> Iterator[None]:
 
 def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None,
                  stage: str = "fit") -> tuple[Any, dict[str, Any]]:
-    """A Lightning WandbLogger writing under the run folder (the same W&B run when resumed), and what
-    summary.json records of it. Its config is the resolved config, nested, with the list sections also
-    flattened (see flat_config), plus the provenance."""
+    """A Lightning WandbLogger writing under the run folder, and what summary.json records of it. Its W&B run
+    id is the run id: a resumed run's process continues that W&B run (its rows after the earlier
+    processes', see continue_steps; `ednaml sync` sends them oldest first). Its config is the resolved config, nested, with the list
+    sections also flattened (see flat_config), plus the provenance and, for a run started from another run's
+    checkpoint, `source_run`."""
     mode = wandb_mode(config)
     if mode == "disabled":
         return None, {"mode": "disabled"}
@@ -139,12 +152,14 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
         return None, {"mode": "unavailable"}
     os.environ.setdefault("WANDB_SILENT", "true")
     logging_cfg = config["LOGGING"]
-    where = scrub(layout(run, config, stage))  # the notes, name and tags as the config records them
+    source = (provenance or {}).get("source")
+    where = scrub(layout(run, config, stage, source))  # the notes, name and tags as the config records them
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
     settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
                               x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
     logger = WandbLogger(save_dir=str(run.path), id=run.run_id, entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
-                         config=scrub({**config, **flat_config(config), "provenance": provenance}), settings=settings, **where)
+                         config=scrub({**config, **flat_config(config), "provenance": provenance} | ({"source_run": source} if source else {})),
+                         settings=settings, **where)
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
     if "project" not in where:  # Lightning passes its own default project; W&B's variable is meant to win
         logger._wandb_init.pop("project", None)
@@ -192,6 +207,23 @@ def log_run_record(logger: Any, run: RunFolder) -> None:
         if (run.path / name).exists():
             artifact.add_file(str(run.path / name))
     logger.experiment.log_artifact(artifact)
+
+
+def complete_offline(directory: str | None) -> None:
+    """An offline run's files/ as an online run's: config.yaml (W&B's format, {key: {value: ...}}) and
+    wandb-summary.json, from what its log holds, for the tools that read them before `wandb sync` (which
+    sends the log's own records and writes both files again)."""
+    if not directory or not (log := next(iter(sorted(Path(directory).glob("run-*.wandb"))), None)):
+        return
+    import yaml
+
+    from ednaml.tracking.run_folder import write_atomic
+    from ednaml.tracking.wandb_log import run_config, summary_tree
+
+    files = Path(directory) / "files"
+    files.mkdir(exist_ok=True)
+    write_atomic(files / "config.yaml", yaml.safe_dump({key: {"value": value} for key, value in run_config(log).items()}, sort_keys=False))
+    write_atomic(files / "wandb-summary.json", json.dumps(summary_tree(log), indent=2))
 
 
 def _earlier_logs(run: RunFolder, current_dir: str | None) -> list[Path]:

@@ -125,16 +125,46 @@ def run_info(path: Path) -> dict[str, Any]:
     return info
 
 
-def summary(path: Path) -> dict[str, Any]:
-    """The run's summary as W&B holds it at the end: {key: value} (nested keys joined with '/')."""
-    values: dict[str, Any] = {}
+REMOVED = object()  # a summary key's value once W&B was told to remove it
+
+
+def _summary_changes(path: Path) -> Iterator[tuple[list[str], Any]]:
+    """Each change of the run's summary in order: the key's path (one part for a flat key such as
+    'test/loss', several for a nested value) and its new value, or REMOVED."""
     for record in records(path):
         if record.WhichOneof("record_type") == "summary":
             for item in record.summary.update:
-                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+                yield [item.key] if item.key else list(item.nested_key), json.loads(item.value_json)
             for item in record.summary.remove:
-                values.pop(item.key or "/".join(item.nested_key), None)
+                yield [item.key] if item.key else list(item.nested_key), REMOVED
+
+
+def summary(path: Path) -> dict[str, Any]:
+    """The run's summary as W&B holds it at the end: {key: value} (nested keys joined with '/')."""
+    values: dict[str, Any] = {}
+    for key, value in _summary_changes(path):
+        if value is REMOVED:
+            values.pop("/".join(key), None)
+        else:
+            values["/".join(key)] = value
     return values
+
+
+def summary_tree(path: Path) -> dict[str, Any]:
+    """The run's summary at the end as W&B writes it to wandb-summary.json: nested values as nested mappings."""
+    tree: dict[str, Any] = {}
+    for key, value in _summary_changes(path):
+        *parents, last = key
+        node = tree
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if value is REMOVED:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return tree
 
 
 def history(path: Path) -> list[dict[str, Any]]:
