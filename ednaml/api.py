@@ -38,24 +38,26 @@ def prepare(
     except those the user's own `imports` stand for: the same module, or a file with the content `recorded`
     (the run's provenance: each import -> its file's SHA-256)."""
     from ednaml import registry
-    from ednaml.config.validate import validate
+    from ednaml.config.paths import anchor
+    from ednaml.config.validate import path_keys, validate
 
     origins = {} if origins is None else origins
     config = resolve(files, list(overrides), dict(base) if base else None, origins, base_label)
-    search_dirs = [Path(f).parent for f in reversed(files)]
+    anchor(config, [("EXECUTION", "IMPORTS")], origins, files, config_warning)  # relative to the file that set it
     carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
     trust = registry.Trust.given(trusted, origins)
     if not trust.of(("EXECUTION", "IMPORTS")):  # what the run recorded is data too: only a mapping of hashes is read
         carried = _not_given_again(carried, imports, recorded if isinstance(recorded, Mapping) else {})
     try:
-        imported = registry.import_sources(imports, search_dirs)  # --import: the user's own
-        imported += registry.import_sources(carried, search_dirs, trust.of(("EXECUTION", "IMPORTS")))
+        imported = registry.import_sources(imports)  # --import: the user's own, relative to the working directory
+        imported += registry.import_sources(carried, trust.of(("EXECUTION", "IMPORTS")))
     except registry.RegistryError as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), str(err).replace("a checkpoint or run folder", base_label))]) from None
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
     _runs_root_of(config, trust, base_label)
     default_loss_optimizers(config, config_warning)
+    anchor(config, path_keys(config, trust), origins, files, config_warning)
     validate(config, source=", ".join(map(str, files)) or None, origins=origins, trusted=trust)
     if config.get("ckpt_path"):  # readable, and EdnaML's, before anything is built
         try:

@@ -239,19 +239,20 @@ def _arguments(kind: str, obj: Any) -> list[str]:
 
 
 def _list(args: dict[str, Any]) -> int:
-    from pathlib import Path
-
     from ednaml import registry
     from ednaml.config.load import read_yaml
+    from ednaml.config.paths import anchor
 
-    sources, search = list(args["imports"]), [Path.cwd()]
-    for config in args["config"]:  # a config's EXECUTION.IMPORTS, found beside it, as a run finds them
+    sources = list(args["imports"])
+    for config in args["config"]:  # a config's EXECUTION.IMPORTS, relative to it, as a run finds them
         execution = read_yaml(config).get("EXECUTION")
-        sources += (execution.get("IMPORTS") or []) if isinstance(execution, dict) else []
-        search.insert(0, Path(config).parent)
+        if isinstance(execution, dict) and isinstance(execution.get("IMPORTS"), list):
+            found = {"EXECUTION": {"IMPORTS": list(execution["IMPORTS"])}}
+            anchor(found, [("EXECUTION", "IMPORTS")], {("EXECUTION", "IMPORTS"): str(config)}, [config], lambda message: None)
+            sources += found["EXECUTION"]["IMPORTS"]
     if sources:
         try:
-            registry.import_sources(sources, search)
+            registry.import_sources(sources)
         except (ImportError, FileNotFoundError, SyntaxError) as err:
             raise UsageError(f"--import: cannot import {err}") from None
     kind = args["positional"][0] if args["positional"] else None

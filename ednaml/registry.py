@@ -136,14 +136,14 @@ def _load_entry_points() -> None:
         ep.load()  # importing the module runs its @register decorators
 
 
-def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = (), trusted: bool = True) -> list[str]:
+def import_sources(sources: Iterable[str], trusted: bool = True) -> list[str]:
     """Import user files (`my_losses.py`) or modules (`mypkg.losses`) so their registrations run.
 
-    A relative file path is looked for in `search_dirs` (the config files' folders), then the working
-    directory. Returns the sources as imported: files as absolute paths, modules by name. Sources that are
-    not `trusted` (a checkpoint's or run folder's IMPORTS) are refused with RegistryError, nothing imported.
+    A relative file path is relative to the working directory (a config's IMPORTS arrive absolute: see
+    config.paths). Returns the sources as imported: files as absolute paths, modules by name. Sources that
+    are not `trusted` (a checkpoint's or run folder's IMPORTS) are refused with RegistryError, nothing imported.
     """
-    search_dirs, sources = list(search_dirs), list(sources)
+    sources = list(sources)
     if sources and not trusted:
         raise RegistryError(f"{sources} come from a checkpoint or run folder, which is data, not code: EdnaML imports "
                             "them only with --trust (read them first), or give each file with --import: one with the "
@@ -151,11 +151,9 @@ def import_sources(sources: Iterable[str], search_dirs: Iterable[Path] = (), tru
     imported = []
     for source in sources:
         path = Path(source)
-        if not path.is_absolute():
-            path = next((d / path for d in search_dirs if (d / path).exists()), path)
         if source.endswith(".py") or path.exists():
             if not path.exists():
-                raise FileNotFoundError(f"file {source!r} does not exist (looked beside the config files and in the working directory)")
+                raise FileNotFoundError(f"file {source!r} does not exist" + ("" if path.is_absolute() else " in the working directory"))
             imported.append(str(path.resolve()))
             module_name = user_module_name(path)
             if module_name in sys.modules:

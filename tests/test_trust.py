@@ -115,7 +115,7 @@ def test_a_checkpoint_with_flipped_bytes_and_a_bad_weights_file_are_named(tmp_pa
     for command in ("check", "fit"):
         bad = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), "--MODEL.WEIGHTS", "weights.pt", cwd=tmp_path,
                          env={"WANDB_MODE": "disabled"})
-        assert bad.returncode == 2 and "MODEL.WEIGHTS: 'weights.pt' is not a readable weights file" in bad.stderr, bad.stderr[-2000:]
+        assert bad.returncode == 2 and f"MODEL.WEIGHTS: '{tmp_path / 'weights.pt'}' is not a readable weights file" in bad.stderr, bad.stderr[-2000:]
         assert "Traceback" not in bad.stderr
 
 
@@ -231,8 +231,9 @@ def test_every_problem_of_a_manifest_is_reported_at_once_by_check_and_fit(tmp_pa
             '{"manifest": "manifest.csv", "label_columns": ["label", "colour"], "split_column": "split"}', "--MODEL.MODEL_KWARGS", "{}"]
     result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), *data, cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    for found in ("CRAWLER_ARGS.label_columns: column 'colour' is not in 'manifest.csv'",
-                  "CRAWLER_ARGS.label_columns: 1 blank label cells in 'manifest.csv': line 5 (label)",
+    manifest = tmp_path / "manifest.csv"  # given on the command line: the working directory's
+    for found in (f"CRAWLER_ARGS.label_columns: column 'colour' is not in '{manifest}'",
+                  f"CRAWLER_ARGS.label_columns: 1 blank label cells in '{manifest}': line 5 (label)",
                   "CRAWLER_ARGS.split_column: 1 values of column 'split' are not train, val or test: line 9 ('training')",
                   "CRAWLER_ARGS.manifest: 1 of 12 images cannot be used:"):
         assert found in result.stderr, result.stderr[-2000:]

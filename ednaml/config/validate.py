@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 import os
 import re
 import warnings
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ednaml.config.arguments import check_arguments
 from ednaml.config.load import ConfigWarning
+from ednaml.config.paths import SCHEMA_PATHS, location_arguments
 from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths, key_paths
 from ednaml.deploy import FORMATS
 from ednaml.errors import ConfigError, OnlyOnTheCommandLine, Problem, did_you_mean, locate, show
@@ -309,73 +311,91 @@ def _resolver(problems: list[Problem], trust: Trust) -> Callable[[str, Any, tupl
 Resolved = dict[tuple, Any]  # key path -> the component it names (None where it does not resolve)
 
 
-def step_logic_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    execution = cfg["EXECUTION"]
-    if (trainer_cls := resolved.get(("EXECUTION", "TRAINER"))) is not None:
-        args = {k: v for k, v in execution["TRAINER_ARGS"].items() if k != "accumulation_steps"}
-        problems += check_arguments("trainer", trainer_cls, args, ("EXECUTION", "TRAINER_ARGS"))
+Target = tuple[str, Any, tuple, Any]  # kind, component, key path of its kwargs, the kwargs
 
 
-def data_reader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    """The reader's crawler, dataset (or GENERATOR) and transform kwargs."""
-    dr = cfg["EXECUTION"]["DATAREADER"]
-    reader = resolved.get(("EXECUTION", "DATAREADER", "DATAREADER"))
-    if reader is None:
-        return
-    problems += check_arguments("crawler", reader.crawler, dr["CRAWLER_ARGS"], ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"))
-    dataset = resolved.get(("EXECUTION", "DATAREADER", "GENERATOR")) if dr["GENERATOR"] else reader.dataset
-    if dataset is not None:
-        for key in ("DATASET_ARGS", "GENERATOR_ARGS"):
-            problems += check_arguments("dataset", dataset, dr[key], ("EXECUTION", "DATAREADER", key))
-    for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
-        problems += check_arguments("transforms", reader.transforms, cfg[section]["ARGS"], (section, "ARGS"))
-
-
-def data_loader_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+def argument_targets(cfg: dict[str, Any], resolved: Resolved) -> list[Target]:
+    """Each mapping of keyword arguments in the config with the component it is given to. Validation checks
+    each against its component's signature; `path_keys` finds the paths among them. A malformed part of the
+    config is passed over (the structure checks name it)."""
     from torch.utils.data import DataLoader
 
-    problems += check_arguments("dataloader", DataLoader, cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"],
-                                ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"))
+    found: list[Target] = []
 
+    def add(make: Callable[[], list[Target]]) -> None:
+        try:
+            found.extend(make())
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError):
+            pass
 
-def model_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    def listed(section: str, kind: str, name: str, kwargs: str) -> list[Target]:
+        return [(kind, component, (section, i, kwargs), entry[kwargs]) for i, entry in enumerate(cfg[section])
+                if (component := resolved.get((section, i, name))) is not None]
+
+    def reader_parts(reader: Any) -> list[Target]:
+        dr = cfg["EXECUTION"]["DATAREADER"]
+        parts: list[Target] = [("crawler", reader.crawler, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), dr["CRAWLER_ARGS"])]
+        dataset = resolved.get(("EXECUTION", "DATAREADER", "GENERATOR")) if dr["GENERATOR"] else reader.dataset
+        if dataset is not None:
+            parts += [("dataset", dataset, ("EXECUTION", "DATAREADER", key), dr[key]) for key in ("DATASET_ARGS", "GENERATOR_ARGS")]
+        return parts + [("transforms", reader.transforms, (section, "ARGS"), cfg[section]["ARGS"])
+                        for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION")]
+
+    if (step_logic := resolved.get(("EXECUTION", "TRAINER"))) is not None:
+        add(lambda: [("trainer", step_logic, ("EXECUTION", "TRAINER_ARGS"),
+                      {k: v for k, v in cfg["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"})])
+    if (reader := resolved.get(("EXECUTION", "DATAREADER", "DATAREADER"))) is not None:
+        add(lambda: reader_parts(reader))
+    add(lambda: [("dataloader", DataLoader, ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"), cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"])])
     if (arch := resolved.get(("MODEL", "MODEL_ARCH"))) is not None:
-        problems += check_arguments("model", arch, cfg["MODEL"]["MODEL_KWARGS"], ("MODEL", "MODEL_KWARGS"))
+        add(lambda: [("model", arch, ("MODEL", "MODEL_KWARGS"), cfg["MODEL"]["MODEL_KWARGS"])])
+    add(lambda: [("loss", loss, ("LOSS", i, "KWARGS", j), entry["KWARGS"][j] or {})
+                 for i, entry in enumerate(cfg["LOSS"]) for j in range(min(len(entry["LOSSES"]), len(entry["KWARGS"])))
+                 if (loss := resolved.get(("LOSS", i, "LOSSES", j))) is not None])
+    for section, kind, name, kwargs in (("OPTIMIZER", "optimizer", "OPTIMIZER", "OPTIMIZER_KWARGS"),
+                                        ("LOSS_OPTIMIZER", "optimizer", "OPTIMIZER", "OPTIMIZER_KWARGS"),
+                                        ("SCHEDULER", "scheduler", "LR_SCHEDULER", "LR_KWARGS"),
+                                        ("LOSS_SCHEDULER", "scheduler", "LR_SCHEDULER", "LR_KWARGS"),
+                                        ("MODEL_PLUGIN", "plugin", "PLUGIN", "PLUGIN_KWARGS")):
+        add(lambda section=section, kind=kind, name=name, kwargs=kwargs: listed(section, kind, name, kwargs))
+    if (deploy := resolved.get(("DEPLOYMENT", "DEPLOY"))) is not None:
+        add(lambda: [("deployment", deploy, ("DEPLOYMENT", "DEPLOYMENT_ARGS"), cfg["DEPLOYMENT"]["DEPLOYMENT_ARGS"])])
+    return found
 
 
-def losses_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    """Each loss takes its KWARGS; a loss that learns has an optimizer."""
+def path_keys(cfg: dict[str, Any], trust: Trust) -> list[tuple]:
+    """Every key of the config that holds a path: the schema's (paths.SCHEMA_PATHS) and each component
+    argument annotated `Location` that the config sets (names that do not resolve are validation's to report)."""
+    resolve = _resolver([], trust)
+    resolved = {path: resolve(kind, name, path) for path, kind, name in component_paths(cfg)}
+    keys = [key for key in SCHEMA_PATHS if key != ("EXECUTION", "IMPORTS")]  # IMPORTS: anchored before it is imported
+    for kind, component, path, kwargs in argument_targets(cfg, resolved):
+        if isinstance(kwargs, Mapping):
+            named = [name for name in location_arguments(component) if name in kwargs]
+            keys += [path + (name,) for name in named]
+            if kind == "transforms":  # the shared section the split's arguments were written in
+                keys += [("TRANSFORMATION", "ARGS", name) for name in named]
+    return list(dict.fromkeys(keys))
+
+
+def arguments_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    """Every mapping of keyword arguments against the signature of the component it is given to."""
+    for kind, component, path, kwargs in argument_targets(cfg, resolved):
+        problems += check_arguments(kind, component, kwargs, path)
+
+
+def losses_learn_with_an_optimizer(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    """A loss that learns has an optimizer."""
     optimized_losses = {e["OPTIMIZER_NAME"] for e in cfg["LOSS_OPTIMIZER"]}
     for i, entry in enumerate(cfg["LOSS"]):
         for j, name in enumerate(entry["LOSSES"]):
             loss = resolved.get(("LOSS", i, "LOSSES", j))
-            if loss is not None and j < len(entry["KWARGS"]):
-                problems += check_arguments("loss", loss, entry["KWARGS"][j] or {}, ("LOSS", i, "KWARGS", j))
             if getattr(loss, "learnable", False) and entry["NAME"] not in optimized_losses:
                 problems.append(Problem(("LOSS", i, "LOSSES", j), f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}"))
 
 
-def optimizers_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    for section, sched_section in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
-        for i, entry in enumerate(cfg[section]):
-            if (opt := resolved.get((section, i, "OPTIMIZER"))) is not None:
-                problems += check_arguments("optimizer", opt, entry["OPTIMIZER_KWARGS"], (section, i, "OPTIMIZER_KWARGS"))
-        for i, entry in enumerate(cfg[sched_section]):
-            if (sched := resolved.get((sched_section, i, "LR_SCHEDULER"))) is not None:
-                problems += check_arguments("scheduler", sched, entry["LR_KWARGS"], (sched_section, i, "LR_KWARGS"))
-
-
-def plugins_fit(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
-        if (plugin := resolved.get(("MODEL_PLUGIN", i, "PLUGIN"))) is not None:
-            problems += check_arguments("plugin", plugin, entry["PLUGIN_KWARGS"], ("MODEL_PLUGIN", i, "PLUGIN_KWARGS"))
-
-
-def deployment_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
-    deployment = cfg["DEPLOYMENT"]
-    if (deploy := resolved.get(("DEPLOYMENT", "DEPLOY"))) is not None:
-        problems += check_arguments("deployment", deploy, deployment["DEPLOYMENT_ARGS"], ("DEPLOYMENT", "DEPLOYMENT_ARGS"))
-    output = deployment["OUTPUT_ARGS"]
+def deployment_output_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
+    output = cfg["DEPLOYMENT"]["OUTPUT_ARGS"]
     if not isinstance(output, dict):
         problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS"), f"{show(output)} is not a mapping"))
         return
@@ -388,8 +408,7 @@ def deployment_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Prob
 
 # Each component rule reads the resolved components and adds what it finds to `problems` as it goes, so a
 # rule that stops at a malformed value keeps what it found before it.
-COMPONENT_RULES = [step_logic_fits, data_reader_fits, data_loader_fits, model_fits, losses_fit, optimizers_fit, plugins_fit,
-                   deployment_fits]
+COMPONENT_RULES = [arguments_fit, losses_learn_with_an_optimizer, deployment_output_fits]
 
 
 def check_components(cfg: dict[str, Any], trust: Trust | None = None) -> list[Problem]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ednaml.config.paths import Location
 from ednaml.data.base import Crawl, Crawler, Sample, Stored, seeded_split
 from ednaml.data.readers import ImageReader
 from ednaml.data.text import TextReader
@@ -38,7 +39,7 @@ def _as_images(data: Any) -> list[np.ndarray]:
 class TorchvisionCrawler(Crawler):
     """A torchvision dataset's train and test parts from `root` (its own file layout); val: a seeded split."""
 
-    def __init__(self, name: str = "MNIST", root: str = "data", download: bool = False, label_name: str = "label",
+    def __init__(self, name: str = "MNIST", root: Location = "data", download: bool = False, label_name: str = "label",
                  dataset_kwargs: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.1,
                  split_seed: int = 0):
         super().__init__(val_fraction, split_seed)
@@ -196,9 +197,9 @@ class HFCrawler(Crawler):
 
     input_kind = "text"
 
-    def __init__(self, path: str, val_path: str | None = None, test_path: str | None = None, format: str | None = None,
+    def __init__(self, path: Location, val_path: Location | None = None, test_path: Location | None = None, format: str | None = None,
                  input_column: str | None = None, label_columns: Sequence[str] | str = ("label",), test_fraction: float = 0.2,
-                 val_fraction: float = 0.1, split_seed: int = 0, streaming: bool = False, cache_dir: str | None = None):
+                 val_fraction: float = 0.1, split_seed: int = 0, streaming: bool = False, cache_dir: Location | None = None):
         super().__init__(val_fraction, split_seed)
         if cache_dir is not None and not streaming:
             raise DataError(f"{_ARGS}.cache_dir", "is used only with streaming: true (in memory, nothing is cached)")

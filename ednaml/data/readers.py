@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from ednaml.config.paths import Location
 from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
 from ednaml.data.transforms import image_transforms
 from ednaml.errors import DataError, DataProblems
@@ -183,7 +184,7 @@ class ImageFolderCrawler(Crawler):
 
     def __init__(
         self,
-        data_folder: str,
+        data_folder: Location,
         label_name: str | Sequence[str] = "label",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         test_fraction: float = 0.2,
@@ -227,11 +228,11 @@ class CSVManifestCrawler(Crawler):
 
     def __init__(
         self,
-        manifest: str,
+        manifest: Location,
         path_column: str = "path",
         label_columns: Sequence[str] = ("label",),
         split_column: str | None = None,
-        root: str | None = None,
+        root: Location | None = None,
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
         split_seed: int = 0,

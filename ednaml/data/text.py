@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ednaml.config.paths import Location
 from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
 from ednaml.errors import DataError, DataProblems
 from ednaml.registry import register
@@ -38,9 +39,9 @@ class TextFilesCrawler(Crawler):
 
     def __init__(
         self,
-        train_file: str,
-        val_file: str | None = None,
-        test_file: str | None = None,
+        train_file: Location,
+        val_file: Location | None = None,
+        test_file: Location | None = None,
         text_column: str = "text",
         label_columns: Sequence[str] = ("label",),
         test_fraction: float = 0.2,
@@ -81,7 +82,7 @@ class FortunesCrawler(Crawler):
     def __init__(
         self,
         categories: Sequence[str] = ("computers", "science", "politics"),
-        folder: str = FORTUNES,
+        folder: Location = FORTUNES,
         label_name: str = "category",
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
@@ -166,7 +167,7 @@ class TextEncoder:
         vocab_size: int = 8000,
         lowercase: bool = True,
         maxlen: int = 128,
-        tokenizer_file: str | None = None,
+        tokenizer_file: Location | None = None,
         masking: bool | str = False,
         mlm_probability: float = 0.15,
     ):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ednaml.config.paths import Location
 from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows
 from ednaml.data.transforms import check_normalization
 from ednaml.errors import DataError
@@ -56,8 +57,8 @@ class VideoClipsCrawler(Crawler):
 
     def __init__(
         self,
-        data_folder: str | None = None,
-        manifest: str | None = None,
+        data_folder: Location | None = None,
+        manifest: Location | None = None,
         label_name: str = "label",
         label_columns: Sequence[str] = ("label",),
         clip_frames: int = 16,
