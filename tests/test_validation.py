@@ -110,7 +110,8 @@ def test_a_missing_data_folder_is_a_clear_error_not_a_traceback(tmp_path):
                         "--EXECUTION.DATAREADER.CRAWLER_ARGS", "{data_folder: no/such/folder}", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: folder 'no/such/folder' does not exist" in result.stderr
+    # a relative path on the command line is read from the working directory, and named as it was read
+    assert f"EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: folder '{tmp_path / 'no/such/folder'}' does not exist" in result.stderr
 
 
 @pytest.mark.e2e
