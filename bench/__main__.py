@@ -32,8 +32,11 @@ EDNAML = Path(sys.executable).parent / "ednaml"
 TASKS = {  # name -> (config, epochs, what it needs: a file and a module, with how to get them)
     "digits": (ROOT / "configs" / "digits.yml", 6, None),
     "resnet18": (ROOT / "bench" / "resnet18.yml", 3, None),
-    "text": (ROOT / "configs" / "fortunes-text.yml", 4,
-             ("/usr/share/games/fortunes", "apt-get install fortunes", "tokenizers", "pip install -e '.[text]'")),
+    "text": (
+        ROOT / "configs" / "fortunes-text.yml",
+        4,
+        ("/usr/share/games/fortunes", "apt-get install fortunes", "tokenizers", "pip install -e '.[text]'"),
+    ),
 }
 CONTENDERS = ("ednaml", "lightning", "plain")
 TIMER = "[{class_path: bench.callback.StepTimer}]"
@@ -85,22 +88,56 @@ def run(command: list[str], cwd: Path, env: dict[str, str], out: Path | None = N
     if out is not None:
         timings = json.loads(out.read_text())
         epochs = timings["epochs"][1:] or timings["epochs"]  # the first epoch warms caches up
-        result.update(step=statistics.median(timings["steps"]), fetch=statistics.median(timings["fetches"] or [0.0]),
-                      epoch=statistics.median(epochs), first_step=timings["first_step"], steps=len(timings["steps"]))
+        result.update(
+            step=statistics.median(timings["steps"]),
+            fetch=statistics.median(timings["fetches"] or [0.0]),
+            epoch=statistics.median(epochs),
+            first_step=timings["first_step"],
+            steps=len(timings["steps"]),
+        )
     return result
 
 
 def contender_command(who: str, config: Path, spec: Path, epochs: int, run_dir: Path, gpu: bool) -> list[str]:
-    device = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"] if gpu else \
-             ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+    device = (
+        ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed"]
+        if gpu
+        else ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+    )
     if who == "ednaml":
-        return [str(EDNAML), "fit", "--config", str(config), "--EXECUTION.EPOCHS", str(epochs),
-                "--trainer.default_root_dir", str(run_dir), "--trainer.callbacks", TIMER, *device]
+        return [
+            str(EDNAML),
+            "fit",
+            "--config",
+            str(config),
+            "--EXECUTION.EPOCHS",
+            str(epochs),
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.callbacks",
+            TIMER,
+            *device,
+        ]
     values = json.loads(spec.read_text())
     if who == "lightning":
-        return [sys.executable, "-m", "bench.handwritten", "--model.spec", str(spec), "--data.spec", str(spec),
-                "--seed_everything", str(values["seed"]), "--trainer.max_epochs", str(epochs),
-                "--trainer.log_every_n_steps", str(values["log_every"]), "--trainer.default_root_dir", str(run_dir), *device]
+        return [
+            sys.executable,
+            "-m",
+            "bench.handwritten",
+            "--model.spec",
+            str(spec),
+            "--data.spec",
+            str(spec),
+            "--seed_everything",
+            str(values["seed"]),
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.log_every_n_steps",
+            str(values["log_every"]),
+            "--trainer.default_root_dir",
+            str(run_dir),
+            *device,
+        ]
     return [sys.executable, "-m", "bench.plain", str(spec), str(run_dir), "cuda" if gpu else "cpu"]
 
 
@@ -108,17 +145,25 @@ def summarize(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def bench_task(name: str, repeats: int, work: Path, env: dict[str, str], gpu: bool, epochs: int | None) -> dict[str, Any]:
+def bench_task(
+    name: str, repeats: int, work: Path, env: dict[str, str], gpu: bool, epochs: int | None
+) -> dict[str, Any]:
     config, default_epochs, _ = TASKS[name]
     epochs = epochs or default_epochs
-    resolved = subprocess.run([str(EDNAML), "fit", "--config", str(config), "--EXECUTION.EPOCHS", str(epochs), "--print_config"],
-                              cwd=work, env=env, capture_output=True, text=True, check=True).stdout
+    resolved = subprocess.run(
+        [str(EDNAML), "fit", "--config", str(config), "--EXECUTION.EPOCHS", str(epochs), "--print_config"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     (work / f"{name}.resolved.yml").write_text(resolved)
     spec = work / f"{name}.spec.json"
     spec.write_text(json.dumps(spec_from_config(yaml.safe_load(resolved))))
     runs: dict[str, list[dict[str, Any]]] = {who: [] for who in CONTENDERS}
     for round_ in range(repeats):
-        order = CONTENDERS[round_ % 3:] + CONTENDERS[:round_ % 3]
+        order = CONTENDERS[round_ % 3 :] + CONTENDERS[: round_ % 3]
         for who in order:
             run_dir = work / f"{name}-{who}-{round_}"
             run_dir.mkdir()
@@ -126,14 +171,28 @@ def bench_task(name: str, repeats: int, work: Path, env: dict[str, str], gpu: bo
             runs[who].append(run(command, work, env, out=work / f"{name}-{who}-{round_}.json"))
             shutil.rmtree(run_dir, ignore_errors=True)
             print(f"  {name} round {round_ + 1}/{repeats} {who}: {runs[who][-1]['wall']:.1f} s", file=sys.stderr)
-    table: dict[str, Any] = {who: {k: summarize([r[k] for r in rs]) for k in ("step", "fetch", "epoch", "first_step", "wall", "peak_mb")}
-                             for who, rs in runs.items()}
+    table: dict[str, Any] = {
+        who: {k: summarize([r[k] for r in rs]) for k in ("step", "fetch", "epoch", "first_step", "wall", "peak_mb")}
+        for who, rs in runs.items()
+    }
     for other in ("lightning", "plain"):  # paired ratios: round r of ednaml over round r of the other
-        table[f"ednaml/{other}"] = {k: summarize([a[k] / b[k] for a, b in zip(runs["ednaml"], runs[other]) if b[k]])
-                                    for k in ("step", "fetch", "epoch", "first_step", "wall", "peak_mb")}
-    table["loader"] = {workers: json.loads(subprocess.run(
-        [sys.executable, "-m", "bench.loader", str(work / f"{name}.resolved.yml"), str(spec), str(workers)],
-        cwd=work, env=env, capture_output=True, text=True, check=True).stdout) for workers in (0, 2)}
+        table[f"ednaml/{other}"] = {
+            k: summarize([a[k] / b[k] for a, b in zip(runs["ednaml"], runs[other]) if b[k]])
+            for k in ("step", "fetch", "epoch", "first_step", "wall", "peak_mb")
+        }
+    table["loader"] = {
+        workers: json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "bench.loader", str(work / f"{name}.resolved.yml"), str(spec), str(workers)],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for workers in (0, 2)
+    }
     table["steps_per_epoch"] = runs["ednaml"][0]["steps"] // epochs
     table["epochs"] = epochs
     return table
@@ -141,8 +200,11 @@ def bench_task(name: str, repeats: int, work: Path, env: dict[str, str], gpu: bo
 
 def command_times(work: Path, env: dict[str, str], repeats: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {"ednaml --help": [], "ednaml list": [], "ednaml check (digits)": []}
-    commands = {"ednaml --help": [str(EDNAML), "--help"], "ednaml list": [str(EDNAML), "list"],
-                "ednaml check (digits)": [str(EDNAML), "check", "--config", str(TASKS["digits"][0])]}
+    commands = {
+        "ednaml --help": [str(EDNAML), "--help"],
+        "ednaml list": [str(EDNAML), "list"],
+        "ednaml check (digits)": [str(EDNAML), "check", "--config", str(TASKS["digits"][0])],
+    }
     for _ in range(repeats):
         for name, command in commands.items():
             times[name].append(run(command, work, env)["wall"])
@@ -155,17 +217,38 @@ def _cell(stats: dict[str, float], scale: float = 1.0, digits: int = 1) -> str:
 
 def report(results: dict[str, Any]) -> str:
     lines = [f"Machine: {results['machine']}; {results['repeats']} interleaved rounds; median (min–max).", ""]
-    rows = (("step", "step, ms", 1000, 1), ("fetch", "batch fetch, ms", 1000, 1), ("epoch", "epoch, s", 1, 2),
-            ("first_step", "time to first step, s", 1, 2), ("wall", "whole run, s", 1, 1), ("peak_mb", "peak memory, MB", 1, 0))
+    rows = (
+        ("step", "step, ms", 1000, 1),
+        ("fetch", "batch fetch, ms", 1000, 1),
+        ("epoch", "epoch, s", 1, 2),
+        ("first_step", "time to first step, s", 1, 2),
+        ("wall", "whole run, s", 1, 1),
+        ("peak_mb", "peak memory, MB", 1, 0),
+    )
     for name, table in results["tasks"].items():
-        lines += [f"### {name} ({table['epochs']} epochs, {table['steps_per_epoch']} steps each)", "",
-                  "| | (a) ednaml fit | (b) Lightning by hand | (c) plain PyTorch | a/b | a/c |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {name} ({table['epochs']} epochs, {table['steps_per_epoch']} steps each)",
+            "",
+            "| | (a) ednaml fit | (b) Lightning by hand | (c) plain PyTorch | a/b | a/c |",
+            "|---|---|---|---|---|---|",
+        ]
         for key, label, scale, digits in rows:
-            lines.append(f"| {label} | " + " | ".join(_cell(table[who][key], scale, digits) for who in CONTENDERS) + " | "
-                         + " | ".join(_cell(table[f"ednaml/{other}"][key], 1, 3) for other in ("lightning", "plain")) + " |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(_cell(table[who][key], scale, digits) for who in CONTENDERS)
+                + " | "
+                + " | ".join(_cell(table[f"ednaml/{other}"][key], 1, 3) for other in ("lightning", "plain"))
+                + " |"
+            )
         loader = table["loader"]
-        lines += ["", "Training loader, samples/s: " + "; ".join(
-            f"WORKERS {w}: EdnaML {v['ednaml']:.0f}, plain DataLoader {v['hand']:.0f}" for w, v in loader.items()), ""]
+        lines += [
+            "",
+            "Training loader, samples/s: "
+            + "; ".join(
+                f"WORKERS {w}: EdnaML {v['ednaml']:.0f}, plain DataLoader {v['hand']:.0f}" for w, v in loader.items()
+            ),
+            "",
+        ]
     lines += ["### Commands", "", "| command | wall, s |", "|---|---|"]
     lines += [f"| `{name}` | {_cell(stats, 1, 2)} |" for name, stats in results["commands"].items()]
     return "\n".join(lines) + "\n"
@@ -174,20 +257,28 @@ def report(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=at_least_one, default=3, help="interleaved rounds per task (default 3)")
-    parser.add_argument("--tasks", type=task_names, default="digits,resnet18,text", help="comma-separated: " + ", ".join(TASKS))
+    parser.add_argument(
+        "--tasks", type=task_names, default="digits,resnet18,text", help="comma-separated: " + ", ".join(TASKS)
+    )
     parser.add_argument("--epochs", type=at_least_one, default=None, help="epochs per run (default: per task)")
     parser.add_argument("--gpu", action="store_true", help="one GPU, bf16-mixed, for all three contenders")
     parser.add_argument("--report", type=Path, default=None, help="write the Markdown report here too")
     parser.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
     args = parser.parse_args(argv)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "PYTHONPATH": str(ROOT),
-           "WANDB_SILENT": "true"}
+    env = {
+        **os.environ,
+        "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+        "PYTHONPATH": str(ROOT),
+        "WANDB_SILENT": "true",
+    }
     import platform
 
     import torch
 
     if args.gpu and not torch.cuda.is_available():
-        parser.error("--gpu: torch sees no CUDA GPU here (torch.cuda.is_available() is False); without --gpu it runs on the CPU")
+        parser.error(
+            "--gpu: torch sees no CUDA GPU here (torch.cuda.is_available() is False); without --gpu it runs on the CPU"
+        )
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     if args.gpu:
         machine += f", {torch.cuda.get_device_name(0)}, bf16-mixed"

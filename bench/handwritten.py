@@ -53,9 +53,13 @@ class HandModule(pl.LightningModule):
             return
         data = self.trainer.datamodule.data
         self.model = tasks.build_model(self.spec, data.classes, data.info)
-        metrics = MetricCollection({"accuracy": MulticlassAccuracy(data.classes, average="micro"),
-                                    "f1_micro": MulticlassF1Score(data.classes, average="micro"),
-                                    "f1_weighted": MulticlassF1Score(data.classes, average="weighted")})
+        metrics = MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(data.classes, average="micro"),
+                "f1_micro": MulticlassF1Score(data.classes, average="micro"),
+                "f1_weighted": MulticlassF1Score(data.classes, average="weighted"),
+            }
+        )
         self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -83,24 +87,46 @@ class HandModule(pl.LightningModule):
 
 
 def main() -> None:
-    cli = LightningCLI(HandModule, HandData, run=False, save_config_kwargs={"overwrite": True},
-                       trainer_defaults={"max_epochs": 1, "enable_model_summary": False})
+    cli = LightningCLI(
+        HandModule,
+        HandData,
+        run=False,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"max_epochs": 1, "enable_model_summary": False},
+    )
     trainer, spec = cli.trainer, cli.model.spec
     root = trainer.default_root_dir
     callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
     # The clock goes where `ednaml fit --trainer.callbacks` puts it: before the progress bar, whose update
     # after each batch then falls between batches in both runs.
     bar = next((i for i, c in enumerate(callbacks) if isinstance(c, ProgressBar)), len(callbacks))
-    trainer.callbacks = callbacks[:bar] + [StepTimer()] + callbacks[bar:] + [  # the same three checkpoints as EdnaML
-        ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="last", every_n_epochs=1, save_on_train_epoch_end=True),
-        ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="epoch{epoch}_step{step}", save_top_k=-1,
-                        every_n_epochs=spec["save_every"] or 1, save_on_train_epoch_end=True),
-        ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="best", monitor="val/loss", mode="min"),
-    ]
+    trainer.callbacks = (
+        callbacks[:bar]
+        + [StepTimer()]
+        + callbacks[bar:]
+        + [  # the same three checkpoints as EdnaML
+            ModelCheckpoint(
+                dirpath=f"{root}/checkpoints", filename="last", every_n_epochs=1, save_on_train_epoch_end=True
+            ),
+            ModelCheckpoint(
+                dirpath=f"{root}/checkpoints",
+                filename="epoch{epoch}_step{step}",
+                save_top_k=-1,
+                every_n_epochs=spec["save_every"] or 1,
+                save_on_train_epoch_end=True,
+            ),
+            ModelCheckpoint(dirpath=f"{root}/checkpoints", filename="best", monitor="val/loss", mode="min"),
+        ]
+    )
     import wandb
 
-    settings = wandb.Settings(console="off", disable_git=True, disable_code=True, x_disable_meta=True, x_disable_stats=True)
-    trainer.loggers = [CSVLogger(root, name="csv"), WandbLogger(save_dir=root, offline=True, project="bench", settings=settings)]
+    settings = wandb.Settings(
+        console="off", disable_git=True, disable_code=True, x_disable_meta=True, x_disable_stats=True
+    )
+    trainer.loggers = [
+        CSVLogger(root, name="csv"),
+        WandbLogger(save_dir=root, offline=True, project="bench", settings=settings),
+    ]
     trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
     trainer.fit(cli.model, datamodule=cli.datamodule)
     trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)

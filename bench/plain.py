@@ -55,7 +55,9 @@ def main(spec_path: str, root: str, device: str = "cpu") -> None:
             optimizer.step()
             clock.batch_end()
         evaluate(model, loaders["val"], spec, device)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, f"{root}/last.pt")
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, f"{root}/last.pt"
+        )
         if scheduler is not None:
             scheduler.step()
     clock.train_end()

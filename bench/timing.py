@@ -57,7 +57,13 @@ class Clock:
         return time.time()
 
     def write(self, **extra: Any) -> None:
-        record = {"steps": self.steps, "fetches": self.fetches, "epochs": self.epochs, "first_step": self.first_step, **extra}
+        record = {
+            "steps": self.steps,
+            "fetches": self.fetches,
+            "epochs": self.epochs,
+            "first_step": self.first_step,
+            **extra,
+        }
         path = os.environ.get(OUT_ENV)
         if path:
             with open(path, "w", encoding="utf-8") as handle:

@@ -42,7 +42,9 @@ def describe() -> dict[str, Any] | str:
 
 
 def _users_settings() -> dict[str, str]:
-    own = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
+    own = {
+        name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ
+    }
     if any(f"glibc.malloc.{what}_threshold" in os.environ.get("GLIBC_TUNABLES", "") for what in ("mmap", "trim")):
         own["GLIBC_TUNABLES"] = os.environ["GLIBC_TUNABLES"]
     if "MALLOC" in os.environ.get("LD_PRELOAD", "").upper():  # jemalloc, tcmalloc, mimalloc: not glibc's

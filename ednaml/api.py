@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ednaml.checkpoints import check_restorable, checkpoint_mismatch, config_from_checkpoint, read_checkpoint
 from ednaml.config import resolve
@@ -13,10 +14,9 @@ from ednaml.errors import ConfigError, Problem, locate
 if TYPE_CHECKING:
     from ednaml.registry import Trust
     from ednaml.tracking.run_folder import RunFolder
+from ednaml.config.load import config_warning, deep_merge, normalize_legacy, noted
 from ednaml.config.migrate import default_loss_optimizers
 from ednaml.config.schema import PLACEMENT_KEYS, with_trainer_defaults
-from ednaml.config.load import config_warning, deep_merge, noted, normalize_legacy
-
 
 # What may change when a run is resumed: where it runs, not what it computes.
 RESUMABLE_CHANGES = {"ckpt_path", "trainer.default_root_dir", *PLACEMENT_KEYS, "trainer.enable_progress_bar"}
@@ -52,7 +52,9 @@ def prepare(
         imported = registry.import_sources(imports)  # --import: the user's own, relative to the working directory
         imported += registry.import_sources(carried, trust.of(("EXECUTION", "IMPORTS")))
     except registry.RegistryError as err:
-        raise ConfigError([Problem(("EXECUTION", "IMPORTS"), str(err).replace("a checkpoint or run folder", base_label))]) from None
+        raise ConfigError(
+            [Problem(("EXECUTION", "IMPORTS"), str(err).replace("a checkpoint or run folder", base_label))]
+        ) from None
     except (ImportError, FileNotFoundError, SyntaxError) as err:
         raise ConfigError([Problem(("EXECUTION", "IMPORTS"), f"cannot import: {err}")]) from None
     _runs_root_of(config, trust, base_label)
@@ -84,9 +86,14 @@ def _not_given_again(carried: list[str], imports: Sequence[str], recorded: Mappi
             continue
         name = Path(source).name
         if name in given and wanted is not None:
-            problems.append(Problem(("EXECUTION", "IMPORTS"), f"--import {name}: its content (sha256 {given[name][:12]}) is not the "
-                                                              f"{name} the run imported (sha256 {wanted[:12]}); EdnaML imports a run's "
-                                                              "code only as it was (or with --trust)"))
+            problems.append(
+                Problem(
+                    ("EXECUTION", "IMPORTS"),
+                    f"--import {name}: its content (sha256 {given[name][:12]}) is not the "
+                    f"{name} the run imported (sha256 {wanted[:12]}); EdnaML imports a run's "
+                    "code only as it was (or with --trust)",
+                )
+            )
         left.append(source)
     if problems:
         raise ConfigError(problems)
@@ -99,8 +106,9 @@ def _same_code(imported: list[str], recorded: Mapping[str, str | None]) -> bool:
     from ednaml.tracking.provenance import imported_files
 
     now = imported_files(imported)
-    return sorted(map(str, now.values())) == sorted(map(str, recorded.values())) and \
-        {k for k, v in now.items() if v is None} == {k for k, v in recorded.items() if v is None}
+    return sorted(map(str, now.values())) == sorted(map(str, recorded.values())) and {
+        k for k, v in now.items() if v is None
+    } == {k for k, v in recorded.items() if v is None}
 
 
 def _runs_root_of(config: dict[str, Any], trust: Trust, source: str) -> None:
@@ -111,8 +119,10 @@ def _runs_root_of(config: dict[str, Any], trust: Trust, source: str) -> None:
     trainer = config.get("trainer")
     root = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
     if isinstance(root, str) and leaves(root) and not trust.of(("trainer", "default_root_dir")):
-        config_warning(f"trainer.default_root_dir {root!r} comes from {source}, which is data: not followed, this run goes "
-                       "under ./runs (--trainer.default_root_dir DIR chooses, or --trust)")
+        config_warning(
+            f"trainer.default_root_dir {root!r} comes from {source}, which is data: not followed, this run goes "
+            "under ./runs (--trainer.default_root_dir DIR chooses, or --trust)"
+        )
         del trainer["default_root_dir"]
 
 
@@ -168,7 +178,7 @@ class EdnaML:
 
     # ---- components handed in from Python, used instead of building the ones the config names ----
 
-    def add_model(self, model: Any) -> "EdnaML":
+    def add_model(self, model: Any) -> EdnaML:
         """Train (or evaluate) this model instance instead of building MODEL. It must give what the step logic
         expects (logits, or (logits, features); a dict per output for multi-output step logic)."""
         import torch
@@ -178,7 +188,7 @@ class EdnaML:
         self.given.model = model
         return self
 
-    def add_crawler(self, crawler: Any) -> "EdnaML":
+    def add_crawler(self, crawler: Any) -> EdnaML:
         """Find the samples with this crawler instance (an ednaml.data.base.Crawler) instead of the reader's."""
         from ednaml.data.base import Crawler
 
@@ -187,7 +197,7 @@ class EdnaML:
         self.given.crawler = crawler
         return self
 
-    def add_loss(self, name: str, loss: Any) -> "EdnaML":
+    def add_loss(self, name: str, loss: Any) -> EdnaML:
         """Use this loss module for the LOSS entry NAMEd `name`, instead of its LOSSES."""
         import torch
 
@@ -208,14 +218,14 @@ class EdnaML:
         imports: Sequence[str] = (),
         root: str | os.PathLike = "runs",
         trust: bool = False,
-    ) -> "EdnaML":
+    ) -> EdnaML:
         """Continue an interrupted run in its own folder from its last checkpoint (`.fit()` runs it).
 
         A config given here must be the run's own: any difference except where it runs
         (trainer.devices, accelerator, strategy, num_nodes, progress bar) is refused, naming the keys.
         """
-        from ednaml.errors import format_path
         from ednaml.config.load import get_path, set_path
+        from ednaml.errors import format_path
         from ednaml.tracking.browse import changes, flatten, read_run, resolve_run
         from ednaml.tracking.run_folder import RunFolder, load_yaml
         from ednaml.tracking.secrets import MASK, masked_paths
@@ -223,39 +233,62 @@ class EdnaML:
         path = resolve_run(str(run), root)
         folder = RunFolder.open(path)  # a link planted in the folder is refused before any file of it is read
         if not (path / "checkpoints" / "last.ckpt").exists():
-            raise ConfigError(f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})")
+            raise ConfigError(
+                f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})"
+            )
         status = (read_run(path).summary or {}).get("status")
         saved = load_yaml(path / "config.yaml")
         if isinstance(saved.get("trainer"), dict):  # a run folder written before its config held Lightning's defaults
             saved["trainer"] = with_trainer_defaults(saved["trainer"])
         recorded = (read_run(path).provenance or {}).get("imports")
-        experiment = cls(*(configs or (saved,)), overrides=overrides, imports=imports, trust=trust or bool(configs),
-                         recorded_imports=recorded if isinstance(recorded, dict) else None)
+        experiment = cls(
+            *(configs or (saved,)),
+            overrides=overrides,
+            imports=imports,
+            trust=trust or bool(configs),
+            recorded_imports=recorded if isinstance(recorded, dict) else None,
+        )
         masked = masked_paths(saved)  # secrets the run folder does not keep: given again, or the run cannot go on
         missing = [p for p in masked if MASK in str(get_path(experiment.config, p))]
         if missing:
-            raise ConfigError([Problem(p, "held a secret, masked in the run folder: give it again to resume "
-                                          f"(--{format_path(p)} VALUE)") for p in missing])
+            raise ConfigError(
+                [
+                    Problem(
+                        p,
+                        f"held a secret, masked in the run folder: give it again to resume (--{format_path(p)} VALUE)",
+                    )
+                    for p in missing
+                ]
+            )
         for p in masked:
             set_path(saved, list(p), get_path(experiment.config, p), format_path(p))
         trained, horizon = saved["EXECUTION"]["EPOCHS"], experiment.config["EXECUTION"]["EPOCHS"]
         longer = isinstance(trained, int) and isinstance(horizon, int) and horizon > trained
         if status == "finished" and not longer:
-            raise ConfigError(f"--resume {path.name}: the run finished its {trained} epochs; resuming would train and test it "
-                              f"again. Train it longer with --EXECUTION.EPOCHS N (more than {trained}), start a new run from its "
-                              f"config with `ednaml reproduce {path.name}`, or from its weights with --ckpt_path")
+            raise ConfigError(
+                f"--resume {path.name}: the run finished its {trained} epochs; resuming would train and test it "
+                f"again. Train it longer with --EXECUTION.EPOCHS N (more than {trained}), start a new run from its "
+                f"config with `ednaml reproduce {path.name}`, or from its weights with --ckpt_path"
+            )
         if longer:  # a continuation: the same run, trained to a later horizon (its schedule goes on as configured)
             saved["EXECUTION"]["EPOCHS"] = horizon
             if "max_epochs" in saved.get("trainer", {}):
                 saved["trainer"]["max_epochs"] = horizon
         if isinstance(recorded, dict) and _same_code(experiment.config["EXECUTION"]["IMPORTS"], recorded):
-            saved["EXECUTION"]["IMPORTS"] = experiment.config["EXECUTION"]["IMPORTS"]  # the run's files, found elsewhere
-        changed = [(key, had, now) for key, had, now in changes(flatten(saved), flatten(experiment.config))
-                   if key not in RESUMABLE_CHANGES]
+            saved["EXECUTION"]["IMPORTS"] = experiment.config["EXECUTION"][
+                "IMPORTS"
+            ]  # the run's files, found elsewhere
+        changed = [
+            (key, had, now)
+            for key, had, now in changes(flatten(saved), flatten(experiment.config))
+            if key not in RESUMABLE_CHANGES
+        ]
         if changed:
             shown = "; ".join(f"{key}: the run has {had!r}, given {now!r}" for key, had, now in changed[:10])
-            raise ConfigError(f"--resume {path.name}: the config differs from the run's ({shown}). Resume with the run's "
-                              "own config (no --config), or start a new run with `ednaml fit`.")
+            raise ConfigError(
+                f"--resume {path.name}: the config differs from the run's ({shown}). Resume with the run's "
+                "own config (no --config), or start a new run with `ednaml fit`."
+            )
         experiment.config = {**saved, "trainer": experiment.config["trainer"]}
         experiment.resumed = folder
         if longer:
@@ -268,9 +301,19 @@ class EdnaML:
         from ednaml.adapters.runner import run_stage
 
         try:
-            return run_stage(stage, self.config, self.config["ckpt_path"], self.resumed, self.invocation, request, self.given,
-                             self.trust)
-        except ConfigError as err:  # found while building (the first batch, a monitor): said with where each value came from
+            return run_stage(
+                stage,
+                self.config,
+                self.config["ckpt_path"],
+                self.resumed,
+                self.invocation,
+                request,
+                self.given,
+                self.trust,
+            )
+        except (
+            ConfigError
+        ) as err:  # found while building (the first batch, a monitor): said with where each value came from
             raise ConfigError(locate(err.problems, self.origins), err.source) from err.__cause__
 
     def fit(self) -> dict[str, Any]:
@@ -295,8 +338,9 @@ class EdnaML:
         return request.records if data is not None else summary
 
 
-def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs", trust: bool = False,
-              imports: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
+def reproduce(
+    run: str | os.PathLike, root: str | os.PathLike = "runs", trust: bool = False, imports: Sequence[str] = ()
+) -> tuple[dict[str, Any], str]:
     """A new run from RUN's resolved config and seed; returns its summary and `ednaml diff` of the two.
     The run folder's config imports code only with `trust`, or the files in `imports` it recorded as imported."""
     from ednaml.tracking.browse import diff, format_diff, read_run, resolve_run, side
@@ -304,7 +348,11 @@ def reproduce(run: str | os.PathLike, root: str | os.PathLike = "runs", trust: b
 
     path = resolve_run(str(run), root)
     recorded = (read_run(path).provenance or {}).get("imports")
-    experiment = EdnaML(load_yaml(path / "config.yaml"), imports=imports, trust=trust,
-                        recorded_imports=recorded if isinstance(recorded, dict) else None)
+    experiment = EdnaML(
+        load_yaml(path / "config.yaml"),
+        imports=imports,
+        trust=trust,
+        recorded_imports=recorded if isinstance(recorded, dict) else None,
+    )
     summary = experiment.fit()
     return summary, format_diff(diff(side(str(path)), side(summary["run_dir"])))

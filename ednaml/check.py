@@ -17,9 +17,10 @@ import torch
 
 from ednaml.adapters.preflight import forward, monitor_problems, output_problems, problems_from, shape_of
 from ednaml.errors import Problem
-from ednaml.registry import Trust
 from ednaml.faults import explain
+from ednaml.registry import Trust
 from ednaml.utils import text_table
+
 
 def _lr_schedule(module: Any, steps_per_epoch: int, epochs: int) -> list[str]:
     """The learning rate of every param group at the start of each epoch, simulated on a copy."""
@@ -80,10 +81,14 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
             continue
         try:
             loader = data.train_dataloader() if split == "train" else data._evaluation_loader(split)
-            batches[split] = data.on_before_batch_transfer(next(iter(loader)), 0)  # a sample that fails: stopped or skipped, as a run does
+            batches[split] = data.on_before_batch_transfer(
+                next(iter(loader)), 0
+            )  # a sample that fails: stopped or skipped, as a run does
             lines.append(f"  {split} batch: {shape_of(batches[split])}, {len(loader)} batches")
             if data.dropped:
-                lines.append(f"    {len(data.dropped)} sample(s) of it failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip)")
+                lines.append(
+                    f"    {len(data.dropped)} sample(s) of it failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip)"
+                )
         except Exception as err:  # noqa: BLE001
             problems += problems_from(err, ("EXECUTION", "DATAREADER"))
 
@@ -93,8 +98,10 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
         return lines, problems + problems_from(err, ("MODEL",))
     problems += monitor_problems(module, data.has("val"))
     lines.append("model")
-    lines.append(f"  {type(module.model).__name__}: {sum(p.numel() for p in module.model.parameters()):,} parameters; "
-                 f"outputs: " + ", ".join(f"{n} -> {o.label}" for n, o in module.outputs.items()))
+    lines.append(
+        f"  {type(module.model).__name__}: {sum(p.numel() for p in module.model.parameters()):,} parameters; "
+        f"outputs: " + ", ".join(f"{n} -> {o.label}" for n, o in module.outputs.items())
+    )
 
     if "train" in batches:
         probe = copy.deepcopy(module)
@@ -105,7 +112,9 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
             lines.append("  forward: " + ", ".join(f"{n} {shape_of(o.logits)}" for n, o in outputs.items()))
             loss, terms = probe.criterion(outputs, targets)
             lines.append("losses (one batch)")
-            lines += [f"  {name}: {value.item():.4f}" for name, value in terms.items()] + [f"  total: {loss.item():.4f}"]
+            lines += [f"  {name}: {value.item():.4f}" for name, value in terms.items()] + [
+                f"  total: {loss.item():.4f}"
+            ]
             if not torch.isfinite(loss):
                 problems.append(Problem(("LOSS",), f"the loss of the first batch is {loss.item()}"))
             optimizer = probe.configure_optimizers()
@@ -115,29 +124,41 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
             lines.append("  backward and one optimizer step: ok")
         except Exception as err:  # noqa: BLE001
             reason = explain(err, config.TRAIN_TRANSFORMATION.BATCH_SIZE)
-            problems += [Problem(("TRANSFORMATION", "BATCH_SIZE"), reason)] if reason else problems_from(err, ("MODEL",))
+            problems += (
+                [Problem(("TRANSFORMATION", "BATCH_SIZE"), reason)] if reason else problems_from(err, ("MODEL",))
+            )
         del probe
 
     try:
         module.configure_optimizers()
         lines.append("parameter groups")
         lines += ["  " + line for line in format_table(module.parameter_table).splitlines()]
-        steps = max(1, len(data.train_dataloader()) // config.EXECUTION.TRAINER_ARGS["accumulation_steps"]) if data.has("train") else 1
+        steps = (
+            max(1, len(data.train_dataloader()) // config.EXECUTION.TRAINER_ARGS["accumulation_steps"])
+            if data.has("train")
+            else 1
+        )
         lines.append(f"learning rate at the start of each epoch ({steps} optimizer steps per epoch)")
         lines += _lr_schedule(module, steps, config.EXECUTION.EPOCHS)
     except Exception as err:  # noqa: BLE001
         problems += problems_from(err, ("OPTIMIZER",))
 
     root = config.trainer.get("default_root_dir") or "runs"
-    placeholder = RunFolder(path=Path(root).absolute() / experiment_name(config) / new_run_id(),
-                            run_id="", experiment=experiment_name(config), writer=False)
+    placeholder = RunFolder(
+        path=Path(root).absolute() / experiment_name(config) / new_run_id(),
+        run_id="",
+        experiment=experiment_name(config),
+        writer=False,
+    )
     save = config.SAVE
     epochs = config.EXECUTION.EPOCHS
     lines.append("checkpoints")
     every = save.SAVE_FREQUENCY
     saved = [e - 1 for e in range(1, epochs + 1) if every and e % every == 0]
     prefix = f"{save.MODEL_CORE_NAME}-v{save.MODEL_VERSION}"
-    lines.append(f"  {prefix}_epoch{{E}}_step{{S}}.ckpt after epochs (E, from 0): {saved or 'none'}; last.ckpt after every epoch")
+    lines.append(
+        f"  {prefix}_epoch{{E}}_step{{S}}.ckpt after epochs (E, from 0): {saved or 'none'}; last.ckpt after every epoch"
+    )
     if save.STEP_SAVE_FREQUENCY:
         lines.append(f"  and every {save.STEP_SAVE_FREQUENCY} optimizer steps")
     if save.MONITOR and data.has("val"):
@@ -149,7 +170,9 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING  # not the Trainer's device banner in the middle of the report
     try:
-        build_trainer(config.trainer, str(placeholder.path), checkpoint_callbacks(save, placeholder, data.has("val")), [], trust)
+        build_trainer(
+            config.trainer, str(placeholder.path), checkpoint_callbacks(save, placeholder, data.has("val")), [], trust
+        )
     except Exception as err:  # noqa: BLE001
         problems += problems_from(err, ("trainer",))
     finally:

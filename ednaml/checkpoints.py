@@ -36,7 +36,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def check_restorable(path: str | os.PathLike) -> None:
     """Raise ConfigError where Lightning could not restore the checkpoint (a file made to look like one)."""
     if missing := _checkpoint(path)["missing"]:
-        raise ConfigError(f"ckpt_path: {str(path)!r} lacks what Lightning restores ({', '.join(missing)}): it was not saved by a run")
+        raise ConfigError(
+            f"ckpt_path: {str(path)!r} lacks what Lightning restores ({', '.join(missing)}): it was not saved by a run"
+        )
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
@@ -50,8 +52,12 @@ def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return {"path": str(Path(path).resolve()), "sha256": digest.hexdigest(), "global_step": checkpoint_step(path),
-            "run_id": (_checkpoint(path)["ednaml"].get("provenance") or {}).get("run_id")}
+    return {
+        "path": str(Path(path).resolve()),
+        "sha256": digest.hexdigest(),
+        "global_step": checkpoint_step(path),
+        "run_id": (_checkpoint(path)["ednaml"].get("provenance") or {}).get("run_id"),
+    }
 
 
 def source_run(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -71,9 +77,18 @@ def source_run(path: str | os.PathLike) -> dict[str, Any] | None:
     except (KeyError, TypeError):
         experiment = None
     described = describe_checkpoint(path)
-    return {"run_id": run_id, "experiment": experiment, "checkpoint": Path(path).name, "global_step": described["global_step"],
-            "sha256": described["sha256"], "wandb": {"id": run_id, "project": str(logging_cfg.get("WANDB_PROJECT") or save.get("MODEL_CORE_NAME") or "") or None,
-                                                    "group": str(logging_cfg.get("WANDB_GROUP") or experiment or "") or None}}
+    return {
+        "run_id": run_id,
+        "experiment": experiment,
+        "checkpoint": Path(path).name,
+        "global_step": described["global_step"],
+        "sha256": described["sha256"],
+        "wandb": {
+            "id": run_id,
+            "project": str(logging_cfg.get("WANDB_PROJECT") or save.get("MODEL_CORE_NAME") or "") or None,
+            "group": str(logging_cfg.get("WANDB_GROUP") or experiment or "") or None,
+        },
+    }
 
 
 def plugin_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -92,24 +107,39 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict[str, Any]:
     import torch
 
     if not zipfile.is_zipfile(path):
-        raise ConfigError(f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)")
+        raise ConfigError(
+            f"ckpt_path: {str(path)!r} is not a checkpoint (corrupted, truncated or another kind of file)"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()  # every member against its CRC: flipped bytes are found, not loaded
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         damaged = str(err)
     if damaged:
-        raise ConfigError(f"ckpt_path: {str(path)!r} is corrupted ({damaged} fails its checksum); use another checkpoint")
+        raise ConfigError(
+            f"ckpt_path: {str(path)!r} is corrupted ({damaged} fails its checksum); use another checkpoint"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})") from None
+        raise ConfigError(
+            f"ckpt_path: {str(path)!r} is not a readable checkpoint (corrupted or not a torch file: {first})"
+        ) from None
     if not isinstance(checkpoint, dict) or "ednaml" not in checkpoint or "state_dict" not in checkpoint:
         raise ConfigError(f"ckpt_path: {str(path)!r} was not written by EdnaML (it carries no EdnaML config and model)")
-    plugins = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("plugins.")} if isinstance(checkpoint["state_dict"], dict) else {}
-    return {"ednaml": checkpoint["ednaml"], "data": checkpoint.get(DATA_STATE_KEY) or {}, "global_step": checkpoint.get("global_step"),
-            "plugins": plugins, "missing": [key for key in LIGHTNING_KEYS if key not in checkpoint]}
+    plugins = (
+        {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("plugins.")}
+        if isinstance(checkpoint["state_dict"], dict)
+        else {}
+    )
+    return {
+        "ednaml": checkpoint["ednaml"],
+        "data": checkpoint.get(DATA_STATE_KEY) or {},
+        "global_step": checkpoint.get("global_step"),
+        "plugins": plugins,
+        "missing": [key for key in LIGHTNING_KEYS if key not in checkpoint],
+    }
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -126,16 +156,20 @@ def checkpoint_mismatch(path: str | os.PathLike, config: dict[str, Any]) -> None
     from ednaml.tracking.browse import changes, flatten
 
     saved = read_checkpoint(path)["config"]
-    parts = {"MODEL": lambda c: {k: v for k, v in c["MODEL"].items() if k != "WEIGHTS"},
-             "LOSS": lambda c: [{k: e[k] for k in ("NAME", "LOSSES", "KWARGS")} for e in c["LOSS"]]}
+    parts = {
+        "MODEL": lambda c: {k: v for k, v in c["MODEL"].items() if k != "WEIGHTS"},
+        "LOSS": lambda c: [{k: e[k] for k in ("NAME", "LOSSES", "KWARGS")} for e in c["LOSS"]],
+    }
     differing = []
     for section, pick in parts.items():
         a, b = flatten(pick(saved), (section,)), flatten(pick(config), (section,))
         differing += [key for key, _, _ in changes(a, b)]
     if differing:
         shown = "; ".join(differing[:8])
-        raise ConfigError(f"ckpt_path: {str(path)!r} holds a different model than this config ({shown}); "
-                          "use the checkpoint's own config (omit --config) or a matching checkpoint")
+        raise ConfigError(
+            f"ckpt_path: {str(path)!r} holds a different model than this config ({shown}); "
+            "use the checkpoint's own config (omit --config) or a matching checkpoint"
+        )
 
 
 def trained_checkpoint(ref: str, root: str | os.PathLike = "runs") -> Path:
@@ -152,8 +186,11 @@ def trained_checkpoint(ref: str, root: str | os.PathLike = "runs") -> Path:
     recorded, config = record.summary.get("checkpoints"), record.config
     best = recorded.get("best") if isinstance(recorded, dict) else None
     # a link out of the run's folder (a shared run folder is untrusted) is not followed
-    found = [c for c in ([folder / Path(best).name] if isinstance(best, str) and best else []) + [folder / "last.ckpt"]
-             if c.is_file() and c.resolve().is_relative_to(folder.resolve())]
+    found = [
+        c
+        for c in ([folder / Path(best).name] if isinstance(best, str) and best else []) + [folder / "last.ckpt"]
+        if c.is_file() and c.resolve().is_relative_to(folder.resolve())
+    ]
     if not found:
         raise ConfigError(f"run {run.name} has no checkpoint in {folder}")
     plugins = config.get("MODEL_PLUGIN") if isinstance(config, dict) else None

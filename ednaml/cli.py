@@ -7,15 +7,33 @@ import os
 import re
 import sys
 import warnings
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from ednaml.errors import UsageError, did_you_mean
 
 STAGES = ("fit", "validate", "test", "predict")
 COMMANDS = STAGES + ("check", "sweep", "migrate", "list", "runs", "diff", "reproduce", "sync", "export")
-FLAGS_WITH_VALUE = ("--config", "--ckpt_path", "--seed_everything", "--import", "--resume", "--root", "--experiment",
-                    "--status", "--where", "--data", "--output", "--format", "--sweep", "--trials", "--storage", "--study",
-                    "--parallel", "--best")
+FLAGS_WITH_VALUE = (
+    "--config",
+    "--ckpt_path",
+    "--seed_everything",
+    "--import",
+    "--resume",
+    "--root",
+    "--experiment",
+    "--status",
+    "--where",
+    "--data",
+    "--output",
+    "--format",
+    "--sweep",
+    "--trials",
+    "--storage",
+    "--study",
+    "--parallel",
+    "--best",
+)
 BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
 
 
@@ -27,7 +45,9 @@ _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029
 def printable(text: str) -> str:
     """Text as it is safe to show on a terminal: control characters escaped (ESC as \\x1b), lines and tabs kept.
     Run names, config values and messages come from files that may be someone else's."""
-    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+    return _UNPRINTABLE.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def shown(text: str) -> str:
@@ -124,12 +144,36 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         return {"command": "version"}
     command, rest = argv[0], list(argv[1:])
     if command not in COMMANDS:
-        raise UsageError(f"unknown command {command!r}" + did_you_mean(command, COMMANDS, f"; commands are {', '.join(COMMANDS)}"))
-    args: dict[str, Any] = {"command": command, "config": [], "overrides": [], "imports": [], "print_config": False,
-                            "debug": False, "help": False, "json": False, "trust": False, "positional": [], "where": [],
-                            "resume": None, "root": None, "experiment": None, "status": None, "dry-run": False,
-                            "data": None, "output": None, "format": None, "sweep": None, "trials": None, "storage": None,
-                            "study": None, "parallel": None, "best": None}
+        raise UsageError(
+            f"unknown command {command!r}" + did_you_mean(command, COMMANDS, f"; commands are {', '.join(COMMANDS)}")
+        )
+    args: dict[str, Any] = {
+        "command": command,
+        "config": [],
+        "overrides": [],
+        "imports": [],
+        "print_config": False,
+        "debug": False,
+        "help": False,
+        "json": False,
+        "trust": False,
+        "positional": [],
+        "where": [],
+        "resume": None,
+        "root": None,
+        "experiment": None,
+        "status": None,
+        "dry-run": False,
+        "data": None,
+        "output": None,
+        "format": None,
+        "sweep": None,
+        "trials": None,
+        "storage": None,
+        "study": None,
+        "parallel": None,
+        "best": None,
+    }
     i = 0
     while i < len(rest):
         token = rest[i]
@@ -146,8 +190,10 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
                     args["overrides"].append((token[1:], "!delete"))
                     continue
                 if not override:
-                    raise UsageError(f"unexpected argument {token!r}: write an override as --KEY.PATH VALUE or "
-                                     "KEY.PATH=VALUE, and a config as --config FILE")
+                    raise UsageError(
+                        f"unexpected argument {token!r}: write an override as --KEY.PATH VALUE or "
+                        "KEY.PATH=VALUE, and a config as --config FILE"
+                    )
                 args["overrides"].append(override.groups())
                 continue
             args["positional"].append(token)
@@ -169,11 +215,26 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         elif name == "--where":
             match = re.fullmatch(r"\s*([^<>=!\s]+)\s*(>=|<=|!=|=|>|<)\s*(.*)", value)
             if not match:
-                raise UsageError(f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
-                                 "or --where 'test/accuracy>0.9'")
+                raise UsageError(
+                    f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
+                    "or --where 'test/accuracy>0.9'"
+                )
             args["where"].append(match.groups())
-        elif name in ("--resume", "--root", "--experiment", "--status", "--data", "--output", "--format", "--sweep", "--trials",
-                      "--storage", "--study", "--parallel", "--best"):
+        elif name in (
+            "--resume",
+            "--root",
+            "--experiment",
+            "--status",
+            "--data",
+            "--output",
+            "--format",
+            "--sweep",
+            "--trials",
+            "--storage",
+            "--study",
+            "--parallel",
+            "--best",
+        ):
             args[key] = value
         elif name in ("--ckpt_path", "--seed_everything"):
             args["overrides"].append((key, value))
@@ -206,8 +267,11 @@ _ARGUMENTS = {
     "plugin": [("MODEL_PLUGIN[i].PLUGIN_KWARGS", None, ())],
     "trainer": [("EXECUTION.TRAINER_ARGS", None, ())],
     "dataset": [("EXECUTION.DATAREADER.DATASET_ARGS", None, ("samples", "transform", "labels"))],
-    "datareader": [("EXECUTION.DATAREADER.CRAWLER_ARGS", "crawler", ()), ("TRANSFORMATION.ARGS", "transforms", ("train",)),
-                   ("EXECUTION.DATAREADER.DATASET_ARGS", "dataset", ("samples", "transform", "labels"))],
+    "datareader": [
+        ("EXECUTION.DATAREADER.CRAWLER_ARGS", "crawler", ()),
+        ("TRANSFORMATION.ARGS", "transforms", ("train",)),
+        ("EXECUTION.DATAREADER.DATASET_ARGS", "dataset", ("samples", "transform", "labels")),
+    ],
 }
 
 
@@ -248,7 +312,13 @@ def _list(args: dict[str, Any]) -> int:
         execution = read_yaml(config).get("EXECUTION")
         if isinstance(execution, dict) and isinstance(execution.get("IMPORTS"), list):
             found = {"EXECUTION": {"IMPORTS": list(execution["IMPORTS"])}}
-            anchor(found, [("EXECUTION", "IMPORTS")], {("EXECUTION", "IMPORTS"): str(config)}, [config], lambda message: None)
+            anchor(
+                found,
+                [("EXECUTION", "IMPORTS")],
+                {("EXECUTION", "IMPORTS"): str(config)},
+                [config],
+                lambda message: None,
+            )
             sources += found["EXECUTION"]["IMPORTS"]
     if sources:
         try:
@@ -261,7 +331,10 @@ def _list(args: dict[str, Any]) -> int:
         if "*" in kind or kind[:1].isupper():
             kind, pattern = None, kind
         else:
-            raise UsageError(f"unknown kind {kind!r}" + did_you_mean(kind, registry.KINDS, f"; kinds are {', '.join(registry.KINDS)}"))
+            raise UsageError(
+                f"unknown kind {kind!r}"
+                + did_you_mean(kind, registry.KINDS, f"; kinds are {', '.join(registry.KINDS)}")
+            )
     if kind and len(args["positional"]) > 1 and not any(c in pattern for c in "*?["):  # one component: its arguments
         try:
             obj = registry.get(kind, pattern)
@@ -301,8 +374,14 @@ def _runs(args: dict[str, Any]) -> int:
     root = args["positional"][0] if args["positional"] else (args["root"] or "runs")
     where = [(key, op, parse_value(value)) for key, op, value in args["where"]]
     found = find_runs(root)
-    rows = table_rows([r for r in found if matches(r, args["experiment"], args["status"], where)
-                       and (args["sweep"] is None or ((r.provenance or {}).get("sweep") or {}).get("study") == args["sweep"])])
+    rows = table_rows(
+        [
+            r
+            for r in found
+            if matches(r, args["experiment"], args["status"], where)
+            and (args["sweep"] is None or ((r.provenance or {}).get("sweep") or {}).get("study") == args["sweep"])
+        ]
+    )
     if args["json"]:
         say(json.dumps(rows, indent=2))
     else:
@@ -328,7 +407,9 @@ def _reproduce(args: dict[str, Any]) -> int:
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml reproduce` takes one run (its folder or run id)")
-    summary, difference = reproduce(args["positional"][0], args["root"] or "runs", trust=args["trust"], imports=args["imports"])
+    summary, difference = reproduce(
+        args["positional"][0], args["root"] or "runs", trust=args["trust"], imports=args["imports"]
+    )
     _report(summary)
     say("\n" + difference)
     return 0 if summary["status"] == "finished" else 1
@@ -351,12 +432,22 @@ def _sync(args: dict[str, Any]) -> int:
         if not offline:
             say(f"{run}: no offline W&B run (it ran with W&B online or disabled)")
         for each in offline:
-            say(f"{each.directory}: {len(each.files) + len(each.artifacts)} files" + (" would be sent" if args["dry-run"] else ""))
+            say(
+                f"{each.directory}: {len(each.files) + len(each.artifacts)} files"
+                + (" would be sent" if args["dry-run"] else "")
+            )
             root = run.resolve()
-            say("\n".join(f"  {path.relative_to(root) if path.is_relative_to(root) else path}" for path in each.files + each.artifacts))
+            say(
+                "\n".join(
+                    f"  {path.relative_to(root) if path.is_relative_to(root) else path}"
+                    for path in each.files + each.artifacts
+                )
+            )
             if each.moved:
-                say(f"  (the run folder was moved: {len(each.moved)} artifact paths of its W&B log point here"
-                      + (" when it is sent)" if args["dry-run"] else ")"))
+                say(
+                    f"  (the run folder was moved: {len(each.moved)} artifact paths of its W&B log point here"
+                    + (" when it is sent)" if args["dry-run"] else ")")
+                )
             problems += [f"{each.directory}: {problem}" for problem in each.problems]
         plans += offline
     if problems:
@@ -370,26 +461,40 @@ def _sync(args: dict[str, Any]) -> int:
     for each in plans:
         relocate(each)
     result = subprocess.run([wandb, "sync", *(str(each.directory) for each in plans)])
-    say(f"sent {len(plans)} offline W&B run(s)" if result.returncode == 0 else f"wandb sync failed (exit {result.returncode})")
+    say(
+        f"sent {len(plans)} offline W&B run(s)"
+        if result.returncode == 0
+        else f"wandb sync failed (exit {result.returncode})"
+    )
     return 0 if result.returncode == 0 else 1
 
 
 def _export(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
-    from ednaml.export import FILES, export
     from ednaml.checkpoints import trained_checkpoint
+    from ednaml.export import FILES, export
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml export` takes one run folder, run id or checkpoint")
     if args["format"] not in FILES:
-        raise UsageError(f"`ednaml export` needs --format {' or '.join(FILES)}" + (f", not {args['format']!r}" if args["format"] else ""))
+        raise UsageError(
+            f"`ednaml export` needs --format {' or '.join(FILES)}"
+            + (f", not {args['format']!r}" if args["format"] else "")
+        )
     checkpoint = trained_checkpoint(args["positional"][0], args["root"] or "runs")
     experiment = EdnaML(ckpt_path=str(checkpoint), imports=args["imports"], trust=True if args["trust"] else None)
     folder, described = export(experiment.config, checkpoint, args["format"], args["output"])
     check = described["check"]
     say(f"exported {checkpoint} as {args['format']}: {folder / described['file']}")
     say(f"  outputs: {', '.join(o['name'] for o in described['outputs'])}; described in {folder / 'model.json'}")
-    say("  against the checkpoint: " + (f"largest difference {check['max_abs_difference']:.2e}" if "max_abs_difference" in check else check["skipped"]))
+    say(
+        "  against the checkpoint: "
+        + (
+            f"largest difference {check['max_abs_difference']:.2e}"
+            if "max_abs_difference" in check
+            else check["skipped"]
+        )
+    )
     return 0
 
 
@@ -406,10 +511,17 @@ def _sweep(args: dict[str, Any]) -> int:
 
     from ednaml.sweeps.study import SWEEPS, check_name, run_of_trial, run_sweep
 
-    unused = [f"--{flag}" for flag in ("resume", "data", "output", "format", "root", "experiment", "status", "json", "trust", "dry-run")
-              if args[flag]] + (["--where"] if args["where"] else [])
+    unused = [
+        f"--{flag}"
+        for flag in ("resume", "data", "output", "format", "root", "experiment", "status", "json", "trust", "dry-run")
+        if args[flag]
+    ] + (["--where"] if args["where"] else [])
     if args["best"]:
-        unused += [f"--{flag}" for flag in ("config", "sweep", "trials", "storage", "study", "parallel", "import") if args[flag.replace("import", "imports")]]
+        unused += [
+            f"--{flag}"
+            for flag in ("config", "sweep", "trials", "storage", "study", "parallel", "import")
+            if args[flag.replace("import", "imports")]
+        ]
         unused += ["overrides"] if args["overrides"] else []
     elif args["print_config"]:
         unused.append("--print_config (it prints the best trial's config: --best NAME --print_config)")
@@ -418,7 +530,9 @@ def _sweep(args: dict[str, Any]) -> int:
     if args["best"]:
         found = SWEEPS / check_name(args["best"], "--best") / "sweep.json"
         if not found.is_file():
-            raise UsageError(f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)")
+            raise UsageError(
+                f"--best {args['best']}: no sweep {found.parent} here (`ednaml sweep` writes sweeps/NAME/sweep.json)"
+            )
         from ednaml.tracking.run_folder import RunFolderError, read_run_json, read_run_text
 
         try:
@@ -429,7 +543,9 @@ def _sweep(args: dict[str, Any]) -> int:
         if not best:
             raise UsageError(f"sweep {args['best']} has no complete trial yet")
         if run is None:
-            raise UsageError(f"the best trial's run folder {best['run']} is gone, or is not trial {best['number']} of {args['best']}")
+            raise UsageError(
+                f"the best trial's run folder {best['run']} is gone, or is not trial {best['number']} of {args['best']}"
+            )
         if args["print_config"]:
             say(read_run_text(run / "config.yaml"), end="")
         else:
@@ -438,8 +554,16 @@ def _sweep(args: dict[str, Any]) -> int:
         return 0
     if not args["config"] or not args["sweep"]:
         raise UsageError("`ednaml sweep` needs --config CFG.yml and --sweep SPACE.yml (or --best NAME)")
-    sweep = run_sweep(args["config"], args["sweep"], args["overrides"], args["imports"], _whole_number(args, "trials"),
-                      args["storage"], args["study"], _whole_number(args, "parallel") or 1)
+    sweep = run_sweep(
+        args["config"],
+        args["sweep"],
+        args["overrides"],
+        args["imports"],
+        _whole_number(args, "trials"),
+        args["storage"],
+        args["study"],
+        _whole_number(args, "parallel") or 1,
+    )
     from ednaml.sweeps.results import summary
 
     record = summary(sweep)
@@ -468,8 +592,14 @@ def _migrate(args: dict[str, Any]) -> int:
     else:
         with open(target, "x", encoding="utf-8") as handle:
             handle.write(text)
-        say(f"wrote {target}: {len(notes)} change(s) noted at its top" + (f"; {len(problems)} thing(s) still to do, "
-              "listed there too" if problems else "; `ednaml check` finds no problem"))
+        say(
+            f"wrote {target}: {len(notes)} change(s) noted at its top"
+            + (
+                f"; {len(problems)} thing(s) still to do, listed there too"
+                if problems
+                else "; `ednaml check` finds no problem"
+            )
+        )
     return 0
 
 
@@ -508,13 +638,24 @@ def _run(args: dict[str, Any]) -> int:
     if args["resume"]:
         if args["command"] != "fit":
             raise UsageError("--resume continues training: use it with `ednaml fit`")
-        experiment = EdnaML.resume(args["resume"], *args["config"], overrides=args["overrides"], imports=args["imports"],
-                                   root=args["root"] or "runs", trust=args["trust"])
+        experiment = EdnaML.resume(
+            args["resume"],
+            *args["config"],
+            overrides=args["overrides"],
+            imports=args["imports"],
+            root=args["root"] or "runs",
+            trust=args["trust"],
+        )
     elif not args["config"] and not ckpt:
         raise UsageError(f"`ednaml {args['command']}` needs --config FILE (or --ckpt_path of an EdnaML checkpoint)")
     else:
-        experiment = EdnaML(*args["config"], overrides=args["overrides"], imports=args["imports"], ckpt_path=ckpt,
-                            trust=True if args["trust"] else None)
+        experiment = EdnaML(
+            *args["config"],
+            overrides=args["overrides"],
+            imports=args["imports"],
+            ckpt_path=ckpt,
+            trust=True if args["trust"] else None,
+        )
     experiment.invocation["argv"] = args["argv"]
     if args["print_config"]:
         say(dump(experiment.config), end="")
@@ -535,7 +676,11 @@ def _run(args: dict[str, Any]) -> int:
 def _report(summary: dict[str, Any]) -> None:
     final = summary.get("final", {})
     # the total loss and the metrics (lower-case names), not each loss term (NAME/LossClass)
-    shown = {k: v for k, v in final.items() if k.startswith(("test/", "val/")) and v is not None and k.rsplit("/", 1)[1].islower()}
+    shown = {
+        k: v
+        for k, v in final.items()
+        if k.startswith(("test/", "val/")) and v is not None and k.rsplit("/", 1)[1].islower()
+    }
     say(f"\nrun {summary['run_id']} {summary['status']}: {summary.get('run_dir')}")
     for key, value in sorted(shown.items()):
         say(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
@@ -544,8 +689,11 @@ def _report(summary: dict[str, Any]) -> None:
     if error := summary.get("backup_error"):
         say(f"ednaml: warning: {error}", file=sys.stderr)
     if skipped := summary.get("skipped_samples"):
-        say(f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
-              f"summary.json lists them", file=sys.stderr)
+        say(
+            f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
+            f"summary.json lists them",
+            file=sys.stderr,
+        )
 
 
 def _traceback(kind: type[BaseException], err: BaseException, tb: Any) -> None:
@@ -594,8 +742,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"ednaml {__version__}")
             return 0
         args["argv"] = argv
-        commands = {"check": _check, "sweep": _sweep, "migrate": _migrate, "list": _list, "runs": _runs, "diff": _diff, "reproduce": _reproduce, "sync": _sync,
-                    "export": _export}
+        commands = {
+            "check": _check,
+            "sweep": _sweep,
+            "migrate": _migrate,
+            "list": _list,
+            "runs": _runs,
+            "diff": _diff,
+            "reproduce": _reproduce,
+            "sync": _sync,
+            "export": _export,
+        }
         return commands.get(args["command"], _run)(args)
     except UsageError as err:
         say(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 Path = tuple[Any, ...]
 
@@ -39,7 +40,7 @@ class WrittenAs(str):
     """The origin (file or flag) of a key whose value was written at another key, its linked twin
     (`trainer.max_epochs` for EXECUTION.EPOCHS): a problem with the value is reported at the key written."""
 
-    def __new__(cls, origin: str, path: Sequence[Any]) -> "WrittenAs":
+    def __new__(cls, origin: str, path: Sequence[Any]) -> WrittenAs:
         made = super().__new__(cls, origin)
         made.path = tuple(path)
         return made
@@ -56,6 +57,7 @@ def locate(problems: Sequence[Problem], origins: dict[tuple, str]) -> list[Probl
     """Each problem with the file or flag its value came from, at the key that was written: a linked key's
     value written at its twin is reported at the twin (see WrittenAs); a TRAIN_/TEST_TRANSFORMATION value
     that was written in TRANSFORMATION is reported there, once."""
+
     def origin(path: Path) -> str | None:
         for end in range(len(path), 0, -1):
             if path[:end] in origins:
@@ -104,9 +106,10 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-def did_you_mean(name: Any, options: Iterable[str], otherwise: str = "", cutoff: float = 0.6,
-                 form: Callable[[str], str] = repr) -> str:
-    """"; did you mean 'X'?" for the option closest to `name`, else `otherwise`."""
+def did_you_mean(
+    name: Any, options: Iterable[str], otherwise: str = "", cutoff: float = 0.6, form: Callable[[str], str] = repr
+) -> str:
+    """ "; did you mean 'X'?" for the option closest to `name`, else `otherwise`."""
     close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=cutoff)
     return f"; did you mean {form(close[0])}?" if close else otherwise
 
@@ -134,7 +137,14 @@ class DataError(ValueError):
         if not more:
             super().__init__(f"{key}: {message}")
         else:
-            super().__init__("\n".join([f"{len(self.problems)} data errors:", *(f"  {i}. {k}: {m}" for i, (k, m) in enumerate(self.problems, 1))]))
+            super().__init__(
+                "\n".join(
+                    [
+                        f"{len(self.problems)} data errors:",
+                        *(f"  {i}. {k}: {m}" for i, (k, m) in enumerate(self.problems, 1)),
+                    ]
+                )
+            )
 
 
 class DataProblems:
@@ -185,7 +195,9 @@ class Interrupted(RunStopped):
     def __init__(self, signal_name: str, step: int, checkpoint: str, run_id: str):
         self.signal_name = signal_name
         self.exit_code = 143 if signal_name == "SIGTERM" else 130
-        super().__init__(f"{signal_name} at step {step}: saved {checkpoint}; continue with `ednaml fit --resume {run_id}`")
+        super().__init__(
+            f"{signal_name} at step {step}: saved {checkpoint}; continue with `ednaml fit --resume {run_id}`"
+        )
 
 
 class NonFiniteLoss(RunStopped):
@@ -198,8 +210,10 @@ class RunFolderLink(RunFolderError):
     def __init__(self, folder: Any, links: list[tuple[str, str]]):
         self.folder, self.links = folder, links
         said = "; ".join(f"{name} is a symbolic link to {target}" for name, target in links)
-        super().__init__(f"run folder {folder}: {said}. EdnaML writes a run's files only inside its folder and never "
-                         f"through a link: replace {'it' if len(links) == 1 else 'each'} with the file or folder itself, or remove it")
+        super().__init__(
+            f"run folder {folder}: {said}. EdnaML writes a run's files only inside its folder and never "
+            f"through a link: replace {'it' if len(links) == 1 else 'each'} with the file or folder itself, or remove it"
+        )
 
 
 # Ended by the command line with their message and exit code; anything else is a bug and keeps its traceback.

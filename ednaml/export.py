@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ednaml.version import __version__
 from ednaml.errors import BuildError, ConfigError, MissingExtra
 from ednaml.steps import split_result
+from ednaml.version import __version__
 
 FILES = {"torchscript": "model.pt", "onnx": "model.onnx"}
 
@@ -44,7 +44,9 @@ def default_directory(checkpoint: Path, kind: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}-{kind}")
 
 
-def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+def export(
+    config: dict[str, Any], checkpoint: str | Path, kind: str, directory: str | Path | None = None
+) -> tuple[Path, dict[str, Any]]:
     """Write the checkpoint's model as `kind` (torchscript or onnx) into `directory` (new), with model.json;
     the exported model's outputs are compared with the checkpoint's on an example input. Returns the folder
     and what model.json says."""
@@ -62,14 +64,18 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     if folder.exists():
         raise ConfigError(f"--output {str(folder)!r} exists; an export never overwrites one: name another folder")
     saved = read_checkpoint(checkpoint)
-    Given().check_against({k: v for k, v in (saved.get("given") or {}).items() if k == "MODEL.MODEL_ARCH"}, config.LOSS, str(checkpoint))
+    Given().check_against(
+        {k: v for k, v in (saved.get("given") or {}).items() if k == "MODEL.MODEL_ARCH"}, config.LOSS, str(checkpoint)
+    )
     data = EdnaDataModule(config, data_state(checkpoint), NewData(None, saved["labels"]))
     module = EdnaModule(config, data.labels, data.info)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     try:  # the model's weights alone: losses and plugins are not exported
         module.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     except RuntimeError as err:
-        raise ConfigError(f"ckpt_path: {str(checkpoint)!r} holds another model than its config builds: {str(err).splitlines()[0]}") from None
+        raise ConfigError(
+            f"ckpt_path: {str(checkpoint)!r} holds another model than its config builds: {str(err).splitlines()[0]}"
+        ) from None
     module.eval()
 
     sample = data.transforms[False](data.reader.example())
@@ -93,8 +99,16 @@ def export(config: dict[str, Any], checkpoint: str | Path, kind: str, directory:
     return folder, description
 
 
-def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None, names: list[str], expected: Any, target: Path,
-           model_name: str) -> dict[str, Any]:
+def _write(
+    kind: str,
+    wrapper: nn.Module,
+    inputs: tuple,
+    keys: list[str] | None,
+    names: list[str],
+    expected: Any,
+    target: Path,
+    model_name: str,
+) -> dict[str, Any]:
     """Trace or export the model to `target`, run the result on the example and compare: the check's record."""
     input_names = keys or ["input"]
     try:
@@ -110,8 +124,15 @@ def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None,
                 batch = torch.export.Dim("batch")
                 dynamic = tuple({0: batch, 1: torch.export.Dim("length")} if keys else {0: batch} for _ in inputs)
                 with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
-                    torch.onnx.export(wrapper, inputs, str(target), dynamo=True, input_names=input_names, output_names=names,
-                                      dynamic_shapes=(dynamic,))
+                    torch.onnx.export(
+                        wrapper,
+                        inputs,
+                        str(target),
+                        dynamo=True,
+                        input_names=input_names,
+                        output_names=names,
+                        dynamic_shapes=(dynamic,),
+                    )
                 got = _run_onnx(target, input_names, inputs)
     except (MissingExtra, BuildError):
         raise
@@ -122,13 +143,25 @@ def _write(kind: str, wrapper: nn.Module, inputs: tuple, keys: list[str] | None,
         return {"skipped": "onnxruntime is not installed (pip install 'ednaml[onnx]')"}
     difference = max(float((torch.as_tensor(a) - b).abs().max()) for a, b in zip(_tuple(got), _tuple(expected)))
     if difference > 1e-3:
-        raise BuildError(f"the exported {kind} model's outputs differ from the checkpoint's by {difference:.2e} on an "
-                         f"example input; {model_name} may not be traceable (data-dependent control flow)")
+        raise BuildError(
+            f"the exported {kind} model's outputs differ from the checkpoint's by {difference:.2e} on an "
+            f"example input; {model_name} may not be traceable (data-dependent control flow)"
+        )
     return {"max_abs_difference": difference}
 
 
-def _describe(folder: Path, kind: str, config: Any, data: Any, module: Any, inputs: tuple, keys: list[str] | None,
-              names: list[str], checkpoint: Path, check: dict[str, Any]) -> dict[str, Any]:
+def _describe(
+    folder: Path,
+    kind: str,
+    config: Any,
+    data: Any,
+    module: Any,
+    inputs: tuple,
+    keys: list[str] | None,
+    names: list[str],
+    checkpoint: Path,
+    check: dict[str, Any],
+) -> dict[str, Any]:
     """model.json (and the tokenizer) beside the exported model; returns what it says."""
     from ednaml.checkpoints import describe_checkpoint
     from ednaml.tracking.secrets import scrub
@@ -139,14 +172,29 @@ def _describe(folder: Path, kind: str, config: Any, data: Any, module: Any, inpu
         (folder / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
     reader = config.EXECUTION.DATAREADER.DATAREADER
     description = {
-        "format": kind, "file": FILES[kind],
-        "inputs": [{"name": n, "dtype": str(t.dtype).removeprefix("torch."), "example_shape": list(t.shape),
-                    "dynamic": ["batch", "length"] if keys else ["batch"]} for n, t in zip(input_names, inputs)],
-        "outputs": [{"name": n, "label": module.outputs[n].label, "classes": data.labels[module.outputs[n].label]} for n in names],
-        "reader": reader, "preprocessing": preprocessing(config), "tokenizer": "tokenizer.json" if tokenizer else None,
+        "format": kind,
+        "file": FILES[kind],
+        "inputs": [
+            {
+                "name": n,
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "example_shape": list(t.shape),
+                "dynamic": ["batch", "length"] if keys else ["batch"],
+            }
+            for n, t in zip(input_names, inputs)
+        ],
+        "outputs": [
+            {"name": n, "label": module.outputs[n].label, "classes": data.labels[module.outputs[n].label]}
+            for n in names
+        ],
+        "reader": reader,
+        "preprocessing": preprocessing(config),
+        "tokenizer": "tokenizer.json" if tokenizer else None,
         "checkpoint": describe_checkpoint(checkpoint),
         "check": check,
-        "ednaml_version": __version__, "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "ednaml_version": __version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     description = scrub(description)
     (folder / "model.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
@@ -162,9 +210,11 @@ def preprocessing(config: Any) -> dict[str, Any]:
 
     transforms = registry.get("datareader", config.EXECUTION.DATAREADER.DATAREADER).transforms
     target = transforms.__init__ if inspect.isclass(transforms) else transforms
-    defaults = {name: list(p.default) if isinstance(p.default, tuple) else p.default
-                for name, p in inspect.signature(target).parameters.items()
-                if p.default is not inspect.Parameter.empty and name not in ("self", "train")}
+    defaults = {
+        name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for name, p in inspect.signature(target).parameters.items()
+        if p.default is not inspect.Parameter.empty and name not in ("self", "train")
+    }
     return {**defaults, **dict(config.TEST_TRANSFORMATION.ARGS)}
 
 

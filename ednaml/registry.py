@@ -9,9 +9,10 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ednaml.errors import did_you_mean
 
@@ -22,7 +23,13 @@ ENTRY_POINT_GROUP = "ednaml.components"
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "datareader": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video", "ednaml.data.ecosystem"),
     "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video", "ednaml.data.ecosystem"),
-    "model": ("ednaml.models.classification", "ednaml.models.multi", "ednaml.models.text", "ednaml.models.video", "ednaml.models.backbones"),
+    "model": (
+        "ednaml.models.classification",
+        "ednaml.models.multi",
+        "ednaml.models.text",
+        "ednaml.models.video",
+        "ednaml.models.backbones",
+    ),
     "model_builder": ("ednaml.models.builders",),
     "trainer": ("ednaml.steps.classification",),
     "loss": ("ednaml.losses.classification", "ednaml.losses.metric_learning"),
@@ -48,14 +55,30 @@ class LightningKind(NamedTuple):
 
 
 LIGHTNING_KINDS: dict[str, LightningKind] = {
-    "callback": LightningKind("callbacks", False, ("lightning.pytorch.callbacks.Callback",), ("lightning.pytorch.callbacks",)),
+    "callback": LightningKind(
+        "callbacks", False, ("lightning.pytorch.callbacks.Callback",), ("lightning.pytorch.callbacks",)
+    ),
     "logger": LightningKind("logger", False, ("lightning.pytorch.loggers.Logger",), ("lightning.pytorch.loggers",)),
-    "strategy": LightningKind("strategy", True, ("lightning.pytorch.strategies.Strategy",), ("lightning.pytorch.strategies",)),
-    "accelerator": LightningKind("accelerator", True, ("lightning.pytorch.accelerators.Accelerator",), ("lightning.pytorch.accelerators",)),
-    "profiler": LightningKind("profiler", True, ("lightning.pytorch.profilers.Profiler",), ("lightning.pytorch.profilers",)),
-    "lightning_plugin": LightningKind("plugins", True, ("lightning.pytorch.plugins.Precision", "lightning.pytorch.plugins.CheckpointIO",
-                                                       "lightning.pytorch.plugins.LayerSync", "lightning.fabric.plugins.ClusterEnvironment"),
-                                      ("lightning.pytorch.plugins", "lightning.fabric.plugins.environments")),
+    "strategy": LightningKind(
+        "strategy", True, ("lightning.pytorch.strategies.Strategy",), ("lightning.pytorch.strategies",)
+    ),
+    "accelerator": LightningKind(
+        "accelerator", True, ("lightning.pytorch.accelerators.Accelerator",), ("lightning.pytorch.accelerators",)
+    ),
+    "profiler": LightningKind(
+        "profiler", True, ("lightning.pytorch.profilers.Profiler",), ("lightning.pytorch.profilers",)
+    ),
+    "lightning_plugin": LightningKind(
+        "plugins",
+        True,
+        (
+            "lightning.pytorch.plugins.Precision",
+            "lightning.pytorch.plugins.CheckpointIO",
+            "lightning.pytorch.plugins.LayerSync",
+            "lightning.fabric.plugins.ClusterEnvironment",
+        ),
+        ("lightning.pytorch.plugins", "lightning.fabric.plugins.environments"),
+    ),
 }
 
 _components: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
@@ -76,7 +99,7 @@ class Trust:
     typed: frozenset[tuple] = frozenset()
 
     @classmethod
-    def given(cls, trusted: bool, origins: Mapping[tuple, str] | None = None) -> "Trust":
+    def given(cls, trusted: bool, origins: Mapping[tuple, str] | None = None) -> Trust:
         """The trust of a config that is `trusted` or not, its flags (origins that start with `-`) the user's own."""
         return cls(trusted, frozenset(path for path, origin in (origins or {}).items() if str(origin).startswith("-")))
 
@@ -86,8 +109,10 @@ class Trust:
 
 
 def untrusted_message(name: str, what: str) -> str:
-    return (f"{name!r} is a dotted import path in a config from a checkpoint or run folder, which is data, not code: "
-            f"EdnaML imports it only with --trust (or name {what})")
+    return (
+        f"{name!r} is a dotted import path in a config from a checkpoint or run folder, which is data, not code: "
+        f"EdnaML imports it only with --trust (or name {what})"
+    )
 
 
 def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
@@ -145,15 +170,19 @@ def import_sources(sources: Iterable[str], trusted: bool = True) -> list[str]:
     """
     sources = list(sources)
     if sources and not trusted:
-        raise RegistryError(f"{sources} come from a checkpoint or run folder, which is data, not code: EdnaML imports "
-                            "them only with --trust (read them first), or give each file with --import: one with the "
-                            "content the run recorded stands for it")
+        raise RegistryError(
+            f"{sources} come from a checkpoint or run folder, which is data, not code: EdnaML imports "
+            "them only with --trust (read them first), or give each file with --import: one with the "
+            "content the run recorded stands for it"
+        )
     imported = []
     for source in sources:
         path = Path(source)
         if source.endswith(".py") or path.exists():
             if not path.exists():
-                raise FileNotFoundError(f"file {source!r} does not exist" + ("" if path.is_absolute() else " in the working directory"))
+                raise FileNotFoundError(
+                    f"file {source!r} does not exist" + ("" if path.is_absolute() else " in the working directory")
+                )
             imported.append(str(path.resolve()))
             module_name = user_module_name(path)
             if module_name in sys.modules:
@@ -278,9 +307,12 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
         bases = _kind_bases(kind)
         if obj is not None and not (inspect.isclass(obj) and bases and issubclass(obj, bases)):
             wanted = " or ".join(f"{b.__module__}.{b.__qualname__}" for b in bases)
-            raise RegistryError(f"{name!r} is not a {label}: a dotted path must name a subclass of {wanted}" if bases else
-                                f"{name!r}: a {label} is found by its registered name only; register it with "
-                                f"@ednaml.register.{kind} in a file given to --import")
+            raise RegistryError(
+                f"{name!r} is not a {label}: a dotted path must name a subclass of {wanted}"
+                if bases
+                else f"{name!r}: a {label} is found by its registered name only; register it with "
+                f"@ednaml.register.{kind} in a file given to --import"
+            )
     if obj is None:
         raise RegistryError(unknown_name_message(kind, name))
     return obj
@@ -308,7 +340,9 @@ def _lightning_class(kind: str, name: str, trusted: bool) -> Any:
         return public[name]
     if "." not in name:
         shown = sorted(n for n in public if "." not in n)
-        raise RegistryError(f"{name!r} is not one of Lightning's {label}s" + did_you_mean(name, shown, f"; they are {', '.join(shown)}"))
+        raise RegistryError(
+            f"{name!r} is not one of Lightning's {label}s" + did_you_mean(name, shown, f"; they are {', '.join(shown)}")
+        )
     if not trusted:
         raise RegistryError(untrusted_message(name, f"one of Lightning's own {label}s"))
     bases = tuple(_import_dotted(base) for base in LIGHTNING_KINDS[kind].bases)
@@ -316,7 +350,9 @@ def _lightning_class(kind: str, name: str, trusted: bool) -> Any:
     if obj is None:
         raise RegistryError(f"{name!r} cannot be imported")
     if not (inspect.isclass(obj) and issubclass(obj, bases)):
-        raise RegistryError(f"{name!r} is not a {label}: it must be a subclass of " + " or ".join(LIGHTNING_KINDS[kind].bases))
+        raise RegistryError(
+            f"{name!r} is not a {label}: it must be a subclass of " + " or ".join(LIGHTNING_KINDS[kind].bases)
+        )
     return obj
 
 
@@ -340,7 +376,9 @@ def unknown_name_message(kind: str, name: str) -> str:
 
     if isinstance(name, str) and (outside := outside_message(kind, name)):  # the original's, not a misspelling
         return outside
-    return f"{name!r} is not a known {kind.replace('_', ' ')}" + did_you_mean(name, names(kind), f" (see `ednaml list {kind}`)")
+    return f"{name!r} is not a known {kind.replace('_', ' ')}" + did_you_mean(
+        name, names(kind), f" (see `ednaml list {kind}`)"
+    )
 
 
 def describe(obj: Any) -> str:
@@ -385,8 +423,11 @@ def _registrations(module: str) -> list[tuple[str, str, str]]:
         if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             continue
         for decorator in node.decorator_list:
-            if (isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register"
-                    and all(isinstance(arg, ast.Constant) for arg in decorator.args)):
+            if (
+                isinstance(decorator, ast.Call)
+                and getattr(decorator.func, "id", None) == "register"
+                and all(isinstance(arg, ast.Constant) for arg in decorator.args)
+            ):
                 kind, name = decorator.args[0].value, decorator.args[1].value if len(decorator.args) > 1 else node.name
                 found.append((kind, name, (ast.get_docstring(node) or "").split("\n")[0]))
     return found

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 from ednaml.errors import MissingExtra
 

@@ -25,13 +25,13 @@ class FeatureNorm(ModelPlugin):
     def post_forward(self, x: Any, outputs: dict, learning: bool) -> dict[str, Any]:
         norms = outputs[self.output].features.detach().float().flatten(1).norm(dim=1).cpu()
         if learning:
-            self.epoch_moments += torch.stack([torch.tensor(float(len(norms))), norms.sum(), (norms ** 2).sum()])
+            self.epoch_moments += torch.stack([torch.tensor(float(len(norms))), norms.sum(), (norms**2).sum()])
             return {}
         if not self.activated:
             return {}
         count, total, squares = self.moments.tolist()
         mean = total / count
-        std = max(squares / count - mean ** 2, 0.0) ** 0.5
+        std = max(squares / count - mean**2, 0.0) ** 0.5
         return {"norm": norms, "unusual": ((norms - mean).abs() > self.tolerance * std).tolist()}
 
     def sync(self) -> None:  # what every process saw this epoch, added up

@@ -31,15 +31,22 @@ def run_ednaml(*args: str, cwd: Path, env: dict | None = None, timeout: int = 60
     return subprocess.run([str(EDNAML), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def stopped_at_a_checkpoint(args: list[str], cwd: Path, pattern: str = "runs/*/*/checkpoints/*_epoch1_step25.ckpt",
-                            timeout: float = 300) -> tuple[subprocess.Popen, str, str]:
+def stopped_at_a_checkpoint(
+    args: list[str], cwd: Path, pattern: str = "runs/*/*/checkpoints/*_epoch1_step25.ckpt", timeout: float = 300
+) -> tuple[subprocess.Popen, str, str]:
     """`ednaml ARGS...` started, sent SIGTERM once a checkpoint matching `pattern` exists; the process and its
     output once it has ended."""
     import signal
     import time
 
-    process = subprocess.Popen([str(EDNAML), *args], cwd=cwd, env={**os.environ, "WANDB_MODE": "offline"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(EDNAML), *args],
+        cwd=cwd,
+        env={**os.environ, "WANDB_MODE": "offline"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + timeout
     while not list(cwd.glob(pattern)):
         assert process.poll() is None and time.time() < deadline, "the run ended first"
@@ -84,7 +91,10 @@ def _registry_as_it_was():
     saved = {kind: dict(found) for kind, found in registry._components.items()}
     yield
     for kind, found in registry._components.items():
-        for name in [n for n, obj in found.items() if n not in saved[kind]
-                     and getattr(obj, "__module__", None) not in registry._BUILTIN_MODULES[kind]]:
+        for name in [
+            n
+            for n, obj in found.items()
+            if n not in saved[kind] and getattr(obj, "__module__", None) not in registry._BUILTIN_MODULES[kind]
+        ]:
             del found[name]
         found.update(saved[kind])

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import GLIBC
 
 PROBE = """
@@ -28,7 +27,9 @@ print(json.dumps({{"from_heap": low <= block < high, "applied": allocator.applie
 
 def probe(tune: bool, **env: str) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    result = subprocess.run([sys.executable, "-c", PROBE.format(tune=tune)], env={**clean, **env}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(tune=tune)], env={**clean, **env}, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

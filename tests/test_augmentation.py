@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import CONFIGS
+
 from ednaml.adapters.datamodule import EdnaDataModule, EpochSeeded
 from ednaml.config import resolve
 
@@ -15,11 +15,15 @@ EPOCH = 1
 
 def datamodule(workers: int, seed: int = 0) -> EdnaDataModule:
     # random crops on the digits: every draw of the crop's offset shows in the pixels
-    config = resolve([CONFIGS / "digits.yml"], [("TRANSFORMATION.WORKERS", str(workers)), ("seed_everything", str(seed))])
+    config = resolve(
+        [CONFIGS / "digits.yml"], [("TRANSFORMATION.WORKERS", str(workers)), ("seed_everything", str(seed))]
+    )
     return EdnaDataModule(config)
 
 
-def epoch_by_index(loader: torch.utils.data.DataLoader, epoch: int = EPOCH, resume_after: int | None = None) -> dict[int, torch.Tensor]:
+def epoch_by_index(
+    loader: torch.utils.data.DataLoader, epoch: int = EPOCH, resume_after: int | None = None
+) -> dict[int, torch.Tensor]:
     """{sample index: its augmented image} over one epoch of the training loader (or what is left of it)."""
     if resume_after is not None:
         loader.load_state_dict({"epoch": epoch, "batches_done": resume_after})

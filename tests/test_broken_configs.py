@@ -23,7 +23,7 @@ def expectation(path: Path) -> str:
         return "is a binary file"
     first = head.decode().splitlines()[0]
     assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <part of the message>'"
-    return first[len("# expect: "):]
+    return first[len("# expect: ") :]
 
 
 def test_the_corpus_is_large_enough():
@@ -39,16 +39,41 @@ def test_a_broken_config_exits_2_with_a_message_naming_its_key_or_file(path, cap
     assert code == 2, err
     assert expectation(path) in err, err
     assert "Traceback" not in err
-    assert path.name in err or any(key in err for key in ("EXECUTION", "MODEL", "LOSS", "OPTIMIZER", "SCHEDULER", "SAVE",
-                                                          "TRANSFORMATION", "LOGGING", "trainer", "OPTIMISER", "trainr"))
+    assert path.name in err or any(
+        key in err
+        for key in (
+            "EXECUTION",
+            "MODEL",
+            "LOSS",
+            "OPTIMIZER",
+            "SCHEDULER",
+            "SAVE",
+            "TRANSFORMATION",
+            "LOGGING",
+            "trainer",
+            "OPTIMISER",
+            "trainr",
+        )
+    )
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_fit_stops_on_a_broken_config_as_check_does(path, capfd, monkeypatch, tmp_path):
     monkeypatch.chdir(CORPUS)
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    code = main(["fit", "--config", str(BASE), "--config", path.name, f"--trainer.default_root_dir={tmp_path}",
-                 "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2"])
+    code = main(
+        [
+            "fit",
+            "--config",
+            str(BASE),
+            "--config",
+            path.name,
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=2",
+            "--trainer.limit_test_batches=2",
+        ]
+    )
     err = capfd.readouterr().err
     assert code == 2, err
     assert expectation(path) in err, err

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS
 from PIL import Image
 from torch import nn
 
-from conftest import CONFIGS
 from ednaml.config import resolve
 from ednaml.config.sections import sections
 from ednaml.data.readers import CSVManifestCrawler, DigitsCrawler, ImageDataset, ImageFolderCrawler
@@ -48,7 +48,9 @@ def test_image_folder_reads_one_subfolder_per_class(tmp_path):
     assert crawl.labels == {"label": ["cat", "dog"]}
     assert sum(len(v) for v in crawl.splits.values()) == 10
     assert len(crawl.splits["test"]) == 2
-    x, y = ImageDataset(crawl.splits["train"], image_transforms(train=True, i_shape=[8, 8], channels=1, h_flip=0.5), ["label"])[0]
+    x, y = ImageDataset(
+        crawl.splits["train"], image_transforms(train=True, i_shape=[8, 8], channels=1, h_flip=0.5), ["label"]
+    )[0]
     assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and y.tolist() in ([0], [1])
 
 
@@ -75,7 +77,10 @@ def test_csv_manifest_reads_several_label_columns_and_a_split_column(tmp_path):
     assert crawl.labels == {"color": ["blue", "red"], "type": ["car", "van"]}
     assert [len(crawl.splits[s]) for s in ("train", "val", "test")] == [2, 1, 1]
     assert crawl.splits["test"][0][1] == (0, 1)
-    with pytest.raises(DataError, match=r"label_columns: column 'colour' is not in .*; its columns are \['path', 'color', 'type', 'split'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"label_columns: column 'colour' is not in .*; its columns are \['path', 'color', 'type', 'split'\]",
+    ):
         CSVManifestCrawler(str(tmp_path / "m.csv"), label_columns=["colour"]).crawl()
 
 
@@ -94,7 +99,9 @@ def test_models_give_logits_per_class_and_their_features(normalization):
 
 
 def test_classification_resnet_takes_other_channel_counts_and_an_embedding():
-    model = ClassificationResnet("resnet18", softmax_dimensions=5, initial_channels=1, embedding_dimensions=32, attention="cbam")
+    model = ClassificationResnet(
+        "resnet18", softmax_dimensions=5, initial_channels=1, embedding_dimensions=32, attention="cbam"
+    )
     logits, features = model(torch.randn(2, 1, 32, 32))
     assert logits.shape == (2, 5) and features.shape == (2, 32)
     assert model.head.embedding.out_features == 32
@@ -116,8 +123,18 @@ def test_torch_loss_builds_any_torch_nn_loss_with_its_kwargs():
 
 
 def test_criterion_normalises_lambdas_within_an_entry_and_sums_entries():
-    entries = sections(resolve([], [("LOSS", "[{LOSSES: [SoftmaxLogitsLoss, SoftmaxLabelSmooth], KWARGS: [{}, {eps: 0.2}],"
-                                              " LAMBDAS: [3, 1], LABEL: a}, {LOSSES: [SoftmaxLogitsLoss], KWARGS: [{}], LAMBDAS: [2], LABEL: b}]")])).LOSS
+    entries = sections(
+        resolve(
+            [],
+            [
+                (
+                    "LOSS",
+                    "[{LOSSES: [SoftmaxLogitsLoss, SoftmaxLabelSmooth], KWARGS: [{}, {eps: 0.2}],"
+                    " LAMBDAS: [3, 1], LABEL: a}, {LOSSES: [SoftmaxLogitsLoss], KWARGS: [{}], LAMBDAS: [2], LABEL: b}]",
+                )
+            ],
+        )
+    ).LOSS
     infos = {"a": OutputInfo("a", "a", None), "b": OutputInfo("b", "b", None)}
     criterion = Criterion(entries, infos, {"a": 4, "b": 3})
     outputs = {"a": Output(torch.randn(5, 4), None, "a"), "b": Output(torch.randn(5, 3), None, "b")}
@@ -144,8 +161,12 @@ def test_bias_parameters_get_their_own_lr_and_weight_decay_factors():
 
 def test_norm_decay_and_custom_keys_with_the_longest_prefix_winning():
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
-    entry = optimizer_entry(BASE_LR=0.1, WEIGHT_DECAY=0.01, NORM_DECAY_FACTOR=0.0,
-                            CUSTOM_KEYS="{'2': {LR_FACTOR: 10}, '2.weight': {LR_FACTOR: 5, DECAY_FACTOR: 0}}")
+    entry = optimizer_entry(
+        BASE_LR=0.1,
+        WEIGHT_DECAY=0.01,
+        NORM_DECAY_FACTOR=0.0,
+        CUSTOM_KEYS="{'2': {LR_FACTOR: 10}, '2.weight': {LR_FACTOR: 5, DECAY_FACTOR: 0}}",
+    )
     norm = {"1.weight", "1.bias"}
     _, rows = param_groups(model.named_parameters(), entry, norm)
     table = {(r.kind, r.lr, r.weight_decay) for r in rows}
@@ -165,12 +186,16 @@ def test_parameter_groups_by_module_prefix_cover_every_parameter():
 
 def test_one_optimizer_over_merged_param_groups():
     model = nn.Linear(4, 2)
-    optimizers, rows = build_optimizers(model, ["opt-1"], [optimizer_entry(OPTIMIZER="SGD", BASE_LR=0.5, OPTIMIZER_KWARGS="{momentum: 0.9}")])
+    optimizers, rows = build_optimizers(
+        model, ["opt-1"], [optimizer_entry(OPTIMIZER="SGD", BASE_LR=0.5, OPTIMIZER_KWARGS="{momentum: 0.9}")]
+    )
     optimizer = optimizers["opt-1"]
     assert isinstance(optimizer, torch.optim.SGD)
     # weight and bias share the lr (LR_BIAS_FACTOR 1) but not the weight decay: two torch param groups
     assert [(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups] == [
-        ("opt-1/weight", 0.5, 0.0005, 1), ("opt-1/bias", 0.5, 0.0005 * 0.0005, 1)]
+        ("opt-1/weight", 0.5, 0.0005, 1),
+        ("opt-1/bias", 0.5, 0.0005 * 0.0005, 1),
+    ]
     assert [r.kind for r in rows] == ["weight", "bias"]
     assert optimizer.defaults["momentum"] == 0.9
 
@@ -193,7 +218,10 @@ class TwoPartNet(nn.Module):
         self.body, self.head = nn.Linear(4, 3), nn.Linear(3, 2)
 
     def parameter_groups(self, names):
-        return {names[0]: list(self.body.named_parameters(prefix="body")), names[1]: list(self.head.named_parameters(prefix="head"))}
+        return {
+            names[0]: list(self.body.named_parameters(prefix="body")),
+            names[1]: list(self.head.named_parameters(prefix="head")),
+        }
 
 
 def test_a_model_can_decide_its_parameter_groups_and_must_cover_every_parameter():

@@ -28,8 +28,14 @@ def test_every_section_has_defaults_when_the_file_names_only_one(tmp_path):
 
 
 def test_mappings_merge_key_by_key_and_lists_replace_wholesale(tmp_path):
-    a = write(tmp_path, "a.yml", {"SAVE": {"MODEL_CORE_NAME": "a", "MODEL_VERSION": 2},
-                                  "LOSS": [{"LOSSES": ["SoftmaxLogitsLoss"], "NAME": "x"}, {"NAME": "y"}]})
+    a = write(
+        tmp_path,
+        "a.yml",
+        {
+            "SAVE": {"MODEL_CORE_NAME": "a", "MODEL_VERSION": 2},
+            "LOSS": [{"LOSSES": ["SoftmaxLogitsLoss"], "NAME": "x"}, {"NAME": "y"}],
+        },
+    )
     b = write(tmp_path, "b.yml", {"SAVE": {"MODEL_CORE_NAME": "b"}, "LOSS": [{"NAME": "z"}]})
     cfg = resolve([a, b])
     assert cfg["SAVE"]["MODEL_CORE_NAME"] == "b"
@@ -38,13 +44,21 @@ def test_mappings_merge_key_by_key_and_lists_replace_wholesale(tmp_path):
 
 
 def test_train_and_test_transformation_merge_over_transformation(tmp_path):
-    path = write(tmp_path, "a.yml", {
-        "TRANSFORMATION": {"BATCH_SIZE": 16, "ARGS": {"i_shape": [8, 8], "channels": 1}},
-        "TRAIN_TRANSFORMATION": {"ARGS": {"h_flip": 0.5}},
-        "TEST_TRANSFORMATION": {"BATCH_SIZE": 100},
-    })
+    path = write(
+        tmp_path,
+        "a.yml",
+        {
+            "TRANSFORMATION": {"BATCH_SIZE": 16, "ARGS": {"i_shape": [8, 8], "channels": 1}},
+            "TRAIN_TRANSFORMATION": {"ARGS": {"h_flip": 0.5}},
+            "TEST_TRANSFORMATION": {"BATCH_SIZE": 100},
+        },
+    )
     cfg = resolve([path])
-    assert cfg["TRAIN_TRANSFORMATION"] == {"BATCH_SIZE": 16, "WORKERS": 2, "ARGS": {"i_shape": [8, 8], "channels": 1, "h_flip": 0.5}}
+    assert cfg["TRAIN_TRANSFORMATION"] == {
+        "BATCH_SIZE": 16,
+        "WORKERS": 2,
+        "ARGS": {"i_shape": [8, 8], "channels": 1, "h_flip": 0.5},
+    }
     assert cfg["TEST_TRANSFORMATION"]["BATCH_SIZE"] == 100
     assert cfg["TEST_TRANSFORMATION"]["ARGS"] == {"i_shape": [8, 8], "channels": 1}
 
@@ -61,8 +75,11 @@ def test_precedence_is_defaults_then_files_then_trainer_keys_then_flags(tmp_path
 
 
 def test_linked_keys_show_the_effective_value_in_both_places(tmp_path):
-    path = write(tmp_path, "a.yml", {"EXECUTION": {"TEST_FREQUENCY": 2, "TRAINER_ARGS": {"accumulation_steps": 4}},
-                                     "LOGGING": {"STEP_VERBOSE": 7}})
+    path = write(
+        tmp_path,
+        "a.yml",
+        {"EXECUTION": {"TEST_FREQUENCY": 2, "TRAINER_ARGS": {"accumulation_steps": 4}}, "LOGGING": {"STEP_VERBOSE": 7}},
+    )
     trainer = resolve([path])["trainer"]
     assert trainer["check_val_every_n_epoch"] == 2
     assert trainer["accumulate_grad_batches"] == 4
@@ -97,17 +114,29 @@ def test_key_paths_parse_dots_and_brackets():
 
 
 def test_legacy_optimizer_and_scheduler_written_as_one_mapping(tmp_path):
-    path = write(tmp_path, "a.yml", {"OPTIMIZER": {"OPTIMIZER": "SGD", "BASE_LR": 0.1},
-                                     "SCHEDULER": {"LR_SCHEDULER": "StepLR", "LR_KWARGS": {"step_size": 3}}})
+    path = write(
+        tmp_path,
+        "a.yml",
+        {
+            "OPTIMIZER": {"OPTIMIZER": "SGD", "BASE_LR": 0.1},
+            "SCHEDULER": {"LR_SCHEDULER": "StepLR", "LR_KWARGS": {"step_size": 3}},
+        },
+    )
     cfg = resolve([path])
     assert cfg["OPTIMIZER"][0]["OPTIMIZER"] == "SGD" and cfg["OPTIMIZER"][0]["OPTIMIZER_NAME"] == "opt-1"
     assert cfg["SCHEDULER"][0]["LR_KWARGS"] == {"step_size": 3}
 
 
 def test_legacy_kwargs_written_as_strings_holding_a_dict(tmp_path):
-    path = write(tmp_path, "a.yml", {"OPTIMIZER": [{"OPTIMIZER_KWARGS": "{}"}],
-                                     "SCHEDULER": [{"LR_KWARGS": '{"step_size":20, "gamma": 0.5}'}],
-                                     "LOSS": [{"KWARGS": ['{"eps": 0.2}'], "LOSSES": ["SoftmaxLabelSmooth"]}]})
+    path = write(
+        tmp_path,
+        "a.yml",
+        {
+            "OPTIMIZER": [{"OPTIMIZER_KWARGS": "{}"}],
+            "SCHEDULER": [{"LR_KWARGS": '{"step_size":20, "gamma": 0.5}'}],
+            "LOSS": [{"KWARGS": ['{"eps": 0.2}'], "LOSSES": ["SoftmaxLabelSmooth"]}],
+        },
+    )
     cfg = resolve([path])
     assert cfg["OPTIMIZER"][0]["OPTIMIZER_KWARGS"] == {}
     assert cfg["SCHEDULER"][0]["LR_KWARGS"] == {"step_size": 20, "gamma": 0.5}
@@ -162,11 +191,14 @@ def test_printed_config_loads_again_as_the_same_config(tmp_path):
     assert resolve([printed]) == first
 
 
-@pytest.mark.parametrize("text, message", [
-    ("EXECUTION: [1, 2\n", "YAML syntax error in .*bad.yml' line 2"),
-    ("", "is empty"),
-    ("- 1\n- 2\n", "holds a list, not a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("EXECUTION: [1, 2\n", "YAML syntax error in .*bad.yml' line 2"),
+        ("", "is empty"),
+        ("- 1\n- 2\n", "holds a list, not a mapping"),
+    ],
+)
 def test_unreadable_files_are_named_with_what_is_wrong(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         resolve([write(tmp_path, "bad.yml", text)])
@@ -178,7 +210,9 @@ def test_a_missing_file_is_named(tmp_path):
 
 
 def test_numbers_with_an_exponent_are_floats_in_files_and_overrides(tmp_path):
-    path = write(tmp_path, "a.yml", "OPTIMIZER:\n  - BASE_LR: 3e-3\n    WEIGHT_DECAY: 1E-4\nEXECUTION:\n  EPOCHS: 1e1\n")
+    path = write(
+        tmp_path, "a.yml", "OPTIMIZER:\n  - BASE_LR: 3e-3\n    WEIGHT_DECAY: 1E-4\nEXECUTION:\n  EPOCHS: 1e1\n"
+    )
     cfg = resolve([path], [("OPTIMIZER.0.WEIGHT_DECAY", "5e-4"), ("LOSS.0.LAMBDAS", "[1e0, 2.5e-1]")])
     assert cfg["OPTIMIZER"][0]["BASE_LR"] == 0.003 and isinstance(cfg["OPTIMIZER"][0]["BASE_LR"], float)
     assert cfg["OPTIMIZER"][0]["WEIGHT_DECAY"] == 0.0005
@@ -197,10 +231,20 @@ def test_words_that_only_look_like_numbers_stay_strings(tmp_path):
 
 
 def test_a_replace_tag_replaces_a_mapping_and_a_delete_tag_removes_a_key(tmp_path):
-    a = write(tmp_path, "a.yml", {"MODEL": {"MODEL_KWARGS": {"width": 32, "embedding_dimensions": 64}},
-                                  "EXECUTION": {"DATAREADER": {"CRAWLER_ARGS": {"split_seed": 1, "test_fraction": 0.2}}}})
-    b = write(tmp_path, "b.yml", "MODEL:\n  MODEL_KWARGS: !replace {width: 8}\n"
-                                 "EXECUTION:\n  DATAREADER:\n    CRAWLER_ARGS:\n      split_seed: !delete\n")
+    a = write(
+        tmp_path,
+        "a.yml",
+        {
+            "MODEL": {"MODEL_KWARGS": {"width": 32, "embedding_dimensions": 64}},
+            "EXECUTION": {"DATAREADER": {"CRAWLER_ARGS": {"split_seed": 1, "test_fraction": 0.2}}},
+        },
+    )
+    b = write(
+        tmp_path,
+        "b.yml",
+        "MODEL:\n  MODEL_KWARGS: !replace {width: 8}\n"
+        "EXECUTION:\n  DATAREADER:\n    CRAWLER_ARGS:\n      split_seed: !delete\n",
+    )
     cfg = resolve([a, b])
     assert cfg["MODEL"]["MODEL_KWARGS"] == {"width": 8}
     assert cfg["EXECUTION"]["DATAREADER"]["CRAWLER_ARGS"] == {"test_fraction": 0.2}
@@ -210,7 +254,9 @@ def test_a_replace_tag_replaces_a_mapping_and_a_delete_tag_removes_a_key(tmp_pat
 def test_on_the_command_line_a_mapping_replaces_and_a_delete_removes(tmp_path):
     a = write(tmp_path, "a.yml", {"MODEL": {"MODEL_KWARGS": {"width": 32, "embedding_dimensions": 64}}})
     assert resolve([a], [("MODEL.MODEL_KWARGS", "{width: 8}")])["MODEL"]["MODEL_KWARGS"] == {"width": 8}
-    assert resolve([a], [("MODEL.MODEL_KWARGS.width", "!delete")])["MODEL"]["MODEL_KWARGS"] == {"embedding_dimensions": 64}
+    assert resolve([a], [("MODEL.MODEL_KWARGS.width", "!delete")])["MODEL"]["MODEL_KWARGS"] == {
+        "embedding_dimensions": 64
+    }
 
 
 def test_a_tag_in_the_wrong_place_is_a_yaml_error_naming_the_file(tmp_path):
@@ -220,21 +266,44 @@ def test_a_tag_in_the_wrong_place_is_a_yaml_error_naming_the_file(tmp_path):
 
 
 def test_a_file_that_names_another_component_drops_the_old_ones_arguments(tmp_path):
-    a = write(tmp_path, "a.yml", {"MODEL": {"MODEL_ARCH": "SmallCNN", "MODEL_KWARGS": {"width": 32}},
-                                  "EXECUTION": {"DATAREADER": {"DATAREADER": "Digits", "CRAWLER_ARGS": {"split_seed": 3}}}})
-    b = write(tmp_path, "b.yml", {"MODEL": {"MODEL_ARCH": "ClassificationResnet", "MODEL_KWARGS": {"initial_channels": 1}},
-                                  "EXECUTION": {"DATAREADER": {"DATAREADER": "ImageFolder"}}})
-    with pytest.warns(ConfigWarning, match=r"MODEL\.MODEL_KWARGS of SmallCNN dropped: .*b\.yml sets MODEL\.MODEL_ARCH to ClassificationResnet"):
+    a = write(
+        tmp_path,
+        "a.yml",
+        {
+            "MODEL": {"MODEL_ARCH": "SmallCNN", "MODEL_KWARGS": {"width": 32}},
+            "EXECUTION": {"DATAREADER": {"DATAREADER": "Digits", "CRAWLER_ARGS": {"split_seed": 3}}},
+        },
+    )
+    b = write(
+        tmp_path,
+        "b.yml",
+        {
+            "MODEL": {"MODEL_ARCH": "ClassificationResnet", "MODEL_KWARGS": {"initial_channels": 1}},
+            "EXECUTION": {"DATAREADER": {"DATAREADER": "ImageFolder"}},
+        },
+    )
+    with pytest.warns(
+        ConfigWarning,
+        match=r"MODEL\.MODEL_KWARGS of SmallCNN dropped: .*b\.yml sets MODEL\.MODEL_ARCH to ClassificationResnet",
+    ):
         cfg = resolve([a, b])
     assert cfg["MODEL"]["MODEL_KWARGS"] == {"initial_channels": 1}
     assert cfg["EXECUTION"]["DATAREADER"]["CRAWLER_ARGS"] == {}
-    same = write(tmp_path, "same.yml", {"MODEL": {"MODEL_ARCH": "SmallCNN", "MODEL_KWARGS": {"embedding_dimensions": 16}}})
-    assert resolve([a, same])["MODEL"]["MODEL_KWARGS"] == {"width": 32, "embedding_dimensions": 16}  # same model: merged
+    same = write(
+        tmp_path, "same.yml", {"MODEL": {"MODEL_ARCH": "SmallCNN", "MODEL_KWARGS": {"embedding_dimensions": 16}}}
+    )
+    assert resolve([a, same])["MODEL"]["MODEL_KWARGS"] == {
+        "width": 32,
+        "embedding_dimensions": 16,
+    }  # same model: merged
 
 
 def test_the_command_line_swaps_a_component_whatever_the_order_of_its_flags(tmp_path):
-    a = write(tmp_path, "a.yml", {"OPTIMIZER": [{"OPTIMIZER_NAME": "opt-1", "OPTIMIZER": "Adam",
-                                                 "OPTIMIZER_KWARGS": {"betas": [0.9, 0.99]}}]})
+    a = write(
+        tmp_path,
+        "a.yml",
+        {"OPTIMIZER": [{"OPTIMIZER_NAME": "opt-1", "OPTIMIZER": "Adam", "OPTIMIZER_KWARGS": {"betas": [0.9, 0.99]}}]},
+    )
     for order in ([0, 1], [1, 0]):
         flags = [("OPTIMIZER.0.OPTIMIZER", "SGD"), ("OPTIMIZER.0.OPTIMIZER_KWARGS.momentum", "0.9")]
         with pytest.warns(ConfigWarning, match="the command line sets OPTIMIZER"):
@@ -252,8 +321,13 @@ def test_an_override_of_transformation_reaches_both_splits_of_a_resolved_config(
         assert cfg[section]["BATCH_SIZE"] == 32 and cfg[section]["ARGS"]["i_shape"] == [16, 16], section
     assert cfg["TRAIN_TRANSFORMATION"]["ARGS"]["t_crop"] is True  # what differs per split stays
     only_train = resolve([resolved], [("TRAIN_TRANSFORMATION.BATCH_SIZE", "16")])
-    assert (only_train["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], only_train["TEST_TRANSFORMATION"]["BATCH_SIZE"]) == (16, 64)
-    assert resolve([resolved]) == resolve([Path(__file__).parent.parent / "configs" / "digits.yml"])  # still the same config
+    assert (only_train["TRAIN_TRANSFORMATION"]["BATCH_SIZE"], only_train["TEST_TRANSFORMATION"]["BATCH_SIZE"]) == (
+        16,
+        64,
+    )
+    assert resolve([resolved]) == resolve(
+        [Path(__file__).parent.parent / "configs" / "digits.yml"]
+    )  # still the same config
 
 
 # ---- where each value came from ----
@@ -277,12 +351,26 @@ def test_the_resolved_trainer_section_holds_every_trainer_argument_at_its_defaul
 
     from ednaml.config.schema import trainer_defaults
 
-    signature = {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items() if name != "self"}
-    assert trainer_defaults() == signature and list(trainer_defaults()) == list(signature)  # read without importing torch
-    path = write(tmp_path, "a.yml", "EXECUTION:\n  TEST_FREQUENCY: 3\ntrainer:\n  gradient_clip_val: 0.5\n  my_typo: 1\n")
+    signature = {
+        name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items() if name != "self"
+    }
+    assert trainer_defaults() == signature and list(trainer_defaults()) == list(
+        signature
+    )  # read without importing torch
+    path = write(
+        tmp_path, "a.yml", "EXECUTION:\n  TEST_FREQUENCY: 3\ntrainer:\n  gradient_clip_val: 0.5\n  my_typo: 1\n"
+    )
     trainer = resolve([path])["trainer"]
     assert list(trainer) == [*signature, "my_typo"]  # Lightning's order, then what validation will name
-    assert trainer["gradient_clip_val"] == 0.5 and trainer["check_val_every_n_epoch"] == 3 and trainer["max_epochs"] == 10
-    assert {k: v for k, v in trainer.items() if k not in ("gradient_clip_val", "check_val_every_n_epoch", "max_epochs",
-                                                           "log_every_n_steps", "my_typo")} == \
-        {k: v for k, v in signature.items() if k not in ("gradient_clip_val", "check_val_every_n_epoch", "max_epochs", "log_every_n_steps")}
+    assert (
+        trainer["gradient_clip_val"] == 0.5 and trainer["check_val_every_n_epoch"] == 3 and trainer["max_epochs"] == 10
+    )
+    assert {
+        k: v
+        for k, v in trainer.items()
+        if k not in ("gradient_clip_val", "check_val_every_n_epoch", "max_epochs", "log_every_n_steps", "my_typo")
+    } == {
+        k: v
+        for k, v in signature.items()
+        if k not in ("gradient_clip_val", "check_val_every_n_epoch", "max_epochs", "log_every_n_steps")
+    }

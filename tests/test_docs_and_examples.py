@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import CONFIGS, ROOT, run_ednaml, run_folders, summary
+
 from ednaml.config.schema import LIGHTNING_KEYS, SCHEMA, ListOf, Section
 
 
@@ -28,8 +28,17 @@ def test_the_config_reference_documents_every_section_and_key():
 
 @pytest.mark.e2e
 def test_the_custom_component_example_trains(tmp_path):
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", str(ROOT / "examples" / "focal.yml"),
-                        "--EXECUTION.EPOCHS", "2", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--config",
+        str(ROOT / "examples" / "focal.yml"),
+        "--EXECUTION.EPOCHS",
+        "2",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path / "runs")
     assert "train/digit/FocalLoss" in summary(run)["final"]

@@ -11,12 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import CONFIGS, run_ednaml, run_folders, summary
+
 from ednaml.errors import DataError
 
-SHORT = ["--EXECUTION.EPOCHS", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2",
-         "--trainer.limit_test_batches", "2"]
+SHORT = [
+    "--EXECUTION.EPOCHS",
+    "1",
+    "--trainer.limit_train_batches",
+    "4",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+]
 
 
 def digits_as_mnist(root: Path, train: int = 1400) -> None:
@@ -24,12 +32,20 @@ def digits_as_mnist(root: Path, train: int = 1400) -> None:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = np.pad(np.kron((digits.images * 255 / 16).round().astype("uint8"), np.ones((3, 3), dtype="uint8")), ((0, 0), (2, 2), (2, 2)))
+    images = np.pad(
+        np.kron((digits.images * 255 / 16).round().astype("uint8"), np.ones((3, 3), dtype="uint8")),
+        ((0, 0), (2, 2), (2, 2)),
+    )
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name, part, labels in (("train", images[:train], digits.target[:train]), ("t10k", images[train:], digits.target[train:])):
+    for name, part, labels in (
+        ("train", images[:train], digits.target[:train]),
+        ("t10k", images[train:], digits.target[train:]),
+    ):
         (raw / f"{name}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, len(part), 28, 28) + part.tobytes())
-        (raw / f"{name}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, len(labels)) + labels.astype("uint8").tobytes())
+        (raw / f"{name}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">II", 2049, len(labels)) + labels.astype("uint8").tobytes()
+        )
 
 
 def reviews(count: int = 300, seed: int = 0) -> dict[str, list]:
@@ -40,6 +56,7 @@ def reviews(count: int = 300, seed: int = 0) -> dict[str, list]:
 
 
 # ---- models ----
+
 
 @pytest.mark.parametrize("base", ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "densenet121"])
 def test_a_torchvision_model_by_name_gives_logits_and_features(base):
@@ -54,8 +71,14 @@ def test_a_timm_model_by_name_with_one_head_per_output():
     pytest.importorskip("timm", reason="the timm extra")
     from ednaml.models.backbones import TimmModel
 
-    model = TimmModel("resnet10t", outputs=[{"name": "digit", "label": "digit", "dimensions": 10},
-                                            {"name": "parity", "label": "parity", "dimensions": 2}], initial_channels=1)
+    model = TimmModel(
+        "resnet10t",
+        outputs=[
+            {"name": "digit", "label": "digit", "dimensions": 10},
+            {"name": "parity", "label": "parity", "dimensions": 2},
+        ],
+        initial_channels=1,
+    )
     out = model(torch.randn(3, 1, 16, 16))
     assert {name: logits.shape for name, (logits, _) in out.items()} == {"digit": (3, 10), "parity": (3, 2)}
 
@@ -63,7 +86,10 @@ def test_a_timm_model_by_name_with_one_head_per_output():
 def test_wrong_model_names_are_named_with_the_nearest():
     from ednaml.models.backbones import TimmModel, TorchvisionModel
 
-    with pytest.raises(ValueError, match=r"MODEL.MODEL_BASE: 'resnet19' is not a torchvision classification model; did you mean 'resnet18'"):
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL.MODEL_BASE: 'resnet19' is not a torchvision classification model; did you mean 'resnet18'",
+    ):
         TorchvisionModel("resnet19", softmax_dimensions=3)
     pytest.importorskip("timm", reason="the timm extra")
     with pytest.raises(ValueError, match=r"'convnext_atoo' is not a timm model; did you mean 'convnext_atto'"):
@@ -82,7 +108,9 @@ def test_weights_come_from_a_local_file_or_the_hugging_face_cache_never_the_netw
     assert torch.equal(model.backbone.layer1[0].conv1.weight, donor.layer1[0].conv1.weight)
     fresh = TorchvisionModel("resnet18", softmax_dimensions=4)
     report = load_weights(fresh, str(tmp_path / "resnet18.pth"))  # MODEL.WEIGHTS: the same file fits the backbone
-    assert "backbone.layer4.1.bn2.weight" in report["loaded"] and torch.equal(fresh.backbone.conv1.weight, donor.conv1.weight)
+    assert "backbone.layer4.1.bn2.weight" in report["loaded"] and torch.equal(
+        fresh.backbone.conv1.weight, donor.conv1.weight
+    )
     with pytest.raises(ValueError, match="only 0 of this backbone.s .* weights are in"):
         TorchvisionModel("mobilenet_v3_small", softmax_dimensions=4, weights=str(tmp_path / "resnet18.pth"))
 
@@ -102,6 +130,7 @@ def test_weights_come_from_a_local_file_or_the_hugging_face_cache_never_the_netw
 
 
 # ---- data ----
+
 
 def test_a_torchvision_dataset_is_read_from_its_local_root(tmp_path):
     from ednaml.data.ecosystem import TorchvisionCrawler
@@ -133,12 +162,15 @@ def test_a_hugging_face_dataset_is_read_from_parquet_csv_json_or_a_saved_folder(
         HFCrawler(str(tmp_path / "r.parquet"), input_column="body").crawl()
     with pytest.raises(DataError, match=r"CRAWLER_ARGS.path: .*missing.parquet' does not exist"):
         HFCrawler(str(tmp_path / "missing.parquet")).crawl()
-    pictures = datasets.Dataset.from_dict({"image": [np.full((8, 8), i * 20, dtype=np.uint8) for i in range(12)],
-                                           "label": [i % 3 for i in range(12)]}).cast_column("image", datasets.Image())
+    pictures = datasets.Dataset.from_dict(
+        {"image": [np.full((8, 8), i * 20, dtype=np.uint8) for i in range(12)], "label": [i % 3 for i in range(12)]}
+    ).cast_column("image", datasets.Image())
     pictures.to_parquet(tmp_path / "images.parquet")
     crawl = HFImageCrawler(str(tmp_path / "images.parquet"), val_fraction=0.0, test_fraction=0.25).crawl()
     image, (label,) = crawl.splits["train"][0]
-    assert image.shape == (8, 8) and crawl.labels == {"label": ["0", "1", "2"]} and (int(image[0, 0]) // 20) % 3 == label
+    assert (
+        image.shape == (8, 8) and crawl.labels == {"label": ["0", "1", "2"]} and (int(image[0, 0]) // 20) % 3 == label
+    )
 
 
 def test_streaming_leaves_the_rows_on_disk_and_finds_the_same_samples(tmp_path):
@@ -160,17 +192,24 @@ def test_streaming_leaves_the_rows_on_disk_and_finds_the_same_samples(tmp_path):
         shipped = pickle.loads(pickle.dumps(disk.splits["test"]))  # as a spawned worker receives them
         assert [loaded(x) for x, _ in shipped] == [x for x, _ in memory.splits["test"]]
     assert list((tmp_path / "cache").iterdir())  # the parquet file's Arrow copy; the saved folder is read where it is
-    pictures = datasets.Dataset.from_dict({"image": [np.full((8, 8), i * 20, dtype=np.uint8) for i in range(12)],
-                                           "label": [i % 3 for i in range(12)]}).cast_column("image", datasets.Image())
+    pictures = datasets.Dataset.from_dict(
+        {"image": [np.full((8, 8), i * 20, dtype=np.uint8) for i in range(12)], "label": [i % 3 for i in range(12)]}
+    ).cast_column("image", datasets.Image())
     pictures.save_to_disk(str(tmp_path / "pictures"))
     memory = HFImageCrawler(str(tmp_path / "pictures"), val_fraction=0.0).crawl()
     disk = HFImageCrawler(str(tmp_path / "pictures"), val_fraction=0.0, streaming=True).crawl()
     for (a, y), (b, z) in zip(memory.splits["train"], disk.splits["train"]):
         assert np.array_equal(a, loaded(b)) and loaded(b).dtype == np.uint8 and y == z
-    datasets.Dataset.from_dict({"text": ["a b", "c d"], "label": [["x"], ["x", "y"]]}).save_to_disk(str(tmp_path / "lists"))
-    with pytest.raises(DataError, match=r"CRAWLER_ARGS.label_columns: column 'label' holds list<item: string> values: a label"):
+    datasets.Dataset.from_dict({"text": ["a b", "c d"], "label": [["x"], ["x", "y"]]}).save_to_disk(
+        str(tmp_path / "lists")
+    )
+    with pytest.raises(
+        DataError, match=r"CRAWLER_ARGS.label_columns: column 'label' holds list<item: string> values: a label"
+    ):
         HFCrawler(str(tmp_path / "lists"), streaming=True).crawl()
-    with pytest.raises(DataError, match=r"CRAWLER_ARGS.cache_dir: '.*r.parquet' is a file: give a folder for the Arrow copy"):
+    with pytest.raises(
+        DataError, match=r"CRAWLER_ARGS.cache_dir: '.*r.parquet' is a file: give a folder for the Arrow copy"
+    ):
         HFCrawler(str(tmp_path / "r.parquet"), streaming=True, cache_dir=str(tmp_path / "r.parquet")).crawl()
     with pytest.raises(DataError, match=r"CRAWLER_ARGS.cache_dir: is used only with streaming: true"):
         HFCrawler(str(tmp_path / "r.parquet"), cache_dir=str(tmp_path / "cache"))
@@ -179,13 +218,18 @@ def test_streaming_leaves_the_rows_on_disk_and_finds_the_same_samples(tmp_path):
     damaged = datasets.Dataset.from_dict({"image": [{"path": None, "bytes": b"GIF89a, then nothing"}], "label": [0]})
     damaged.save_to_disk(str(tmp_path / "damaged"))
     for streaming in (False, True):  # found at the crawl either way, never as a traceback from a worker
-        with pytest.raises(DataError, match=r"CRAWLER_ARGS.input_column: row 0: images stored as file paths are not read"):
+        with pytest.raises(
+            DataError, match=r"CRAWLER_ARGS.input_column: row 0: images stored as file paths are not read"
+        ):
             HFImageCrawler(str(tmp_path / "paths"), streaming=streaming, val_fraction=0.0, test_fraction=0.0).crawl()
-        with pytest.raises(DataError, match=r"CRAWLER_ARGS.input_column: row 0: an image cannot be read: cannot identify"):
+        with pytest.raises(
+            DataError, match=r"CRAWLER_ARGS.input_column: row 0: an image cannot be read: cannot identify"
+        ):
             HFImageCrawler(str(tmp_path / "damaged"), streaming=streaming, val_fraction=0.0, test_fraction=0.0).crawl()
 
 
 # ---- runs from configs/ ----
+
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("config", ["digits-timm.yml", "digits-torchvision.yml"])
@@ -198,7 +242,10 @@ def test_a_timm_and_a_torchvision_model_train_on_digits(config, tmp_path):
     record = summary(run)
     assert record["status"] == "finished" and 0.0 <= record["final"]["test/accuracy"] <= 1.0
     components = json.loads((run / "provenance.json").read_text())["components"]
-    assert components["MODEL.MODEL_ARCH"]["class"] == f"ednaml.models.backbones.{'TimmModel' if 'timm' in config else 'TorchvisionModel'}"
+    assert (
+        components["MODEL.MODEL_ARCH"]["class"]
+        == f"ednaml.models.backbones.{'TimmModel' if 'timm' in config else 'TorchvisionModel'}"
+    )
 
 
 @pytest.mark.e2e
@@ -209,11 +256,18 @@ def test_hugging_face_and_torchvision_datasets_train_from_local_files_writing_no
     home = tmp_path / "home"
     home.mkdir()
     caches = home / ".cache"  # where Hugging Face and torch would cache: under this home, so the check sees them
-    env = {"HOME": str(home), "XDG_CACHE_HOME": str(caches), "HF_HOME": str(caches / "huggingface"),
-           "HF_DATASETS_CACHE": str(caches / "huggingface" / "datasets"), "TORCH_HOME": str(caches / "torch")}
+    env = {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(caches),
+        "HF_HOME": str(caches / "huggingface"),
+        "HF_DATASETS_CACHE": str(caches / "huggingface" / "datasets"),
+        "TORCH_HOME": str(caches / "torch"),
+    }
     runs = []
-    for config, override in (("hf-text-parquet.yml", ["--EXECUTION.DATAREADER.CRAWLER_ARGS.path", str(tmp_path / "reviews.parquet")]),
-                             ("mnist-torchvision.yml", ["--EXECUTION.DATAREADER.CRAWLER_ARGS.root", str(tmp_path / "mnist")])):
+    for config, override in (
+        ("hf-text-parquet.yml", ["--EXECUTION.DATAREADER.CRAWLER_ARGS.path", str(tmp_path / "reviews.parquet")]),
+        ("mnist-torchvision.yml", ["--EXECUTION.DATAREADER.CRAWLER_ARGS.root", str(tmp_path / "mnist")]),
+    ):
         result = run_ednaml("fit", "--config", str(CONFIGS / config), *override, *SHORT, cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         (run,) = [r for r in run_folders(tmp_path / "runs") if r not in runs]
@@ -228,11 +282,14 @@ def peak_memory_of_ednaml(args: list[str], cwd: Path) -> tuple[int, int]:
     """`ednaml ARGS...` run to its end: its exit status and its own peak resident memory in bytes."""
     import os
 
-    from bench.peak import wait_for_peak
     from conftest import EDNAML
 
+    from bench.peak import wait_for_peak
+
     with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
-        process = subprocess.Popen([str(EDNAML), *args], cwd=cwd, stdout=out, stderr=err, env={**os.environ, "WANDB_MODE": "offline"})
+        process = subprocess.Popen(
+            [str(EDNAML), *args], cwd=cwd, stdout=out, stderr=err, env={**os.environ, "WANDB_MODE": "offline"}
+        )
         return wait_for_peak(process)
 
 
@@ -248,12 +305,32 @@ def test_a_streamed_dataset_trains_the_same_without_being_held_in_memory(tmp_pat
     datasets.Dataset.from_dict(rows).to_parquet(tmp_path / "big.parquet", batch_size=250)  # row groups of 5 MB
     held = sum(len(text) for text in rows["text"])
     del rows
-    train_tokenizer(reviews(300)["text"] + [padding[:200]], "wordpiece", 200, True).save(str(tmp_path / "tokenizer.json"))
-    args = ["fit", "--config", str(CONFIGS / "hf-text-parquet.yml"), "--EXECUTION.DATAREADER.CRAWLER_ARGS.path", "big.parquet",
-            "--TRANSFORMATION.ARGS.tokenizer_file", "tokenizer.json", *SHORT]
+    train_tokenizer(reviews(300)["text"] + [padding[:200]], "wordpiece", 200, True).save(
+        str(tmp_path / "tokenizer.json")
+    )
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "hf-text-parquet.yml"),
+        "--EXECUTION.DATAREADER.CRAWLER_ARGS.path",
+        "big.parquet",
+        "--TRANSFORMATION.ARGS.tokenizer_file",
+        "tokenizer.json",
+        *SHORT,
+    ]
     peaks, results = {}, {}
-    for mode, extra in (("memory", []), ("streaming", ["--EXECUTION.DATAREADER.CRAWLER_ARGS.streaming", "true",
-                                                       "--EXECUTION.DATAREADER.CRAWLER_ARGS.cache_dir", "hf-cache"])):
+    for mode, extra in (
+        ("memory", []),
+        (
+            "streaming",
+            [
+                "--EXECUTION.DATAREADER.CRAWLER_ARGS.streaming",
+                "true",
+                "--EXECUTION.DATAREADER.CRAWLER_ARGS.cache_dir",
+                "hf-cache",
+            ],
+        ),
+    ):
         before = set(run_folders(tmp_path / "runs")) if (tmp_path / "runs").exists() else set()
         status, peaks[mode] = peak_memory_of_ednaml(args + extra, tmp_path)
         assert status == 0, (tmp_path / "err.txt").read_text()[-3000:]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import CONFIGS, run_ednaml, run_folders
 from torch import nn
 
-from conftest import CONFIGS, run_ednaml, run_folders
 from ednaml import EdnaML
 from ednaml.config import ConfigError
 from ednaml.data.readers import DigitsCrawler
@@ -48,13 +48,20 @@ def test_a_given_model_crawler_and_loss_are_used_and_recorded(tmp_path, monkeypa
     with pytest.raises(TypeError, match="add_model takes a torch.nn.Module, not str"):
         experiment.add_model("SmallCNN")
     model = Flat()
-    summary = experiment.add_model(model).add_crawler(FewDigits()).add_loss("digit", nn.CrossEntropyLoss(label_smoothing=0.1)).fit()
+    summary = (
+        experiment.add_model(model)
+        .add_crawler(FewDigits())
+        .add_loss("digit", nn.CrossEntropyLoss(label_smoothing=0.1))
+        .fit()
+    )
     assert summary["status"] == "finished" and summary["final"]["test/accuracy"] > 0.6
     assert "train/digit/CrossEntropyLoss" in summary["final"]  # the given loss's term
 
     (run,) = run_folders(tmp_path / "runs")
     provenance = json.loads((run / "provenance.json").read_text())
-    assert provenance["data"]["samples"]["train"] == 270  # the given crawler's 300, less the 10 % held out for validation
+    assert (
+        provenance["data"]["samples"]["train"] == 270
+    )  # the given crawler's 300, less the 10 % held out for validation
     components = provenance["components"]
     assert components["MODEL.MODEL_ARCH"]["class"] == "test_given.Flat" and components["MODEL.MODEL_ARCH"]["given"]
     assert components["LOSS[0].LOSSES[0]"]["class"] == "torch.nn.modules.loss.CrossEntropyLoss"
@@ -65,9 +72,16 @@ def test_a_given_model_crawler_and_loss_are_used_and_recorded(tmp_path, monkeypa
 
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert set(torch.load(checkpoint, weights_only=True)["ednaml"]["given"]) == {
-        "MODEL.MODEL_ARCH", "EXECUTION.DATAREADER.CRAWLER_ARGS", "LOSS[0].LOSSES"}
+        "MODEL.MODEL_ARCH",
+        "EXECUTION.DATAREADER.CRAWLER_ARGS",
+        "LOSS[0].LOSSES",
+    }
     tested = run_ednaml("test", "--ckpt_path", str(checkpoint), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
-    assert tested.returncode == 2 and "trained with components given from Python" in tested.stderr and "test_given.Flat" in tested.stderr
+    assert (
+        tested.returncode == 2
+        and "trained with components given from Python" in tested.stderr
+        and "test_given.Flat" in tested.stderr
+    )
     again = EdnaML(ckpt_path=str(checkpoint))
     again.add_model(Flat()).add_crawler(FewDigits()).add_loss("digit", nn.CrossEntropyLoss(label_smoothing=0.1))
     assert again.test()["final"]["test/accuracy"] == pytest.approx(summary["final"]["test/accuracy"], abs=1e-6)

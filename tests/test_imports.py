@@ -28,7 +28,9 @@ def module_imports() -> dict[str, set[str]]:
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 named = [f"{node.module}.{alias.name}" for alias in node.names]
-                targets = [t for t in named if t in modules] + ([node.module] if any(t not in modules for t in named) else [])
+                targets = [t for t in named if t in modules] + (
+                    [node.module] if any(t not in modules for t in named) else []
+                )
             else:
                 continue
             edges[name] |= {t for t in targets if t in modules and t != name}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_ednaml, run_folders
 
 ORIGINAL = Path(__file__).parent / "legacy_configs" / "digits-original-style.yml"
@@ -47,7 +46,9 @@ def test_migrate_writes_a_config_that_checks_without_a_note(tmp_path):
     for note in NOTES:
         assert any(note in line for line in header), note
     config = yaml.safe_load(text)
-    assert config["EXECUTION"]["DATAREADER"]["DATAREADER"] == "Digits" and config["LOSS"][0]["KWARGS"][0] == {"softmax_dimensions": 10}
+    assert config["EXECUTION"]["DATAREADER"]["DATAREADER"] == "Digits" and config["LOSS"][0]["KWARGS"][0] == {
+        "softmax_dimensions": 10
+    }
     assert config["MODEL"]["MODEL_KWARGS"]["embedding_dimensions"] == 32 and "MODEL_SERVING" not in config["EXECUTION"]
     assert [e["OPTIMIZER_NAME"] for e in config["LOSS_OPTIMIZER"]] == ["digit"] and "seed_everything" not in config
     checked = run_ednaml("check", "--config", str(target), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
@@ -59,12 +60,17 @@ def test_migrate_writes_a_config_that_checks_without_a_note(tmp_path):
 @pytest.mark.e2e
 def test_the_originals_projects_components_are_named_as_such_not_misspellings(tmp_path):
     config = tmp_path / "carzam.yml"
-    config.write_text(ORIGINAL.read_text().replace("TRAINER: BaseTrainer", "TRAINER: CarzamTrainer")
-                      .replace("MODEL_ARCH: 'SmallCNN'", "MODEL_ARCH: Resnet"))
+    config.write_text(
+        ORIGINAL.read_text()
+        .replace("TRAINER: BaseTrainer", "TRAINER: CarzamTrainer")
+        .replace("MODEL_ARCH: 'SmallCNN'", "MODEL_ARCH: Resnet")
+    )
     result = run_ednaml("check", "--config", str(config), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "EXECUTION.TRAINER: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, and is not part of EdnaML: " \
-           "register it with IMPORTS" in result.stderr
+    assert (
+        "EXECUTION.TRAINER: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, and is not part of EdnaML: "
+        "register it with IMPORTS" in result.stderr
+    )
     assert "MODEL.MODEL_ARCH: 'Resnet' is the original's re-identification ResNet" in result.stderr
     assert "did you mean" not in result.stderr
     migrated = run_ednaml("migrate", str(config), cwd=tmp_path)  # to stdout, with what is still to do
@@ -74,8 +80,18 @@ def test_the_originals_projects_components_are_named_as_such_not_misspellings(tm
 
 @pytest.mark.e2e
 def test_a_run_of_an_original_config_records_what_was_translated(tmp_path):
-    result = run_ednaml("fit", "--config", str(ORIGINAL), "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-                        "--trainer.limit_test_batches", "2", cwd=tmp_path)
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(ORIGINAL),
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path / "runs")
     notes = json.loads((run / "provenance.json").read_text())["config_notes"]
@@ -88,13 +104,19 @@ def test_a_run_of_an_original_config_records_what_was_translated(tmp_path):
 def test_old_spellings_on_the_command_line_win_and_old_string_forms_keep_their_values(tmp_path):
     from ednaml.api import EdnaML
 
-    experiment = EdnaML(ORIGINAL, overrides=[("LOSS.0.LOSS_KWARGS", "[{soft_dim: 10, eps: 0.2}, {}]"), ("MODEL.EMB_DIM", 48)])
+    experiment = EdnaML(
+        ORIGINAL, overrides=[("LOSS.0.LOSS_KWARGS", "[{soft_dim: 10, eps: 0.2}, {}]"), ("MODEL.EMB_DIM", 48)]
+    )
     config = experiment.config
     assert config["LOSS"][0]["KWARGS"][0] == {"softmax_dimensions": 10, "eps": 0.2}
     assert config["MODEL"]["MODEL_KWARGS"]["embedding_dimensions"] == 48
-    text = ORIGINAL.read_text().replace("  MODEL_KWARGS:\n    initial_channels: 1\n    width: 16\n",
-                                        "  MODEL_KWARGS: '{\"initial_channels\": 1, \"width\": 16}'\n")
-    (tmp_path / "strings.yml").write_text(text.replace("LOSS_KWARGS: [{'soft_dim': 10}, {}]", "LOSS_KWARGS: '[{\"soft_dim\": 10}, {}]'"))
+    text = ORIGINAL.read_text().replace(
+        "  MODEL_KWARGS:\n    initial_channels: 1\n    width: 16\n",
+        '  MODEL_KWARGS: \'{"initial_channels": 1, "width": 16}\'\n',
+    )
+    (tmp_path / "strings.yml").write_text(
+        text.replace("LOSS_KWARGS: [{'soft_dim': 10}, {}]", "LOSS_KWARGS: '[{\"soft_dim\": 10}, {}]'")
+    )
     config = EdnaML(tmp_path / "strings.yml").config
     assert config["MODEL"]["MODEL_KWARGS"] == {"initial_channels": 1, "width": 16, "embedding_dimensions": 32}
     assert config["LOSS"][0]["KWARGS"][0] == {"softmax_dimensions": 10}

@@ -10,8 +10,20 @@ from sklearn.datasets import load_digits
 
 from ednaml import registry
 
-FEATURE_LOSSES = ["TripletLoss", "MarginLoss", "ContrastiveLoss", "CompactContrastiveLoss", "ClusterLoss", "CenterLoss", "ProxyNCA"]
-LOGIT_LOSSES = [("SoftmaxLogitsLoss", {}), ("SoftmaxLabelSmooth", {"eps": 0.1}), ("TorchLoss", {"loss_class": "CrossEntropyLoss"})]
+FEATURE_LOSSES = [
+    "TripletLoss",
+    "MarginLoss",
+    "ContrastiveLoss",
+    "CompactContrastiveLoss",
+    "ClusterLoss",
+    "CenterLoss",
+    "ProxyNCA",
+]
+LOGIT_LOSSES = [
+    ("SoftmaxLogitsLoss", {}),
+    ("SoftmaxLabelSmooth", {"eps": 0.1}),
+    ("TorchLoss", {"loss_class": "CrossEntropyLoss"}),
+]
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +108,15 @@ def test_the_learnable_losses_give_their_reference_values_with_fixed_centers():
     assert value.item() == pytest.approx((math.log(2) + math.log(1 + math.exp(-18))) / 2, abs=1e-5)
 
 
-@pytest.mark.parametrize("name, kwargs, expected", [
-    ("SoftmaxLogitsLoss", {}, CE),
-    ("TorchLoss", {"loss_class": "CrossEntropyLoss"}, CE),
-    # smoothed targets (0.95, 0.05): 0.95 CE + 0.05 (CE + 2)
-    ("SoftmaxLabelSmooth", {"eps": 0.1}, 0.95 * CE + 0.05 * (CE + 2)),
-], ids=["SoftmaxLogitsLoss", "TorchLoss", "SoftmaxLabelSmooth"])
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("SoftmaxLogitsLoss", {}, CE),
+        ("TorchLoss", {"loss_class": "CrossEntropyLoss"}, CE),
+        # smoothed targets (0.95, 0.05): 0.95 CE + 0.05 (CE + 2)
+        ("SoftmaxLabelSmooth", {"eps": 0.1}, 0.95 * CE + 0.05 * (CE + 2)),
+    ],
+    ids=["SoftmaxLogitsLoss", "TorchLoss", "SoftmaxLabelSmooth"],
+)
 def test_a_logit_loss_gives_its_reference_value_on_a_fixed_batch(name, kwargs, expected):
     assert registry.get("loss", name)(**kwargs)(LOGITS, LOGIT_TARGETS).item() == pytest.approx(expected, abs=1e-6)

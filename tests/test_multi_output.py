@@ -7,7 +7,6 @@ import json
 
 import pytest
 import yaml
-
 from conftest import CONFIGS, run_ednaml, run_folders, summary
 
 pytestmark = pytest.mark.e2e
@@ -57,14 +56,32 @@ def test_each_group_follows_its_own_scheduler(multi_run):
     header, rows = rows[0], rows[1:]
     backbone = [float(r[header.index("lr/backbone/weight")]) for r in rows if r[header.index("lr/backbone/weight")]]
     heads = [float(r[header.index("lr/heads/weight")]) for r in rows if r[header.index("lr/heads/weight")]]
-    assert backbone[0] == pytest.approx(0.001) and backbone[-1] == pytest.approx(0.0003)  # StepLR(step_size=4, gamma=0.3) over 6 epochs
+    assert backbone[0] == pytest.approx(0.001) and backbone[-1] == pytest.approx(
+        0.0003
+    )  # StepLR(step_size=4, gamma=0.3) over 6 epochs
     assert heads[0] == pytest.approx(0.003) and heads[-1] < 0.0003  # cosine annealing towards 0 over T_max=6 epochs
 
 
 def test_the_legacy_multiclassification_config_runs_with_only_its_data_reader_changed(tmp_path):
-    result = run_ednaml("fit", "--config", str(CONFIGS / "multiclassification-legacy.yml"), "--trainer.max_epochs", "1",
-                        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
-                        "--TRANSFORMATION.WORKERS", "0", "--TRANSFORMATION.BATCH_SIZE", "8", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "multiclassification-legacy.yml"),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "1",
+        "--TRANSFORMATION.WORKERS",
+        "0",
+        "--TRANSFORMATION.BATCH_SIZE",
+        "8",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path / "runs")
     final = summary(run)["final"]
@@ -75,7 +92,9 @@ def test_the_legacy_multiclassification_config_runs_with_only_its_data_reader_ch
 
 def test_check_shows_the_learning_rates_the_run_logged(multi_run):
     # `check` simulates the schedulers; each learning rate logged during epoch E must be its row E
-    result = run_ednaml("check", "--config", str(CONFIGS / "digits-multi.yml"), cwd=multi_run.parent, env={"WANDB_MODE": "disabled"})
+    result = run_ednaml(
+        "check", "--config", str(CONFIGS / "digits-multi.yml"), cwd=multi_run.parent, env={"WANDB_MODE": "disabled"}
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.split("learning rate at the start of each epoch", 1)[1].splitlines()[1:]
     header = lines[0].split()

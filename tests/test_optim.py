@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONFIGS
 from torch import nn
 
-from conftest import CONFIGS
 from ednaml import EdnaML
 from ednaml.config import resolve
 from ednaml.config.sections import sections
@@ -30,7 +30,9 @@ def schedule_entries(*overrides: tuple[str, str]) -> list[dict]:
 
 def test_a_scheduler_drives_the_optimizer_its_name_binds():
     optimizers = {"a": sgd(1.0), "b": sgd(1.0)}
-    entries = schedule_entries(("SCHEDULER", "[{SCHEDULER_NAME: b, LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}}]"))
+    entries = schedule_entries(
+        ("SCHEDULER", "[{SCHEDULER_NAME: b, LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}}]")
+    )
     runner = ScheduleRunner(build_schedules(entries, optimizers))
     for optimizer in optimizers.values():
         optimizer.step()
@@ -41,7 +43,9 @@ def test_a_scheduler_drives_the_optimizer_its_name_binds():
 
 def test_interval_step_schedulers_step_per_optimizer_step_only():
     optimizers = {"opt-1": sgd(1.0)}
-    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}, INTERVAL: step}]"))
+    entries = schedule_entries(
+        ("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}, INTERVAL: step}]")
+    )
     runner = ScheduleRunner(build_schedules(entries, optimizers))
     runner.after_epoch({})
     assert optimizers["opt-1"].param_groups[0]["lr"] == 1.0
@@ -54,8 +58,13 @@ def test_interval_step_schedulers_step_per_optimizer_step_only():
 
 def test_warmup_ramps_linearly_and_composes_with_the_scheduler():
     optimizers = {"opt-1": sgd(1.0)}
-    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 2, gamma: 0.1}, INTERVAL: step,"
-                                             " WARMUP_STEPS: 4, WARMUP_START_FACTOR: 0.2}]"))
+    entries = schedule_entries(
+        (
+            "SCHEDULER",
+            "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 2, gamma: 0.1}, INTERVAL: step,"
+            " WARMUP_STEPS: 4, WARMUP_START_FACTOR: 0.2}]",
+        )
+    )
     runner = ScheduleRunner(build_schedules(entries, optimizers))
     seen = []
     for step in range(6):
@@ -69,7 +78,12 @@ def test_warmup_ramps_linearly_and_composes_with_the_scheduler():
 
 def test_reduce_on_plateau_reads_its_monitor():
     optimizers = {"opt-1": sgd(1.0)}
-    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: ReduceLROnPlateau, LR_KWARGS: {patience: 0, factor: 0.5}, MONITOR: val/accuracy}]"))
+    entries = schedule_entries(
+        (
+            "SCHEDULER",
+            "[{LR_SCHEDULER: ReduceLROnPlateau, LR_KWARGS: {patience: 0, factor: 0.5}, MONITOR: val/accuracy}]",
+        )
+    )
     runner = ScheduleRunner(build_schedules(entries, optimizers))
     for value in (0.9, 0.95, 0.95, 0.95):
         runner.after_epoch({"val/accuracy": torch.tensor(value)})
@@ -89,7 +103,9 @@ def test_fine_grained_stepped_lr_adds_and_multiplies_at_milestones():
 
 def test_optimizer_set_steps_every_member_and_round_trips_its_state():
     a, b = nn.Linear(2, 1), nn.Linear(2, 1)
-    optimizers = OptimizerSet({"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.Adam(b.parameters(), lr=0.1)})
+    optimizers = OptimizerSet(
+        {"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.Adam(b.parameters(), lr=0.1)}
+    )
     before = [p.detach().clone() for p in (*a.parameters(), *b.parameters())]
     optimizers.zero_grad()
     loss = optimizers.step(lambda: (a(torch.ones(1, 2)) + b(torch.ones(1, 2))).sum().backward() or torch.tensor(1.0))
@@ -107,8 +123,14 @@ def _cpu_flags() -> str:
     return cpuinfo.read_text() if cpuinfo.exists() else ""
 
 
-SHORT = {"trainer.limit_train_batches": 8, "trainer.limit_val_batches": 2, "trainer.limit_test_batches": 2,
-         "trainer.enable_progress_bar": False, "TRANSFORMATION.ARGS.i_shape": [16, 16], "EXECUTION.EPOCHS": 2}
+SHORT = {
+    "trainer.limit_train_batches": 8,
+    "trainer.limit_val_batches": 2,
+    "trainer.limit_test_batches": 2,
+    "trainer.enable_progress_bar": False,
+    "TRANSFORMATION.ARGS.i_shape": [16, 16],
+    "EXECUTION.EPOCHS": 2,
+}
 
 
 @pytest.mark.e2e
@@ -117,8 +139,13 @@ def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping
     # 24x24, not SHORT's 16x16: there ResNet-18's layer4 sees a 1x1 map through a stride-2 3x3 convolution,
     # and torch 2.14's bf16 CPU (oneDNN) weight gradient of that shape holds uninitialised values
     # (1e35s or NaN on the taps that only see padding), whatever EdnaML does
-    overrides = {**SHORT, "EXECUTION.TRAINER_ARGS.accumulation_steps": 2, "EXECUTION.FP16": True,
-                 "trainer.gradient_clip_val": 1.0, "TRANSFORMATION.ARGS.i_shape": [24, 24]}
+    overrides = {
+        **SHORT,
+        "EXECUTION.TRAINER_ARGS.accumulation_steps": 2,
+        "EXECUTION.FP16": True,
+        "trainer.gradient_clip_val": 1.0,
+        "TRANSFORMATION.ARGS.i_shape": [24, 24],
+    }
     info = EdnaML(CONFIGS / "digits-multi.yml", overrides=overrides).fit()
     assert info["status"] == "finished"
     assert info["global_step"] == 8  # 2 epochs x 8 batches / 2 accumulated: one step for all optimizers together
@@ -131,23 +158,39 @@ def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping
 def test_resuming_restores_optimizer_and_scheduler_state(workdir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     first = EdnaML(CONFIGS / "digits-multi.yml", overrides=SHORT).fit()
-    resumed = EdnaML(CONFIGS / "digits-multi.yml", overrides={**SHORT, "EXECUTION.EPOCHS": 3},
-                     ckpt_path=first["checkpoints"]["last"]).fit()
+    resumed = EdnaML(
+        CONFIGS / "digits-multi.yml", overrides={**SHORT, "EXECUTION.EPOCHS": 3}, ckpt_path=first["checkpoints"]["last"]
+    ).fit()
     assert resumed["epochs"] == 3 and resumed["global_step"] == 24
     state = torch.load(resumed["checkpoints"]["last"], map_location="cpu", weights_only=True)["ednaml"]["schedules"]
     assert [s["last_epoch"] for s in state] == [3, 3]  # both epoch schedulers stepped 3 times across the two runs
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or "avx512f" not in _cpu_flags(),
-                    reason="oneDNN's ISA limit emulates a CPU without native bf16 only on an AVX-512 x86 CPU")
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or "avx512f" not in _cpu_flags(),
+    reason="oneDNN's ISA limit emulates a CPU without native bf16 only on an AVX-512 x86 CPU",
+)
 def test_mixed_precision_training_holds_on_a_cpu_without_native_bf16(tmp_path):
     # oneDNN takes other bf16 code paths on a CPU without AVX512_BF16; ONEDNN_MAX_CPU_ISA makes this one
     # such a CPU (AVX-512 without bf16 or VNNI), so the test above runs on both paths here
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "WANDB_MODE": "disabled"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::"
-                             "test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:]
 
 
@@ -155,9 +198,13 @@ def test_optimizer_set_makes_every_hook_dict_torchs_optimizer_makes():
     plain = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     assert {name for name in vars(plain) if name.endswith("_hooks")} == set(OptimizerSet.HOOKS)
     a, b = nn.Linear(2, 1), nn.Linear(2, 1)
-    together = OptimizerSet({"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.SGD(b.parameters(), lr=0.1)})
+    together = OptimizerSet(
+        {"a": torch.optim.SGD(a.parameters(), lr=0.1), "b": torch.optim.SGD(b.parameters(), lr=0.1)}
+    )
     seen = []
-    together.register_step_post_hook(lambda optimizer, args, kwargs: seen.append(optimizer))  # as profilers and Lightning do
+    together.register_step_post_hook(
+        lambda optimizer, args, kwargs: seen.append(optimizer)
+    )  # as profilers and Lightning do
     together.step()
     assert seen == [together]
     assert together.state_dict()["optimizers"].keys() == {"a", "b"}
@@ -168,9 +215,11 @@ def test_a_step_that_amp_skipped_does_not_advance_a_step_schedule():
 
     weight = nn.Parameter(torch.ones(2))
     optimizer = torch.optim.SGD([weight], lr=1.0)
-    entries = schedule_entries(("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}, INTERVAL: step}]"))
+    entries = schedule_entries(
+        ("SCHEDULER", "[{LR_SCHEDULER: StepLR, LR_KWARGS: {step_size: 1, gamma: 0.5}, INTERVAL: step}]")
+    )
     runner = ScheduleRunner(build_schedules(entries, {"opt-1": optimizer}))
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
     seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch's "lr_scheduler.step() before optimizer.step()" among them
@@ -193,11 +242,29 @@ def test_the_logged_learning_rate_of_every_step_is_warmup_then_cosine_by_hand_wi
 
     base, start, warmup, horizon = 0.01, 0.1, 3, 6
     result = run_ednaml(
-        "fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--EXECUTION.TRAINER_ARGS.accumulation_steps", "2",
-        "--trainer.limit_train_batches", "12", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
-        "--LOGGING.STEP_VERBOSE", "1", "--OPTIMIZER.0.BASE_LR", str(base),
-        "--SCHEDULER", f"[{{LR_SCHEDULER: CosineAnnealingLR, LR_KWARGS: {{T_max: {horizon}}}, INTERVAL: step, WARMUP_STEPS: {warmup}, "
-                       f"WARMUP_START_FACTOR: {start}}}]", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--EXECUTION.EPOCHS",
+        "1",
+        "--EXECUTION.TRAINER_ARGS.accumulation_steps",
+        "2",
+        "--trainer.limit_train_batches",
+        "12",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "1",
+        "--LOGGING.STEP_VERBOSE",
+        "1",
+        "--OPTIMIZER.0.BASE_LR",
+        str(base),
+        "--SCHEDULER",
+        f"[{{LR_SCHEDULER: CosineAnnealingLR, LR_KWARGS: {{T_max: {horizon}}}, INTERVAL: step, WARMUP_STEPS: {warmup}, "
+        f"WARMUP_START_FACTOR: {start}}}]",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Detected call of `lr_scheduler.step()`" not in result.stderr
     (run,) = run_folders(tmp_path / "runs")

@@ -8,9 +8,9 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import CONFIGS, run_ednaml
 
 import ednaml
-from conftest import CONFIGS, run_ednaml
 from ednaml.adapters.plugins import PluginRunner
 from ednaml.adapters.runner import instantiate
 from ednaml.api import prepare
@@ -49,14 +49,27 @@ class Recorder(ModelPlugin):
 
 def module_with(plugins: list[dict[str, Any]]) -> tuple[Any, Any]:
     ednaml.register.plugin("Recorder")(Recorder)
-    config = prepare([CONFIGS / "digits.yml"], [("MODEL_PLUGIN", plugins), ("EXECUTION.DATAREADER.CRAWLER_ARGS.test_fraction", 0.5)])
+    config = prepare(
+        [CONFIGS / "digits.yml"], [("MODEL_PLUGIN", plugins), ("EXECUTION.DATAREADER.CRAWLER_ARGS.test_fraction", 0.5)]
+    )
     return instantiate(config, None)
 
 
 def fit(module: Any, data: Any, hooks: str, tmp_path: Any, epochs: int = 2) -> pl.Trainer:
-    trainer = pl.Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[PluginRunner(hooks)], default_root_dir=tmp_path, accelerator="cpu", devices=1)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[PluginRunner(hooks)],
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, datamodule=data)
     return trainer
 
@@ -67,38 +80,68 @@ def test_hooks_run_in_order_and_a_plugin_learns_only_from_training_batches_of_it
     train, val = [("pre_forward",), ("post_forward", False)] * 2, [("pre_forward",), ("post_forward", False)]
     learning = [("pre_forward",), ("post_forward", True)] * 2
     assert module.plugins["r"].calls == [
-        ("pre_epoch", 0), *train, ("post_epoch", 0), *val,                      # epoch 0: before its warm-up
-        ("pre_epoch", 1), *learning, ("sync",), ("activate",), ("post_epoch", 1), *val,  # the last: it learns, activates, then validates
+        ("pre_epoch", 0),
+        *train,
+        ("post_epoch", 0),
+        *val,  # epoch 0: before its warm-up
+        ("pre_epoch", 1),
+        *learning,
+        ("sync",),
+        ("activate",),
+        ("post_epoch", 1),
+        *val,  # the last: it learns, activates, then validates
     ]
     assert module.plugins["r"].activated and int(module.plugins["r"].warmed_epochs) == 1
 
 
-@pytest.mark.parametrize("hooks, runs", [("always", {"done", "warming"}), ("warmup", {"warming"}), ("activated", {"done"})])
+@pytest.mark.parametrize(
+    "hooks, runs", [("always", {"done", "warming"}), ("warmup", {"warming"}), ("activated", {"done"})]
+)
 def test_hooks_mode_chooses_which_plugins_run(tmp_path, hooks, runs):
-    data, module = module_with([{"PLUGIN_NAME": "done", "PLUGIN": "Recorder", "PLUGIN_KWARGS": {"warmup_epochs": 0}},
-                                {"PLUGIN_NAME": "warming", "PLUGIN": "Recorder", "PLUGIN_KWARGS": {"warmup_epochs": 5}}])
+    data, module = module_with(
+        [
+            {"PLUGIN_NAME": "done", "PLUGIN": "Recorder", "PLUGIN_KWARGS": {"warmup_epochs": 0}},
+            {"PLUGIN_NAME": "warming", "PLUGIN": "Recorder", "PLUGIN_KWARGS": {"warmup_epochs": 5}},
+        ]
+    )
     fit(module, data, hooks, tmp_path, epochs=1)
     ran = {name for name, plugin in module.plugins.items() if any(call[0] == "post_forward" for call in plugin.calls)}
     assert ran == runs
-    assert ("done" in module.plugin_outputs) == ("done" in runs)  # an activated plugin's outputs, from the latest forward
+    assert ("done" in module.plugin_outputs) == (
+        "done" in runs
+    )  # an activated plugin's outputs, from the latest forward
 
 
 def test_plugin_state_travels_in_checkpoints_and_is_not_shared_between_models(tmp_path):
-    entries = [{"PLUGIN_NAME": "k", "PLUGIN": "KMeansProxy", "PLUGIN_KWARGS": {"clusters": 4}},
-               {"PLUGIN_NAME": "c", "PLUGIN": "LogitConfidence", "PLUGIN_KWARGS": {}}]
+    entries = [
+        {"PLUGIN_NAME": "k", "PLUGIN": "KMeansProxy", "PLUGIN_KWARGS": {"clusters": 4}},
+        {"PLUGIN_NAME": "c", "PLUGIN": "LogitConfidence", "PLUGIN_KWARGS": {}},
+    ]
     data, module = module_with(entries)
     _, other = module_with(entries)
     trainer = fit(module, data, "always", tmp_path, epochs=1)
     assert module.plugins["k"].activated and module.plugins["c"].activated
-    assert not other.plugins["k"].activated and not other.plugins["k"].centers.any()  # untouched by the first model's warm-up
-    assert module.plugins["k"] is not other.plugins["k"] and module.plugins["k"].centers.data_ptr() != other.plugins["k"].centers.data_ptr()
+    assert (
+        not other.plugins["k"].activated and not other.plugins["k"].centers.any()
+    )  # untouched by the first model's warm-up
+    assert (
+        module.plugins["k"] is not other.plugins["k"]
+        and module.plugins["k"].centers.data_ptr() != other.plugins["k"].centers.data_ptr()
+    )
 
     trainer.save_checkpoint(tmp_path / "p.ckpt")
 
     def restored(target: Any) -> Any:  # Lightning's own checkpoint loading, in a validation run
-        pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1, default_root_dir=tmp_path,
-                   callbacks=[PluginRunner("activated")], accelerator="cpu", devices=1).validate(
-            target, datamodule=data, ckpt_path=str(tmp_path / "p.ckpt"), verbose=False)
+        pl.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=1,
+            default_root_dir=tmp_path,
+            callbacks=[PluginRunner("activated")],
+            accelerator="cpu",
+            devices=1,
+        ).validate(target, datamodule=data, ckpt_path=str(tmp_path / "p.ckpt"), verbose=False)
         return target
 
     restored(other)
@@ -110,7 +153,9 @@ def test_plugin_state_travels_in_checkpoints_and_is_not_shared_between_models(tm
     _, resized = module_with([{**entries[0], "PLUGIN_KWARGS": {"clusters": 6}}])  # another size: starts fresh
     assert not restored(resized).plugins["k"].activated and resized.plugins["k"].centers.shape[0] == 6
     _, bare = module_with([])  # no plugins: the checkpoint's are dropped, the model's weights still load exactly
-    assert torch.equal(next(iter(restored(bare).model.state_dict().values())), next(iter(module.model.state_dict().values())))
+    assert torch.equal(
+        next(iter(restored(bare).model.state_dict().values())), next(iter(module.model.state_dict().values()))
+    )
 
 
 def blobs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,7 +173,7 @@ def test_kmeans_proxy_labels_each_input_by_its_nearest_cluster(distance):
     outputs = {"y": Output(torch.nn.functional.one_hot(labels, 3).float() * 4, features, "y")}  # the model is right
     for _ in range(2):
         for batch in range(0, len(labels), 30):
-            part = {"y": Output(outputs["y"].logits[batch:batch + 30], features[batch:batch + 30], "y")}
+            part = {"y": Output(outputs["y"].logits[batch : batch + 30], features[batch : batch + 30], "y")}
             assert plugin.post_forward(None, part, learning=True) == {}
         plugin.end_warmup_epoch(None)
     assert plugin.activated and int(plugin.counts.sum()) == 2 * len(labels)
@@ -151,17 +196,34 @@ def test_logit_confidence_thresholds_are_each_classes_mean_confidence():
     plugin.end_warmup_epoch(None)
     assert plugin.thresholds.tolist() == pytest.approx([float(confidence[:2].mean()), float(confidence[2])])
     out = plugin.post_forward(None, {"y": Output(logits, None, "y")}, learning=False)
-    assert out["confident"] == [True, False, True] and out["threshold"].tolist() == pytest.approx([plugin.thresholds[0].item()] * 2 + [plugin.thresholds[1].item()])
+    assert out["confident"] == [True, False, True] and out["threshold"].tolist() == pytest.approx(
+        [plugin.thresholds[0].item()] * 2 + [plugin.thresholds[1].item()]
+    )
 
 
 @pytest.mark.e2e
 def test_plugin_mistakes_name_their_key_in_check_and_fit(tmp_path):
-    for kwargs, message in (("{clusters: 0}", "MODEL_PLUGIN[0].PLUGIN_KWARGS.clusters: 0 is not a whole number of at least 1"),
-                            ("{output: parity}", "MODEL_PLUGIN[0].PLUGIN_KWARGS.output: 'parity' is not an output of the model"),
-                            ("{clustres: 3}", "MODEL_PLUGIN[0].PLUGIN_KWARGS.clustres: KMeansProxy takes no argument 'clustres'; did you mean 'clusters'?")):
+    for kwargs, message in (
+        ("{clusters: 0}", "MODEL_PLUGIN[0].PLUGIN_KWARGS.clusters: 0 is not a whole number of at least 1"),
+        ("{output: parity}", "MODEL_PLUGIN[0].PLUGIN_KWARGS.output: 'parity' is not an output of the model"),
+        (
+            "{clustres: 3}",
+            "MODEL_PLUGIN[0].PLUGIN_KWARGS.clustres: KMeansProxy takes no argument 'clustres'; did you mean 'clusters'?",
+        ),
+    ):
         plugins = f"[{{PLUGIN_NAME: k, PLUGIN: KMeansProxy, PLUGIN_KWARGS: {kwargs}}}]"
         for command in ("check", "fit"):
-            result = run_ednaml(command, "--config", str(CONFIGS / "digits.yml"), "--MODEL_PLUGIN", plugins, cwd=tmp_path,
-                                env={"WANDB_MODE": "disabled"})
-            assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (command, result.stderr[-1500:])
+            result = run_ednaml(
+                command,
+                "--config",
+                str(CONFIGS / "digits.yml"),
+                "--MODEL_PLUGIN",
+                plugins,
+                cwd=tmp_path,
+                env={"WANDB_MODE": "disabled"},
+            )
+            assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (
+                command,
+                result.stderr[-1500:],
+            )
     assert not (tmp_path / "runs").exists()  # refused before a run folder

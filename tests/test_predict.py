@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-
 from conftest import CONFIGS, run_ednaml
+from PIL import Image
+from test_validation import problems
+
+from ednaml.checkpoints import trained_checkpoint
 from ednaml.cli import parse_args
 from ednaml.data.readers import image_inputs
 from ednaml.data.text import text_inputs
 from ednaml.deploy import Predicted, manifest_path, output_format, write_records
 from ednaml.deploy.classification import BaseDeploy
 from ednaml.errors import ConfigError, DataError, UsageError
-from ednaml.checkpoints import trained_checkpoint
-from test_validation import problems
 
 CLASSES = ["cat", "dog", "owl"]
 
@@ -31,11 +31,20 @@ def predicted(target: bool = True) -> Predicted:
 
 def test_base_deploy_gives_class_probability_target_and_top_k_per_input():
     one = BaseDeploy().records({"animal": predicted()})
-    assert one == [{"prediction": "dog", "confidence": 0.7, "target": "dog"}, {"prediction": "cat", "confidence": 0.5, "target": "owl"}]
+    assert one == [
+        {"prediction": "dog", "confidence": 0.7, "target": "dog"},
+        {"prediction": "cat", "confidence": 0.5, "target": "owl"},
+    ]
     top = BaseDeploy(top_k=5).records({"animal": predicted(target=False)})  # more than the classes: all of them
-    assert top[1] == {"prediction": "cat", "confidence": 0.5, "top_k": [{"class": "cat", "probability": 0.5},
-                                                                        {"class": "owl", "probability": 0.3},
-                                                                        {"class": "dog", "probability": 0.2}]}
+    assert top[1] == {
+        "prediction": "cat",
+        "confidence": 0.5,
+        "top_k": [
+            {"class": "cat", "probability": 0.5},
+            {"class": "owl", "probability": 0.3},
+            {"class": "dog", "probability": 0.2},
+        ],
+    }
     two = BaseDeploy().records({"a": predicted(target=False), "b": predicted(target=False)})
     assert list(two[0]) == ["a_prediction", "a_confidence", "b_prediction", "b_confidence"]
     for bad in (0, -1, 1.5, True):
@@ -44,7 +53,10 @@ def test_base_deploy_gives_class_probability_target_and_top_k_per_input():
 
 
 def test_records_are_written_as_csv_jsonl_or_parquet_with_lists_kept(tmp_path):
-    records = [{"index": i, "prediction": c, "top_k": [{"class": c, "probability": p}]} for i, (c, p) in enumerate([("dog", 0.7), ("cat", 0.5)])]
+    records = [
+        {"index": i, "prediction": c, "top_k": [{"class": c, "probability": p}]}
+        for i, (c, p) in enumerate([("dog", 0.7), ("cat", 0.5)])
+    ]
     assert write_records(tmp_path / "p.csv", records, "csv") == ["index", "prediction", "top_k"]
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [json.loads(r["top_k"]) for r in rows] == [r["top_k"] for r in records]
@@ -83,7 +95,10 @@ def test_new_images_are_found_below_a_folder_in_path_order_and_bad_ones_named(tm
 
 def test_new_texts_come_from_lines_a_text_column_or_files(tmp_path):
     (tmp_path / "lines.txt").write_text("first text\n\nsecond text\n")
-    assert text_inputs(str(tmp_path / "lines.txt")) == [(f"{tmp_path / 'lines.txt'}:1", "first text"), (f"{tmp_path / 'lines.txt'}:3", "second text")]
+    assert text_inputs(str(tmp_path / "lines.txt")) == [
+        (f"{tmp_path / 'lines.txt'}:1", "first text"),
+        (f"{tmp_path / 'lines.txt'}:3", "second text"),
+    ]
     (tmp_path / "rows.csv").write_text("id,text\nr1,hello\nr2,world\n")
     assert text_inputs(str(tmp_path / "rows.csv")) == [("r1", "hello"), ("r2", "world")]
     (tmp_path / "rows.jsonl").write_text('{"text": "one"}\n{"text": "two", "id": 7}\n')
@@ -114,7 +129,9 @@ def test_a_run_predicts_with_its_best_checkpoint_else_its_last_and_only_from_its
     run = tmp_path / "exp" / "r1"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    (run / "summary.json").write_text(json.dumps({"checkpoints": {"best": "/etc/passwd"}}))  # untrusted: only its file name counts
+    (run / "summary.json").write_text(
+        json.dumps({"checkpoints": {"best": "/etc/passwd"}})
+    )  # untrusted: only its file name counts
     assert trained_checkpoint(str(run)) == run / "checkpoints" / "last.ckpt"
     (run / "checkpoints" / "m_best.ckpt").write_bytes(b"x")
     (run / "summary.json").write_text(json.dumps({"checkpoints": {"best": "/elsewhere/m_best.ckpt"}}))
@@ -134,11 +151,14 @@ def test_a_run_predicts_with_its_best_checkpoint_else_its_last_and_only_from_its
 
 def test_deployment_mistakes_are_named_before_anything_runs():
     assert problems([("DEPLOYMENT.DEPLOY", "BaseDeplo")]) == [
-        "DEPLOYMENT.DEPLOY: 'BaseDeplo' is not a known deployment; did you mean 'BaseDeploy'?"]
+        "DEPLOYMENT.DEPLOY: 'BaseDeplo' is not a known deployment; did you mean 'BaseDeploy'?"
+    ]
     assert problems([("DEPLOYMENT.DEPLOYMENT_ARGS", "{topk: 3}")]) == [
-        "DEPLOYMENT.DEPLOYMENT_ARGS.topk: BaseDeploy takes no argument 'topk'; did you mean 'top_k'?"]
+        "DEPLOYMENT.DEPLOYMENT_ARGS.topk: BaseDeploy takes no argument 'topk'; did you mean 'top_k'?"
+    ]
     assert problems([("DEPLOYMENT.OUTPUT_ARGS.format", "xlsx")]) == [
-        "DEPLOYMENT.OUTPUT_ARGS.format: 'xlsx' is not one of csv, jsonl, parquet"]
+        "DEPLOYMENT.OUTPUT_ARGS.format: 'xlsx' is not one of csv, jsonl, parquet"
+    ]
 
 
 @pytest.mark.e2e
@@ -153,9 +173,11 @@ def test_predict_without_a_trained_model_or_with_a_reader_that_reads_no_new_data
 
 @pytest.mark.e2e
 def test_export_needs_one_run_and_a_known_format(tmp_path):
-    for args, message in ((["export", "r1"], "needs --format torchscript or onnx"),
-                          (["export", "r1", "--format", "tflite"], "not 'tflite'"),
-                          (["export", "--format", "onnx"], "takes one run folder")):
+    for args, message in (
+        (["export", "r1"], "needs --format torchscript or onnx"),
+        (["export", "r1", "--format", "tflite"], "not 'tflite'"),
+        (["export", "--format", "onnx"], "takes one run folder"),
+    ):
         result = run_ednaml(*args, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
@@ -184,7 +206,8 @@ def test_deployment_datareader_reads_new_data_where_the_config_sets_one(tmp_path
     with pytest.raises(DataError, match="none of the image extensions"):  # without it: the training reader reads --data
         EdnaDataModule(prepare([CONFIGS / "digits.yml"]), None, NewData(str(listing), labels))
     assert problems([("DEPLOYMENT.DATAREADER.DATAREADER", "ImageFoldr")]) == [
-        "DEPLOYMENT.DATAREADER.DATAREADER: 'ImageFoldr' is not a known datareader; did you mean 'ImageFolder'?"]
+        "DEPLOYMENT.DATAREADER.DATAREADER: 'ImageFoldr' is not a known datareader; did you mean 'ImageFolder'?"
+    ]
 
 
 def test_new_data_with_no_inputs_is_named(tmp_path):
@@ -193,7 +216,11 @@ def test_new_data_with_no_inputs_is_named(tmp_path):
 
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(DataError, match="empty.txt' holds no inputs to predict on"):
-        EdnaDataModule(prepare([CONFIGS / "polarity-text.yml"]), None, NewData(str(tmp_path / "empty.txt"), {"polarity": ["neg", "pos"]}))
+        EdnaDataModule(
+            prepare([CONFIGS / "polarity-text.yml"]),
+            None,
+            NewData(str(tmp_path / "empty.txt"), {"polarity": ["neg", "pos"]}),
+        )
 
 
 def test_model_json_s_preprocessing_holds_the_normalization_a_config_leaves_to_its_default():
@@ -201,7 +228,9 @@ def test_model_json_s_preprocessing_holds_the_normalization_a_config_leaves_to_i
     from ednaml.config.sections import sections
     from ednaml.export import preprocessing
 
-    config = sections(resolve([CONFIGS / "digits.yml"], [("TEST_TRANSFORMATION.ARGS", "!replace {i_shape: [8, 8], channels: 1}")]))
+    config = sections(
+        resolve([CONFIGS / "digits.yml"], [("TEST_TRANSFORMATION.ARGS", "!replace {i_shape: [8, 8], channels: 1}")])
+    )
     shown = preprocessing(config)
     assert shown["normalization_mean"] == 0.5 and shown["normalization_std"] == 0.5 and shown["i_shape"] == [8, 8]
     assert shown["channels"] == 1 and "train" not in shown

@@ -18,8 +18,17 @@ REFERENCE = Path(__file__).parent / "reference_configs"
 
 # Each reference config: the key paths of exactly the problems it has here, all of the missing kind.
 EXPECTED = {
-    "attention/ccars-micro-att-part.yml": ["EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_KWARGS.input_attention", "MODEL.MODEL_KWARGS.part_attention", "MODEL.MODEL_KWARGS.secondary_attention"],
-    "attention/ccars-micro-att.yml": ["EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_KWARGS.attention", "MODEL.MODEL_KWARGS.input_attention"],
+    "attention/ccars-micro-att-part.yml": [
+        "EXECUTION.DATAREADER.DATAREADER",
+        "MODEL.MODEL_KWARGS.input_attention",
+        "MODEL.MODEL_KWARGS.part_attention",
+        "MODEL.MODEL_KWARGS.secondary_attention",
+    ],
+    "attention/ccars-micro-att.yml": [
+        "EXECUTION.DATAREADER.DATAREADER",
+        "MODEL.MODEL_KWARGS.attention",
+        "MODEL.MODEL_KWARGS.input_attention",
+    ],
     "basics/cnn/cifar.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "basics/cnn/cifar100.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "basics/cnn/mnist.yml": ["EXECUTION.DATAREADER.DATAREADER"],
@@ -31,12 +40,26 @@ EXPECTED = {
     "datasets/config-vehicleid.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "datasets/config-veri.yml": ["EXECUTION.DATAREADER.DATAREADER"],
     "text/nela-covid-v0.yml": ["EXECUTION.DATAREADER.DATAREADER", "MODEL.MODEL_ARCH"],
-    "trainers/multibranch-compcars.yml": ["EXECUTION.DATAREADER.DATAREADER", "EXECUTION.DATAREADER.GENERATOR", "MODEL.MODEL_KWARGS.soft_targets"],
-    "trainers/multibranch-veri.yml": ["EXECUTION.DATAREADER.DATAREADER", "EXECUTION.DATAREADER.GENERATOR", "MODEL.MODEL_KWARGS.soft_targets"],
+    "trainers/multibranch-compcars.yml": [
+        "EXECUTION.DATAREADER.DATAREADER",
+        "EXECUTION.DATAREADER.GENERATOR",
+        "MODEL.MODEL_KWARGS.soft_targets",
+    ],
+    "trainers/multibranch-veri.yml": [
+        "EXECUTION.DATAREADER.DATAREADER",
+        "EXECUTION.DATAREADER.GENERATOR",
+        "MODEL.MODEL_KWARGS.soft_targets",
+    ],
     "trainers/multiclassification-veri.yml": ["EXECUTION.DATAREADER.DATAREADER", "EXECUTION.DATAREADER.GENERATOR"],
 }
-MISSING = ("is not a known", " takes no argument ", "not supported in this version", "is not part of EdnaML: register it with IMPORTS",
-           "is the original's base class", "which EdnaML does not ship")
+MISSING = (
+    "is not a known",
+    " takes no argument ",
+    "not supported in this version",
+    "is not part of EdnaML: register it with IMPORTS",
+    "is the original's base class",
+    "which EdnaML does not ship",
+)
 
 
 def test_every_reference_config_is_listed():

@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 import torch
+from conftest import CONFIGS, run_ednaml
 
 import ednaml
-from conftest import CONFIGS, run_ednaml
 from ednaml import registry
 from ednaml.api import prepare
 
@@ -42,7 +42,8 @@ def test_an_unknown_name_suggests_the_closest():
 
 
 def test_components_from_a_user_file_named_in_imports(tmp_path):
-    (tmp_path / "my_losses.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_losses.py").write_text(
+        textwrap.dedent("""
         import torch
         import ednaml
 
@@ -54,9 +55,16 @@ def test_components_from_a_user_file_named_in_imports(tmp_path):
                 self.factor = factor
             def forward(self, logits, target):
                 return self.factor * torch.nn.functional.cross_entropy(logits, target)
-    """))
-    config = prepare([CONFIGS / "digits.yml"], [("EXECUTION.IMPORTS", f"[{tmp_path / 'my_losses.py'}]"),
-                                                 ("LOSS.0.LOSSES", "[DoubledCrossEntropy]"), ("LOSS.0.KWARGS", "[{factor: 3}]")])
+    """)
+    )
+    config = prepare(
+        [CONFIGS / "digits.yml"],
+        [
+            ("EXECUTION.IMPORTS", f"[{tmp_path / 'my_losses.py'}]"),
+            ("LOSS.0.LOSSES", "[DoubledCrossEntropy]"),
+            ("LOSS.0.KWARGS", "[{factor: 3}]"),
+        ],
+    )
     assert config["LOSS"][0]["LOSSES"] == ["DoubledCrossEntropy"]
     assert registry.describe(registry.get("loss", "DoubledCrossEntropy")) == "Twice the cross-entropy."
 
@@ -125,17 +133,24 @@ def test_ednaml_list_shows_the_users_components_and_one_components_arguments(tmp
         "class HalfCrossEntropy(torch.nn.Module):\n"
         "    '''Half the cross-entropy.'''\n"
         "    def __init__(self, smoothing: float, scale: float = 0.5):\n"
-        "        super().__init__()\n")
+        "        super().__init__()\n"
+    )
     listed = run_ednaml("list", "loss", "--import", "my_losses.py", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert re.search(r"^  HalfCrossEntropy +Half the cross-entropy\.", listed.stdout, re.M)
     (tmp_path / "cfg.yml").write_text("EXECUTION:\n  IMPORTS: [my_losses.py]\n")
     one = run_ednaml("list", "loss", "HalfCrossEntropy", "--config", "cfg.yml", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
-    assert one.stdout.splitlines() == ["loss HalfCrossEntropy: Half the cross-entropy.", "  LOSS[i].KWARGS[j]:",
-                                       "    smoothing: float  (required)", "    scale: float = 0.5"]
+    assert one.stdout.splitlines() == [
+        "loss HalfCrossEntropy: Half the cross-entropy.",
+        "  LOSS[i].KWARGS[j]:",
+        "    smoothing: float  (required)",
+        "    scale: float = 0.5",
+    ]
     reader = run_ednaml("list", "datareader", "Digits", cwd=tmp_path).stdout
-    assert "  EXECUTION.DATAREADER.CRAWLER_ARGS:" in reader and "  TRANSFORMATION.ARGS:" in reader and "i_shape" in reader
+    assert (
+        "  EXECUTION.DATAREADER.CRAWLER_ARGS:" in reader and "  TRANSFORMATION.ARGS:" in reader and "i_shape" in reader
+    )
     missing = run_ednaml("list", "loss", "--import", "nowhere.py", cwd=tmp_path)
     assert missing.returncode == 2 and "nowhere.py" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -158,13 +173,25 @@ def test_a_component_registered_in_one_test_is_gone_in_the_next_part_2_finds_not
 
 @pytest.mark.e2e  # two fresh Python processes
 def test_a_component_from_a_user_file_is_named_by_the_file_the_same_in_every_process(tmp_path):
-    (tmp_path / "my_parts.py").write_text("import torch\nimport ednaml\n\n\n@ednaml.register.loss('PartsLoss')\n"
-                                          "class PartsLoss(torch.nn.Module):\n    pass\n")
-    probe = ("import sys; from pathlib import Path; from ednaml import registry; from ednaml.tracking.provenance import describe_component;"
-             f"registry.import_sources([{str(tmp_path / 'my_parts.py')!r}]);"
-             "obj = registry.get('loss', 'PartsLoss'); print(obj.__module__, describe_component(obj)['class'])")
-    seen = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    (tmp_path / "my_parts.py").write_text(
+        "import torch\nimport ednaml\n\n\n@ednaml.register.loss('PartsLoss')\n"
+        "class PartsLoss(torch.nn.Module):\n    pass\n"
+    )
+    probe = (
+        "import sys; from pathlib import Path; from ednaml import registry; from ednaml.tracking.provenance import describe_component;"
+        f"registry.import_sources([{str(tmp_path / 'my_parts.py')!r}]);"
+        "obj = registry.get('loss', 'PartsLoss'); print(obj.__module__, describe_component(obj)['class'])"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     (line,) = seen  # the same module and class in both processes, whatever Python's hash seed
     module, described = line.split()
     assert module.startswith("ednaml_user_my_parts_") and described == "my_parts.py:PartsLoss"

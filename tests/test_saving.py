@@ -10,12 +10,17 @@ from pathlib import Path
 import fsspec
 import pytest
 import torch
-
 from conftest import CONFIGS, run_folders
+
 from ednaml import EdnaML
 
-SHORT = {"EXECUTION.EPOCHS": 2, "trainer.limit_train_batches": 10, "trainer.limit_val_batches": 2,
-         "trainer.limit_test_batches": 2, "trainer.enable_progress_bar": False}
+SHORT = {
+    "EXECUTION.EPOCHS": 2,
+    "trainer.limit_train_batches": 10,
+    "trainer.limit_val_batches": 2,
+    "trainer.limit_test_batches": 2,
+    "trainer.enable_progress_bar": False,
+}
 
 
 def fit(workdir, **overrides):
@@ -28,8 +33,12 @@ def test_epoch_and_step_checkpoints_are_named_by_save(workdir, monkeypatch):
     info = fit(workdir, **{"SAVE.SAVE_FREQUENCY": 1, "SAVE.STEP_SAVE_FREQUENCY": 7})
     names = sorted(p.rsplit("/", 1)[1] for p in info["checkpoints"]["saved"])
     # 10 steps per epoch: epoch ends at steps 10 and 20, step saves at 7 and 14.
-    assert names == ["digits-v1_epoch0_step10.ckpt", "digits-v1_epoch0_step7.ckpt",
-                     "digits-v1_epoch1_step14.ckpt", "digits-v1_epoch1_step20.ckpt"]
+    assert names == [
+        "digits-v1_epoch0_step10.ckpt",
+        "digits-v1_epoch0_step7.ckpt",
+        "digits-v1_epoch1_step14.ckpt",
+        "digits-v1_epoch1_step20.ckpt",
+    ]
     last = torch.load(info["checkpoints"]["last"], map_location="cpu", weights_only=True)
     assert last["global_step"] == 20
     assert last["ednaml"]["config"]["SAVE"]["STEP_SAVE_FREQUENCY"] == 7  # every checkpoint carries the config
@@ -76,13 +85,33 @@ def test_exact_epoch_count(workdir, monkeypatch):
 def test_drive_and_log_backups_copy_the_run(workdir, monkeypatch, target):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     url = str(workdir / "backup") if target == "local" else target
-    info = fit(workdir, **{"SAVE.DRIVE_BACKUP": True, "SAVE.LOG_BACKUP": True, "SAVE.CHECKPOINT_DIRECTORY": url, "SAVE.SAVE_FREQUENCY": 1})
+    info = fit(
+        workdir,
+        **{
+            "SAVE.DRIVE_BACKUP": True,
+            "SAVE.LOG_BACKUP": True,
+            "SAVE.CHECKPOINT_DIRECTORY": url,
+            "SAVE.SAVE_FREQUENCY": 1,
+        },
+    )
     fs, root = fsspec.core.url_to_fs(f"{url}/{info['experiment']}/{info['run_id']}")
     copied = {p.rsplit("/", 1)[1] for p in fs.find(root)}
     best = info["checkpoints"]["best"].rsplit("/", 1)[1]
-    expected = {"config.yaml", "provenance.json", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json",
-                "confusion.json", "report.html", "last.ckpt",
-                "digits-v1_epoch0_step10.ckpt", "digits-v1_epoch1_step20.ckpt", best, "model.pt"}
+    expected = {
+        "config.yaml",
+        "provenance.json",
+        "summary.json",
+        "metrics.csv",
+        "log.txt",
+        "parameter_groups.json",
+        "confusion.json",
+        "report.html",
+        "last.ckpt",
+        "digits-v1_epoch0_step10.ckpt",
+        "digits-v1_epoch1_step20.ckpt",
+        best,
+        "model.pt",
+    }
     assert expected <= copied
     assert all("_best_" in name for name in copied - expected)  # an earlier best stays in the backup
     with fs.open(f"{root}/summary.json") as handle:

@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 import torch
+from conftest import CONFIGS
 from torch import nn
 
-from conftest import CONFIGS
 from ednaml import registry
 from ednaml.adapters.module import EdnaModule
 from ednaml.config import resolve
@@ -38,13 +38,20 @@ def test_every_live_schema_key_is_a_typed_field_and_no_dead_key_is():
             else:
                 assert key in fields, f"{name}.{key}"
         assert set(fields) <= set(section.keys)
-    assert section_class("MODEL", SCHEMA["MODEL"]) is ModelSection and section_class("LOSS", SCHEMA["LOSS"].entry) is LossEntry
-    assert dataclasses.fields(ModelSection)[1].type == str  # MODEL_ARCH, typed from the schema
+    assert (
+        section_class("MODEL", SCHEMA["MODEL"]) is ModelSection
+        and section_class("LOSS", SCHEMA["LOSS"].entry) is LossEntry
+    )
+    assert dataclasses.fields(ModelSection)[1].type is str  # MODEL_ARCH, typed from the schema
 
 
 def test_a_section_reads_like_the_yaml_and_gives_the_plain_config_back(digits):
     view = sections(digits)
-    assert view.EXECUTION.DATAREADER.DATAREADER == digits["EXECUTION"]["DATAREADER"]["DATAREADER"] == view["EXECUTION"]["DATAREADER"]["DATAREADER"]
+    assert (
+        view.EXECUTION.DATAREADER.DATAREADER
+        == digits["EXECUTION"]["DATAREADER"]["DATAREADER"]
+        == view["EXECUTION"]["DATAREADER"]["DATAREADER"]
+    )
     assert view.TRAIN_TRANSFORMATION.BATCH_SIZE == digits["TRAIN_TRANSFORMATION"]["BATCH_SIZE"]
     assert view.LOSS[0].LOSSES == tuple(digits["LOSS"][0]["LOSSES"])
     assert dict(view.MODEL.MODEL_KWARGS) == digits["MODEL"]["MODEL_KWARGS"]
@@ -86,30 +93,42 @@ def test_sections_copy_and_pickle_as_themselves(digits):
 
 
 def test_build_refuses_a_kwarg_with_the_message_validation_gives():
-    config = resolve([CONFIGS / "digits.yml"], [("OPTIMIZER.0.OPTIMIZER", "SGD"), ("OPTIMIZER.0.OPTIMIZER_KWARGS", "{momentun: 0.9}")])
+    config = resolve(
+        [CONFIGS / "digits.yml"],
+        [("OPTIMIZER.0.OPTIMIZER", "SGD"), ("OPTIMIZER.0.OPTIMIZER_KWARGS", "{momentun: 0.9}")],
+    )
     with pytest.raises(ConfigError) as validated:
         validate(config)
     with pytest.raises(ConfigError) as built:  # the same config, past validation: refused as it is built
         build_optimizers(nn.Linear(2, 2), ("opt-1",), sections(config).OPTIMIZER)
-    assert [str(p) for p in built.value.problems] == [str(p) for p in validated.value.problems] == [
-        "OPTIMIZER[0].OPTIMIZER_KWARGS.momentun: SGD takes no argument 'momentun'; did you mean 'momentum'?"]
+    assert (
+        [str(p) for p in built.value.problems]
+        == [str(p) for p in validated.value.problems]
+        == ["OPTIMIZER[0].OPTIMIZER_KWARGS.momentun: SGD takes no argument 'momentun'; did you mean 'momentum'?"]
+    )
 
 
 def test_build_refuses_an_argument_ednaml_passes_itself_and_a_missing_required_one():
     params = [nn.Parameter(torch.zeros(1))]
-    with pytest.raises(ConfigError, match=r"OPTIMIZER\[0\]\.OPTIMIZER_KWARGS\.lr: is set by EdnaML for SGD; remove it here"):
+    with pytest.raises(
+        ConfigError, match=r"OPTIMIZER\[0\]\.OPTIMIZER_KWARGS\.lr: is set by EdnaML for SGD; remove it here"
+    ):
         registry.build("optimizer", "SGD", {"lr": 0.1}, at=("OPTIMIZER", 0, "OPTIMIZER_KWARGS"), params=params, lr=0.2)
     optimizer = torch.optim.SGD(params, lr=0.1)
     with pytest.raises(ConfigError, match=r"SCHEDULER\[0\]\.LR_KWARGS\.step_size: is missing: StepLR needs it"):
         registry.build("scheduler", "StepLR", {}, at=("SCHEDULER", 0, "LR_KWARGS"), optimizer=optimizer)
-    built = registry.build("scheduler", "StepLR", FrozenDict(step_size=2), at=("SCHEDULER", 0, "LR_KWARGS"), optimizer=optimizer)
+    built = registry.build(
+        "scheduler", "StepLR", FrozenDict(step_size=2), at=("SCHEDULER", 0, "LR_KWARGS"), optimizer=optimizer
+    )
     assert built.step_size == 2 and built.optimizer is optimizer
 
 
 def test_a_config_that_skipped_validation_is_still_refused_by_key_when_built(digits):
     config = copy.deepcopy(digits)
     config["MODEL"]["MODEL_KWARGS"]["widht"] = 16
-    with pytest.raises(ConfigError, match=r"MODEL\.MODEL_KWARGS\.widht: SmallCNN takes no argument 'widht'; did you mean 'width'\?"):
+    with pytest.raises(
+        ConfigError, match=r"MODEL\.MODEL_KWARGS\.widht: SmallCNN takes no argument 'widht'; did you mean 'width'\?"
+    ):
         EdnaModule(config, {"digit": [str(i) for i in range(10)]})
 
 
@@ -133,10 +152,15 @@ def test_an_argument_ednaml_passes_is_refused_even_where_a_component_takes_any_k
             super().__init__(params, lr=lr, **kwargs)
 
     registry.register("optimizer", "Loose")(Loose)
-    config = resolve([CONFIGS / "digits.yml"], [("OPTIMIZER.0.OPTIMIZER", "Loose"), ("OPTIMIZER.0.OPTIMIZER_KWARGS", "{lr: 0.5, momentum: 0.9}")])
+    config = resolve(
+        [CONFIGS / "digits.yml"],
+        [("OPTIMIZER.0.OPTIMIZER", "Loose"), ("OPTIMIZER.0.OPTIMIZER_KWARGS", "{lr: 0.5, momentum: 0.9}")],
+    )
     with pytest.raises(ConfigError) as refused:
         validate(config)
-    assert [str(p) for p in refused.value.problems] == ["OPTIMIZER[0].OPTIMIZER_KWARGS.lr: is set by EdnaML for Loose; remove it here"]
+    assert [str(p) for p in refused.value.problems] == [
+        "OPTIMIZER[0].OPTIMIZER_KWARGS.lr: is set by EdnaML for Loose; remove it here"
+    ]
 
 
 def test_dataset_kwargs_past_validation_are_refused_at_their_own_key(digits):
@@ -144,5 +168,7 @@ def test_dataset_kwargs_past_validation_are_refused_at_their_own_key(digits):
 
     config = copy.deepcopy(digits)
     config["EXECUTION"]["DATAREADER"]["GENERATOR_ARGS"] = {"bogus": 1}
-    with pytest.raises(ConfigError, match=r"EXECUTION\.DATAREADER\.GENERATOR_ARGS\.bogus: ImageDataset takes no argument 'bogus'"):
+    with pytest.raises(
+        ConfigError, match=r"EXECUTION\.DATAREADER\.GENERATOR_ARGS\.bogus: ImageDataset takes no argument 'bogus'"
+    ):
         EdnaDataModule(config)

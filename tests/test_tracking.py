@@ -15,14 +15,22 @@ from typing import Any
 import pytest
 import torch
 import yaml
-
 from conftest import CONFIGS, EDNAML, GLIBC, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
+
 from ednaml.tracking import wandb_log
 
 pytestmark = pytest.mark.e2e
 
-SHORT = ["--EXECUTION.EPOCHS", "2", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2",
-         "--trainer.limit_test_batches", "2"]
+SHORT = [
+    "--EXECUTION.EPOCHS",
+    "2",
+    "--trainer.limit_train_batches",
+    "6",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+]
 SECRET = "sk-test-0123456789abcdef"
 
 
@@ -41,8 +49,18 @@ def project(tmp_path_factory) -> Path:
     (cwd / "notes.txt").write_text("first\nchanged\n")
     env = {"MY_SERVICE_API_KEY": SECRET}
     for lr in ("0.003", "0.01"):
-        result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *SHORT, "--OPTIMIZER.0.BASE_LR", lr,
-                            "--STORAGE.TOKEN", SECRET, cwd=cwd, env=env)
+        result = run_ednaml(
+            "fit",
+            "--config",
+            str(CONFIGS / "digits.yml"),
+            *SHORT,
+            "--OPTIMIZER.0.BASE_LR",
+            lr,
+            "--STORAGE.TOKEN",
+            SECRET,
+            cwd=cwd,
+            env=env,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     return cwd
 
@@ -56,13 +74,18 @@ def test_provenance_records_code_versions_machine_data_and_components(project):
     record = json.loads((run / "provenance.json").read_text())
     assert record["command"][0] == "ednaml" and "--OPTIMIZER.0.BASE_LR" in record["command"]
     assert {"ednaml", "torch", "lightning", "python"} <= set(record["versions"])
-    assert any(p.startswith("torch==") for p in record["versions"]["packages"]) and len(record["versions"]["packages_sha256"]) == 64
+    assert (
+        any(p.startswith("torch==") for p in record["versions"]["packages"])
+        and len(record["versions"]["packages_sha256"]) == 64
+    )
     assert record["git"]["branch"] == "main" and record["git"]["dirty"] is True
     assert "+changed" in (run / record["git"]["diff_file"]).read_text()
     assert record["seed"] == 0 and record["machine"]["cpus"] >= 1
     if GLIBC and not any(k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ):
         assert record["machine"]["allocator"] == {"mmap_threshold": 32 << 20, "trim_threshold": 64 << 20}
-    assert record["data"]["samples"] == {"train": 1294, "val": 144, "test": 359} and record["data"]["hashed"] == "content"
+    assert (
+        record["data"]["samples"] == {"train": 1294, "val": 144, "test": 359} and record["data"]["hashed"] == "content"
+    )
     arch = record["components"]["MODEL.MODEL_ARCH"]
     assert arch["class"] == "ednaml.models.classification.SmallCNN" and len(arch["source_sha256"]) == 64
     assert record["components"]["OPTIMIZER[0].OPTIMIZER"]["class"] == "torch.optim.adam.Adam"
@@ -101,14 +124,29 @@ def test_runs_lists_newest_first_and_filters_by_config_key(project):
     assert [r["run_id"] for r in filtered] == [runs(project)[1].name]
     assert json.loads(run_ednaml("runs", "--status", "failed", "--json", cwd=project).stdout) == []
     table = run_ednaml("runs", cwd=project).stdout
-    assert table.splitlines()[0].split() == ["experiment", "run_id", "started", "status", "stage", "epochs", "best", "final", "wandb"]
+    assert table.splitlines()[0].split() == [
+        "experiment",
+        "run_id",
+        "started",
+        "status",
+        "stage",
+        "epochs",
+        "best",
+        "final",
+        "wandb",
+    ]
     assert f"digits/digits-v1-smallcnn-all/smallcnn-all-{runs(project)[0].name[-6:]}" in table
     finals = {r.name: summary(r)["final"]["test/accuracy"] for r in runs(project)}
     cut = (min(finals.values()) + max(finals.values())) / 2 if len(set(finals.values())) > 1 else max(finals.values())
     above = json.loads(run_ednaml("runs", "--where", f"test/accuracy>={cut}", "--json", cwd=project).stdout)
     assert {r["run_id"] for r in above} == {name for name, value in finals.items() if value >= cut}
     assert run_ednaml("runs", "--where", "test/accuracy>2", cwd=project).stdout.strip() == "no runs match"
-    assert run_ednaml("runs", "--where", "best.val/loss<1e9", "--where", "OPTIMIZER.0.BASE_LR!=0.01", "--json", cwd=project).stdout.count('"run_id"') == 1
+    assert (
+        run_ednaml(
+            "runs", "--where", "best.val/loss<1e9", "--where", "OPTIMIZER.0.BASE_LR!=0.01", "--json", cwd=project
+        ).stdout.count('"run_id"')
+        == 1
+    )
 
 
 def test_diff_of_two_runs_names_the_changed_learning_rate_first(project):
@@ -137,11 +175,23 @@ def render(report: Path, tmp_path: Path) -> tuple[str, Any]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,1600",
+    ]
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
-    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     from PIL import Image
 
     image = Image.open(shot).convert("RGB")
@@ -158,8 +208,15 @@ def test_report_html_renders_in_headless_chromium_with_its_plots(project, tmp_pa
     assert dom.count("<polyline") >= 3 and "digits-v1-smallcnn-all" in dom
     assert dom.index("<h2>Pipeline</h2>") < dom.index("<h2>Final metrics</h2>")  # the pipeline heads the report
     assert "MODEL.MODEL_ARCH" in dom and "ednaml.models.classification.SmallCNN" in dom
-    assert 'class="baseline"' in dom and "majority baseline" in dom and "<h2>Checkpoints</h2>" in dom and "last.ckpt" in dom
-    assert 'class="before"' in dom and "optimizer step" in dom and 'class="grid"' in dom  # the pass before training; labelled axes
+    assert (
+        'class="baseline"' in dom
+        and "majority baseline" in dom
+        and "<h2>Checkpoints</h2>" in dom
+        and "last.ckpt" in dom
+    )
+    assert (
+        'class="before"' in dom and "optimizer step" in dom and 'class="grid"' in dom
+    )  # the pass before training; labelled axes
     assert "keys differ from the defaults" in dom and "OPTIMIZER[0].BASE_LR" in dom.split("<details>")[0]
 
 
@@ -175,7 +232,9 @@ def test_reproduce_starts_a_new_run_with_the_same_config_and_seed_and_shows_the_
 def kill_mid_epoch(cwd: Path, args: list[str]) -> Path:
     """Start `ednaml fit`, SIGKILL it once a mid-epoch checkpoint of its second epoch exists."""
     env = {**os.environ, "WANDB_MODE": "offline"}
-    process = subprocess.Popen([str(EDNAML), "fit", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(EDNAML), "fit", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not list(cwd.glob("runs/*/*/checkpoints/*_epoch1_step30.ckpt")):
         assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
@@ -188,8 +247,18 @@ def kill_mid_epoch(cwd: Path, args: list[str]) -> Path:
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
-    args = ["--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "3", "--SAVE.STEP_SAVE_FREQUENCY", "5",
-            "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false"]
+    args = [
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--EXECUTION.EPOCHS",
+        "3",
+        "--SAVE.STEP_SAVE_FREQUENCY",
+        "5",
+        "--trainer.deterministic",
+        "true",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     (tmp_path / "whole").mkdir()
     (tmp_path / "killed").mkdir()
     whole = run_ednaml("fit", *args, cwd=tmp_path / "whole")
@@ -198,9 +267,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result_as_an_uninterrupted_o
 
     run = kill_mid_epoch(tmp_path / "killed", args)
     assert summary(run)["status"] == "running"  # SIGKILL: nothing could mark it
-    different = run_ednaml("fit", "--resume", str(run), "--config", str(CONFIGS / "digits.yml"), cwd=tmp_path / "killed")
+    different = run_ednaml(
+        "fit", "--resume", str(run), "--config", str(CONFIGS / "digits.yml"), cwd=tmp_path / "killed"
+    )
     assert different.returncode == 2 and "the config differs from the run's" in different.stderr
-    assert "SAVE.STEP_SAVE_FREQUENCY: the run has 5, given 0" in different.stderr  # (12 epochs: a later horizon is allowed)
+    assert (
+        "SAVE.STEP_SAVE_FREQUENCY: the run has 5, given 0" in different.stderr
+    )  # (12 epochs: a later horizon is allowed)
     resumed = run_ednaml("fit", "--resume", run.name, cwd=tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
@@ -212,18 +285,36 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result_as_an_uninterrupted_o
 
     def history(folder: Path) -> list:
         rows = [r for log in sorted(folder.glob("wandb/offline-run-*/run-*.wandb")) for r in wandb_log.history(log)]
-        metrics = [r for r in rows if not any(k.endswith("/_type") for k in r)]  # not the tables each process logs at its start
-        return sorted(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, sort_keys=True) for r in metrics)
+        metrics = [
+            r for r in rows if not any(k.endswith("/_type") for k in r)
+        ]  # not the tables each process logs at its start
+        return sorted(
+            json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, sort_keys=True) for r in metrics
+        )
 
     assert len(list(run.glob("wandb/offline-run-*"))) == 2  # one W&B run id, written by two processes
     assert history(run) == history(reference)
-    steps = [row["_step"] for log in sorted(run.glob("wandb/offline-run-*/run-*.wandb")) for row in wandb_log.history(log)]
+    steps = [
+        row["_step"] for log in sorted(run.glob("wandb/offline-run-*/run-*.wandb")) for row in wandb_log.history(log)
+    ]
     assert steps == sorted(set(steps))  # in the order `wandb sync` sends them: no step goes back or repeats
 
 
 def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
-    process, _, err = stopped_at_a_checkpoint(["fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "3",
-                                               "--SAVE.STEP_SAVE_FREQUENCY", "5", "--trainer.enable_progress_bar", "false"], tmp_path)
+    process, _, err = stopped_at_a_checkpoint(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "digits.yml"),
+            "--EXECUTION.EPOCHS",
+            "3",
+            "--SAVE.STEP_SAVE_FREQUENCY",
+            "5",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        tmp_path,
+    )
     assert process.returncode == 143, err[-2000:]
     (run,) = run_folders(tmp_path / "runs")
     resumed = run_ednaml("fit", "--resume", run.name, "--trainer.enable_progress_bar", "false", cwd=tmp_path)
@@ -255,17 +346,40 @@ def test_a_run_stopped_and_resumed_continues_its_wandb_steps(tmp_path):
 
 
 def test_a_debug_run_is_marked_in_its_summary_in_runs_and_in_wandb(tmp_path):
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--trainer.limit_train_batches", "3",
-                        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--EXECUTION.EPOCHS", "1", cwd=tmp_path)
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+        "--EXECUTION.EPOCHS",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_folders(tmp_path / "runs")
-    assert summary(run)["debug"] == ["trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+    assert summary(run)["debug"] == [
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+    ]
     listed = run_ednaml("runs", cwd=tmp_path)
     assert "finished (debug)" in listed.stdout, listed.stdout
     (log,) = run.glob("wandb/offline-run-*/run-*.wandb")
     assert b"debug" in log.read_bytes()  # the W&B run's tag
-    full = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", cwd=tmp_path,
-                      env={"WANDB_MODE": "disabled"})
+    full = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--EXECUTION.EPOCHS",
+        "1",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert full.returncode == 0, full.stderr[-2000:]
     (other,) = [r for r in run_folders(tmp_path / "runs") if r != run]
     assert "debug" not in summary(other)
@@ -275,24 +389,48 @@ def test_online_wandb_without_a_login_stops_before_the_run_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "NETRC"))}
     env.update({"HOME": str(tmp_path), "WANDB_MODE": "online"})
     for command in ("fit", "check"):
-        result = subprocess.run([str(EDNAML), command, "--config", str(CONFIGS / "digits.yml")], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [str(EDNAML), command, "--config", str(CONFIGS / "digits.yml")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert "LOGGING.WANDB_MODE: 'online' (from the WANDB_MODE environment variable) needs a W&B login" in result.stderr
+        assert (
+            "LOGGING.WANDB_MODE: 'online' (from the WANDB_MODE environment variable) needs a W&B login" in result.stderr
+        )
         assert "wandb login" in result.stderr and "WANDB_MODE=offline" in result.stderr
     assert not (tmp_path / "runs").exists()
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "0" * 40 + "\n")
     (tmp_path / ".netrc").chmod(0o600)
-    found = subprocess.run([str(EDNAML), "check", "--config", str(CONFIGS / "digits.yml")], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
+    found = subprocess.run(
+        [str(EDNAML), "check", "--config", str(CONFIGS / "digits.yml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert found.returncode == 0, found.stderr[-2000:]  # a login is there: nothing refused (check sends nothing)
 
 
 def test_two_runs_of_one_study_share_a_project_in_two_groups_with_tags_flat_keys_and_best_values(tmp_path):
     short = [*SHORT, "--trainer.enable_progress_bar", "false"]
     for backbone, env in (("narrow", {}), ("wide", {"WANDB_NOTES": "notes from the environment win"})):
-        result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *short, "--SAVE.MODEL_BACKBONE", backbone,
-                            "--LOGGING.WANDB_NOTES", "from the config", cwd=tmp_path, env=env)
+        result = run_ednaml(
+            "fit",
+            "--config",
+            str(CONFIGS / "digits.yml"),
+            *short,
+            "--SAVE.MODEL_BACKBONE",
+            backbone,
+            "--LOGGING.WANDB_NOTES",
+            "from the config",
+            cwd=tmp_path,
+            env=env,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     logs = {run.parent.name: next(run.glob("wandb/offline-run-*/run-*.wandb")) for run in runs(tmp_path)}
     info = {experiment: wandb_log.run_info(log) for experiment, log in logs.items()}
@@ -300,18 +438,31 @@ def test_two_runs_of_one_study_share_a_project_in_two_groups_with_tags_flat_keys
     assert {i["project"] for i in info.values()} == {"digits"}  # the study: SAVE.MODEL_CORE_NAME
     assert {i["group"] for i in info.values()} == set(info)  # the experiment
     narrow, wide = info["digits-v1-narrow-all"], info["digits-v1-wide-all"]
-    assert narrow["job_type"] == "fit" and narrow["name"].startswith("narrow-all-") and len(narrow["name"]) == len("narrow-all-") + 6
+    assert (
+        narrow["job_type"] == "fit"
+        and narrow["name"].startswith("narrow-all-")
+        and len(narrow["name"]) == len("narrow-all-") + 6
+    )
     assert {"model:SmallCNN", "backbone:narrow", "qualifier:all", "data:Digits", "stage:fit"} <= set(narrow["tags"])
     assert (narrow["notes"], wide["notes"]) == ("from the config", "notes from the environment win")
     config = wandb_log.run_config(logs["digits-v1-narrow-all"])
-    assert config["OPTIMIZER.0.BASE_LR"] == config["OPTIMIZER"][0]["BASE_LR"] and config["LOSS.digit.LOSSES"] == ["SoftmaxLogitsLoss"]
+    assert config["OPTIMIZER.0.BASE_LR"] == config["OPTIMIZER"][0]["BASE_LR"] and config["LOSS.digit.LOSSES"] == [
+        "SoftmaxLogitsLoss"
+    ]
     record = wandb_log.summary(logs["digits-v1-narrow-all"])
     validation = [row for row in wandb_log.history(logs["digits-v1-narrow-all"]) if "val/accuracy" in row]
     assert record["val/accuracy"] == {"max": max(row["val/accuracy"] for row in validation)}
     assert record["val/loss"] == {"min": min(row["val/loss"] for row in validation)}
     folder = summary(logs["digits-v1-narrow-all"].parents[2])
-    assert record["status"] == "finished" and record["best"] == folder["best"] and record["majority_baseline"] == folder["majority_baseline"]
-    assert record["checkpoints"]["last"].endswith("last.ckpt") and record["test/accuracy"] == folder["final"]["test/accuracy"]
+    assert (
+        record["status"] == "finished"
+        and record["best"] == folder["best"]
+        and record["majority_baseline"] == folder["majority_baseline"]
+    )
+    assert (
+        record["checkpoints"]["last"].endswith("last.ckpt")
+        and record["test/accuracy"] == folder["final"]["test/accuracy"]
+    )
     tables = {}  # the pipeline and parameter-group tables, as W&B keeps them beside the run's log
     for name in ("pipeline", "parameter_groups"):
         (path,) = logs["digits-v1-narrow-all"].parent.glob(f"files/media/table/{name}_*.table.json")
@@ -319,32 +470,56 @@ def test_two_runs_of_one_study_share_a_project_in_two_groups_with_tags_flat_keys
     pipeline = tables["pipeline"]
     assert pipeline["columns"] == ["step", "config key", "name", "class", "source sha256", "arguments"]
     steps = [row[0] for row in pipeline["data"]]
-    assert steps[0] == "load data" and steps[-1] == "save" and {"preprocess", "model", "weights", "losses", "optimizers"} <= set(steps)
+    assert (
+        steps[0] == "load data"
+        and steps[-1] == "save"
+        and {"preprocess", "model", "weights", "losses", "optimizers"} <= set(steps)
+    )
     model = next(row for row in pipeline["data"] if row[1] == "MODEL.MODEL_ARCH")
     assert model[2:4] == ["SmallCNN", "ednaml.models.classification.SmallCNN"] and json.loads(model[5])["width"] == 32
     assert [row[0] for row in tables["parameter_groups"]["data"]] == ["opt-1", "opt-1"]
     assert "<h2>Pipeline</h2>" in (logs["digits-v1-narrow-all"].parents[2] / "report.html").read_text()
     with (logs["digits-v1-narrow-all"].parents[2] / "metrics.csv").open(newline="") as handle:  # 6 steps an epoch
-        lr_rows = [(int(row["epoch"]), int(row["step"])) for row in csv.DictReader(handle) if row.get("lr/opt-1/weight")]
-    assert lr_rows == [(0, 1), (0, 6), (1, 10), (1, 12)]  # every STEP_VERBOSE (10) steps, the first, and each epoch's end
+        lr_rows = [
+            (int(row["epoch"]), int(row["step"])) for row in csv.DictReader(handle) if row.get("lr/opt-1/weight")
+        ]
+    assert lr_rows == [
+        (0, 1),
+        (0, 6),
+        (1, 10),
+        (1, 12),
+    ]  # every STEP_VERBOSE (10) steps, the first, and each epoch's end
 
 
 def test_a_run_writes_nothing_under_the_home_directory(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), *SHORT, "--trainer.enable_progress_bar", "false",
-                        cwd=tmp_path, env={"HOME": str(home), "XDG_CACHE_HOME": "", "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": ""})
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        *SHORT,
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+        env={"HOME": str(home), "XDG_CACHE_HOME": "", "XDG_DATA_HOME": "", "XDG_CONFIG_HOME": ""},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p for p in home.rglob("*")] == []
     (run,) = run_folders(tmp_path / "runs")
     staged = list((run / "wandb" / "staging").rglob("*"))
-    assert staged and all(p.is_relative_to(run) for p in staged)  # the run-record artifact's files, staged in the run folder
-
+    assert staged and all(
+        p.is_relative_to(run) for p in staged
+    )  # the run-record artifact's files, staged in the run folder
 
 
 def artifact_paths(log: Path) -> list[str]:
-    return [entry.local_path for record in wandb_log.records(log) if record.WhichOneof("record_type") == "artifact"
-            for entry in record.artifact.manifest.contents]
+    return [
+        entry.local_path
+        for record in wandb_log.records(log)
+        if record.WhichOneof("record_type") == "artifact"
+        for entry in record.artifact.manifest.contents
+    ]
 
 
 def test_sync_of_a_moved_run_folder_sends_its_own_staged_artifacts(project, tmp_path):
@@ -360,7 +535,9 @@ def test_sync_of_a_moved_run_folder_sends_its_own_staged_artifacts(project, tmp_
     (log,) = offline.glob("*.wandb")
     recorded = artifact_paths(log)  # the run-record and the two tables, staged in the original run folder
     assert len(recorded) == 4 and all(path.startswith(str(run / "wandb" / "staging")) for path in recorded)
-    listed = {line.strip() for line in result.stdout.splitlines() if line.startswith("  ") and not line.startswith("  (")}
+    listed = {
+        line.strip() for line in result.stdout.splitlines() if line.startswith("  ") and not line.startswith("  (")
+    }
     sent = {str(p.relative_to(copied)) for p in [log, *(offline / "files").rglob("*")] if p.is_file()}
     sent |= {str(Path(path).relative_to(run)) for path in recorded}
     assert listed == sent and f"{offline}: {len(sent)} files would be sent" in result.stdout
@@ -372,7 +549,11 @@ def test_sync_of_a_moved_run_folder_sends_its_own_staged_artifacts(project, tmp_
     assert relocate(plan) == 4  # what `ednaml sync` does before `wandb sync` (which needs the network)
     assert artifact_paths(log) == [str(copied / Path(path).relative_to(run)) for path in recorded]
     assert all(Path(path).is_file() for path in artifact_paths(log))
-    assert {"history": wandb_log.history(log), "config": wandb_log.run_config(log), "summary": wandb_log.summary(log)} == before
+    assert {
+        "history": wandb_log.history(log),
+        "config": wandb_log.run_config(log),
+        "summary": wandb_log.summary(log),
+    } == before
     assert artifact_paths(next(run.glob("wandb/offline-run-*/*.wandb"))) == recorded  # the original is untouched
     assert sync_plan(copied)[0].moved == {} and sync_plan(copied)[0].problems == []
 
@@ -393,7 +574,10 @@ def test_sync_sends_nothing_when_a_run_folder_names_files_outside_it(project, tm
             record.artifact.manifest.contents[0].local_path = str(secret)
             items[i] = record.SerializeToString()
     wandb_log.write_log(log, header, items)
-    for planted, expected in [("manifest", f"an artifact manifest file {secret} is named"), ("garbage", "cannot be read")]:
+    for planted, expected in [
+        ("manifest", f"an artifact manifest file {secret} is named"),
+        ("garbage", "cannot be read"),
+    ]:
         changed = list(original)
         for i, payload in enumerate(changed):
             record = wandb_log.parse(payload)
@@ -413,7 +597,10 @@ def test_sync_sends_nothing_when_a_run_folder_names_files_outside_it(project, tm
     for flags in ([], ["--dry-run"]):
         result = run_ednaml("sync", str(copy), *flags, cwd=tmp_path, env={"WANDB_BASE_URL": "http://127.0.0.1:9"})
         assert result.returncode == 2 and "nothing was sent" in result.stderr, result.stderr[-2000:]
-        assert f"artifact file {secret} is outside the run folder" in result.stderr and "key.txt leads outside the run folder" in result.stderr
+        assert (
+            f"artifact file {secret} is outside the run folder" in result.stderr
+            and "key.txt leads outside the run folder" in result.stderr
+        )
         assert "Traceback" not in result.stderr and not list(log.parent.glob("*.synced"))
     (log.parent / "files" / "media" / "key.txt").unlink()
     (plan,) = sync_plan(copy, trust=True)  # --trust: the user's own staging directory, outside on purpose
@@ -436,8 +623,13 @@ record_summary(SimpleNamespace(experiment=run), {"status": "finished", "checkpoi
 print(json.dumps({"pandas": "pandas" in sys.modules, "pd_available": wandb.util.pd_available}))
 wandb.finish()
 """
-    result = subprocess.run([EDNAML.parent / "python", "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "WANDB_SILENT": "true"})
+    result = subprocess.run(
+        [EDNAML.parent / "python", "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WANDB_SILENT": "true"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"pandas": False, "pd_available": True}
     (table,) = tmp_path.glob("wandb/offline-run-*/files/media/table/pipeline_*.table.json")
@@ -445,12 +637,18 @@ wandb.finish()
     assert not list(tmp_path.glob("wandb/offline-run-*/files/media/table/empty_*"))
     (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     recorded = wandb_log.summary(log)
-    assert recorded["checkpoints"] == {"saved": ["a.ckpt", "b.ckpt"]} and recorded["test/loss"] == 0.25 and recorded["status"] == "finished"
+    assert (
+        recorded["checkpoints"] == {"saved": ["a.ckpt", "b.ckpt"]}
+        and recorded["test/loss"] == 0.25
+        and recorded["status"] == "finished"
+    )
 
 
 @pytest.mark.e2e
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
-    process = subprocess.Popen([str(EDNAML), "list"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(EDNAML), "list"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     process.stdout.close()  # `ednaml list | head -0`: the reader is gone before anything is written
     err = process.stderr.read()
     assert process.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
@@ -470,30 +668,65 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere_unless_the_trainer_
     assert progress({}, 10, Terminal()) == []  # Lightning's own bar
     assert progress({"enable_progress_bar": False}, 10, io.StringIO()) == []
     assert progress({"enable_progress_bar": True}, 10, io.StringIO()) == []
-    assert progress({"callbacks": [{"class_path": "lightning.pytorch.callbacks.RichProgressBar"}]}, 10, io.StringIO()) == []
+    assert (
+        progress({"callbacks": [{"class_path": "lightning.pytorch.callbacks.RichProgressBar"}]}, 10, io.StringIO())
+        == []
+    )
 
 
 @pytest.mark.e2e
 def test_a_run_whose_output_is_not_a_terminal_prints_a_line_per_logging_interval(tmp_path):
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", "--LOGGING.STEP_VERBOSE", "5",
-                        "--trainer.limit_train_batches", "12", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--EXECUTION.EPOCHS",
+        "1",
+        "--LOGGING.STEP_VERBOSE",
+        "5",
+        "--trainer.limit_train_batches",
+        "12",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\r" not in result.stderr
     batches = [line for line in result.stderr.splitlines() if line.startswith("epoch 1/1 batch")]
-    assert [line.split()[3] for line in batches] == ["5/12", "10/12", "12/12"] and all("train/loss_step" in line for line in batches)
-    assert any(line.startswith("epoch 1 validation: ") and "val/accuracy" in line for line in result.stderr.splitlines())
+    assert [line.split()[3] for line in batches] == ["5/12", "10/12", "12/12"] and all(
+        "train/loss_step" in line for line in batches
+    )
+    assert any(
+        line.startswith("epoch 1 validation: ") and "val/accuracy" in line for line in result.stderr.splitlines()
+    )
     assert any(line.startswith("test: ") and "test/loss" in line for line in result.stderr.splitlines())
 
 
 def test_a_finished_run_trains_longer_with_a_later_horizon_in_its_own_folder(tmp_path):
-    short = ["--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
-    first = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "2", *short, cwd=tmp_path,
-                       env={"WANDB_MODE": "disabled"})
+    short = [
+        "--trainer.limit_train_batches",
+        "5",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+    ]
+    first = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--EXECUTION.EPOCHS",
+        "2",
+        *short,
+        cwd=tmp_path,
+        env={"WANDB_MODE": "disabled"},
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     (run,) = run_folders(tmp_path / "runs")
     again = run_ednaml("fit", "--resume", str(run), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert again.returncode == 2 and "--EXECUTION.EPOCHS N (more than 2)" in again.stderr, again.stderr[-2000:]
-    longer = run_ednaml("fit", "--resume", str(run), "--EXECUTION.EPOCHS", "4", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    longer = run_ednaml(
+        "fit", "--resume", str(run), "--EXECUTION.EPOCHS", "4", cwd=tmp_path, env={"WANDB_MODE": "disabled"}
+    )
     assert longer.returncode == 0, longer.stderr[-2000:]
     assert run_folders(tmp_path / "runs") == [run]  # the same run, not a new one
     info = summary(run)
@@ -505,5 +738,7 @@ def test_a_finished_run_trains_longer_with_a_later_horizon_in_its_own_folder(tmp
     assert provenance["resumes"][-1]["continued"] == {"EXECUTION.EPOCHS": [2, 4]}
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     assert recorded["EXECUTION"]["EPOCHS"] == 4 and recorded["trainer"]["max_epochs"] == 4
-    fewer = run_ednaml("fit", "--resume", str(run), "--EXECUTION.EPOCHS", "3", cwd=tmp_path, env={"WANDB_MODE": "disabled"})
+    fewer = run_ednaml(
+        "fit", "--resume", str(run), "--EXECUTION.EPOCHS", "3", cwd=tmp_path, env={"WANDB_MODE": "disabled"}
+    )
     assert fewer.returncode == 2 and "the run finished its 4 epochs" in fewer.stderr, fewer.stderr[-2000:]

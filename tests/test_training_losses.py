@@ -28,7 +28,9 @@ def test_a_non_finite_step_is_named_with_its_step_epoch_batch_and_term_when_sett
     losses.add(step(0, 1.0, 1.0), STRATEGY)
     losses.add(step(1, float("nan"), float("nan")), STRATEGY)  # adding never looks at the values
     losses.add(step(2, float("inf"), 1.0), STRATEGY)
-    with pytest.raises(NonFiniteLoss, match=r"the loss is nan at step 1 \(epoch 0, batch 1\); non-finite terms: digit/CE"):
+    with pytest.raises(
+        NonFiniteLoss, match=r"the loss is nan at step 1 \(epoch 0, batch 1\); non-finite terms: digit/CE"
+    ):
         losses.settle(STRATEGY)
 
 

@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIGS
+
 from ednaml.cli import main
 
 DIGITS = str(CONFIGS / "digits.yml")
@@ -35,17 +35,26 @@ def image_folder(root: Path, suffix: str = ".png") -> None:
 
 
 def image_reader(folder: Path) -> list[str]:
-    return ["--EXECUTION.DATAREADER.DATAREADER", "ImageFolder", "--EXECUTION.DATAREADER.CRAWLER_ARGS",
-            f"{{data_folder: {folder}, label_name: digit, val_fraction: 0}}"]
+    return [
+        "--EXECUTION.DATAREADER.DATAREADER",
+        "ImageFolder",
+        "--EXECUTION.DATAREADER.CRAWLER_ARGS",
+        f"{{data_folder: {folder}, label_name: digit, val_fraction: 0}}",
+    ]
 
 
 def png_header(width: int, height: int) -> bytes:
     """A tiny, well-formed PNG whose header says width x height."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 # ---- images, configs and manifests ----
@@ -56,9 +65,14 @@ def test_a_decompression_bomb_png_is_named_as_a_bad_image(workdir, capsys, comma
     image_folder(workdir / "images")
     bomb = workdir / "images" / "a" / "bomb.png"
     bomb.write_bytes(png_header(30_000, 30_000))
-    code, output = ednaml(capsys, command, "--config", DIGITS, *image_reader(workdir / "images"), "--EXECUTION.EPOCHS", "1")
+    code, output = ednaml(
+        capsys, command, "--config", DIGITS, *image_reader(workdir / "images"), "--EXECUTION.EPOCHS", "1"
+    )
     assert code == 2, output
-    assert f"EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: 1 of 9 images cannot be used: {bomb} (its header claims more than" in output
+    assert (
+        f"EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: 1 of 9 images cannot be used: {bomb} (its header claims more than"
+        in output
+    )
     assert not (workdir / "runs").exists()
 
 
@@ -71,7 +85,9 @@ def test_a_config_nested_700_levels_deep_is_refused_naming_the_file(workdir, cap
 def test_aliases_that_nest_a_config_deeper_than_the_stack_are_refused():
     from ednaml.config.values import TooLarge, parse_yaml
 
-    lines = ["a0: &a0 " + "[" * 60 + "]" * 60] + [f"a{i}: &a{i} " + "[" * 60 + f"*a{i - 1}" + "]" * 60 for i in range(1, 20)]
+    lines = ["a0: &a0 " + "[" * 60 + "]" * 60] + [
+        f"a{i}: &a{i} " + "[" * 60 + f"*a{i - 1}" + "]" * 60 for i in range(1, 20)
+    ]
     with pytest.raises(TooLarge, match="its aliases nest 1,201 levels deep; a config nests at most 100"):
         parse_yaml("\n".join(lines))
 
@@ -79,9 +95,19 @@ def test_aliases_that_nest_a_config_deeper_than_the_stack_are_refused():
 def test_a_manifest_that_is_not_utf8_is_named_at_its_key(workdir, capsys):
     image_folder(workdir / "images")
     rows = [f"images/{label}/{i}.png,{label}" for label in ("a", "b") for i in range(4)]
-    (workdir / "latin1.csv").write_bytes(("path,digit\n" + "\n".join(rows) + "\nimages/a/0.png,café\n").encode("latin-1"))
-    code, output = ednaml(capsys, "check", "--config", DIGITS, "--EXECUTION.DATAREADER.DATAREADER", "CSVManifest",
-                          "--EXECUTION.DATAREADER.CRAWLER_ARGS", f"{{manifest: {workdir / 'latin1.csv'}, label_columns: [digit]}}")
+    (workdir / "latin1.csv").write_bytes(
+        ("path,digit\n" + "\n".join(rows) + "\nimages/a/0.png,café\n").encode("latin-1")
+    )
+    code, output = ednaml(
+        capsys,
+        "check",
+        "--config",
+        DIGITS,
+        "--EXECUTION.DATAREADER.DATAREADER",
+        "CSVManifest",
+        "--EXECUTION.DATAREADER.CRAWLER_ARGS",
+        f"{{manifest: {workdir / 'latin1.csv'}, label_columns: [digit]}}",
+    )
     assert code == 2, output
     assert f"EXECUTION.DATAREADER.CRAWLER_ARGS.manifest: '{workdir / 'latin1.csv'}' is not UTF-8 text" in output
 
@@ -93,7 +119,7 @@ def _truncated_jpeg(workdir: Path) -> Path:
     damaged = workdir / "images" / "a" / "1.jpg"
     Image.effect_noise((64, 64), 60).convert("RGB").save(damaged, quality=90)
     data = damaged.read_bytes()
-    damaged.write_bytes(data[:len(data) // 2])  # its header reads (the crawl accepts it), its pixels do not
+    damaged.write_bytes(data[: len(data) // 2])  # its header reads (the crawl accepts it), its pixels do not
     return damaged
 
 
@@ -101,14 +127,23 @@ def test_check_stops_at_a_truncated_image_naming_it(workdir, capsys):
     damaged = _truncated_jpeg(workdir)
     code, output = ednaml(capsys, "check", "--config", DIGITS, *image_reader(workdir / "images"))
     assert code == 2, output
-    assert f"EXECUTION.DATAREADER: image '{damaged}' cannot be read" in output and "BAD_SAMPLES: skip would drop" in output
+    assert (
+        f"EXECUTION.DATAREADER: image '{damaged}' cannot be read" in output and "BAD_SAMPLES: skip would drop" in output
+    )
     assert "WithBadSamples" not in output
 
 
 def test_check_skips_a_truncated_image_under_bad_samples_skip_as_fit_does(workdir, capsys):
     _truncated_jpeg(workdir)
-    code, output = ednaml(capsys, "check", "--config", DIGITS, *image_reader(workdir / "images"),
-                          "--EXECUTION.DATAREADER.BAD_SAMPLES", "skip")
+    code, output = ednaml(
+        capsys,
+        "check",
+        "--config",
+        DIGITS,
+        *image_reader(workdir / "images"),
+        "--EXECUTION.DATAREADER.BAD_SAMPLES",
+        "skip",
+    )
     assert code == 0, output
     assert "1 sample(s) of it failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip)" in output
     assert "ready to train" in output
@@ -123,16 +158,26 @@ def run_folder(root: Path, run_id: str = "20250101-000000-abcdef", config: str |
     (path / "checkpoints").mkdir(parents=True)
     (path / "checkpoints" / "last.ckpt").write_bytes(b"")
     (path / "config.yaml").write_text(config if config is not None else Path(DIGITS).read_text())
-    (path / "summary.json").write_text(json.dumps({"run_id": run_id, "status": "interrupted", "stage": "fit",
-                                                   "started": "2025-01-01T00:00:00", **summary}))
+    (path / "summary.json").write_text(
+        json.dumps(
+            {"run_id": run_id, "status": "interrupted", "stage": "fit", "started": "2025-01-01T00:00:00", **summary}
+        )
+    )
     return path
 
 
-ALIAS_BOMB = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
-                       + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]) + "\n"
+ALIAS_BOMB = (
+    "\n".join(
+        ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+        + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    )
+    + "\n"
+)
 
 
-@pytest.mark.parametrize("command", [["runs"], ["diff", "RUN", "RUN"], ["fit", "--resume", "RUN"], ["reproduce", "RUN"]])
+@pytest.mark.parametrize(
+    "command", [["runs"], ["diff", "RUN", "RUN"], ["fit", "--resume", "RUN"], ["reproduce", "RUN"]]
+)
 def test_an_alias_bomb_config_in_a_run_folder_is_refused_naming_it(workdir, capsys, command):
     run = run_folder(workdir, config=ALIAS_BOMB)
     code, output = ednaml(capsys, *[run.name if word == "RUN" else word for word in command])
@@ -160,8 +205,9 @@ def test_a_summary_over_the_size_cap_is_refused_naming_it(workdir, capsys):
 def test_escape_sequences_in_run_names_config_values_and_wandb_names_are_printed_escaped(workdir, capsys):
     config = Path(DIGITS).read_text().replace("MODEL_BACKBONE: smallcnn", 'MODEL_BACKBONE: "smallcnn\\e[2J"')
     plain = run_folder(workdir)
-    evil = run_folder(workdir, "run\x1b[2J", config=config,
-                      wandb={"project": "p", "group": "g", "name": "note\x1b]0;pwned\x07\u202e"})
+    evil = run_folder(
+        workdir, "run\x1b[2J", config=config, wandb={"project": "p", "group": "g", "name": "note\x1b]0;pwned\x07\u202e"}
+    )
     code, listed = ednaml(capsys, "runs")
     assert code == 0 and "run\\x1b[2J" in listed and "note\\x1b]0;pwned\\x07\\u202e" in listed, listed
     code, compared = ednaml(capsys, "diff", str(plain), str(evil))

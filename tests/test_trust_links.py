@@ -9,22 +9,43 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIGS, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
+
 from ednaml.errors import RunFolderLink
 from ednaml.tracking.run_folder import links_out, open_no_link, refuse_links, write_atomic
 
 # Every name EdnaML (or W&B, in the folders EdnaML gives it) writes in a run folder. Those the interrupted run
 # already has are moved out and linked to; the others are linked to a file or folder that does not exist yet.
-WRITTEN = ["log.txt", "metrics.csv", "summary.json", "config.yaml", "provenance.json", "parameter_groups.json", "report.html",
-           "confusion.json", "tokenizer.json", "git.diff", ".lock", "predictions.csv", "predictions.manifest.json", "checkpoints",
-           "checkpoints/last.ckpt", "checkpoints/model.pt", "wandb", "wandb/cache", "wandb/staging", "wandb/artifacts"]
+WRITTEN = [
+    "log.txt",
+    "metrics.csv",
+    "summary.json",
+    "config.yaml",
+    "provenance.json",
+    "parameter_groups.json",
+    "report.html",
+    "confusion.json",
+    "tokenizer.json",
+    "git.diff",
+    ".lock",
+    "predictions.csv",
+    "predictions.manifest.json",
+    "checkpoints",
+    "checkpoints/last.ckpt",
+    "checkpoints/model.pt",
+    "wandb",
+    "wandb/cache",
+    "wandb/staging",
+    "wandb/artifacts",
+]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every entry under `folder`, with a file's bytes as their hash."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def plant(run: Path, name: str, outside: Path) -> Path:
@@ -57,8 +78,17 @@ def test_a_run_folder_with_only_wandbs_own_links_has_no_link_out(tmp_path):
     assert links_out(make_run(tmp_path / "run")) == []
 
 
-@pytest.mark.parametrize("name", ["log.txt", "checkpoints/last.ckpt", "checkpoints/epoch3.ckpt", "wandb/cache",
-                                  "wandb/offline-run-1/files", "wandb/latest-run"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "log.txt",
+        "checkpoints/last.ckpt",
+        "checkpoints/epoch3.ckpt",
+        "wandb/cache",
+        "wandb/offline-run-1/files",
+        "wandb/latest-run",
+    ],
+)
 def test_a_link_where_ednaml_writes_or_out_of_the_folder_is_named(tmp_path, name):
     run = make_run(tmp_path / "run")
     (tmp_path / "outside").mkdir()
@@ -118,9 +148,26 @@ def interrupted(tmp_path_factory) -> Path:
     """A run stopped by SIGTERM at a checkpoint: it can be resumed."""
     cwd = tmp_path_factory.mktemp("interrupted")
     process, _, err = stopped_at_a_checkpoint(
-        ["fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "2", "--SAVE.STEP_SAVE_FREQUENCY", "3",
-         "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
-         "--trainer.enable_progress_bar", "false"], cwd, pattern="runs/*/*/checkpoints/*_step3.ckpt")
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "digits.yml"),
+            "--EXECUTION.EPOCHS",
+            "2",
+            "--SAVE.STEP_SAVE_FREQUENCY",
+            "3",
+            "--trainer.limit_train_batches",
+            "6",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.limit_test_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd,
+        pattern="runs/*/*/checkpoints/*_step3.ckpt",
+    )
     assert process.returncode == 143, err[-2000:]
     (run,) = run_folders(cwd / "runs")
     assert summary(run)["status"] == "interrupted" and (run / "checkpoints" / "last.ckpt").is_file()
@@ -144,7 +191,9 @@ def test_resume_refuses_a_run_folder_with_a_link_where_ednaml_writes(interrupted
     before = snapshot(outside)
     result = run_ednaml("fit", "--resume", str(run), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert f"{name} is a symbolic link to {outside}" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert (
+        f"{name} is a symbolic link to {outside}" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    )
     assert snapshot(outside) == before  # nothing written there, nothing new made there
 
 
@@ -162,14 +211,36 @@ def test_a_run_with_backups_resumes_when_the_user_gives_the_backup_target_again(
     cwd.mkdir()
     backups = tmp_path / "backups"
     process, _, err = stopped_at_a_checkpoint(
-        ["fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "2", "--SAVE.STEP_SAVE_FREQUENCY", "3",
-         "--SAVE.DRIVE_BACKUP", "true", "--SAVE.CHECKPOINT_DIRECTORY", str(backups),
-         "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
-         "--trainer.enable_progress_bar", "false"], cwd, pattern="runs/*/*/checkpoints/*_step3.ckpt")
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "digits.yml"),
+            "--EXECUTION.EPOCHS",
+            "2",
+            "--SAVE.STEP_SAVE_FREQUENCY",
+            "3",
+            "--SAVE.DRIVE_BACKUP",
+            "true",
+            "--SAVE.CHECKPOINT_DIRECTORY",
+            str(backups),
+            "--trainer.limit_train_batches",
+            "6",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.limit_test_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd,
+        pattern="runs/*/*/checkpoints/*_step3.ckpt",
+    )
     assert process.returncode == 143, err[-2000:]
     (run,) = run_folders(cwd / "runs")
     refused = run_ednaml("fit", "--resume", str(run), cwd=cwd)  # the run folder's own target is data
-    assert refused.returncode == 2 and "SAVE.CHECKPOINT_DIRECTORY" in refused.stderr and "--trust" in refused.stderr, refused.stderr[-2000:]
+    assert refused.returncode == 2 and "SAVE.CHECKPOINT_DIRECTORY" in refused.stderr and "--trust" in refused.stderr, (
+        refused.stderr[-2000:]
+    )
     assert summary(run)["status"] == "interrupted"
     resumed = run_ednaml("fit", "--resume", str(run), "--SAVE.CHECKPOINT_DIRECTORY", str(backups), cwd=cwd)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -185,9 +256,28 @@ def test_a_run_with_its_own_component_resumes_elsewhere_with_the_file_given_agai
     shutil.copy(examples / "custom_component.py", work)
     shutil.copy(examples / "focal.yml", work)
     process, _, err = stopped_at_a_checkpoint(
-        ["fit", "--config", str(CONFIGS / "digits.yml"), "--config", "focal.yml", "--EXECUTION.EPOCHS", "2",
-         "--SAVE.STEP_SAVE_FREQUENCY", "3", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2",
-         "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false"], work, pattern="runs/*/*/checkpoints/*_step3.ckpt")
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "digits.yml"),
+            "--config",
+            "focal.yml",
+            "--EXECUTION.EPOCHS",
+            "2",
+            "--SAVE.STEP_SAVE_FREQUENCY",
+            "3",
+            "--trainer.limit_train_batches",
+            "6",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.limit_test_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        work,
+        pattern="runs/*/*/checkpoints/*_step3.ckpt",
+    )
     assert process.returncode == 143, err[-2000:]
     (run,) = run_folders(work / "runs")
     elsewhere = tmp_path / "elsewhere"

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIGS, run_ednaml, run_folders
+
 from ednaml.tracking.run_folder import RunFolder
 from ednaml.tracking.secrets import MASK, ScrubFilter, scrub, scrub_text
 
@@ -22,8 +22,18 @@ ENVIRONMENT = "envsecret-0e1f2a3b"
 LITERAL = "diffsecret-9c8b7a6d"
 STORAGE_PASSWORD = "dbsecret-3c4d5e6f"
 
-COMMAND_LINE = ["fit", "--config", "c.yml", f"SERVICE.api_key={HYDRA}", "--SERVICE", f"{{password: {MAPPING}, host: db}}",
-                "--SERVICE.url", f"https://{TOKEN}@git.example/org/repo", "--SERVICE.db", f"postgresql://u:{AT_PASSWORD}@db.example/x"]
+COMMAND_LINE = [
+    "fit",
+    "--config",
+    "c.yml",
+    f"SERVICE.api_key={HYDRA}",
+    "--SERVICE",
+    f"{{password: {MAPPING}, host: db}}",
+    "--SERVICE.url",
+    f"https://{TOKEN}@git.example/org/repo",
+    "--SERVICE.db",
+    f"postgresql://u:{AT_PASSWORD}@db.example/x",
+]
 EVERY_SECRET = [HYDRA, MAPPING, TOKEN, AT_PASSWORD, "atsecret", ENVIRONMENT, LITERAL, STORAGE_PASSWORD]
 
 
@@ -46,25 +56,40 @@ def digits_config(*overrides: tuple[str, str]) -> dict:
 # ---- the rule ----
 
 
-@pytest.mark.parametrize("text, expected", [
-    (f"SERVICE.api_key={HYDRA}", f"SERVICE.api_key={MASK}"),
-    (f"{{password: {MAPPING}, host: db}}", f"{{password: {MASK}, host: db}}"),
-    (f"clone https://{TOKEN}@git.example/org/repo", f"clone https://{MASK}@git.example/org/repo"),
-    (f"postgresql://u:{AT_PASSWORD}@db.example/x", f"postgresql://{MASK}@db.example/x"),
-    (f'+API_KEY = "{LITERAL}"\n', f'+API_KEY = "{MASK}"\n'),
-    (f"+    db_password: str = '{LITERAL}'\n", f"+    db_password: str = '{MASK}'\n"),
-    (f'{{"api_token": "{LITERAL}", "epochs": 3}}', f'{{"api_token": "{MASK}", "epochs": 3}}'),
-    (f"Authorization: Bearer {TOKEN}", f"Authorization: {MASK}"),
-    (f"note: password={MAPPING}", f"note: password={MASK}"),
-    # only the secret goes: names that merely contain `token` or `key`, code and paths with `@` stay
-    (f"token_count: 3, keys: [a, b], api_key={HYDRA}, test_fraction=0.2", f"token_count: 3, keys: [a, b], api_key={MASK}, test_fraction=0.2"),
-    (f'API_KEY = os.environ["API_KEY"]\n+API_KEY = "{LITERAL}"', f'API_KEY = os.environ["API_KEY"]\n+API_KEY = "{MASK}"'),
-    (f"https://host.example/a@b and https://{TOKEN}@host/x", f"https://host.example/a@b and https://{MASK}@host/x"),
-    (f"password: null, api_key: ***, secret={MAPPING}", f"password: null, api_key: ***, secret={MASK}"),
-    (f"db_password: [{MAPPING}, {HYDRA}]", f"db_password: [{MASK}]"),
-    (f"ednaml fit --SERVICE.api_token {HYDRA} --EXECUTION.EPOCHS 3 --trust", f"ednaml fit --SERVICE.api_token {MASK} --EXECUTION.EPOCHS 3 --trust"),
-    (f"+aws_secret_access_key = {LITERAL}\n+TOKEN = read_token()\n", f"+aws_secret_access_key = {MASK}\n+TOKEN = read_token()\n"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (f"SERVICE.api_key={HYDRA}", f"SERVICE.api_key={MASK}"),
+        (f"{{password: {MAPPING}, host: db}}", f"{{password: {MASK}, host: db}}"),
+        (f"clone https://{TOKEN}@git.example/org/repo", f"clone https://{MASK}@git.example/org/repo"),
+        (f"postgresql://u:{AT_PASSWORD}@db.example/x", f"postgresql://{MASK}@db.example/x"),
+        (f'+API_KEY = "{LITERAL}"\n', f'+API_KEY = "{MASK}"\n'),
+        (f"+    db_password: str = '{LITERAL}'\n", f"+    db_password: str = '{MASK}'\n"),
+        (f'{{"api_token": "{LITERAL}", "epochs": 3}}', f'{{"api_token": "{MASK}", "epochs": 3}}'),
+        (f"Authorization: Bearer {TOKEN}", f"Authorization: {MASK}"),
+        (f"note: password={MAPPING}", f"note: password={MASK}"),
+        # only the secret goes: names that merely contain `token` or `key`, code and paths with `@` stay
+        (
+            f"token_count: 3, keys: [a, b], api_key={HYDRA}, test_fraction=0.2",
+            f"token_count: 3, keys: [a, b], api_key={MASK}, test_fraction=0.2",
+        ),
+        (
+            f'API_KEY = os.environ["API_KEY"]\n+API_KEY = "{LITERAL}"',
+            f'API_KEY = os.environ["API_KEY"]\n+API_KEY = "{MASK}"',
+        ),
+        (f"https://host.example/a@b and https://{TOKEN}@host/x", f"https://host.example/a@b and https://{MASK}@host/x"),
+        (f"password: null, api_key: ***, secret={MAPPING}", f"password: null, api_key: ***, secret={MASK}"),
+        (f"db_password: [{MAPPING}, {HYDRA}]", f"db_password: [{MASK}]"),
+        (
+            f"ednaml fit --SERVICE.api_token {HYDRA} --EXECUTION.EPOCHS 3 --trust",
+            f"ednaml fit --SERVICE.api_token {MASK} --EXECUTION.EPOCHS 3 --trust",
+        ),
+        (
+            f"+aws_secret_access_key = {LITERAL}\n+TOKEN = read_token()\n",
+            f"+aws_secret_access_key = {MASK}\n+TOKEN = read_token()\n",
+        ),
+    ],
+)
 def test_a_value_given_to_a_secret_name_or_a_url_credential_is_masked_in_text_and_nothing_else(text, expected):
     assert scrub_text(text, []) == expected
 
@@ -78,8 +103,9 @@ def test_a_recorded_command_line_masks_hydra_overrides_mappings_and_urls():
 
 def test_an_environment_secret_inside_a_longer_value_is_masked(monkeypatch):
     monkeypatch.setenv("SERVICE_TOKEN", ENVIRONMENT)
-    assert scrub({"LOGGING": {"WANDB_NOTES": f"trained with {ENVIRONMENT} against https://{TOKEN}@host/x"}}) == \
-        {"LOGGING": {"WANDB_NOTES": f"trained with {MASK} against https://{MASK}@host/x"}}
+    assert scrub({"LOGGING": {"WANDB_NOTES": f"trained with {ENVIRONMENT} against https://{TOKEN}@host/x"}}) == {
+        "LOGGING": {"WANDB_NOTES": f"trained with {MASK} against https://{MASK}@host/x"}
+    }
 
 
 # ---- the writers ----
@@ -100,8 +126,14 @@ def test_provenance_and_the_git_diff_keep_no_secret(tmp_path):
     assert state["dirty"] and LITERAL in diff
     run = RunFolder.create(tmp_path / "runs", digits_config())
     run.write_text("git.diff", diff)
-    run.write_json("provenance.json", {"command": ["ednaml", *COMMAND_LINE], "overrides": [("SERVICE.api_key", HYDRA),
-                                       ("SERVICE", f"{{password: {MAPPING}}}")], "git": state})
+    run.write_json(
+        "provenance.json",
+        {
+            "command": ["ednaml", *COMMAND_LINE],
+            "overrides": [("SERVICE.api_key", HYDRA), ("SERVICE", f"{{password: {MAPPING}}}")],
+            "git": state,
+        },
+    )
     assert f'+API_KEY = "{MASK}"' in (run.path / "git.diff").read_text()
     for path in every_file(run.path):
         assert_no_secret(path.read_bytes(), path)
@@ -110,8 +142,10 @@ def test_provenance_and_the_git_diff_keep_no_secret(tmp_path):
 def test_a_checkpoints_config_and_provenance_keep_no_secret(tmp_path):
     import torch
 
-    record = {"config": scrub({"SERVICE": {"url": f"https://{TOKEN}@host/x", "db": f"mysql://u:{AT_PASSWORD}@h/d"}}, []),
-              "provenance": scrub({"command": COMMAND_LINE}, [])}
+    record = {
+        "config": scrub({"SERVICE": {"url": f"https://{TOKEN}@host/x", "db": f"mysql://u:{AT_PASSWORD}@h/d"}}, []),
+        "provenance": scrub({"command": COMMAND_LINE}, []),
+    }
     torch.save({"ednaml": record}, tmp_path / "last.ckpt")
     assert_no_secret((tmp_path / "last.ckpt").read_bytes(), "checkpoint")
 
@@ -184,16 +218,23 @@ def test_a_sweep_storage_that_cannot_be_opened_is_named_without_its_credentials(
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "space.yml").write_text("SWEEP: {OPTIMIZER.0.BASE_LR: {float: [0.001, 0.1]}}\n")
-    for address in (f"nosuchdb://u:{AT_PASSWORD}@db.example/optuna", f"nosuchdb://{TOKEN}@db.example/optuna",
-                    f"postgresql://ednaml:{STORAGE_PASSWORD}@db.example/optuna?sslpassword={MAPPING}"):
+    for address in (
+        f"nosuchdb://u:{AT_PASSWORD}@db.example/optuna",
+        f"nosuchdb://{TOKEN}@db.example/optuna",
+        f"postgresql://ednaml:{STORAGE_PASSWORD}@db.example/optuna?sslpassword={MAPPING}",
+    ):
         assert shown_storage(address).startswith(("nosuchdb://***@db.example", "postgresql://***@db.example")), address
         sweep = Sweep("s", read_space(tmp_path / "space.yml"), [str(CONFIGS / "digits.yml")], [], [], address)
         with pytest.raises(UsageError) as stopped:
             sweep.open()
         assert_no_secret(str(stopped.value), address)
-    error_text = (f"(psycopg2.OperationalError) could not connect to postgresql://ednaml:{AT_PASSWORD}@db.example/optuna\n"
-                  "(Background on this error at: https://sqlalche.me/e/20/e3q8)")
-    assert scrub_text(error_text, []).startswith("(psycopg2.OperationalError) could not connect to postgresql://***@db.example/optuna")
+    error_text = (
+        f"(psycopg2.OperationalError) could not connect to postgresql://ednaml:{AT_PASSWORD}@db.example/optuna\n"
+        "(Background on this error at: https://sqlalche.me/e/20/e3q8)"
+    )
+    assert scrub_text(error_text, []).startswith(
+        "(psycopg2.OperationalError) could not connect to postgresql://***@db.example/optuna"
+    )
 
 
 # ---- end to end ----
@@ -208,17 +249,39 @@ def test_a_fit_given_every_secret_form_records_none_of_them(tmp_path):
     (tmp_path / "settings.py").write_text(f'API_KEY = "{LITERAL}"\n')  # the run's git diff
     env = {"WANDB_MODE": "offline", "SERVICE_TOKEN": ENVIRONMENT}
     (tmp_path / "services.yml").write_text("SERVICE: {}\nSERVICE2: {}\n")  # custom sections, set in a file
-    result = run_ednaml("fit", "--config", str(CONFIGS / "digits.yml"), "--config", "services.yml", "--EXECUTION.EPOCHS", "1",
-                        "--trainer.limit_train_batches", "2",
-                        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
-                        f"SERVICE.api_key={HYDRA}", "--SERVICE2", f"{{password: {MAPPING}}}",
-                        "--SERVICE.url", f"https://{TOKEN}@git.example/org/repo", "--SERVICE.db", f"postgresql://u:{AT_PASSWORD}@db/x",
-                        "--LOGGING.WANDB_NOTES", f"see https://{TOKEN}@host/x with {ENVIRONMENT}", cwd=tmp_path, env=env)
+    result = run_ednaml(
+        "fit",
+        "--config",
+        str(CONFIGS / "digits.yml"),
+        "--config",
+        "services.yml",
+        "--EXECUTION.EPOCHS",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "2",
+        f"SERVICE.api_key={HYDRA}",
+        "--SERVICE2",
+        f"{{password: {MAPPING}}}",
+        "--SERVICE.url",
+        f"https://{TOKEN}@git.example/org/repo",
+        "--SERVICE.db",
+        f"postgresql://u:{AT_PASSWORD}@db/x",
+        "--LOGGING.WANDB_NOTES",
+        f"see https://{TOKEN}@host/x with {ENVIRONMENT}",
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_folders(tmp_path / "runs")
     files = every_file(run)
     names = {p.name for p in files}
-    assert {"provenance.json", "git.diff", "log.txt", "report.html", "last.ckpt"} <= names and any(n.endswith(".wandb") for n in names)
+    assert {"provenance.json", "git.diff", "log.txt", "report.html", "last.ckpt"} <= names and any(
+        n.endswith(".wandb") for n in names
+    )
     for path in files:
         assert_no_secret(path.read_bytes(), path)
     assert_no_secret(result.stdout + result.stderr, "output")
@@ -234,6 +297,18 @@ def test_the_help_is_printed_as_written(capsys):
 
 
 def test_everything_under_a_secret_name_is_masked_however_deep_and_its_keys_kept():
-    recorded = scrub({"db_password": [MAPPING], "credentials": {"user": "alice-the-user", "pw": [LITERAL, 7]}, "epochs": 3,
-                      "api_key": None}, [])
-    assert recorded == {"db_password": [MASK], "credentials": {"user": MASK, "pw": [MASK, MASK]}, "epochs": 3, "api_key": None}
+    recorded = scrub(
+        {
+            "db_password": [MAPPING],
+            "credentials": {"user": "alice-the-user", "pw": [LITERAL, 7]},
+            "epochs": 3,
+            "api_key": None,
+        },
+        [],
+    )
+    assert recorded == {
+        "db_password": [MASK],
+        "credentials": {"user": MASK, "pw": [MASK, MASK]},
+        "epochs": 3,
+        "api_key": None,
+    }

@@ -32,43 +32,75 @@ def checkpoint_callbacks(save: sections.SaveSection, run: RunFolder, has_val: bo
     prefix = f"{save.MODEL_CORE_NAME}-v{save.MODEL_VERSION}"
     # The periodic checkpoints keep every file; last.ckpt is rewritten at every epoch's end and every
     # step save, so it is always the newest checkpoint: the one a resume continues from.
-    common = {"dirpath": run.checkpoints, "auto_insert_metric_name": False, "enable_version_counter": False,
-              "save_on_train_epoch_end": True}
+    common = {
+        "dirpath": run.checkpoints,
+        "auto_insert_metric_name": False,
+        "enable_version_counter": False,
+        "save_on_train_epoch_end": True,
+    }
     numbered = {**common, "filename": f"{prefix}_epoch{{epoch}}_step{{step}}", "save_top_k": -1}
     last = {**common, "filename": "last", "save_top_k": 1}
     callbacks: list[ModelCheckpoint] = [LastCheckpoint(every_n_epochs=1, **last)]
     if save.SAVE_FREQUENCY:
         callbacks.append(ModelCheckpoint(every_n_epochs=save.SAVE_FREQUENCY, **numbered))
     if save.STEP_SAVE_FREQUENCY:
-        callbacks += [ModelCheckpoint(every_n_train_steps=save.STEP_SAVE_FREQUENCY, **numbered),
-                      LastCheckpoint(every_n_train_steps=save.STEP_SAVE_FREQUENCY, **last)]
+        callbacks += [
+            ModelCheckpoint(every_n_train_steps=save.STEP_SAVE_FREQUENCY, **numbered),
+            LastCheckpoint(every_n_train_steps=save.STEP_SAVE_FREQUENCY, **last),
+        ]
     if save.MONITOR and has_val:
         mode = save.MONITOR_MODE if save.MONITOR_MODE != "auto" else ("min" if lower_is_better(save.MONITOR) else "max")
-        callbacks.append(ModelCheckpoint(
-            dirpath=run.checkpoints, filename=f"{prefix}_best_epoch{{epoch}}_step{{step}}", auto_insert_metric_name=False,
-            monitor=save.MONITOR, mode=mode, save_top_k=1, save_on_train_epoch_end=False,
-        ))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run.checkpoints,
+                filename=f"{prefix}_best_epoch{{epoch}}_step{{step}}",
+                auto_insert_metric_name=False,
+                monitor=save.MONITOR,
+                mode=mode,
+                save_top_k=1,
+                save_on_train_epoch_end=False,
+            )
+        )
     return callbacks
 
 
 class RunSummary(Callback):
     """Keeps summary.json current: status, final and best metrics, checkpoints, the W&B run."""
 
-    def __init__(self, run: RunFolder, stage: str, wandb: dict[str, Any] | None = None, previous: dict[str, Any] | None = None,
-                 debug: list[str] | None = None, resumed_at: int | None = None):
+    def __init__(
+        self,
+        run: RunFolder,
+        stage: str,
+        wandb: dict[str, Any] | None = None,
+        previous: dict[str, Any] | None = None,
+        debug: list[str] | None = None,
+        resumed_at: int | None = None,
+    ):
         self.run, self.stage = run, stage
         self.started = time.time()
         self.summary: dict[str, Any] = {
-            "run_id": run.run_id, "experiment": run.experiment, "stage": stage, "status": "running", "run_dir": str(run.path),
+            "run_id": run.run_id,
+            "experiment": run.experiment,
+            "stage": stage,
+            "status": "running",
+            "run_dir": str(run.path),
             "started": self.summary_time(),
-            "epochs": 0, "global_step": 0, "final": {}, "best": {}, "checkpoints": {}, "wandb": wandb or {},
-            "elapsed_seconds": 0.0, "resumed": 0,
+            "epochs": 0,
+            "global_step": 0,
+            "final": {},
+            "best": {},
+            "checkpoints": {},
+            "wandb": wandb or {},
+            "elapsed_seconds": 0.0,
+            "resumed": 0,
         }
         if debug:  # a few batches, not the experiment: `ednaml runs` and W&B say so
             self.summary["debug"] = debug
         self.earlier_seconds = 0.0
         if previous:  # a resumed run keeps its start, best metrics and time spent so far
-            self.summary.update({k: previous[k] for k in ("started", "final", "best", "epochs", "global_step") if k in previous})
+            self.summary.update(
+                {k: previous[k] for k in ("started", "final", "best", "epochs", "global_step") if k in previous}
+            )
             self.summary["resumed"] = previous.get("resumed", 0) + 1
             self.summary["resumes"] = previous.get("resumes", []) + [{"step": resumed_at, "at": self.summary_time()}]
             self.earlier_seconds = previous.get("elapsed_seconds", 0.0)
@@ -84,19 +116,30 @@ class RunSummary(Callback):
 
     def _collect(self, trainer: pl.Trainer, prefixes: tuple[str, ...], epochs_done: int | None = None) -> None:
         logged = trainer.callback_metrics
-        metrics = plain_metrics({
-            k: v for k, v in logged.items()
-            if k.startswith(prefixes) and not k.endswith("_step") and not (k.endswith("_epoch") and k[:-6] in logged)
-        })
+        metrics = plain_metrics(
+            {
+                k: v
+                for k, v in logged.items()
+                if k.startswith(prefixes)
+                and not k.endswith("_step")
+                and not (k.endswith("_epoch") and k[:-6] in logged)
+            }
+        )
         self.summary["final"].update(metrics)
-        self.summary["epochs"] = max(self.summary["epochs"], epochs_done if epochs_done is not None else trainer.current_epoch)
+        self.summary["epochs"] = max(
+            self.summary["epochs"], epochs_done if epochs_done is not None else trainer.current_epoch
+        )
         self.summary["global_step"] = trainer.global_step
         for key, value in metrics.items():
             if value is None or not key.startswith("val/"):
                 continue
             best = self.summary["best"].get(key)
             if best is None or better(key, value, best["value"]):
-                self.summary["best"][key] = {"value": value, "epoch": trainer.current_epoch, "step": trainer.global_step}
+                self.summary["best"][key] = {
+                    "value": value,
+                    "epoch": trainer.current_epoch,
+                    "step": trainer.global_step,
+                }
         self.record_checkpoints(trainer)
         self.write()
 
@@ -179,7 +222,9 @@ class StopOnSignal(Callback):
         # any process asked (a launcher may signal only one): every process stops at the same point
         return trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # Several processes agree on a stop at the logging interval only: no collective on every step.
         if trainer.world_size > 1 and trainer.global_step % trainer.log_every_n_steps:
             return
@@ -239,8 +284,16 @@ class Backup(Callback):
     temporary name renamed over the old copy only once complete: a failed copy leaves the previous one.
     """
 
-    RUN_FILES = ("config.yaml", "provenance.json", "summary.json", "metrics.csv", "log.txt", "parameter_groups.json",
-                 "confusion.json", "report.html")
+    RUN_FILES = (
+        "config.yaml",
+        "provenance.json",
+        "summary.json",
+        "metrics.csv",
+        "log.txt",
+        "parameter_groups.json",
+        "confusion.json",
+        "report.html",
+    )
 
     def __init__(self, run: RunFolder, target: str, checkpoints: bool, logs: bool):
         self.run, self.checkpoints, self.logs = run, checkpoints, logs
@@ -299,7 +352,9 @@ class StepMetrics(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.seen = trainer.global_step  # the steps before (a resume's) are logged; the first micro-batches make none
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step == self.seen:  # mid-accumulation: no optimizer step yet
             return
@@ -338,15 +393,25 @@ class LineProgress(ProgressBar):
 
     def _say(self, trainer: pl.Trainer, where: str, metrics: dict[str, Any], prefix: str) -> None:
         if self.enabled and trainer.is_global_zero:
-            shown = [f"{k} {float(v):.4g}" for k, v in sorted(metrics.items()) if k.startswith(prefix) and getattr(v, "numel", lambda: 1)() == 1]
+            shown = [
+                f"{k} {float(v):.4g}"
+                for k, v in sorted(metrics.items())
+                if k.startswith(prefix) and getattr(v, "numel", lambda: 1)() == 1
+            ]
             print(" ".join([where, *shown]), file=self.stream, flush=True)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         done, total = batch_idx + 1, self.total_train_batches
         if done % self.every == 0 or done == total:
             shown_total = f"/{total}" if isinstance(total, int) else ""
-            self._say(trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} batch {done}{shown_total}",
-                      self.get_metrics(trainer, pl_module), "train/")
+            self._say(
+                trainer,
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} batch {done}{shown_total}",
+                self.get_metrics(trainer, pl_module),
+                "train/",
+            )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -361,6 +426,8 @@ def progress(trainer: Any, every: int, stream: Any = None) -> list[Callback]:
     """The progress display where the `trainer:` section leaves it to EdnaML: Lightning's bar on a terminal,
     LineProgress on anything else."""
     stream = stream or sys.stderr
-    if trainer.get("enable_progress_bar") is not None or any(isinstance(c, dict) and "ProgressBar" in str(c.get("class_path")) for c in trainer.get("callbacks") or []):
+    if trainer.get("enable_progress_bar") is not None or any(
+        isinstance(c, dict) and "ProgressBar" in str(c.get("class_path")) for c in trainer.get("callbacks") or []
+    ):
         return []
     return [] if stream.isatty() else [LineProgress(every, stream)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -43,7 +44,7 @@ class EpochSampler(DistributedSampler):
     def __iter__(self):
         indices = list(super().__iter__())
         if self.epoch == self.skip_epoch:
-            indices = indices[self.skip:]
+            indices = indices[self.skip :]
         return iter([(index, self.epoch) for index in indices])
 
 
@@ -162,8 +163,13 @@ class NewData:
 class EdnaDataModule(pl.LightningDataModule):
     """The data of EXECUTION.DATAREADER with TRAIN_ / TEST_TRANSFORMATION; validation uses TEST_."""
 
-    def __init__(self, config: sections.Config | dict[str, Any], saved: dict[str, Any] | None = None, new_data: NewData | None = None,
-                 crawler: Any = None):
+    def __init__(
+        self,
+        config: sections.Config | dict[str, Any],
+        saved: dict[str, Any] | None = None,
+        new_data: NewData | None = None,
+        crawler: Any = None,
+    ):
         """`config`: the resolved config or its sections.
         `saved`: the data state a checkpoint carries (a text reader's tokenizer), used instead of fitting anew.
         `new_data`: unlabelled inputs to predict on instead of the reader's splits (the training data is not read).
@@ -175,18 +181,28 @@ class EdnaDataModule(pl.LightningDataModule):
         reader_cfg = config.DEPLOYMENT.DATAREADER if own else config.EXECUTION.DATAREADER
         self.at = ("DEPLOYMENT" if own else "EXECUTION", "DATAREADER")  # where the reader's keys are, for messages
         self.reader = registry.get("datareader", reader_cfg.DATAREADER)
-        self.dataset_cls = registry.get("dataset", reader_cfg.GENERATOR) if reader_cfg.GENERATOR else self.reader.dataset
-        if problems := [p for key in ("DATASET_ARGS", "GENERATOR_ARGS")
-                        for p in check_arguments("dataset", self.dataset_cls, reader_cfg[key], self.at + (key,))]:
+        self.dataset_cls = (
+            registry.get("dataset", reader_cfg.GENERATOR) if reader_cfg.GENERATOR else self.reader.dataset
+        )
+        if problems := [
+            p
+            for key in ("DATASET_ARGS", "GENERATOR_ARGS")
+            for p in check_arguments("dataset", self.dataset_cls, reader_cfg[key], self.at + (key,))
+        ]:
             raise ConfigError(problems)
-        self.dataset_kwargs = {**reader_cfg.DATASET_ARGS, **reader_cfg.GENERATOR_ARGS}  # checked as registry.build checks
+        self.dataset_kwargs = {
+            **reader_cfg.DATASET_ARGS,
+            **reader_cfg.GENERATOR_ARGS,
+        }  # checked as registry.build checks
         self.loader_kwargs = dict(reader_cfg.DATALOADER_ARGS)
         self.train_cfg, self.test_cfg = config.TRAIN_TRANSFORMATION, config.TEST_TRANSFORMATION
         seed = config.seed_everything
         self.seed = int(seed) if seed is not False and not isinstance(seed, bool) else 0
         self.ids: list[str] | None = None  # each prediction input's id (its path), by position
         if new_data is None:
-            crawler = crawler or registry.build("crawler", self.reader.crawler, reader_cfg.CRAWLER_ARGS, at=self.at + ("CRAWLER_ARGS",))
+            crawler = crawler or registry.build(
+                "crawler", self.reader.crawler, reader_cfg.CRAWLER_ARGS, at=self.at + ("CRAWLER_ARGS",)
+            )
             self.crawl: Crawl = crawler.crawl()
         else:
             found = self.reader.inputs(new_data.path) if new_data.path is not None else []
@@ -195,8 +211,20 @@ class EdnaDataModule(pl.LightningDataModule):
             self.ids = [identity for identity, _ in found]
             self.crawl = Crawl(splits={"predict": [(item, ()) for _, item in found]}, labels=new_data.labels)
         self.transforms = {
-            True: registry.build("transforms", self.reader.transforms, self.train_cfg.ARGS, at=("TRAIN_TRANSFORMATION", "ARGS"), train=True),
-            False: registry.build("transforms", self.reader.transforms, self.test_cfg.ARGS, at=("TEST_TRANSFORMATION", "ARGS"), train=False),
+            True: registry.build(
+                "transforms",
+                self.reader.transforms,
+                self.train_cfg.ARGS,
+                at=("TRAIN_TRANSFORMATION", "ARGS"),
+                train=True,
+            ),
+            False: registry.build(
+                "transforms",
+                self.reader.transforms,
+                self.test_cfg.ARGS,
+                at=("TEST_TRANSFORMATION", "ARGS"),
+                train=False,
+            ),
         }
         self.collate = getattr(self.reader, "collate", None)
         self.bad_samples = reader_cfg.BAD_SAMPLES
@@ -207,8 +235,11 @@ class EdnaDataModule(pl.LightningDataModule):
             if saved and saved.get("tokenizer"):
                 train.adopt(saved["tokenizer"])
             elif new_data is not None:
-                raise DataError("ckpt_path", "the checkpoint carries no tokenizer, which new text data needs; predict with "
-                                             "a checkpoint EdnaML wrote after training on text")
+                raise DataError(
+                    "ckpt_path",
+                    "the checkpoint carries no tokenizer, which new text data needs; predict with "
+                    "a checkpoint EdnaML wrote after training on text",
+                )
             else:
                 train.fit(loaded(x) for x, _ in self.crawl.splits["train"])
             test.adopt(train.tokenizer.to_str())
@@ -234,20 +265,31 @@ class EdnaDataModule(pl.LightningDataModule):
 
     def dataset_of(self, samples: list[Any], train: bool) -> Any:
         """The reader's dataset (or GENERATOR) over `samples`, with the training or the test transforms."""
-        return self.dataset_cls(samples, transform=self.transforms[train], labels=list(self.crawl.labels), **copy.deepcopy(self.dataset_kwargs))
+        return self.dataset_cls(
+            samples,
+            transform=self.transforms[train],
+            labels=list(self.crawl.labels),
+            **copy.deepcopy(self.dataset_kwargs),
+        )
 
     def _kwargs(self, settings: sections.TransformationSection) -> dict[str, Any]:
-        return {"batch_size": settings.BATCH_SIZE, "num_workers": settings.WORKERS,
-                "persistent_workers": settings.WORKERS > 0, "collate_fn": TolerantCollate(self.collate),
-                "generator": torch.Generator().manual_seed(self.seed),  # worker seeds, not the global RNG
-                **self.loader_kwargs}
+        return {
+            "batch_size": settings.BATCH_SIZE,
+            "num_workers": settings.WORKERS,
+            "persistent_workers": settings.WORKERS > 0,
+            "collate_fn": TolerantCollate(self.collate),
+            "generator": torch.Generator().manual_seed(self.seed),  # worker seeds, not the global RNG
+            **self.loader_kwargs,
+        }
 
     def _progress(self) -> tuple[int, int]:
         trainer = self.trainer
         return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
-        return ResumableLoader(Tolerant(self.dataset("train")), self._progress, self.seed, **self._kwargs(self.train_cfg))
+        return ResumableLoader(
+            Tolerant(self.dataset("train")), self._progress, self.seed, **self._kwargs(self.train_cfg)
+        )
 
     def _evaluation_loader(self, split: str) -> DataLoader:
         dataset = Tolerant(self.dataset(split))
@@ -255,8 +297,11 @@ class EdnaDataModule(pl.LightningDataModule):
         world = _world()[0]
         if world > 1:  # each process every world-th sample, none twice (DistributedSampler would repeat some)
             if len(dataset) < world:
-                raise DataError("EXECUTION.DATAREADER", f"the {split} split has {len(dataset)} sample(s), fewer than the "
-                                f"{world} processes that evaluate it; each needs at least one")
+                raise DataError(
+                    "EXECUTION.DATAREADER",
+                    f"the {split} split has {len(dataset)} sample(s), fewer than the "
+                    f"{world} processes that evaluate it; each needs at least one",
+                )
             kwargs["sampler"] = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, shuffle=False, **kwargs)
 
@@ -267,14 +312,19 @@ class EdnaDataModule(pl.LightningDataModule):
             return batch
         first = batch.bad[0]
         if self.bad_samples == "stop":
-            raise DataError(first.key, f"{first.message} (EXECUTION.DATAREADER.BAD_SAMPLES: skip would drop such samples and go on)")
+            raise DataError(
+                first.key, f"{first.message} (EXECUTION.DATAREADER.BAD_SAMPLES: skip would drop such samples and go on)"
+            )
         for bad in batch.bad:
             message = f"{bad.key}: {bad.message}"
             if message not in self.skipped:
                 log.warning("skipped a sample (EXECUTION.DATAREADER.BAD_SAMPLES: skip): %s", message)
             self.skipped[message] = self.skipped.get(message, 0) + 1
         if batch.batch is None:
-            raise DataError("EXECUTION.DATAREADER.BAD_SAMPLES", f"skip: every sample of a batch failed to load, e.g. {first.key}: {first.message}")
+            raise DataError(
+                "EXECUTION.DATAREADER.BAD_SAMPLES",
+                f"skip: every sample of a batch failed to load, e.g. {first.key}: {first.message}",
+            )
         self.dropped = batch.positions
         return batch.batch
 

@@ -34,9 +34,14 @@ class Given:
         for i, entry in enumerate(losses):
             if entry["NAME"] in self.losses:
                 found[format_path(("LOSS", i, "LOSSES"))] = self.losses[entry["NAME"]]
-        return {key: {"given": True, **describe_component(type(obj)), "parameters": _parameters(obj)} for key, obj in found.items()}
+        return {
+            key: {"given": True, **describe_component(type(obj)), "parameters": _parameters(obj)}
+            for key, obj in found.items()
+        }
 
-    def check_against(self, held: dict[str, dict[str, Any]], losses: Sequence[Mapping[str, Any]], checkpoint: str) -> list[str]:
+    def check_against(
+        self, held: dict[str, dict[str, Any]], losses: Sequence[Mapping[str, Any]], checkpoint: str
+    ) -> list[str]:
         """A checkpoint trained with components given from Python (`held`, as it records them) loads only with
         the model and every loss with parameters given again (their weights are in it); returns the others
         it was trained with, which the config's replace now."""
@@ -44,8 +49,10 @@ class Given:
         missing = [key for key in sorted(set(held) - have) if key == "MODEL.MODEL_ARCH" or held[key].get("parameters")]
         if missing:
             shown = ", ".join(f"{key} ({held[key]['class']})" for key in missing)
-            raise ConfigError(f"ckpt_path: {checkpoint!r} was trained with components given from Python, not built from its "
-                              f"config: {shown}; load it from Python with the same EdnaML.add_model / add_loss")
+            raise ConfigError(
+                f"ckpt_path: {checkpoint!r} was trained with components given from Python, not built from its "
+                f"config: {shown}; load it from Python with the same EdnaML.add_model / add_loss"
+            )
         return sorted(set(held) - have)
 
 

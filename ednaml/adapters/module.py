@@ -134,12 +134,16 @@ class TrainingLosses:
         first = pending[row]
         names = list(first.values)
         bad = [name for name, ok in zip(names[1:], finite[row, 1:].tolist()) if not ok] or ["loss"]
-        return (f"the loss is {first.values['loss'].item()} at step {first.step} (epoch {first.epoch}, batch {first.batch}); "
-                f"non-finite terms: {', '.join(bad)}. The run stopped; its last checkpoint holds the last good weights.")
+        return (
+            f"the loss is {first.values['loss'].item()} at step {first.step} (epoch {first.epoch}, batch {first.batch}); "
+            f"non-finite terms: {', '.join(bad)}. The run stopped; its last checkpoint holds the last good weights."
+        )
 
     def means(self, strategy: Any) -> dict[str, float]:
         self.settle(strategy)
-        device = strategy.root_device if strategy.world_size > 1 else torch.device("cpu")  # a collective needs its device
+        device = (
+            strategy.root_device if strategy.world_size > 1 else torch.device("cpu")
+        )  # a collective needs its device
         count = strategy.reduce(torch.tensor(float(self.count), dtype=torch.float64, device=device), reduce_op="sum")
         if count.item() == 0:
             return {}
@@ -175,7 +179,9 @@ class EvaluationLosses:
 
     def means(self, strategy: Any) -> dict[str, float]:
         """{key: mean} over every process's samples (every process calls this: it is a collective)."""
-        device = strategy.root_device if strategy.world_size > 1 else torch.device("cpu")  # a collective needs its device
+        device = (
+            strategy.root_device if strategy.world_size > 1 else torch.device("cpu")
+        )  # a collective needs its device
         dtype = torch.float32 if device.type == "mps" else torch.float64
         local = torch.zeros(len(self.keys) + 1, dtype=dtype, device=device)  # a process with no batch adds zeros
         if self.sums is not None:
@@ -198,8 +204,11 @@ def rng_state() -> dict[str, Any]:
     import numpy as np
 
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached],
-            "python": list(random.getstate()[1]) + [random.getstate()[2]]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached],
+        "python": list(random.getstate()[1]) + [random.getstate()[2]],
+    }
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
@@ -214,12 +223,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((3, tuple(internal), gauss))
 
 
-def build_plugins(entries: tuple[sections.ModelPluginEntry, ...], outputs: dict[str, Any], labels: dict[str, list[str]]) -> nn.ModuleDict:
+def build_plugins(
+    entries: tuple[sections.ModelPluginEntry, ...], outputs: dict[str, Any], labels: dict[str, list[str]]
+) -> nn.ModuleDict:
     """MODEL_PLUGIN's plugins by PLUGIN_NAME, each bound to the model's outputs; a bad argument names its key."""
     plugins = nn.ModuleDict()
     for i, entry in enumerate(entries):
         try:
-            plugin = registry.build("plugin", entry.PLUGIN, entry.PLUGIN_KWARGS, at=("MODEL_PLUGIN", i, "PLUGIN_KWARGS"))
+            plugin = registry.build(
+                "plugin", entry.PLUGIN, entry.PLUGIN_KWARGS, at=("MODEL_PLUGIN", i, "PLUGIN_KWARGS")
+            )
             plugin.bind(outputs, labels)
         except ValueError as err:
             raise ValueError(f"MODEL_PLUGIN[{i}].PLUGIN_KWARGS.{err}") from err
@@ -230,8 +243,13 @@ def build_plugins(entries: tuple[sections.ModelPluginEntry, ...], outputs: dict[
 class EdnaModule(pl.LightningModule):
     """Reads like the pipeline: batch -> outputs -> losses (Lightning: backward, update) -> metrics."""
 
-    def __init__(self, config: sections.Config | dict[str, Any], labels: dict[str, list[str]], data_info: dict[str, Any] | None = None,
-                 given: Given | None = None):
+    def __init__(
+        self,
+        config: sections.Config | dict[str, Any],
+        labels: dict[str, list[str]],
+        data_info: dict[str, Any] | None = None,
+        given: Given | None = None,
+    ):
         """`config`: the resolved config or its sections. `given`: a model or losses handed in from Python,
         used instead of the ones the config names."""
         super().__init__()
@@ -247,7 +265,11 @@ class EdnaModule(pl.LightningModule):
         else:
             target = default_label(config.LOSS, labels)
 
-        self.model = self.given.model if self.given.model is not None else build_model(config.MODEL, classes, target, data_info or {})
+        self.model = (
+            self.given.model
+            if self.given.model is not None
+            else build_model(config.MODEL, classes, target, data_info or {})
+        )
         if config.MODEL.WEIGHTS:
             self._load_weights(config.MODEL.WEIGHTS)
         if config.LOGGING.INPUT_SIZE:  # lets Lightning's model summary show input and output shapes
@@ -258,13 +280,21 @@ class EdnaModule(pl.LightningModule):
         self.outputs = self.step_logic.bind(self.model, list(labels), target)
         self.criterion = Criterion(config.LOSS, self.outputs, classes, self.given.losses)
         deployment = config.DEPLOYMENT
-        self.deploy = registry.build("deployment", deployment.DEPLOY, deployment.DEPLOYMENT_ARGS, at=("DEPLOYMENT", "DEPLOYMENT_ARGS"))
+        self.deploy = registry.build(
+            "deployment", deployment.DEPLOY, deployment.DEPLOYMENT_ARGS, at=("DEPLOYMENT", "DEPLOYMENT_ARGS")
+        )
         self.plugins = build_plugins(config.MODEL_PLUGIN, self.outputs, labels)
         if len(self.plugins) and type(self.step_logic).outputs_of is StepLogic.outputs_of:
-            raise ValueError(f"MODEL_PLUGIN: plugins see the model's outputs through the step logic's `outputs_of`, which "
-                             f"EXECUTION.TRAINER {type(self.step_logic).__name__} does not define")
-        self.plugin_outputs: dict[str, dict[str, Any]] = {}  # the latest forward pass's, by PLUGIN_NAME (see PluginRunner)
-        metrics = {name: classification_metrics(classes[info.label], execution.METRICS) for name, info in self.outputs.items()}
+            raise ValueError(
+                f"MODEL_PLUGIN: plugins see the model's outputs through the step logic's `outputs_of`, which "
+                f"EXECUTION.TRAINER {type(self.step_logic).__name__} does not define"
+            )
+        self.plugin_outputs: dict[
+            str, dict[str, Any]
+        ] = {}  # the latest forward pass's, by PLUGIN_NAME (see PluginRunner)
+        metrics = {
+            name: classification_metrics(classes[info.label], execution.METRICS) for name, info in self.outputs.items()
+        }
         self.val_metrics = nn.ModuleList(m.clone(prefix=self._prefix("val", name)) for name, m in metrics.items())
         self.test_metrics = nn.ModuleList(m.clone(prefix=self._prefix("test", name)) for name, m in metrics.items())
         self.test_confusion = nn.ModuleList(confusion_matrix(classes[info.label]) for info in self.outputs.values())
@@ -274,14 +304,20 @@ class EdnaModule(pl.LightningModule):
         self._pending_schedule_state: list[dict[str, Any]] | None = None
         self.provenance: dict[str, Any] | None = None  # set by the runner; every checkpoint carries it
         self.train_losses = TrainingLosses()
-        self.eval_losses = EvaluationLosses(["loss"] + [term for entry in self.criterion.entries for term in entry.term_names])
+        self.eval_losses = EvaluationLosses(
+            ["loss"] + [term for entry in self.criterion.entries for term in entry.term_names]
+        )
         self._stepped_at = -1
 
     def logged_names(self, stage: str) -> list[str]:
         """The epoch values a stage logs: the loss, each loss term, and (evaluating) each output's metrics."""
         names = [f"{stage}/loss"] + [f"{stage}/{term}" for entry in self.criterion.entries for term in entry.term_names]
         if stage != "train":
-            names += [key.replace("val/", f"{stage}/", 1) for collection in self.val_metrics for key in collection.keys(keep_base=False)]
+            names += [
+                key.replace("val/", f"{stage}/", 1)
+                for collection in self.val_metrics
+                for key in collection.keys(keep_base=False)
+            ]
         return names
 
     def _prefix(self, stage: str, output: str) -> str:
@@ -305,9 +341,12 @@ class EdnaModule(pl.LightningModule):
         loss, terms = self.criterion(outputs, targets)
         # Checked for non-finite values at the logging interval and before every checkpoint, not here:
         # a check on every step would stall a GPU (see TrainingLosses).
-        self.train_losses.add(StepLosses(self.global_step, self.current_epoch, batch_idx, len(batch[1]),
-                                         {"loss": loss.detach(), **terms}),
-                              self.trainer.strategy)
+        self.train_losses.add(
+            StepLosses(
+                self.global_step, self.current_epoch, batch_idx, len(batch[1]), {"loss": loss.detach(), **terms}
+            ),
+            self.trainer.strategy,
+        )
         self.log("train/loss_step", loss, prog_bar=True, logger=False)
         return loss
 
@@ -340,21 +379,25 @@ class EdnaModule(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         outputs = self._evaluate(batch, "test", self.test_metrics)
-        for (name, output), confusion in zip(outputs.items(), self.test_confusion):
+        for output, confusion in zip(outputs.values(), self.test_confusion):
             confusion.update(output.logits, output.target)
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_losses("test")
-        self.confusion = {name: {"matrix": confusion.compute().tolist(), "classes": self.labels[info.label]}
-                          for (name, info), confusion in zip(self.outputs.items(), self.test_confusion)}
+        self.confusion = {
+            name: {"matrix": confusion.compute().tolist(), "classes": self.labels[info.label]}
+            for (name, info), confusion in zip(self.outputs.items(), self.test_confusion)
+        }
         for confusion in self.test_confusion:
             confusion.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Any]]:
         """One record per input, from DEPLOYMENT.DEPLOY (targets only where the data has labels)."""
         outputs, targets = self.step_logic(self.model, batch)
-        scored = {name: Predicted(output.logits.float().softmax(dim=-1), targets.get(output.label), self.labels[output.label])
-                  for name, output in outputs.items()}
+        scored = {
+            name: Predicted(output.logits.float().softmax(dim=-1), targets.get(output.label), self.labels[output.label])
+            for name, output in outputs.items()
+        }
         records = self.deploy.records(scored)
         for plugin, values in self.plugin_outputs.items():  # the activated plugins' outputs, as <PLUGIN_NAME>/<key>
             for key, column in values.items():
@@ -373,15 +416,25 @@ class EdnaModule(pl.LightningModule):
         for i, entry in enumerate(config.LOSS_OPTIMIZER):
             loss_entry = self.criterion.entry(entry.OPTIMIZER_NAME)
             named = [(n, p) for n, p in loss_entry.named_parameters() if p.requires_grad]
-            loss_optimizers[entry.OPTIMIZER_NAME], rows = make_optimizer(named, entry, norm_parameter_names(loss_entry), ("LOSS_OPTIMIZER", i))
+            loss_optimizers[entry.OPTIMIZER_NAME], rows = make_optimizer(
+                named, entry, norm_parameter_names(loss_entry), ("LOSS_OPTIMIZER", i)
+            )
             self.parameter_table += rows
-        untrained = [e.name for e in self.criterion.entries if e.name not in loss_optimizers and any(p.requires_grad for p in e.parameters())]
+        untrained = [
+            e.name
+            for e in self.criterion.entries
+            if e.name not in loss_optimizers and any(p.requires_grad for p in e.parameters())
+        ]
         if untrained:
-            raise ValueError(f"LOSS entries {untrained} learn parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME "
-                             f"{untrained[0]!r} for each")
+            raise ValueError(
+                f"LOSS entries {untrained} learn parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME "
+                f"{untrained[0]!r} for each"
+            )
         log.info("parameter groups:\n%s", format_table(self.parameter_table))
-        self.schedules = ScheduleRunner(build_schedules(config.SCHEDULER, optimizers)
-                                        + build_schedules(config.LOSS_SCHEDULER, loss_optimizers, "LOSS_SCHEDULER"))
+        self.schedules = ScheduleRunner(
+            build_schedules(config.SCHEDULER, optimizers)
+            + build_schedules(config.LOSS_SCHEDULER, loss_optimizers, "LOSS_SCHEDULER")
+        )
         if self._pending_schedule_state is not None:
             self.schedules.load_state_dict(self._pending_schedule_state)
             self._pending_schedule_state = None
@@ -410,10 +463,16 @@ class EdnaModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.trainer.state.fn == "fit":
             self.train_losses.settle(self.trainer.strategy)  # raises before a non-finite step's weights are saved
-        checkpoint["ednaml"] = {"version": __version__, "config": scrub(self.config.as_dict()), "labels": self.labels,
-                                "provenance": scrub(self.provenance), "schedules": self.schedules.state_dict(),
-                                "given": self.given_record,
-                                "train_losses": self.train_losses.state_dict(), "rng": rng_state()}
+        checkpoint["ednaml"] = {
+            "version": __version__,
+            "config": scrub(self.config.as_dict()),
+            "labels": self.labels,
+            "provenance": scrub(self.provenance),
+            "schedules": self.schedules.state_dict(),
+            "given": self.given_record,
+            "train_losses": self.train_losses.state_dict(),
+            "rng": rng_state(),
+        }
 
     def plugin_entries(self, saved: dict[str, Any]) -> dict[str, Any]:
         """State-dict entries for this module's plugins: a checkpoint's where they fit, fresh ones elsewhere.
@@ -427,7 +486,9 @@ class EdnaModule(pl.LightningModule):
                 entries.update({k: saved[k] for k in keys})
                 continue
             if any(k in saved for k in keys):
-                log.warning("MODEL_PLUGIN %s: the checkpoint's state does not fit its PLUGIN_KWARGS; it starts fresh", name)
+                log.warning(
+                    "MODEL_PLUGIN %s: the checkpoint's state does not fit its PLUGIN_KWARGS; it starts fresh", name
+                )
             entries.update({k: own[k] for k in keys})
         return entries
 

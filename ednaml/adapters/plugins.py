@@ -49,7 +49,9 @@ class PluginRunner(pl.Callback):
             learning = pl_module.training or self.fitting
             produced = {}
             for name, plugin in pl_module.plugins.items():
-                if self._runs(plugin) and (values := plugin.post_forward(args[0], outputs, learning and name in self.warming)):
+                if self._runs(plugin) and (
+                    values := plugin.post_forward(args[0], outputs, learning and name in self.warming)
+                ):
                     produced[name] = values
             pl_module.plugin_outputs = produced
 

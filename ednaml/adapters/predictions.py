@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ednaml.version import __version__
 from ednaml.checkpoints import describe_checkpoint
 from ednaml.deploy import manifest_path, output_format, write_records
 from ednaml.errors import ConfigError
 from ednaml.tracking.run_folder import RunFolder, write_atomic
 from ednaml.tracking.secrets import scrub
+from ednaml.version import __version__
 
 if TYPE_CHECKING:
     from ednaml.config import sections
@@ -43,7 +43,9 @@ class PredictRequest:
             raise ConfigError(str(err)) from None
         target = Path(self.output).expanduser()
         if taken := [p for p in (target, manifest_path(target)) if p.exists()]:
-            raise ConfigError(f"--output {self.output!r}: {taken[0]} exists; predictions never overwrite a file, name another one")
+            raise ConfigError(
+                f"--output {self.output!r}: {taken[0]} exists; predictions never overwrite a file, name another one"
+            )
 
     def target(self, run: RunFolder, deployment: sections.DeploymentSection) -> tuple[Path, str]:
         """The file the records are written to, and its format."""
@@ -56,6 +58,7 @@ class PredictRequest:
 def split_ids(samples: list[Any], split: str) -> list[str]:
     """Each sample's identity for its prediction record: its file where the sample is one, else its place in
     the split (`test[17]`: an in-memory image, a sentence)."""
+
     def identity(position: int, item: Any) -> str:
         try:
             if isinstance(item, (str, os.PathLike)) and Path(item).is_file():
@@ -73,24 +76,48 @@ class PredictionWriter(BasePredictionWriter):
     config and data that produced them. With several processes each writes its shard, then the first
     merges them: every input once, in input order."""
 
-    def __init__(self, run: RunFolder, summary: Any, request: PredictRequest, deployment: sections.DeploymentSection, ckpt_path: str | None):
+    def __init__(
+        self,
+        run: RunFolder,
+        summary: Any,
+        request: PredictRequest,
+        deployment: sections.DeploymentSection,
+        ckpt_path: str | None,
+    ):
         super().__init__(write_interval="epoch")
-        self.run, self.summary, self.request, self.deployment, self.ckpt_path = run, summary, request, deployment, ckpt_path
+        self.run, self.summary, self.request, self.deployment, self.ckpt_path = (
+            run,
+            summary,
+            request,
+            deployment,
+            ckpt_path,
+        )
         self.path, self.kind = request.target(run, deployment)
         self.dropped: dict[int, set[int]] = {}  # batch number -> positions skipped in it (BAD_SAMPLES: skip)
         self.writing = True  # off during the passes that only fit plugins
 
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
-                             dataloader_idx: int = 0) -> None:
+    def on_predict_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if dropped := trainer.datamodule.dropped:  # samples skipped have no prediction
             self.dropped[batch_idx] = set(dropped)
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any) -> None:
+    def write_on_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
         if not self.writing:
             self.dropped = {}
             return
-        batch_indices = batch_indices[0] if batch_indices else []  # nested per dataloader (there is one); predictions are not
+        batch_indices = (
+            batch_indices[0] if batch_indices else []
+        )  # nested per dataloader (there is one); predictions are not
         mine: dict[int, dict[str, Any]] = {}
         for number, (records, indices) in enumerate(zip(predictions, batch_indices)):
             if number in self.dropped:
@@ -105,7 +132,11 @@ class PredictionWriter(BasePredictionWriter):
         merged: dict[int, dict[str, Any]] = {}
         for shard in sorted(shards.glob("rank*.json")):
             merged.update({int(k): v for k, v in json.loads(shard.read_text(encoding="utf-8")).items()})
-        ids = trainer.datamodule.ids if trainer.datamodule.ids is not None else split_ids(trainer.datamodule.crawl.splits["test"], "test")
+        ids = (
+            trainer.datamodule.ids
+            if trainer.datamodule.ids is not None
+            else split_ids(trainer.datamodule.crawl.splits["test"], "test")
+        )
         records = [{"index": index, "input": ids[index], **merged[index]} for index in sorted(merged)]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         columns = write_records(self.path, records, self.kind)
@@ -118,12 +149,21 @@ class PredictionWriter(BasePredictionWriter):
     def _manifest(self, records: list[dict[str, Any]], columns: list[str], inputs: int) -> None:
         deployment = self.deployment
         manifest = {
-            "predictions": str(self.path), "format": self.kind, "records": len(records), "columns": columns,
+            "predictions": str(self.path),
+            "format": self.kind,
+            "records": len(records),
+            "columns": columns,
             "checkpoint": describe_checkpoint(self.ckpt_path) if self.ckpt_path else None,
-            "config": str(self.run.path / "config.yaml"), "run_dir": str(self.run.path),
-            "data": {"path": str(Path(self.request.data).expanduser().resolve()) if self.request.data else None,
-                     "split": None if self.request.data else "test", "inputs": inputs, "skipped": inputs - len(records)},
+            "config": str(self.run.path / "config.yaml"),
+            "run_dir": str(self.run.path),
+            "data": {
+                "path": str(Path(self.request.data).expanduser().resolve()) if self.request.data else None,
+                "split": None if self.request.data else "test",
+                "inputs": inputs,
+                "skipped": inputs - len(records),
+            },
             "deploy": {"DEPLOY": deployment.DEPLOY, "DEPLOYMENT_ARGS": dict(deployment.DEPLOYMENT_ARGS)},
-            "ednaml_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ednaml_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_atomic(manifest_path(self.path), json.dumps(scrub(manifest), indent=2) + "\n")

@@ -52,8 +52,10 @@ def forward(module: Any, batch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     except RuntimeError as err:
         if explain(err):
             raise
-        raise ValueError(f"MODEL: the model cannot take a training batch of {shape_of(batch)}: {err}. Check "
-                         "TRANSFORMATION.ARGS (i_shape, channels) against MODEL.MODEL_KWARGS (initial_channels, ...)") from err
+        raise ValueError(
+            f"MODEL: the model cannot take a training batch of {shape_of(batch)}: {err}. Check "
+            "TRANSFORMATION.ARGS (i_shape, channels) against MODEL.MODEL_KWARGS (initial_channels, ...)"
+        ) from err
 
 
 def output_problems(outputs: dict[str, Any], labels: dict[str, list[str]]) -> list[Problem]:
@@ -62,8 +64,13 @@ def output_problems(outputs: dict[str, Any], labels: dict[str, list[str]]) -> li
     for name, output in outputs.items():
         classes = len(labels[output.label])
         if output.logits.shape[-1] != classes:
-            problems.append(Problem(("MODEL", "MODEL_KWARGS"), f"output {name!r} gives {output.logits.shape[-1]} classes but label "
-                                    f"{output.label!r} has {classes}; leave its size blank to take it from the data"))
+            problems.append(
+                Problem(
+                    ("MODEL", "MODEL_KWARGS"),
+                    f"output {name!r} gives {output.logits.shape[-1]} classes but label "
+                    f"{output.label!r} has {classes}; leave its size blank to take it from the data",
+                )
+            )
     return problems
 
 
@@ -76,13 +83,23 @@ def monitor_problems(module: Any, has_val: bool) -> list[Problem]:
     problems = []
     monitor = config.SAVE.MONITOR
     if monitor and has_val and monitor not in logged:
-        problems.append(Problem(("SAVE", "MONITOR"), f"{monitor!r} is not logged by this run; validation "
-                                f"logs {', '.join(val_names)}{did_you_mean(monitor, val_names)}"))
+        problems.append(
+            Problem(
+                ("SAVE", "MONITOR"),
+                f"{monitor!r} is not logged by this run; validation "
+                f"logs {', '.join(val_names)}{did_you_mean(monitor, val_names)}",
+            )
+        )
     for section in ("SCHEDULER", "LOSS_SCHEDULER"):
         for i, entry in enumerate(config[section]):
             if entry.MONITOR and entry.MONITOR not in logged:
-                problems.append(Problem((section, i, "MONITOR"), f"{entry.MONITOR!r} is not logged by this run; it logs "
-                                        f"{', '.join(sorted(logged))}{did_you_mean(entry.MONITOR, logged)}"))
+                problems.append(
+                    Problem(
+                        (section, i, "MONITOR"),
+                        f"{entry.MONITOR!r} is not logged by this run; it logs "
+                        f"{', '.join(sorted(logged))}{did_you_mean(entry.MONITOR, logged)}",
+                    )
+                )
     return problems
 
 

@@ -7,32 +7,53 @@ import gc
 import logging
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import lightning.pytorch as pl
 
-from ednaml.adapters.callbacks import (Backup, RunSummary, StepMetrics, StopOnSignal, backup_problem, checkpoint_callbacks, ended_as,
-                                      progress)
+from ednaml.adapters.callbacks import (
+    Backup,
+    RunSummary,
+    StepMetrics,
+    StopOnSignal,
+    backup_problem,
+    checkpoint_callbacks,
+    ended_as,
+    progress,
+)
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.given import Given
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.plugins import PluginRunner
-from ednaml.config import sections
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
 from ednaml.adapters.preflight import preflight, problem_from
 from ednaml.adapters.trainer import build_trainer, debug_settings, save_atomically
-from ednaml.registry import Trust
 from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint, source_run
+from ednaml.config import sections
 from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
 from ednaml.faults import explain
+from ednaml.registry import Trust
 from ednaml.sweeps.trial import sweep_trial
 from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts, record_given
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
-from ednaml.tracking.wandb import (Table, backfill, complete_offline, continue_steps, define_summaries, log_run_record, log_tables, pipeline_table,
-                                   record_devices, record_summary, wandb_directories, wandb_logger)
+from ednaml.tracking.wandb import (
+    Table,
+    backfill,
+    complete_offline,
+    continue_steps,
+    define_summaries,
+    log_run_record,
+    log_tables,
+    pipeline_table,
+    record_devices,
+    record_summary,
+    wandb_directories,
+    wandb_logger,
+)
 
 log = logging.getLogger("ednaml")
 
@@ -82,8 +103,15 @@ def majority_baseline(datamodule: EdnaDataModule, module: EdnaModule) -> dict[st
     return baseline
 
 
-def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModule, invocation: dict[str, Any], resuming: bool,
-                given: dict[str, dict[str, Any]], checkpoint: str | None) -> dict[str, Any]:
+def _provenance(
+    run: RunFolder,
+    config: dict[str, Any],
+    datamodule: EdnaDataModule,
+    invocation: dict[str, Any],
+    resuming: bool,
+    given: dict[str, dict[str, Any]],
+    checkpoint: str | None,
+) -> dict[str, Any]:
     """A new run's provenance (with the components `given` from Python, and the run whose `checkpoint` it
     starts from); a resumed run keeps its own and adds this resume to it."""
     record, diff = build_provenance(config, datamodule.crawl, invocation.get("argv") or [], Path.cwd(), run.run_id)
@@ -96,9 +124,11 @@ def _provenance(run: RunFolder, config: dict[str, Any], datamodule: EdnaDataModu
         record["source"] = source  # the run whose checkpoint this one starts from
     if resuming and (run.path / "provenance.json").exists():
         original = run.read_json("provenance.json")
-        original.setdefault("resumes", []).append({k: record[k] for k in ("created", "command", "git", "machine")}
-                                                  | {"versions": {k: v for k, v in record["versions"].items() if k != "packages"}}
-                                                  | ({"continued": invocation["continued"]} if invocation.get("continued") else {}))
+        original.setdefault("resumes", []).append(
+            {k: record[k] for k in ("created", "command", "git", "machine")}
+            | {"versions": {k: v for k, v in record["versions"].items() if k != "packages"}}
+            | ({"continued": invocation["continued"]} if invocation.get("continued") else {})
+        )
         record = original
     if diff and run.writer:
         name = "git.diff" if not resuming else f"git-resume{len(record.get('resumes', []))}.diff"
@@ -132,8 +162,12 @@ def record_skipped(summary: RunSummary, skipped: dict[str, int]) -> None:
         return
     times = sum(skipped.values())
     summary.summary["skipped_samples"] = {"samples": len(skipped), "times": times, "first": sorted(skipped)[:50]}
-    log.warning("%d sample(s) failed to load and were skipped %d time(s) in all (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
-                "they are listed in summary.json under skipped_samples", len(skipped), times)
+    log.warning(
+        "%d sample(s) failed to load and were skipped %d time(s) in all (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
+        "they are listed in summary.json under skipped_samples",
+        len(skipped),
+        times,
+    )
 
 
 class ExportWeights(pl.Callback):
@@ -164,8 +198,12 @@ class TestRecords(pl.Callback):
 # ---- the lifecycle: instantiate, check before anything is written, run the stage in a session ----
 
 
-def instantiate(config: sections.Config | dict[str, Any], checkpoint: str | os.PathLike | None, new_data: str | None = None,
-                given: Given | None = None) -> tuple[EdnaDataModule, EdnaModule]:
+def instantiate(
+    config: sections.Config | dict[str, Any],
+    checkpoint: str | os.PathLike | None,
+    new_data: str | None = None,
+    given: Given | None = None,
+) -> tuple[EdnaDataModule, EdnaModule]:
     """The data module and the LightningModule; with `checkpoint`, the data state it carries (a tokenizer);
     with `new_data`, unlabelled inputs to predict on, with the checkpoint's label names; with `given`,
     components handed in from Python."""
@@ -173,11 +211,17 @@ def instantiate(config: sections.Config | dict[str, Any], checkpoint: str | os.P
     saved = data_state(checkpoint) if checkpoint else None
     record = read_checkpoint(checkpoint) if checkpoint else {}
     if replaced := given.check_against(record.get("given") or {}, config.LOSS, str(checkpoint)):
-        log.warning("ckpt_path: %s was trained with %s given from Python; the config's are used now", checkpoint, ", ".join(replaced))
+        log.warning(
+            "ckpt_path: %s was trained with %s given from Python; the config's are used now",
+            checkpoint,
+            ", ".join(replaced),
+        )
     try:
         if new_data is not None:
             if not checkpoint:
-                raise ConfigError("--data: predicting on new data needs a trained model; give a run folder, run id or checkpoint")
+                raise ConfigError(
+                    "--data: predicting on new data needs a trained model; give a run folder, run id or checkpoint"
+                )
             datamodule = EdnaDataModule(config, saved, NewData(new_data, record["labels"]))
         else:
             datamodule = EdnaDataModule(config, saved, crawler=given.crawler)
@@ -189,7 +233,9 @@ def instantiate(config: sections.Config | dict[str, Any], checkpoint: str | os.P
         raise (ConfigError([problem]) if problem.path else BuildError(problem.message)) from err
 
 
-def before_run(stage: str, save: sections.SaveSection, module: EdnaModule, datamodule: EdnaDataModule, resuming: bool) -> None:
+def before_run(
+    stage: str, save: sections.SaveSection, module: EdnaModule, datamodule: EdnaDataModule, resuming: bool
+) -> None:
     """What `check` would refuse, refused before a run folder exists: the optimizers and a first batch
     (a new fit), and a backup target that cannot take a file."""
     problems = preflight(module, datamodule) if stage == "fit" and not resuming else []
@@ -205,9 +251,17 @@ class RunSession:
     stage ended: the status and reason in summary.json, the report, the last backup, W&B finished, the
     lock released."""
 
-    def __init__(self, stage: str, config: sections.Config, module: EdnaModule, datamodule: EdnaDataModule,
-                 resume: RunFolder | None, invocation: dict[str, Any] | None, ckpt_path: str | None,
-                 request: PredictRequest | None = None):
+    def __init__(
+        self,
+        stage: str,
+        config: sections.Config,
+        module: EdnaModule,
+        datamodule: EdnaDataModule,
+        resume: RunFolder | None,
+        invocation: dict[str, Any] | None,
+        ckpt_path: str | None,
+        request: PredictRequest | None = None,
+    ):
         self.stage, self.config, self.module, self.datamodule = stage, config, module, datamodule
         self.request = request or PredictRequest()
         self.writer: PredictionWriter | None = None
@@ -223,7 +277,7 @@ class RunSession:
     def resuming(self) -> bool:
         return self.resume is not None
 
-    def __enter__(self) -> "RunSession":
+    def __enter__(self) -> RunSession:
         config = self.config
         run = self.run = self.resume or RunFolder.create(config.trainer.get("default_root_dir") or "runs", config)
         with contextlib.ExitStack() as stack:  # undone in reverse if anything below fails, else when the session ends
@@ -243,8 +297,9 @@ class RunSession:
             log.info("%s: %s", "resuming the run folder" if self.resuming else "run folder", run.path)
             if (trial := sweep_trial()) is not None and run.writer:
                 trial.record_run(run.path)
-            self.provenance = self.module.provenance = _provenance(run, plain, self.datamodule, self.invocation, self.resuming,
-                                                                   self.module.given_record, self.ckpt_path)
+            self.provenance = self.module.provenance = _provenance(
+                run, plain, self.datamodule, self.invocation, self.resuming, self.module.given_record, self.ckpt_path
+            )
             self.wandb, wandb_info = wandb_logger(run, plain, self.provenance, self.stage)
             define_summaries(self.wandb, self.module.logged_names("val"))
             if self.wandb is not None:
@@ -254,9 +309,14 @@ class RunSession:
                 if sent := backfill(self.wandb, run, wandb_info.get("dir")):
                     log.info("W&B: %d committed metric rows the interrupted process had not flushed, sent again", sent)
             self.logger = RunLogger(run.path, run.run_id, self.wandb)
-            self.summary = RunSummary(run, self.stage, wandb_info, previous=run.read_json("summary.json") if self.resuming else None,
-                                      debug=debug_settings(config.trainer),
-                                      resumed_at=checkpoint_step(self.ckpt_path) if self.resuming else None)
+            self.summary = RunSummary(
+                run,
+                self.stage,
+                wandb_info,
+                previous=run.read_json("summary.json") if self.resuming else None,
+                debug=debug_settings(config.trainer),
+                resumed_at=checkpoint_step(self.ckpt_path) if self.resuming else None,
+            )
             save = config.SAVE
             if save.DRIVE_BACKUP or save.LOG_BACKUP:
                 self.backup = Backup(run, save.CHECKPOINT_DIRECTORY, save.DRIVE_BACKUP, save.LOG_BACKUP)
@@ -277,11 +337,19 @@ class RunSession:
     def callbacks(self) -> list[pl.Callback]:
         """The stage's callbacks: summary.json and metrics always; then what the stage writes."""
         run, summary = self.run, self.summary
-        common: list[pl.Callback] = [summary, CommitMetrics(self.logger),
-                                     *progress(self.config.trainer, self.config.LOGGING.STEP_VERBOSE)]
+        common: list[pl.Callback] = [
+            summary,
+            CommitMetrics(self.logger),
+            *progress(self.config.trainer, self.config.LOGGING.STEP_VERBOSE),
+        ]
         if self.stage == "fit":
-            common = checkpoint_callbacks(self.config.SAVE, run, self.datamodule.has("val")) + [StepMetrics(), *common,
-                RecordParameters(run, self.provenance, self.tables), StopOnSignal(run), ExportWeights(run, summary)]
+            common = checkpoint_callbacks(self.config.SAVE, run, self.datamodule.has("val")) + [
+                StepMetrics(),
+                *common,
+                RecordParameters(run, self.provenance, self.tables),
+                StopOnSignal(run),
+                ExportWeights(run, summary),
+            ]
         if self.stage in ("fit", "test"):
             common.append(TestRecords(run, summary, self.datamodule))
         if self.stage == "predict":
@@ -339,8 +407,12 @@ class RunSession:
         status = ended_as(err)
         summary.finish(status, error=str(err))
         device = str(self.trainer.strategy.root_device) if self.trainer is not None else ""
-        reason = str(err) if status == "pruned" else (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else self.module.train_losses.non_finite()) \
+        reason = (
+            str(err)
+            if status == "pruned"
+            else (None if isinstance(err, (RunStopped, KeyboardInterrupt)) else self.module.train_losses.non_finite())
             or explain(err, self.config.TRAIN_TRANSFORMATION.BATCH_SIZE, device)
+        )
         if reason:
             summary.summary["error"] = reason
             summary.write()
@@ -391,8 +463,10 @@ def _predict(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data:
         module.load_plugin_state(plugin_state(ckpt_path))
     warming = [name for name, plugin in module.plugins.items() if not plugin.activated]
     if warming and session.request.data is None:  # plugins never learn from the test split
-        session.warn(f"MODEL_PLUGIN {', '.join(warming)}: still warming up in this checkpoint; they learn from training "
-                     "epochs or from new data (--data), not the test split, so their outputs are left out")
+        session.warn(
+            f"MODEL_PLUGIN {', '.join(warming)}: still warming up in this checkpoint; they learn from training "
+            "epochs or from new data (--data), not the test split, so their outputs are left out"
+        )
     elif warming:
         session.writer.writing, runner.fitting = False, True
         for epoch in range(passes):
@@ -403,22 +477,35 @@ def _predict(session: RunSession, trainer: pl.Trainer, module: EdnaModule, data:
                 break
         session.writer.writing, runner.fitting = True, False
         if still := [name for name, plugin in module.plugins.items() if not plugin.activated]:
-            session.warn(f"MODEL_PLUGIN {', '.join(still)}: still warming up after {passes} pass(es) over the data "
-                         "(DEPLOYMENT.EPOCHS); their outputs are left out")
+            session.warn(
+                f"MODEL_PLUGIN {', '.join(still)}: still warming up after {passes} pass(es) over the data "
+                "(DEPLOYMENT.EPOCHS); their outputs are left out"
+            )
     trainer.predict(module, datamodule=data, ckpt_path=ckpt_path, return_predictions=False)
 
 
 STAGES: dict[str, Callable[[RunSession, pl.Trainer, EdnaModule, EdnaDataModule], None]] = {
     "fit": _fit,
-    "validate": lambda s, trainer, module, data: trainer.validate(module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False),
-    "test": lambda s, trainer, module, data: trainer.test(module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False),
+    "validate": lambda s, trainer, module, data: trainer.validate(
+        module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False
+    ),
+    "test": lambda s, trainer, module, data: trainer.test(
+        module, datamodule=data, ckpt_path=s.ckpt_path, verbose=False
+    ),
     "predict": _predict,
 }
 
 
-def run_stage(stage: str, config: sections.Config | dict[str, Any], ckpt_path: str | None = None, resume: RunFolder | None = None,
-              invocation: dict[str, Any] | None = None, request: PredictRequest | None = None, given: Given | None = None,
-              trust: Trust = Trust()) -> dict[str, Any]:
+def run_stage(
+    stage: str,
+    config: sections.Config | dict[str, Any],
+    ckpt_path: str | None = None,
+    resume: RunFolder | None = None,
+    invocation: dict[str, Any] | None = None,
+    request: PredictRequest | None = None,
+    given: Given | None = None,
+    trust: Trust = Trust(),
+) -> dict[str, Any]:
     """Build everything from `config`, run `stage`, and return the run's summary.
 
     With `resume`, fit continues that run in its own folder from its last checkpoint. `request` says what
@@ -429,11 +516,17 @@ def run_stage(stage: str, config: sections.Config | dict[str, Any], ckpt_path: s
         _quiet_lightning()
         if config.seed_everything is not False:
             pl.seed_everything(int(config.seed_everything), workers=True, verbose=False)
-        datamodule, module = instantiate(config, resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path,
-                                         request.data if request is not None else None, given)
+        datamodule, module = instantiate(
+            config,
+            resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path,
+            request.data if request is not None else None,
+            given,
+        )
         before_run(stage, config.SAVE, module, datamodule, resume is not None)
         with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
-            session.trainer = trainer = build_trainer(config.trainer, str(session.run.path), session.callbacks(), [session.logger], trust)
+            session.trainer = trainer = build_trainer(
+                config.trainer, str(session.run.path), session.callbacks(), [session.logger], trust
+            )
             session.record_processes(trainer.world_size)
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
             session.tables.append(pipeline_table(config.as_dict(), session.provenance))

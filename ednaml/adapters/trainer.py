@@ -49,7 +49,16 @@ def _reason(err: Exception) -> str:
 _CLASS_KEYS = {entry.key: kind for kind, entry in registry.LIGHTNING_KINDS.items()}
 _WORDS = {entry.key for entry in registry.LIGHTNING_KINDS.values() if entry.words}
 _DATA = (type(None), bool, int, float, str, bytes, PurePath, datetime.timedelta, enum.Enum)
-_CONTAINERS = (list, tuple, set, frozenset, dict, collections.abc.Iterable, collections.abc.Sequence, collections.abc.Mapping)
+_CONTAINERS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    dict,
+    collections.abc.Iterable,
+    collections.abc.Sequence,
+    collections.abc.Mapping,
+)
 _PATH_ARGUMENT = re.compile(r"dir|path|file|root", re.IGNORECASE)  # a class argument where a file is written
 _ONLY_DATA = "; a config from a checkpoint or run folder gives data only: EdnaML takes it with --trust"
 
@@ -74,13 +83,21 @@ def _hints(cls: Any) -> dict[str, Any]:
     try:
         return typing.get_type_hints(target)
     except Exception:  # noqa: BLE001 - a forward reference that does not resolve: treated as code
-        return {name: collections.abc.Callable for name in inspect.signature(target).parameters} if callable(target) else {}
+        return (
+            {name: collections.abc.Callable for name in inspect.signature(target).parameters}
+            if callable(target)
+            else {}
+        )
 
 
 def leaves(value: str) -> bool:
     """Whether a string, read as a path, leaves the folder it is relative to (or is remote)."""
-    return value.startswith(("/", "\\", "~")) or "://" in value or bool(re.match(r"^[A-Za-z]:", value)) \
+    return (
+        value.startswith(("/", "\\", "~"))
+        or "://" in value
+        or bool(re.match(r"^[A-Za-z]:", value))
         or ".." in re.split(r"[\\/]", value)
+    )
 
 
 def _data(value: Any, at: tuple, trust: registry.Trust) -> list[Problem]:
@@ -126,8 +143,14 @@ def trainer_classes(trainer: Mapping[str, Any]) -> list[tuple[tuple, str, str, M
             elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
                 init_args = item.get("init_args") or {}
                 extra = {k: v for k, v in item.items() if k not in ("class_path", "init_args")}
-                found.append((at + ("class_path",), _CLASS_KEYS[key], item["class_path"],
-                              {**extra, **init_args} if isinstance(init_args, Mapping) else {"init_args": init_args}))
+                found.append(
+                    (
+                        at + ("class_path",),
+                        _CLASS_KEYS[key],
+                        item["class_path"],
+                        {**extra, **init_args} if isinstance(init_args, Mapping) else {"init_args": init_args},
+                    )
+                )
     return found
 
 
@@ -142,8 +165,12 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
             problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key), trust)]
             continue
         # what names no class here is data all through (jsonargparse would build a class_path inside)
-        problems += [Problem(p.path, p.message + _ONLY_DATA) for at, item in _items(key, value) if not _names_a_class(item)
-                     for p in _data(item, at, trust)]
+        problems += [
+            Problem(p.path, p.message + _ONLY_DATA)
+            for at, item in _items(key, value)
+            if not _names_a_class(item)
+            for p in _data(item, at, trust)
+        ]
     for at, kind, name, init_args in trainer_classes(trainer):
         trusted = trust.of(at)
         if not re.fullmatch(r"[\w.:]+", name):  # YAML in a string, which jsonargparse would read as a class
@@ -164,7 +191,9 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
             if argument == "dict_kwargs" and argument not in hints:
                 problems.append(Problem(where, "is passed to the class unchecked" + _ONLY_DATA))
             elif _takes_code(hints.get(argument, inspect.Parameter.empty)):
-                problems.append(Problem(where, f"{cls.__name__}'s {argument!r} takes code (a callable or an object)" + _ONLY_DATA))
+                problems.append(
+                    Problem(where, f"{cls.__name__}'s {argument!r} takes code (a callable or an object)" + _ONLY_DATA)
+                )
             else:
                 problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(given, where, trust)]
     return problems
@@ -174,11 +203,22 @@ def in_run_folder(trainer: Mapping[str, Any], root_dir: str, trust: registry.Tru
     """The `trainer:` section with each class argument that names where files go (a logger's save_dir, a
     callback's dirpath) made relative to the run folder where the config may not name code (the gate let
     through only relative paths), so nothing it names is written elsewhere."""
+
     def moved(item: Any, at: tuple) -> Any:
         if not (isinstance(item, Mapping) and isinstance(item.get("init_args"), Mapping)):
             return item
-        return {**item, "init_args": {k: str(Path(root_dir) / v) if _PATH_ARGUMENT.search(k) and isinstance(v, str) and not leaves(v)
-                                      and not trust.of(at + ("init_args", k)) else v for k, v in item["init_args"].items()}}
+        return {
+            **item,
+            "init_args": {
+                k: str(Path(root_dir) / v)
+                if _PATH_ARGUMENT.search(k)
+                and isinstance(v, str)
+                and not leaves(v)
+                and not trust.of(at + ("init_args", k))
+                else v
+                for k, v in item["init_args"].items()
+            },
+        }
 
     section = dict(trainer)
     for key in [k for k in _CLASS_KEYS if k in section]:
@@ -202,10 +242,21 @@ def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
 def debug_settings(trainer: dict[str, Any]) -> list[str]:
     """The Trainer settings that make a run a debug run (a few batches, not the experiment), as KEY=VALUE."""
     found = []
-    for key in ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_val_batches", "limit_test_batches",
-                "limit_predict_batches"):
+    for key in (
+        "fast_dev_run",
+        "overfit_batches",
+        "limit_train_batches",
+        "limit_val_batches",
+        "limit_test_batches",
+        "limit_predict_batches",
+    ):
         value = trainer.get(key)
-        if value is None or value is False or (key == "overfit_batches" and value == 0) or (key.startswith("limit_") and value == 1.0):
+        if (
+            value is None
+            or value is False
+            or (key == "overfit_batches" and value == 0)
+            or (key.startswith("limit_") and value == 1.0)
+        ):
             continue
         found.append(f"trainer.{key}={value}")
     return found
@@ -219,8 +270,18 @@ def check_trainer_build(trainer: dict[str, Any], trust: registry.Trust = registr
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING  # not the device banner of a throwaway Trainer
     try:
-        kwargs = trainer_kwargs({k: v for k, v in trainer.items() if k not in ("default_root_dir", "logger", "callbacks")}, trust)
-        pl.Trainer(**{"enable_progress_bar": False, "enable_model_summary": False, **kwargs, "logger": False, "enable_checkpointing": False})
+        kwargs = trainer_kwargs(
+            {k: v for k, v in trainer.items() if k not in ("default_root_dir", "logger", "callbacks")}, trust
+        )
+        pl.Trainer(
+            **{
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                **kwargs,
+                "logger": False,
+                "enable_checkpointing": False,
+            }
+        )
     except Exception as err:  # noqa: BLE001 - Lightning raises several kinds for a setting it cannot use
         text = " ".join(str(err).split())
         named = [k for k in trainer if re.search(rf"\b{re.escape(k)}\b", text)]
@@ -273,8 +334,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         save_atomically(checkpoint, Path(str(path)))
 
 
-def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list,
-                  trust: registry.Trust = registry.Trust()) -> pl.Trainer:
+def build_trainer(
+    trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list, trust: registry.Trust = registry.Trust()
+) -> pl.Trainer:
     """The Trainer of the `trainer:` section, with EdnaML's callbacks and loggers added to the user's own; where
     the config may not name code, the files its classes write go into the run folder `root_dir`."""
     given = {k: v for k, v in trainer.items() if k != "default_root_dir"}
@@ -293,4 +355,6 @@ def build_trainer(trainer: Mapping[str, Any], root_dir: str, callbacks: list, lo
     plugins = plugins if isinstance(plugins, list) else [plugins]
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
-    return pl.Trainer(default_root_dir=root_dir, callbacks=callbacks + user_callbacks, logger=loggers, plugins=plugins, **kwargs)
+    return pl.Trainer(
+        default_root_dir=root_dir, callbacks=callbacks + user_callbacks, logger=loggers, plugins=plugins, **kwargs
+    )

@@ -68,12 +68,16 @@ def check_arguments(kind: str, obj: Any, kwargs: Any, path: tuple) -> list[Probl
     if arguments.filled is not None:
         for name in required:
             if name not in kwargs and name not in arguments.supplied and name not in arguments.filled:
-                problems.append(Problem(path + (name,), f"is missing: {label} needs it (a required argument, no default)"))
+                problems.append(
+                    Problem(path + (name,), f"is missing: {label} needs it (a required argument, no default)")
+                )
     takes = [p for p in accepted if p not in arguments.supplied]
     for name in kwargs:
         if name in arguments.supplied:
             problems.append(Problem(path + (name,), f"is set by EdnaML for {label}; remove it here"))
         elif name not in accepted and not var_kw:
-            hint = did_you_mean(name, takes) or (f"; it takes: {', '.join(takes)}" if takes else "; it takes no arguments")
+            hint = did_you_mean(name, takes) or (
+                f"; it takes: {', '.join(takes)}" if takes else "; it takes no arguments"
+            )
             problems.append(Problem(path + (name,), f"{label} takes no argument {name!r}{hint}"))
     return problems

@@ -8,7 +8,8 @@ docs/migration.md has the whole table.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ednaml.config.values import as_mapping, get_path, parse_value
 from ednaml.errors import format_path
@@ -35,11 +36,17 @@ RENAMED: list[tuple[tuple, tuple]] = [
 
 # Keys the original read that this version has no use for: dropped, with what that changes.
 DROPPED = {
-    ("TRANSFORMATION", "INSTANCES"): "the original's identity sampler (this many images of each identity in a batch) is not "
-                                     "part of EdnaML: dropped; batches are drawn at random",
+    (
+        "TRANSFORMATION",
+        "INSTANCES",
+    ): "the original's identity sampler (this many images of each identity in a batch) is not "
+    "part of EdnaML: dropped; batches are drawn at random",
     ("DEPLOYMENT", "FP16"): "dropped: EXECUTION.FP16 or trainer.precision sets the precision",
     ("EXECUTION", "MODE"): "dropped: the command is the stage here (ednaml fit, test, predict)",
-    ("SAVE", "BACKUP"): "the original's storage backup; dropped: DRIVE_BACKUP and LOG_BACKUP with CHECKPOINT_DIRECTORY back a run up",
+    (
+        "SAVE",
+        "BACKUP",
+    ): "the original's storage backup; dropped: DRIVE_BACKUP and LOG_BACKUP with CHECKPOINT_DIRECTORY back a run up",
 }
 
 # The original's KMeansProxy arguments: {old: this version's, or None: dropped (taken from the model)}.
@@ -60,7 +67,10 @@ LOSS_ARGUMENTS: dict[str, dict[str, tuple[str | None, Any]]] = {
 # The original's names that are this version's components under another name (kind -> {old: new}).
 RENAMED_COMPONENTS: dict[str, dict[str, str]] = {
     "trainer": {"BaseTrainer": "ClassificationTrainer", "SimpleTrainer": "ClassificationTrainer"},
-    "optimizer_builder": {"ReIDOptimizerBuilder": "ClassificationOptimizer", "BaseOptimizer": "ClassificationOptimizer"},
+    "optimizer_builder": {
+        "ReIDOptimizerBuilder": "ClassificationOptimizer",
+        "BaseOptimizer": "ClassificationOptimizer",
+    },
     "model_builder": {"model_builder": "ednaml_model_builder"},
 }
 
@@ -71,15 +81,33 @@ OUTSIDE = {
     "CoLabel": ["CoLabelResnet", "CoLabelOptimizer", "CoLabelTrainer", "VehicleColor", "MultiClassificationGenerator"],
     "NELA": ["NELA", "AlbertReader", "FNCAlbertModeler", "FNCFilter"],
     "Fakeddit": ["Fakeddit"],
-    "EdnaML's Hugging Face integration": ["HFReader", "HFGenerator", "HFTrainer", "HFDeploy", "HFMLMSequenceModel",
-                                          "HFMLMSequenceTrainer", "hf_model_builder", "SemanticMaskingFeaturesGenerator"],
+    "EdnaML's Hugging Face integration": [
+        "HFReader",
+        "HFGenerator",
+        "HFTrainer",
+        "HFDeploy",
+        "HFMLMSequenceModel",
+        "HFMLMSequenceTrainer",
+        "hf_model_builder",
+        "SemanticMaskingFeaturesGenerator",
+    ],
     "VAEGAN": ["VAEGAN", "VAEGANTrainer", "VAEGANOptimizerBuilder", "vaegan_model_builder"],
-    "the original's ReID experiments": ["VehicleIDTrainer", "FastKMP", "FastKMeansProxy", "FastRandomizedLipschitz",
-                                        "RandomizedLipschitz"],
+    "the original's ReID experiments": [
+        "VehicleIDTrainer",
+        "FastKMP",
+        "FastKMeansProxy",
+        "FastRandomizedLipschitz",
+        "RandomizedLipschitz",
+    ],
 }
 # Datasets the original had crawlers for (EXECUTION.CRAWLER: <name>DataCrawler); their files are downloads.
 DATASET_READERS = ("VehicleID", "CUB200_2011", "VeRi", "VRIC", "Cars196", "SUN", "CompCars", "CoLabelVehicleColor")
-BASE_CLASSES = {"DataReader": "a data source", "ModelAbstract": "a model", "Crawler": "a data source", "Generator": "a dataset"}
+BASE_CLASSES = {
+    "DataReader": "a data source",
+    "ModelAbstract": "a model",
+    "Crawler": "a data source",
+    "Generator": "a dataset",
+}
 _OUTSIDE = {name: project for project, names in OUTSIDE.items() for name in names}
 
 
@@ -98,21 +126,29 @@ def outside_message(kind: str, name: str) -> str | None:
     """Why a name from the original's configs is not a component here, and how to bring it in; None for
     any other name."""
     if name in BASE_CLASSES:
-        return (f"{name!r} is the original's base class, not {BASE_CLASSES[name]}: name one (`ednaml list {kind}`), "
-                "or register your own with IMPORTS")
+        return (
+            f"{name!r} is the original's base class, not {BASE_CLASSES[name]}: name one (`ednaml list {kind}`), "
+            "or register your own with IMPORTS"
+        )
     if name == "Resnet" and kind == "model":
-        return ("'Resnet' is the original's re-identification ResNet (input and part attention), which its own later "
-                "versions dropped too and which is not part of EdnaML: ClassificationResnet or TorchvisionModel (MODEL_BASE "
-                "resnet18/34/50/...) is a plain ResNet classifier; or register the original's with IMPORTS")
+        return (
+            "'Resnet' is the original's re-identification ResNet (input and part attention), which its own later "
+            "versions dropped too and which is not part of EdnaML: ClassificationResnet or TorchvisionModel (MODEL_BASE "
+            "resnet18/34/50/...) is a plain ResNet classifier; or register the original's with IMPORTS"
+        )
     if kind == "datareader" and name in DATASET_READERS:
-        return (f"{name!r} is the original's reader of the {name} dataset, which EdnaML does not ship (its files are a "
-                "download away): read its images with ImageFolder or CSVManifest (`ednaml list datareader ImageFolder`), "
-                "or register a reader with IMPORTS")
+        return (
+            f"{name!r} is the original's reader of the {name} dataset, which EdnaML does not ship (its files are a "
+            "download away): read its images with ImageFolder or CSVManifest (`ednaml list datareader ImageFolder`), "
+            "or register a reader with IMPORTS"
+        )
     project = _OUTSIDE.get(name)
     if project is None:
         return None
-    return f"{name!r} belongs to {project}, built on the original EdnaML, and is not part of EdnaML: register it with IMPORTS " \
-           f"(see docs/components.md)"
+    return (
+        f"{name!r} belongs to {project}, built on the original EdnaML, and is not part of EdnaML: register it with IMPORTS "
+        f"(see docs/components.md)"
+    )
 
 
 def note(old: tuple, message: str, warn: Callable[[str], None]) -> None:
@@ -169,8 +205,11 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
     import copy
 
     cfg = copy.deepcopy(raw)
-    if isinstance(cfg.get("DATAREADER"), dict) and isinstance(cfg.get("EXECUTION") or {}, dict) \
-            and "DATAREADER" not in (cfg.get("EXECUTION") or {}):
+    if (
+        isinstance(cfg.get("DATAREADER"), dict)
+        and isinstance(cfg.get("EXECUTION") or {}, dict)
+        and "DATAREADER" not in (cfg.get("EXECUTION") or {})
+    ):
         cfg["EXECUTION"] = cfg.get("EXECUTION") or {}
         cfg["EXECUTION"]["DATAREADER"] = cfg.pop("DATAREADER")
         note(("DATAREADER",), "the original's later top-level section, read as EXECUTION.DATAREADER", warn)
@@ -181,23 +220,42 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         datareader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
         if datareader is not None and datareader.get("DATAREADER") in (None, ""):
             datareader["DATAREADER"] = reader
-            note(("EXECUTION", "CRAWLER"), f"the original named the crawler ({crawler}); a data reader holds it here: read as "
-                  f"EXECUTION.DATAREADER.DATAREADER: {reader}", warn)
+            note(
+                ("EXECUTION", "CRAWLER"),
+                f"the original named the crawler ({crawler}); a data reader holds it here: read as "
+                f"EXECUTION.DATAREADER.DATAREADER: {reader}",
+                warn,
+            )
         else:
-            note(("EXECUTION", "CRAWLER"), f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER "
-                  "names the data reader", warn)
+            note(
+                ("EXECUTION", "CRAWLER"),
+                f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER names the data reader",
+                warn,
+            )
     for old, new in RENAMED:
         for old_path, new_path in _moves(cfg, old, new):
             holder = get_path(cfg, old_path[:-1])
             value = holder[old_path[-1]]
             if value in ("", None) and "MODEL_KWARGS" in new_path:  # blank: the model's own default
                 holder.pop(old_path[-1])
-                note(old_path, "blank; dropped" + (" (an output size left out is taken from the data)"
-                                                    if new_path[-1].endswith("dimensions") else ""), warn)
+                note(
+                    old_path,
+                    "blank; dropped"
+                    + (
+                        " (an output size left out is taken from the data)"
+                        if new_path[-1].endswith("dimensions")
+                        else ""
+                    ),
+                    warn,
+                )
                 continue
             if new_path == ("MODEL", "WEIGHTS") and not isinstance(value, str):
                 holder.pop(old_path[-1])
-                note(old_path, f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file", warn)
+                note(
+                    old_path,
+                    f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file",
+                    warn,
+                )
                 continue
             target = _container(cfg, new_path)
             if target is None:
@@ -219,24 +277,46 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
     if isinstance(output, dict):
         for key in [k for k in output if k in OLD_OUTPUT_ARGS]:
             output.pop(key)
-            note(("DEPLOYMENT", "OUTPUT_ARGS", key), "the original's deployment output files; dropped: `ednaml predict --output` "
-                  "says where the records go", warn)
+            note(
+                ("DEPLOYMENT", "OUTPUT_ARGS", key),
+                "the original's deployment output files; dropped: `ednaml predict --output` says where the records go",
+                warn,
+            )
     execution = cfg.get("EXECUTION")
     if isinstance(execution, dict) and isinstance(execution.get("DATASET_PRELOAD"), str):
         name = execution.pop("DATASET_PRELOAD")
         reader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
         arguments = _container(cfg, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS", "name")) if reader is not None else None
-        if reader is not None and arguments is not None and reader.get("DATAREADER") in (None, "", "TorchvisionDataset"):
+        if (
+            reader is not None
+            and arguments is not None
+            and reader.get("DATAREADER") in (None, "", "TorchvisionDataset")
+        ):
             reader["DATAREADER"] = "TorchvisionDataset"
             arguments.setdefault("name", name)
-            note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
-                  f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)", warn)
+            note(
+                ("EXECUTION", "DATASET_PRELOAD"),
+                f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
+                f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)",
+                warn,
+            )
         else:
-            note(("EXECUTION", "DATASET_PRELOAD"), f"the original's torchvision dataset ({name}); dropped: "
-                  "EXECUTION.DATAREADER names the data reader", warn)
-        for key in [k for k in list(execution) if isinstance(k, str) and k.startswith("DATASET_") and k.endswith("PRELOAD_CLASS")]:
+            note(
+                ("EXECUTION", "DATASET_PRELOAD"),
+                f"the original's torchvision dataset ({name}); dropped: EXECUTION.DATAREADER names the data reader",
+                warn,
+            )
+        for key in [
+            k
+            for k in list(execution)
+            if isinstance(k, str) and k.startswith("DATASET_") and k.endswith("PRELOAD_CLASS")
+        ]:
             execution.pop(key)
-            note(("EXECUTION", key), "a subset of the dataset's classes is not supported: dropped, every class is used", warn)
+            note(
+                ("EXECUTION", key),
+                "a subset of the dataset's classes is not supported: dropped, every class is used",
+                warn,
+            )
     model = cfg.get("MODEL")
     if isinstance(model, dict) and model.get("MODEL_NORMALIZATION") == "":
         model["MODEL_NORMALIZATION"] = "none"
@@ -248,8 +328,11 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         for key in [k for k in reader if isinstance(k, str) and k.endswith("_comment")]:
             reader.pop(key)
             note(("EXECUTION", "DATAREADER", key), "a comment in the original's config; dropped", warn)
-    for kind, path in (("trainer", ("EXECUTION", "TRAINER")), ("optimizer_builder", ("EXECUTION", "OPTIMIZER_BUILDER")),
-                       ("model_builder", ("MODEL", "BUILDER"))):
+    for kind, path in (
+        ("trainer", ("EXECUTION", "TRAINER")),
+        ("optimizer_builder", ("EXECUTION", "OPTIMIZER_BUILDER")),
+        ("model_builder", ("MODEL", "BUILDER")),
+    ):
         holder, name = get_path(cfg, path[:-1]), get_path(cfg, path)
         if isinstance(name, str) and name in RENAMED_COMPONENTS[kind]:
             holder[path[-1]] = RENAMED_COMPONENTS[kind][name]
@@ -268,7 +351,11 @@ def _loss_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
             continue
         parsed = [as_mapping(kwargs) for kwargs in parsed]
         for j, (loss, kwargs) in enumerate(zip(entry["LOSSES"], parsed)):
-            if not isinstance(kwargs, dict) or not isinstance(loss, str) or not set(LOSS_ARGUMENTS.get(loss, {})) & set(kwargs):
+            if (
+                not isinstance(kwargs, dict)
+                or not isinstance(loss, str)
+                or not set(LOSS_ARGUMENTS.get(loss, {})) & set(kwargs)
+            ):
                 continue
             entry["KWARGS"] = parsed  # parsed only where something is translated
             for old, (new, same) in LOSS_ARGUMENTS.get(loss, {}).items():
@@ -298,4 +385,8 @@ def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
                 note(where, "dropped: the feature size is taken from the model", warn)
             else:
                 kwargs[new] = {"l2": "euclidean", "cos": "cosine"}.get(value, value) if new == "distance" else value
-                note(where, f"the original's spelling, read as {new}" + (f": {kwargs[new]}" if kwargs[new] != value else ""), warn)
+                note(
+                    where,
+                    f"the original's spelling, read as {new}" + (f": {kwargs[new]}" if kwargs[new] != value else ""),
+                    warn,
+                )

@@ -8,27 +8,41 @@ import os
 import random
 import re
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import yaml
 
 from ednaml.config.schema import (
     LIGHTNING_KEYS,
-    deployment_reader,
     LINKED_KEYS,
-    with_trainer_defaults,
     SCHEMA,
     Key,
     ListOf,
     Section,
+    deployment_reader,
+    with_trainer_defaults,
 )
 from ednaml.config.values import DELETE, Replace, TooLarge, as_mapping, get_path, parse_value, parse_yaml
 from ednaml.errors import ConfigError, OnlyOnTheCommandLine, Problem, WrittenAs, format_path, show
 
 TORCH_OPTIMIZERS = {
-    "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "ASGD", "LBFGS", "Muon",
-    "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "Adamax",
+    "AdamW",
+    "ASGD",
+    "LBFGS",
+    "Muon",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "SGD",
+    "SparseAdam",
 }
 
 
@@ -37,11 +51,15 @@ class ConfigWarning(UserWarning):
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few kilobytes; this bounds time and memory for any file given
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Load one config file (safe YAML, YAML 1.2 numbers); errors name the file (and line)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a file")
+        raise ConfigError(
+            f"config file {str(path)!r} does not exist" if not path.exists() else f"{str(path)!r} is not a file"
+        )
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{str(path)!r} is {path.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
     return parse_config(path.read_bytes(), str(path))
@@ -187,9 +205,15 @@ def _legacy_entry(section: str, entry: Any) -> Any:
 
 # The oldest configs put transform arguments straight into TRANSFORMATION, in upper case.
 LEGACY_TRANSFORM_KEYS = {
-    "SHAPE": "i_shape", "NORMALIZATION_MEAN": "normalization_mean", "NORMALIZATION_STD": "normalization_std",
-    "NORMALIZATION_SCALE": "normalization_scale", "H_FLIP": "h_flip", "T_CROP": "t_crop", "RANDOM_ERASE": "random_erase",
-    "RANDOM_ERASE_VALUE": "random_erase_value", "CHANNELS": "channels",
+    "SHAPE": "i_shape",
+    "NORMALIZATION_MEAN": "normalization_mean",
+    "NORMALIZATION_STD": "normalization_std",
+    "NORMALIZATION_SCALE": "normalization_scale",
+    "H_FLIP": "h_flip",
+    "T_CROP": "t_crop",
+    "RANDOM_ERASE": "random_erase",
+    "RANDOM_ERASE_VALUE": "random_erase_value",
+    "CHANNELS": "channels",
 }
 
 
@@ -202,7 +226,9 @@ def _legacy_transformation(section: str, value: Any) -> Any:
     for key in moved:
         args[LEGACY_TRANSFORM_KEYS[key]] = value.pop(key)
     value["ARGS"] = args
-    config_warning(f"{section}: {', '.join(moved)} read as ARGS.{', ARGS.'.join(LEGACY_TRANSFORM_KEYS[k] for k in moved)}")
+    config_warning(
+        f"{section}: {', '.join(moved)} read as ARGS.{', ARGS.'.join(LEGACY_TRANSFORM_KEYS[k] for k in moved)}"
+    )
     return value
 
 
@@ -246,7 +272,9 @@ def _coerce(key: Key, value: Any) -> Any:
     if key.types == (list,) and isinstance(value, str) and key.default and isinstance(key.default[0], dict):
         value = parse_value(value)
     if isinstance(value, list) and key.types == (list,):
-        return [_coerce(Key({}, (dict,), ""), v) if isinstance(v, str) and v.strip().startswith("{") else v for v in value]
+        return [
+            _coerce(Key({}, (dict,), ""), v) if isinstance(v, str) and v.strip().startswith("{") else v for v in value
+        ]
     return value
 
 
@@ -327,7 +355,9 @@ def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer
     for name_key, argument_keys in COMPONENT_ARGUMENTS:
         pattern = name_key.split(".")
         for path, new in named.items():
-            if len(path) != len(pattern) or not all(p == q or (p == "*" and isinstance(q, int)) for p, q in zip(pattern, path)):
+            if len(path) != len(pattern) or not all(
+                p == q or (p == "*" and isinstance(q, int)) for p, q in zip(pattern, path)
+            ):
                 continue
             old = get_path(merged, path)
             if old is None or old == new:
@@ -337,7 +367,9 @@ def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer
                 parent, last = get_path(merged, argument_path[:-1]), argument_path[-1]
                 if isinstance(parent, dict) and parent.get(last):
                     del parent[last]
-                    config_warning(f"{format_path(argument_path)} of {old} dropped: {layer} sets {format_path(path)} to {new}")
+                    config_warning(
+                        f"{format_path(argument_path)} of {old} dropped: {layer} sets {format_path(path)} to {new}"
+                    )
 
 
 def _named_components(layer: dict[str, Any]) -> dict[tuple, Any]:
@@ -405,7 +437,9 @@ def resolve(
     merged: dict[str, Any] = {}
     layers = ([(base_label, base)] if base else []) + [(str(f), f) for f in files]
     for label, source in layers:
-        layer = _inherit_transformations(normalize_legacy(read_yaml(source) if not isinstance(source, dict) else copy.deepcopy(source)))
+        layer = _inherit_transformations(
+            normalize_legacy(read_yaml(source) if not isinstance(source, dict) else copy.deepcopy(source))
+        )
         merged = normalize_legacy(merged)
         _drop_stale_arguments(merged, _named_components(layer), label)
         merged = deep_merge(merged, layer)
@@ -424,9 +458,17 @@ def resolve(
     # Layer 4: the command line, one layer: overrides left to right; a linked key sets its twin too.
     from ednaml.config.legacy import renamed_override
 
-    parsed = [(dotted, renamed_override(parse_key_path(dotted), config_warning), parse_value(value) if isinstance(value, str) else value)
-              for dotted, value in overrides]
-    _drop_stale_arguments(merged, {tuple(path): value for _, path, value in parsed if value is not DELETE}, "the command line")
+    parsed = [
+        (
+            dotted,
+            renamed_override(parse_key_path(dotted), config_warning),
+            parse_value(value) if isinstance(value, str) else value,
+        )
+        for dotted, value in overrides
+    ]
+    _drop_stale_arguments(
+        merged, {tuple(path): value for _, path, value in parsed if value is not DELETE}, "the command line"
+    )
     for dotted, path, value in parsed:
         unknown = bool(path) and path[0] not in merged and path[0] not in SCHEMA and path[0] not in LIGHTNING_KEYS
         set_path(merged, path, value, dotted)
@@ -446,7 +488,9 @@ def resolve(
 
     cfg = fill_defaults(merged)
     if (reader := deployment_reader(cfg)) is not None and reader.get("CRAWLER_ARGS"):
-        config_warning("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: not used; `ednaml predict --data PATH` says where the new data is")
+        config_warning(
+            "DEPLOYMENT.DATAREADER.CRAWLER_ARGS: not used; `ednaml predict --data PATH` says where the new data is"
+        )
     if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
         cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}
@@ -510,6 +554,16 @@ def dump(cfg: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "ConfigError", "Problem", "as_mapping", "deep_merge", "dump", "get_path", "parse_key_path", "parse_value", "parse_yaml",
-    "parse_config", "read_yaml", "resolve",
+    "ConfigError",
+    "Problem",
+    "as_mapping",
+    "deep_merge",
+    "dump",
+    "get_path",
+    "parse_key_path",
+    "parse_value",
+    "parse_yaml",
+    "parse_config",
+    "read_yaml",
+    "resolve",
 ]

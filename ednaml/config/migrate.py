@@ -4,7 +4,8 @@ losses with parameters that the original optimised without a LOSS_OPTIMIZER entr
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ednaml.config.legacy import note
 from ednaml.config.load import config_warning, dump, noted, read_yaml, resolve
@@ -18,25 +19,45 @@ def default_loss_optimizers(cfg: dict[str, Any], warn: Callable[[str], None]) ->
     Written into the resolved config, so config.yaml shows it and a reproduced run has it."""
     from ednaml import registry
 
-    if not isinstance(cfg.get("LOSS"), list) or not isinstance(cfg.get("LOSS_OPTIMIZER"), list) or not cfg.get("OPTIMIZER"):
+    if (
+        not isinstance(cfg.get("LOSS"), list)
+        or not isinstance(cfg.get("LOSS_OPTIMIZER"), list)
+        or not cfg.get("OPTIMIZER")
+    ):
         return
-    have = {e.get("OPTIMIZER_NAME") for e in cfg["LOSS_OPTIMIZER"] if isinstance(e, dict) and isinstance(e.get("OPTIMIZER_NAME"), str)}
+    have = {
+        e.get("OPTIMIZER_NAME")
+        for e in cfg["LOSS_OPTIMIZER"]
+        if isinstance(e, dict) and isinstance(e.get("OPTIMIZER_NAME"), str)
+    }
     for i, entry in enumerate(cfg["LOSS"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("NAME"), str) or entry["NAME"] in have \
-                or not isinstance(entry.get("LOSSES"), list):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("NAME"), str)
+            or entry["NAME"] in have
+            or not isinstance(entry.get("LOSSES"), list)
+        ):
             continue
         learning = []
         for name in entry["LOSSES"]:
             try:
-                learning += [name] if isinstance(name, str) and getattr(registry.get("loss", name, trusted=False), "learnable", False) else []
+                learning += (
+                    [name]
+                    if isinstance(name, str) and getattr(registry.get("loss", name, trusted=False), "learnable", False)
+                    else []
+                )
             except Exception:  # noqa: BLE001 - an unknown name is reported by validation
                 continue
         if learning and isinstance(cfg["OPTIMIZER"][0], dict):
             optimizer = {**copy.deepcopy(cfg["OPTIMIZER"][0]), "OPTIMIZER_NAME": entry["NAME"]}
             cfg["LOSS_OPTIMIZER"].append(optimizer)
             have.add(entry["NAME"])
-            note(("LOSS", i), f"{', '.join(learning)} learns parameters and has no LOSS_OPTIMIZER entry: one was added, "
-                  f"OPTIMIZER[0]'s settings under OPTIMIZER_NAME {entry['NAME']}", warn)
+            note(
+                ("LOSS", i),
+                f"{', '.join(learning)} learns parameters and has no LOSS_OPTIMIZER entry: one was added, "
+                f"OPTIMIZER[0]'s settings under OPTIMIZER_NAME {entry['NAME']}",
+                warn,
+            )
 
 
 def unchecked_components(config: dict[str, Any]) -> dict[tuple, str]:
@@ -56,8 +77,11 @@ def unchecked_components(config: dict[str, Any]) -> dict[tuple, str]:
             registry.get(kind, name, trusted=False)  # a registered name or torch's, never an import
         except Exception:  # noqa: BLE001 - whatever stops it, it is not resolved without importing
             label = kind.replace("_", " ")
-            unchecked[path] = f"{format_path(path)}: {name!r}: " + ("a dotted import path" if "." in name else
-                                                                   f"not a registered {label}; EXECUTION.IMPORTS {imports} may register it")
+            unchecked[path] = f"{format_path(path)}: {name!r}: " + (
+                "a dotted import path"
+                if "." in name
+                else f"not a registered {label}; EXECUTION.IMPORTS {imports} may register it"
+            )
     trainer = config.get("trainer")
     for path, kind, name, _ in trainer_classes(trainer) if isinstance(trainer, dict) else ():
         try:
@@ -97,10 +121,14 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     deployment_reader = config.get("DEPLOYMENT", {}).get("DATAREADER")
     if isinstance(deployment_reader, dict) and deployment_reader.get("CRAWLER_ARGS"):
         deployment_reader["CRAWLER_ARGS"] = {}
-        notes.append("DEPLOYMENT.DATAREADER.CRAWLER_ARGS: dropped (not used: `ednaml predict --data PATH` says where the new data is)")
+        notes.append(
+            "DEPLOYMENT.DATAREADER.CRAWLER_ARGS: dropped (not used: `ednaml predict --data PATH` says where the new data is)"
+        )
     notes += [f"{path}: dropped (accepted but not used)" for path in _drop_dead(config)]
-    head = [f"# Migrated from {path} (a config written for the original EdnaML) by `ednaml migrate`.",
-            "# What changed or was dropped:" if notes else "# Nothing needed changing."]
+    head = [
+        f"# Migrated from {path} (a config written for the original EdnaML) by `ednaml migrate`.",
+        "# What changed or was dropped:" if notes else "# Nothing needed changing.",
+    ]
     head += [f"#   - {note}" for note in notes]
     if problems:
         head += ["# Still to do (`ednaml check` reports these):"] + [f"#   - {problem}" for problem in problems]

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import os
 import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable
+from typing import Annotated, Any
 
 PATH_MARK = "a path: relative to the config file that sets it, else to the working directory"
 Location = Annotated[str, PATH_MARK]  # the type of a component argument that names a file or folder
 
 # Schema keys that hold paths (IMPORTS: its entries that are files, not module names).
-SCHEMA_PATHS: tuple[tuple[str, ...], ...] = (("EXECUTION", "IMPORTS"), ("MODEL", "WEIGHTS"), ("SAVE", "CHECKPOINT_DIRECTORY"),
-                                             ("ckpt_path",))
+SCHEMA_PATHS: tuple[tuple[str, ...], ...] = (
+    ("EXECUTION", "IMPORTS"),
+    ("MODEL", "WEIGHTS"),
+    ("SAVE", "CHECKPOINT_DIRECTORY"),
+    ("ckpt_path",),
+)
 
 
 def location_arguments(obj: Any) -> list[str]:
@@ -56,8 +61,13 @@ def _origin(path: tuple, origins: dict[tuple, str]) -> str | None:
     return None
 
 
-def anchor(config: dict[str, Any], keys: Iterable[tuple], origins: dict[tuple, str], files: Iterable[str | os.PathLike],
-           warn: Callable[[str], None]) -> None:
+def anchor(
+    config: dict[str, Any],
+    keys: Iterable[tuple],
+    origins: dict[tuple, str],
+    files: Iterable[str | os.PathLike],
+    warn: Callable[[str], None],
+) -> None:
     """Each relative path at `keys` (a string, or a list of them) made absolute: against the folder of the
     config file in `files` that set it, else the working directory. Where a file's reading does not exist
     but the working directory's does (a config written when data paths were read from there), that one is
@@ -86,7 +96,9 @@ def _anchored(value: str, key: tuple, base: Path, cwd: Path, warn: Callable[[str
         from ednaml.errors import format_path
 
         old = Path(os.path.abspath(cwd / value))
-        warn(f"{format_path(key)}: {value!r} is read from the working directory ({old}): a relative path is relative to the "
-             f"config file that sets it ({read}, which does not exist); move the data there or write the path from the file")
+        warn(
+            f"{format_path(key)}: {value!r} is read from the working directory ({old}): a relative path is relative to the "
+            f"config file that sets it ({read}, which does not exist); move the data there or write the path from the file"
+        )
         return str(old)
     return str(read)

@@ -27,7 +27,7 @@ class Key:
 
 @dataclass(frozen=True)
 class Section:
-    keys: dict[str, "Key | Section"]
+    keys: dict[str, Key | Section]
     doc: str = ""
 
 
@@ -60,8 +60,12 @@ DATAREADER = Section(
         "GENERATOR": _opt(None, str, "dataset class replacing the reader's own"),
         "GENERATOR_ARGS": _k({}, dict, "more dataset kwargs, merged over DATASET_ARGS"),
         "DATALOADER_ARGS": _k({}, dict, "kwargs passed to every torch DataLoader"),
-        "BAD_SAMPLES": _k("stop", str, "a sample that fails to load during a run: stop the run naming it, or skip it and count it in summary.json",
-                          choices=("stop", "skip")),
+        "BAD_SAMPLES": _k(
+            "stop",
+            str,
+            "a sample that fails to load during a run: stop the run naming it, or skip it and count it in summary.json",
+            choices=("stop", "skip"),
+        ),
     },
     "the data source",
 )
@@ -79,10 +83,20 @@ EXECUTION = Section(
         "TEST_FREQUENCY": _k(1, int, "validate every N epochs (trainer.check_val_every_n_epoch)"),
         "SKIPEVAL": _k(False, bool, "when false, one full validation pass runs before training"),
         "TRAINER": _k("ClassificationTrainer", str, "step logic: how a batch becomes outputs, losses, metrics"),
-        "TRAINER_ARGS": _k({"accumulation_steps": 1}, dict, "kwargs of the step logic; accumulation_steps -> trainer.accumulate_grad_batches"),
+        "TRAINER_ARGS": _k(
+            {"accumulation_steps": 1},
+            dict,
+            "kwargs of the step logic; accumulation_steps -> trainer.accumulate_grad_batches",
+        ),
         "OPTIMIZER_BUILDER": _k("ClassificationOptimizer", str, "how OPTIMIZER entries become optimizers"),
-        "METRICS": _k(["accuracy", "f1_micro", "f1_weighted"], list, "metrics of every output on val and test, by name (kind metric)"),
-        "FP16": _k(False, bool, "mixed precision (16-mixed on CUDA, bf16-mixed on CPU) unless trainer.precision is set"),
+        "METRICS": _k(
+            ["accuracy", "f1_micro", "f1_weighted"],
+            list,
+            "metrics of every output on val and test, by name (kind metric)",
+        ),
+        "FP16": _k(
+            False, bool, "mixed precision (16-mixed on CUDA, bf16-mixed on CPU) unless trainer.precision is set"
+        ),
         "MODEL_SERVING": _dead("unused in the original"),
         "IMPORTS": _k([], list, "Python files or modules imported before names are resolved"),
         "DATAREADER": DATAREADER,
@@ -100,13 +114,28 @@ SAVE = Section(
         "SAVE_FREQUENCY": _k(5, int, "checkpoint every N epochs (0 = only last.ckpt)"),
         "STEP_SAVE_FREQUENCY": _k(0, int, "checkpoint every N optimizer steps (0 = off)"),
         "MONITOR": _opt("val/loss", str, "keep the best checkpoint by this validation metric (null: none)"),
-        "MONITOR_MODE": _k("auto", str, "whether lower or higher MONITOR is better (auto: lower for losses)", choices=("auto", "min", "max")),
+        "MONITOR_MODE": _k(
+            "auto",
+            str,
+            "whether lower or higher MONITOR is better (auto: lower for losses)",
+            choices=("auto", "min", "max"),
+        ),
         "DRIVE_BACKUP": _k(False, bool, "also copy checkpoints to CHECKPOINT_DIRECTORY"),
         "LOG_BACKUP": _k(False, bool, "also copy run files (config, metrics, log) to CHECKPOINT_DIRECTORY"),
         "CHECKPOINT_DIRECTORY": _k("checkpoint", str, "backup target: a local path or an fsspec URL"),
         "LOG_DIRECTORY": _dead("unused in the original"),
-        **{key: _dead("storage-based backups are not supported; use DRIVE_BACKUP / LOG_BACKUP with CHECKPOINT_DIRECTORY")
-           for key in ("CONFIG_BACKUP", "MODEL_BACKUP", "MODEL_ARTIFACTS_BACKUP", "MODEL_PLUGIN_BACKUP", "METRICS_BACKUP")},
+        **{
+            key: _dead(
+                "storage-based backups are not supported; use DRIVE_BACKUP / LOG_BACKUP with CHECKPOINT_DIRECTORY"
+            )
+            for key in (
+                "CONFIG_BACKUP",
+                "MODEL_BACKUP",
+                "MODEL_ARTIFACTS_BACKUP",
+                "MODEL_PLUGIN_BACKUP",
+                "METRICS_BACKUP",
+            )
+        },
     },
     "names the experiment and says what is saved",
 )
@@ -125,7 +154,9 @@ MODEL = Section(
         "BUILDER": _k("ednaml_model_builder", str, "how the model is built from MODEL_ARCH"),
         "MODEL_ARCH": _k("SmallCNN", str, "the model class"),
         "MODEL_BASE": _opt(None, str, "backbone of the architecture (e.g. resnet18)"),
-        "MODEL_NORMALIZATION": _opt("bn", str, "feature normalization: bn | ln | gn | l2 | none", choices=("bn", "ln", "gn", "l2", "none")),
+        "MODEL_NORMALIZATION": _opt(
+            "bn", str, "feature normalization: bn | ln | gn | l2 | none", choices=("bn", "ln", "gn", "l2", "none")
+        ),
         "MODEL_KWARGS": _k({}, dict, "more kwargs of MODEL_ARCH; blank output sizes are inferred from the data"),
         "PARAMETER_GROUPS": _k(["opt-1"], (list, dict), "parameter group names (or name: [module prefixes])"),
         "WEIGHTS": _opt(None, str, "pretrained weights, loaded where key names and shapes match"),
@@ -183,7 +214,9 @@ DEPLOYMENT = Section(
     {
         "DEPLOY": _k("BaseDeploy", str, "deployment class: turns a batch's outputs into one record per input"),
         "DEPLOYMENT_ARGS": _k({}, dict, "kwargs of the deployment class (BaseDeploy: top_k)"),
-        "OUTPUT_ARGS": _k({}, dict, "output options: format (csv, jsonl or parquet) of predictions written in the run folder"),
+        "OUTPUT_ARGS": _k(
+            {}, dict, "output options: format (csv, jsonl or parquet) of predictions written in the run folder"
+        ),
         "EPOCHS": _k(1, int, "passes over the prediction data"),
         "DATAREADER": DATAREADER,
         "PLUGIN": PLUGIN_HOOKS,
@@ -195,12 +228,22 @@ LOGGING = Section(
     {
         "STEP_VERBOSE": _k(100, int, "log every N steps (trainer.log_every_n_steps)"),
         "INPUT_SIZE": _opt(None, list, "input shape for the model summary"),
-        "WANDB_MODE": _opt(None, str, "W&B mode when the WANDB_MODE variable is unset (default offline)",
-                           choices=("offline", "online", "disabled")),
+        "WANDB_MODE": _opt(
+            None,
+            str,
+            "W&B mode when the WANDB_MODE variable is unset (default offline)",
+            choices=("offline", "online", "disabled"),
+        ),
         "WANDB_PROJECT": _opt(None, str, "W&B project: the study (default: SAVE.MODEL_CORE_NAME)"),
-        "WANDB_GROUP": _opt(None, str, "W&B group (default: the experiment name, core name + version + backbone + qualifier)"),
-        "WANDB_NAME": _opt(None, str, "W&B display name (default: <backbone>-<qualifier>-<6 characters of the run id>)"),
-        "WANDB_TAGS": _k([], list, "W&B tags besides the automatic ones (model, backbone, qualifier, data reader, stage)"),
+        "WANDB_GROUP": _opt(
+            None, str, "W&B group (default: the experiment name, core name + version + backbone + qualifier)"
+        ),
+        "WANDB_NAME": _opt(
+            None, str, "W&B display name (default: <backbone>-<qualifier>-<6 characters of the run id>)"
+        ),
+        "WANDB_TAGS": _k(
+            [], list, "W&B tags besides the automatic ones (model, backbone, qualifier, data reader, stage)"
+        ),
         "WANDB_NOTES": _opt(None, str, "W&B notes: a sentence on what this run tries"),
         "WANDB_ENTITY": _opt(None, str, "W&B entity (user or team) for online runs"),
         "WANDB_LOG_MODEL": _k(False, (bool, str), "upload checkpoints as W&B artifacts: true (at the end) or all"),
@@ -243,9 +286,11 @@ LINKED_KEYS: tuple[tuple[str, str], ...] = (
     ("LOGGING.STEP_VERBOSE", "trainer.log_every_n_steps"),
 )
 
+
 def key_paths() -> list[str]:
     """Every key of the schema by its dotted path, a list section's through its first entry
     (OPTIMIZER.0.BASE_LR), then Lightning's top-level keys."""
+
     def walk(spec: Section, prefix: str) -> list[str]:
         found = []
         for name, sub in spec.keys.items():
@@ -266,7 +311,6 @@ def key_paths() -> list[str]:
 PLACEMENT_KEYS: tuple[str, ...] = ("trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes")
 
 
-
 @functools.lru_cache(maxsize=1)
 def trainer_defaults() -> dict[str, Any]:
     """Every argument of the installed lightning.Trainer with its default, in its order: the `trainer:` section
@@ -274,23 +318,36 @@ def trainer_defaults() -> dict[str, Any]:
     it ran with. Read from Lightning's source, whose defaults are literals, without importing torch (`ednaml
     diff` and `runs` stay fast); from the signature where a default is not a literal."""
     spec = importlib.util.find_spec("lightning")
-    source = Path(next(iter(spec.submodule_search_locations or ()), "")) / "pytorch" / "trainer" / "trainer.py" if spec else None
+    source = (
+        Path(next(iter(spec.submodule_search_locations or ()), "")) / "pytorch" / "trainer" / "trainer.py"
+        if spec
+        else None
+    )
     try:
         tree = ast.parse(source.read_text(encoding="utf-8"))
-        init = next(node for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name == "Trainer"
-                    for node in cls.body if isinstance(node, ast.FunctionDef) and node.name == "__init__")
+        init = next(
+            node
+            for cls in tree.body
+            if isinstance(cls, ast.ClassDef) and cls.name == "Trainer"
+            for node in cls.body
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__"
+        )
         args = init.args
         positional = args.posonlyargs + args.args
-        pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults)) + \
-            [(arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults) if default is not None]
+        pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults)) + [
+            (arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults) if default is not None
+        ]
         return {arg.arg: ast.literal_eval(default) for arg, default in pairs}
     except (AttributeError, OSError, SyntaxError, StopIteration, ValueError):
         import inspect
 
         import lightning.pytorch as pl
 
-        return {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+        return {
+            name: p.default
+            for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
 
 
 def with_trainer_defaults(trainer: Any) -> Any:
@@ -299,8 +356,10 @@ def with_trainer_defaults(trainer: Any) -> Any:
     if not isinstance(trainer, Mapping):
         return trainer
     defaults = trainer_defaults()
-    return {**{key: trainer.get(key, default) for key, default in defaults.items()},
-            **{key: value for key, value in trainer.items() if key not in defaults}}
+    return {
+        **{key: trainer.get(key, default) for key, default in defaults.items()},
+        **{key: value for key, value in trainer.items() if key not in defaults},
+    }
 
 
 def deployment_reader(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -318,6 +377,7 @@ def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
     """(key path, kind, name) of every component a config names, in document order. Validation, provenance
     and `check` all walk a config's components with this; a malformed section is passed over (validation
     reports it), so the rest are still found."""
+
     def section(*keys: Any) -> Any:
         value: Any = config
         for key in keys:
@@ -329,25 +389,46 @@ def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
         return [(i, e) for i, e in enumerate(value) if isinstance(e, dict)] if isinstance(value, list) else []
 
     found: list[tuple[tuple, str, Any]] = []
-    for path, kind in ((("EXECUTION", "TRAINER"), "trainer"), (("EXECUTION", "OPTIMIZER_BUILDER"), "optimizer_builder"),
-                       (("EXECUTION", "DATAREADER", "DATAREADER"), "datareader"),
-                       (("EXECUTION", "DATAREADER", "GENERATOR"), "dataset"),
-                       (("MODEL", "BUILDER"), "model_builder"), (("MODEL", "MODEL_ARCH"), "model")):
+    for path, kind in (
+        (("EXECUTION", "TRAINER"), "trainer"),
+        (("EXECUTION", "OPTIMIZER_BUILDER"), "optimizer_builder"),
+        (("EXECUTION", "DATAREADER", "DATAREADER"), "datareader"),
+        (("EXECUTION", "DATAREADER", "GENERATOR"), "dataset"),
+        (("MODEL", "BUILDER"), "model_builder"),
+        (("MODEL", "MODEL_ARCH"), "model"),
+    ):
         name = section(*path)
         if name is not None or kind != "dataset":  # GENERATOR is optional; every other one must be named
             found.append((path, kind, name))
     for i, entry in entries("LOSS"):
         losses = entry.get("LOSSES")
-        found += [(("LOSS", i, "LOSSES", j), "loss", name) for j, name in enumerate(losses if isinstance(losses, list) else [])]
+        found += [
+            (("LOSS", i, "LOSSES", j), "loss", name)
+            for j, name in enumerate(losses if isinstance(losses, list) else [])
+        ]
     for optimizers, schedulers in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
-        found += [((optimizers, i, "OPTIMIZER"), "optimizer", entry.get("OPTIMIZER")) for i, entry in entries(optimizers)]
-        found += [((schedulers, i, "LR_SCHEDULER"), "scheduler", entry.get("LR_SCHEDULER")) for i, entry in entries(schedulers)]
+        found += [
+            ((optimizers, i, "OPTIMIZER"), "optimizer", entry.get("OPTIMIZER")) for i, entry in entries(optimizers)
+        ]
+        found += [
+            ((schedulers, i, "LR_SCHEDULER"), "scheduler", entry.get("LR_SCHEDULER"))
+            for i, entry in entries(schedulers)
+        ]
     found += [(("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry.get("PLUGIN")) for i, entry in entries("MODEL_PLUGIN")]
     found.append((("DEPLOYMENT", "DEPLOY"), "deployment", section("DEPLOYMENT", "DEPLOY")))
     if deployment_reader(config) is not None:  # a reader of its own for `ednaml predict --data`
-        found.append((("DEPLOYMENT", "DATAREADER", "DATAREADER"), "datareader", section("DEPLOYMENT", "DATAREADER", "DATAREADER")))
+        found.append(
+            (
+                ("DEPLOYMENT", "DATAREADER", "DATAREADER"),
+                "datareader",
+                section("DEPLOYMENT", "DATAREADER", "DATAREADER"),
+            )
+        )
         if (generator := section("DEPLOYMENT", "DATAREADER", "GENERATOR")) is not None:
             found.append((("DEPLOYMENT", "DATAREADER", "GENERATOR"), "dataset", generator))
     metrics = section("EXECUTION", "METRICS")
-    found += [(("EXECUTION", "METRICS", i), "metric", name) for i, name in enumerate(metrics if isinstance(metrics, list) else [])]
+    found += [
+        (("EXECUTION", "METRICS", i), "metric", name)
+        for i, name in enumerate(metrics if isinstance(metrics, list) else [])
+    ]
     return found

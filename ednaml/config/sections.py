@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Iterator, Optional, Union
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional, Union
 
 from ednaml.config.schema import ANY, DATAREADER, LIGHTNING_KEYS, SCHEMA, Key, ListOf, Section
 
@@ -37,9 +37,11 @@ class SectionView(Mapping):
 
 
 def _annotation(key: Key) -> Any:
-    types = [Any if t is ANY else Mapping[str, Any] if t is dict else tuple[Any, ...] if t is list else t for t in key.types]
-    kind = Union[tuple(types)] if len(types) > 1 else types[0]
-    return Optional[kind] if key.optional else kind
+    types = [
+        Any if t is ANY else Mapping[str, Any] if t is dict else tuple[Any, ...] if t is list else t for t in key.types
+    ]
+    kind = Union[tuple(types)] if len(types) > 1 else types[0]  # noqa: UP007 - a union built at run time
+    return Optional[kind] if key.optional else kind  # noqa: UP045
 
 
 class FrozenDict(dict):
@@ -104,12 +106,25 @@ def _camel(name: str) -> str:
 
 # One class per section that has keys: ExecutionSection, ModelSection, ..., and LossEntry, OptimizerEntry,
 # SchedulerEntry, ModelPluginEntry for the entries of list sections (LOSS_OPTIMIZER's are OptimizerEntry).
-_SECTION_CLASSES = {name: section_class(_camel(name) + "Entry", spec.entry) if isinstance(spec, ListOf) else section_class(_camel(name) + "Section", spec)
-                    for name, spec in SCHEMA.items() if (spec.entry if isinstance(spec, ListOf) else spec).keys}
+_SECTION_CLASSES = {
+    name: section_class(_camel(name) + "Entry", spec.entry)
+    if isinstance(spec, ListOf)
+    else section_class(_camel(name) + "Section", spec)
+    for name, spec in SCHEMA.items()
+    if (spec.entry if isinstance(spec, ListOf) else spec).keys
+}
 ExecutionSection, DatareaderSection = _SECTION_CLASSES["EXECUTION"], _classes[id(DATAREADER)]
-SaveSection, TransformationSection, ModelSection = _SECTION_CLASSES["SAVE"], _SECTION_CLASSES["TRANSFORMATION"], _SECTION_CLASSES["MODEL"]
+SaveSection, TransformationSection, ModelSection = (
+    _SECTION_CLASSES["SAVE"],
+    _SECTION_CLASSES["TRANSFORMATION"],
+    _SECTION_CLASSES["MODEL"],
+)
 DeploymentSection, LoggingSection = _SECTION_CLASSES["DEPLOYMENT"], _SECTION_CLASSES["LOGGING"]
-LossEntry, OptimizerEntry, SchedulerEntry = _SECTION_CLASSES["LOSS"], _SECTION_CLASSES["OPTIMIZER"], _SECTION_CLASSES["SCHEDULER"]
+LossEntry, OptimizerEntry, SchedulerEntry = (
+    _SECTION_CLASSES["LOSS"],
+    _SECTION_CLASSES["OPTIMIZER"],
+    _SECTION_CLASSES["SCHEDULER"],
+)
 ModelPluginEntry = _SECTION_CLASSES["MODEL_PLUGIN"]
 
 
@@ -123,7 +138,12 @@ Config = dataclasses.make_dataclass(
     [(name, tuple[cls, ...] if isinstance(SCHEMA[name], ListOf) else cls) for name, cls in _SECTION_CLASSES.items()]
     + [(name, _annotation(key)) for name, key in LIGHTNING_KEYS.items()]
     + [("_source", dict, dataclasses.field(repr=False))],
-    bases=(SectionView,), frozen=True, slots=True, eq=False, namespace={"as_dict": _as_dict})
+    bases=(SectionView,),
+    frozen=True,
+    slots=True,
+    eq=False,
+    namespace={"as_dict": _as_dict},
+)
 Config.__doc__ = "A resolved config, section by section; list sections (LOSS, OPTIMIZER, ...) are tuples of entries."
 Config.__module__ = __name__
 

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 import os
 import re
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ednaml.config.arguments import check_arguments
 from ednaml.config.load import ConfigWarning
 from ednaml.config.paths import SCHEMA_PATHS, location_arguments
-from ednaml.config.schema import ANY, LIGHTNING_KEYS, LINKED_KEYS, SCHEMA, Key, ListOf, Section, component_paths, key_paths
+from ednaml.config.schema import (
+    ANY,
+    LIGHTNING_KEYS,
+    LINKED_KEYS,
+    SCHEMA,
+    Key,
+    ListOf,
+    Section,
+    component_paths,
+    key_paths,
+)
 from ednaml.deploy import FORMATS
 from ednaml.errors import ConfigError, OnlyOnTheCommandLine, Problem, did_you_mean, locate, show
 
@@ -22,7 +32,14 @@ if TYPE_CHECKING:
 
 NAME_LENGTH = 40
 NAME_PART = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._+-]{{0,{NAME_LENGTH - 1}}}")
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping", list: "a list"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "a mapping",
+    list: "a list",
+}
 
 
 def _type_ok(key: Key, value: Any) -> bool:
@@ -59,7 +76,12 @@ def _check_section(spec: Section, value: Any, path: tuple, problems: list[Proble
                 problems.append(Problem(path + (name,), f"{show(given)} is not {_expected(sub)}"))
             elif sub.choices and given is not None and given not in sub.choices:
                 options = ", ".join(map(str, sub.choices))
-                problems.append(Problem(path + (name,), f"{show(given)} is not one of: {options}{did_you_mean(str(given), map(str, sub.choices))}"))
+                problems.append(
+                    Problem(
+                        path + (name,),
+                        f"{show(given)} is not one of: {options}{did_you_mean(str(given), map(str, sub.choices))}",
+                    )
+                )
 
 
 def _keys_like(name: str, cutoff: float) -> list[str]:
@@ -84,13 +106,21 @@ def _unknown_section(section: str, origins: dict[tuple, str]) -> Problem | None:
     like = _keys_like(section, 0.8 if flag else 0.9)  # a file's own section may be named like a key (COLABEL, LABEL)
     meant = f"; did you mean {' or '.join(like[:3])}?" if like else ""
     if flag:
-        return Problem((section,), "not a config key; the command line overrides keys that exist, EdnaML's or those of a "
-                                   f"section a config file adds{meant or ' (`ednaml fit --help` lists the sections)'}", flag)
+        return Problem(
+            (section,),
+            "not a config key; the command line overrides keys that exist, EdnaML's or those of a "
+            f"section a config file adds{meant or ' (`ednaml fit --help` lists the sections)'}",
+            flag,
+        )
     if not section.isupper():
-        return Problem((section,), f"unknown top-level key{meant or ';'} Lightning's keys are {', '.join(LIGHTNING_KEYS)}")
+        return Problem(
+            (section,), f"unknown top-level key{meant or ';'} Lightning's keys are {', '.join(LIGHTNING_KEYS)}"
+        )
     if like:
         return Problem((section,), f"unknown section{meant} (a custom section takes a name of its own)")
-    warnings.warn(f"section {section} is not EdnaML's; kept in the config for custom components", ConfigWarning)
+    warnings.warn(
+        f"section {section} is not EdnaML's; kept in the config for custom components", ConfigWarning, stacklevel=2
+    )
     return None
 
 
@@ -141,12 +171,19 @@ def _number(value: Any) -> bool:
 
 
 def counts_are_positive(cfg: dict[str, Any]) -> list[Problem]:
-    problems = [Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1")
-                for key in ("EPOCHS", "TEST_FREQUENCY") if _number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1]
+    problems = [
+        Problem(("EXECUTION", key), f"{cfg['EXECUTION'][key]} must be at least 1")
+        for key in ("EPOCHS", "TEST_FREQUENCY")
+        if _number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1
+    ]
     arguments = cfg["EXECUTION"]["TRAINER_ARGS"]
     steps = arguments.get("accumulation_steps") if isinstance(arguments, dict) else None
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        problems.append(Problem(("EXECUTION", "TRAINER_ARGS", "accumulation_steps"), f"{show(steps)} is not an integer of at least 1"))
+        problems.append(
+            Problem(
+                ("EXECUTION", "TRAINER_ARGS", "accumulation_steps"), f"{show(steps)} is not an integer of at least 1"
+            )
+        )
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
         if _number(cfg[section]["BATCH_SIZE"]) and cfg[section]["BATCH_SIZE"] < 1:
             problems.append(Problem((section, "BATCH_SIZE"), f"{cfg[section]['BATCH_SIZE']} must be at least 1"))
@@ -157,7 +194,11 @@ def counts_are_positive(cfg: dict[str, Any]) -> list[Problem]:
 
 def frequencies_in_range(cfg: dict[str, Any]) -> list[Problem]:
     problems = []
-    for path, least in ((("SAVE", "SAVE_FREQUENCY"), 0), (("SAVE", "STEP_SAVE_FREQUENCY"), 0), (("LOGGING", "STEP_VERBOSE"), 1)):
+    for path, least in (
+        (("SAVE", "SAVE_FREQUENCY"), 0),
+        (("SAVE", "STEP_SAVE_FREQUENCY"), 0),
+        (("LOGGING", "STEP_VERBOSE"), 1),
+    ):
         value = cfg[path[0]][path[1]]
         if _number(value) and value < least:
             problems.append(Problem(path, f"{value} must be " + ("0 or more (0: off)" if least == 0 else "at least 1")))
@@ -165,9 +206,13 @@ def frequencies_in_range(cfg: dict[str, Any]) -> list[Problem]:
 
 
 def learning_rates_in_range(cfg: dict[str, Any]) -> list[Problem]:
-    return [Problem((section, i, key), f"{entry[key]} must be a number, 0 or more")
-            for section in ("OPTIMIZER", "LOSS_OPTIMIZER") for i, entry in enumerate(cfg[section])
-            for key in ("BASE_LR", "WEIGHT_DECAY") if _number(entry[key]) and (entry[key] < 0 or entry[key] != entry[key])]
+    return [
+        Problem((section, i, key), f"{entry[key]} must be a number, 0 or more")
+        for section in ("OPTIMIZER", "LOSS_OPTIMIZER")
+        for i, entry in enumerate(cfg[section])
+        for key in ("BASE_LR", "WEIGHT_DECAY")
+        if _number(entry[key]) and (entry[key] < 0 or entry[key] != entry[key])
+    ]
 
 
 def run_names_are_safe(cfg: dict[str, Any]) -> list[Problem]:
@@ -176,15 +221,25 @@ def run_names_are_safe(cfg: dict[str, Any]) -> list[Problem]:
     for key in ("MODEL_CORE_NAME", "MODEL_VERSION", "MODEL_BACKBONE", "MODEL_QUALIFIER"):
         part = cfg["SAVE"][key]
         if not isinstance(part, (str, int)) or isinstance(part, bool) or not NAME_PART.fullmatch(str(part)):
-            problems.append(Problem(("SAVE", key), f"{show(part)} is not a safe name: it names the run folder and "
-                                    f"checkpoints, so use letters, digits and . _ + - (a letter or digit first), at most {NAME_LENGTH} characters"))
+            problems.append(
+                Problem(
+                    ("SAVE", key),
+                    f"{show(part)} is not a safe name: it names the run folder and "
+                    f"checkpoints, so use letters, digits and . _ + - (a letter or digit first), at most {NAME_LENGTH} characters",
+                )
+            )
     return problems
 
 
 def model_weights_exist(cfg: dict[str, Any]) -> list[Problem]:
     weights = cfg["MODEL"]["WEIGHTS"]
     if isinstance(weights, str) and weights and not Path(weights).is_file():
-        return [Problem(("MODEL", "WEIGHTS"), f"{weights!r} " + ("is not a file" if Path(weights).exists() else "does not exist"))]
+        return [
+            Problem(
+                ("MODEL", "WEIGHTS"),
+                f"{weights!r} " + ("is not a file" if Path(weights).exists() else "does not exist"),
+            )
+        ]
     return []
 
 
@@ -196,7 +251,9 @@ def loss_entries_agree(cfg: dict[str, Any]) -> list[Problem]:
         n = len(entry["LOSSES"])
         for key in ("KWARGS", "LAMBDAS"):
             if isinstance(entry[key], list) and len(entry[key]) != n:
-                problems.append(Problem(("LOSS", i, key), f"has {len(entry[key])} items but LOSSES has {n}; give one per loss"))
+                problems.append(
+                    Problem(("LOSS", i, key), f"has {len(entry[key])} items but LOSSES has {n}; give one per loss")
+                )
         for j, lam in enumerate(entry["LAMBDAS"]):
             if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
                 problems.append(Problem(("LOSS", i, "LAMBDAS", j), f"{show(lam)} is not a non-negative number"))
@@ -206,7 +263,12 @@ def loss_entries_agree(cfg: dict[str, Any]) -> list[Problem]:
             if kw is not None and not isinstance(kw, dict):
                 problems.append(Problem(("LOSS", i, "KWARGS", j), f"{show(kw)} is not a mapping of kwargs"))
         if entry["NAME"] in names:
-            problems.append(Problem(("LOSS", i, "NAME"), f"{entry['NAME']!r} is already the NAME of LOSS[{names[entry['NAME']]}]; NAMEs must be unique"))
+            problems.append(
+                Problem(
+                    ("LOSS", i, "NAME"),
+                    f"{entry['NAME']!r} is already the NAME of LOSS[{names[entry['NAME']]}]; NAMEs must be unique",
+                )
+            )
         names.setdefault(entry["NAME"], i)
     if not cfg["LOSS"]:
         problems.append(Problem(("LOSS",), "is empty; training needs at least one loss entry"))
@@ -225,20 +287,36 @@ def optimizers_cover_groups(cfg: dict[str, Any]) -> list[Problem]:
     for i, entry in enumerate(cfg["OPTIMIZER"]):
         name = entry["OPTIMIZER_NAME"]
         if name in opt_names:
-            problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is used twice; one optimizer per parameter group"))
+            problems.append(
+                Problem(
+                    ("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is used twice; one optimizer per parameter group"
+                )
+            )
         elif name not in group_names:
-            problems.append(Problem(("OPTIMIZER", i, "OPTIMIZER_NAME"), f"{name!r} is not a parameter group; MODEL.PARAMETER_GROUPS has {group_names}{did_you_mean(name, group_names)}"))
+            problems.append(
+                Problem(
+                    ("OPTIMIZER", i, "OPTIMIZER_NAME"),
+                    f"{name!r} is not a parameter group; MODEL.PARAMETER_GROUPS has {group_names}{did_you_mean(name, group_names)}",
+                )
+            )
         opt_names.append(name)
     if not cfg["OPTIMIZER"]:
         problems.append(Problem(("OPTIMIZER",), "is empty; training needs at least one optimizer"))
     for group in group_names:
         if opt_names and group not in opt_names:
-            problems.append(Problem(("MODEL", "PARAMETER_GROUPS"), f"group {group!r} has no OPTIMIZER entry (OPTIMIZER_NAME: {group}); its parameters would never train"))
+            problems.append(
+                Problem(
+                    ("MODEL", "PARAMETER_GROUPS"),
+                    f"group {group!r} has no OPTIMIZER entry (OPTIMIZER_NAME: {group}); its parameters would never train",
+                )
+            )
     groups = cfg["MODEL"]["PARAMETER_GROUPS"]
     if isinstance(groups, dict):
         for name, prefixes in groups.items():
             if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
-                problems.append(Problem(("MODEL", "PARAMETER_GROUPS", name), f"{show(prefixes)} is not a list of module prefixes"))
+                problems.append(
+                    Problem(("MODEL", "PARAMETER_GROUPS", name), f"{show(prefixes)} is not a list of module prefixes")
+                )
     return problems
 
 
@@ -248,9 +326,19 @@ def schedulers_name_optimizers(cfg: dict[str, Any]) -> list[Problem]:
     for i, entry in enumerate(cfg["SCHEDULER"]):
         name = entry["SCHEDULER_NAME"]
         if name is None and len(opt_names) > 1:
-            problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"is blank but there are {len(opt_names)} optimizers; name one of {opt_names}"))
+            problems.append(
+                Problem(
+                    ("SCHEDULER", i, "SCHEDULER_NAME"),
+                    f"is blank but there are {len(opt_names)} optimizers; name one of {opt_names}",
+                )
+            )
         elif name is not None and name not in opt_names:
-            problems.append(Problem(("SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no optimizer; OPTIMIZER_NAMEs are {opt_names}{did_you_mean(name, opt_names)}"))
+            problems.append(
+                Problem(
+                    ("SCHEDULER", i, "SCHEDULER_NAME"),
+                    f"{name!r} names no optimizer; OPTIMIZER_NAMEs are {opt_names}{did_you_mean(name, opt_names)}",
+                )
+            )
     return problems
 
 
@@ -261,14 +349,29 @@ def loss_optimizers_name_losses(cfg: dict[str, Any]) -> list[Problem]:
     loss_opt_names = []
     for i, entry in enumerate(cfg["LOSS_OPTIMIZER"]):
         if entry["OPTIMIZER_NAME"] not in loss_names:
-            problems.append(Problem(("LOSS_OPTIMIZER", i, "OPTIMIZER_NAME"), f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}{did_you_mean(entry['OPTIMIZER_NAME'], loss_names)}"))
+            problems.append(
+                Problem(
+                    ("LOSS_OPTIMIZER", i, "OPTIMIZER_NAME"),
+                    f"{entry['OPTIMIZER_NAME']!r} names no LOSS entry; LOSS NAMEs are {loss_names}{did_you_mean(entry['OPTIMIZER_NAME'], loss_names)}",
+                )
+            )
         loss_opt_names.append(entry["OPTIMIZER_NAME"])
     for i, entry in enumerate(cfg["LOSS_SCHEDULER"]):
         name = entry["SCHEDULER_NAME"]
         if name is None and len(loss_opt_names) != 1:
-            problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"is blank; name one of the LOSS_OPTIMIZER entries {loss_opt_names}"))
+            problems.append(
+                Problem(
+                    ("LOSS_SCHEDULER", i, "SCHEDULER_NAME"),
+                    f"is blank; name one of the LOSS_OPTIMIZER entries {loss_opt_names}",
+                )
+            )
         elif name is not None and name not in loss_opt_names:
-            problems.append(Problem(("LOSS_SCHEDULER", i, "SCHEDULER_NAME"), f"{name!r} names no LOSS_OPTIMIZER entry; they are {loss_opt_names}{did_you_mean(name, loss_opt_names)}"))
+            problems.append(
+                Problem(
+                    ("LOSS_SCHEDULER", i, "SCHEDULER_NAME"),
+                    f"{name!r} names no LOSS_OPTIMIZER entry; they are {loss_opt_names}{did_you_mean(name, loss_opt_names)}",
+                )
+            )
     return problems
 
 
@@ -276,15 +379,29 @@ def plugin_names_are_unique(cfg: dict[str, Any]) -> list[Problem]:
     problems, seen = [], set()
     for i, entry in enumerate(cfg["MODEL_PLUGIN"]):
         if entry["PLUGIN_NAME"] in seen:
-            problems.append(Problem(("MODEL_PLUGIN", i, "PLUGIN_NAME"), f"{entry['PLUGIN_NAME']!r} is used twice; PLUGIN_NAMEs must be unique"))
+            problems.append(
+                Problem(
+                    ("MODEL_PLUGIN", i, "PLUGIN_NAME"),
+                    f"{entry['PLUGIN_NAME']!r} is used twice; PLUGIN_NAMEs must be unique",
+                )
+            )
         seen.add(entry["PLUGIN_NAME"])
     return problems
 
 
 # The rules between keys, after the structure check (each reads keys it may find malformed, see run_rules).
-RULES: list[Rule] = [counts_are_positive, frequencies_in_range, learning_rates_in_range, run_names_are_safe, model_weights_exist,
-                     loss_entries_agree, optimizers_cover_groups, schedulers_name_optimizers, loss_optimizers_name_losses,
-                     plugin_names_are_unique]
+RULES: list[Rule] = [
+    counts_are_positive,
+    frequencies_in_range,
+    learning_rates_in_range,
+    run_names_are_safe,
+    model_weights_exist,
+    loss_entries_agree,
+    optimizers_cover_groups,
+    schedulers_name_optimizers,
+    loss_optimizers_name_losses,
+    plugin_names_are_unique,
+]
 
 
 # ---- components: names resolve, kwargs fit their signatures ----
@@ -329,34 +446,68 @@ def argument_targets(cfg: dict[str, Any], resolved: Resolved) -> list[Target]:
             pass
 
     def listed(section: str, kind: str, name: str, kwargs: str) -> list[Target]:
-        return [(kind, component, (section, i, kwargs), entry[kwargs]) for i, entry in enumerate(cfg[section])
-                if (component := resolved.get((section, i, name))) is not None]
+        return [
+            (kind, component, (section, i, kwargs), entry[kwargs])
+            for i, entry in enumerate(cfg[section])
+            if (component := resolved.get((section, i, name))) is not None
+        ]
 
     def reader_parts(reader: Any) -> list[Target]:
         dr = cfg["EXECUTION"]["DATAREADER"]
-        parts: list[Target] = [("crawler", reader.crawler, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), dr["CRAWLER_ARGS"])]
+        parts: list[Target] = [
+            ("crawler", reader.crawler, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS"), dr["CRAWLER_ARGS"])
+        ]
         dataset = resolved.get(("EXECUTION", "DATAREADER", "GENERATOR")) if dr["GENERATOR"] else reader.dataset
         if dataset is not None:
-            parts += [("dataset", dataset, ("EXECUTION", "DATAREADER", key), dr[key]) for key in ("DATASET_ARGS", "GENERATOR_ARGS")]
-        return parts + [("transforms", reader.transforms, (section, "ARGS"), cfg[section]["ARGS"])
-                        for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION")]
+            parts += [
+                ("dataset", dataset, ("EXECUTION", "DATAREADER", key), dr[key])
+                for key in ("DATASET_ARGS", "GENERATOR_ARGS")
+            ]
+        return parts + [
+            ("transforms", reader.transforms, (section, "ARGS"), cfg[section]["ARGS"])
+            for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION")
+        ]
 
     if (step_logic := resolved.get(("EXECUTION", "TRAINER"))) is not None:
-        add(lambda: [("trainer", step_logic, ("EXECUTION", "TRAINER_ARGS"),
-                      {k: v for k, v in cfg["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"})])
+        add(
+            lambda: [
+                (
+                    "trainer",
+                    step_logic,
+                    ("EXECUTION", "TRAINER_ARGS"),
+                    {k: v for k, v in cfg["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"},
+                )
+            ]
+        )
     if (reader := resolved.get(("EXECUTION", "DATAREADER", "DATAREADER"))) is not None:
         add(lambda: reader_parts(reader))
-    add(lambda: [("dataloader", DataLoader, ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"), cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"])])
+    add(
+        lambda: [
+            (
+                "dataloader",
+                DataLoader,
+                ("EXECUTION", "DATAREADER", "DATALOADER_ARGS"),
+                cfg["EXECUTION"]["DATAREADER"]["DATALOADER_ARGS"],
+            )
+        ]
+    )
     if (arch := resolved.get(("MODEL", "MODEL_ARCH"))) is not None:
         add(lambda: [("model", arch, ("MODEL", "MODEL_KWARGS"), cfg["MODEL"]["MODEL_KWARGS"])])
-    add(lambda: [("loss", loss, ("LOSS", i, "KWARGS", j), entry["KWARGS"][j] or {})
-                 for i, entry in enumerate(cfg["LOSS"]) for j in range(min(len(entry["LOSSES"]), len(entry["KWARGS"])))
-                 if (loss := resolved.get(("LOSS", i, "LOSSES", j))) is not None])
-    for section, kind, name, kwargs in (("OPTIMIZER", "optimizer", "OPTIMIZER", "OPTIMIZER_KWARGS"),
-                                        ("LOSS_OPTIMIZER", "optimizer", "OPTIMIZER", "OPTIMIZER_KWARGS"),
-                                        ("SCHEDULER", "scheduler", "LR_SCHEDULER", "LR_KWARGS"),
-                                        ("LOSS_SCHEDULER", "scheduler", "LR_SCHEDULER", "LR_KWARGS"),
-                                        ("MODEL_PLUGIN", "plugin", "PLUGIN", "PLUGIN_KWARGS")):
+    add(
+        lambda: [
+            ("loss", loss, ("LOSS", i, "KWARGS", j), entry["KWARGS"][j] or {})
+            for i, entry in enumerate(cfg["LOSS"])
+            for j in range(min(len(entry["LOSSES"]), len(entry["KWARGS"])))
+            if (loss := resolved.get(("LOSS", i, "LOSSES", j))) is not None
+        ]
+    )
+    for section, kind, name, kwargs in (
+        ("OPTIMIZER", "optimizer", "OPTIMIZER", "OPTIMIZER_KWARGS"),
+        ("LOSS_OPTIMIZER", "optimizer", "OPTIMIZER", "OPTIMIZER_KWARGS"),
+        ("SCHEDULER", "scheduler", "LR_SCHEDULER", "LR_KWARGS"),
+        ("LOSS_SCHEDULER", "scheduler", "LR_SCHEDULER", "LR_KWARGS"),
+        ("MODEL_PLUGIN", "plugin", "PLUGIN", "PLUGIN_KWARGS"),
+    ):
         add(lambda section=section, kind=kind, name=name, kwargs=kwargs: listed(section, kind, name, kwargs))
     if (deploy := resolved.get(("DEPLOYMENT", "DEPLOY"))) is not None:
         add(lambda: [("deployment", deploy, ("DEPLOYMENT", "DEPLOYMENT_ARGS"), cfg["DEPLOYMENT"]["DEPLOYMENT_ARGS"])])
@@ -391,7 +542,12 @@ def losses_learn_with_an_optimizer(cfg: dict[str, Any], resolved: Resolved, prob
         for j, name in enumerate(entry["LOSSES"]):
             loss = resolved.get(("LOSS", i, "LOSSES", j))
             if getattr(loss, "learnable", False) and entry["NAME"] not in optimized_losses:
-                problems.append(Problem(("LOSS", i, "LOSSES", j), f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}"))
+                problems.append(
+                    Problem(
+                        ("LOSS", i, "LOSSES", j),
+                        f"{name} learns parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME: {entry['NAME']}",
+                    )
+                )
 
 
 def deployment_output_fits(cfg: dict[str, Any], resolved: Resolved, problems: list[Problem]) -> None:
@@ -401,9 +557,19 @@ def deployment_output_fits(cfg: dict[str, Any], resolved: Resolved, problems: li
         return
     for key, value in output.items():
         if key != "format":
-            problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS", key), "is not an output option" + did_you_mean(key, ["format"], "; the option is format")))
+            problems.append(
+                Problem(
+                    ("DEPLOYMENT", "OUTPUT_ARGS", key),
+                    "is not an output option" + did_you_mean(key, ["format"], "; the option is format"),
+                )
+            )
         elif value not in FORMATS.values():
-            problems.append(Problem(("DEPLOYMENT", "OUTPUT_ARGS", "format"), f"{show(value)} is not one of {', '.join(FORMATS.values())}"))
+            problems.append(
+                Problem(
+                    ("DEPLOYMENT", "OUTPUT_ARGS", "format"),
+                    f"{show(value)} is not one of {', '.join(FORMATS.values())}",
+                )
+            )
 
 
 # Each component rule reads the resolved components and adds what it finds to `problems` as it goes, so a
@@ -440,7 +606,9 @@ def check_trainer_keys(trainer: dict[str, Any], trust: Trust) -> list[Problem]:
     problems = check_arguments("lightning", Trainer, trainer, ("trainer",))
     problems += gate({k: v for k, v in trainer.items() if not any(p.path == ("trainer", k) for p in problems)}, trust)
     linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
-    known = {k: v for k, v in trainer.items() if k not in linked and not any(p.path[:2] == ("trainer", k) for p in problems)}
+    known = {
+        k: v for k, v in trainer.items() if k not in linked and not any(p.path[:2] == ("trainer", k) for p in problems)
+    }
     return problems + check_trainer_values(known)
 
 
@@ -452,19 +620,33 @@ def destinations_are_the_users(cfg: dict[str, Any], trust: Trust) -> list[Proble
     save, logging = cfg.get("SAVE") or {}, cfg.get("LOGGING") or {}
     target = ("SAVE", "CHECKPOINT_DIRECTORY")
     if (save.get("DRIVE_BACKUP") or save.get("LOG_BACKUP")) and not trust.of(target):
-        problems.append(Problem(target, f"{show(save.get('CHECKPOINT_DIRECTORY'))} is where backups of this run would go, chosen "
-                                        "by a config from a checkpoint or run folder: give your own with "
-                                        "--SAVE.CHECKPOINT_DIRECTORY DIR, turn backups off with --SAVE.DRIVE_BACKUP false "
-                                        "--SAVE.LOG_BACKUP false, or --trust"))
+        problems.append(
+            Problem(
+                target,
+                f"{show(save.get('CHECKPOINT_DIRECTORY'))} is where backups of this run would go, chosen "
+                "by a config from a checkpoint or run folder: give your own with "
+                "--SAVE.CHECKPOINT_DIRECTORY DIR, turn backups off with --SAVE.DRIVE_BACKUP false "
+                "--SAVE.LOG_BACKUP false, or --trust",
+            )
+        )
     mode = ("LOGGING", "WANDB_MODE")
     if logging.get("WANDB_MODE") in ("online", "run") and not os.environ.get("WANDB_MODE") and not trust.of(mode):
-        problems.append(Problem(mode, "'online' would upload this run to W&B, chosen by a config from a checkpoint or run "
-                                      "folder: say so yourself (--LOGGING.WANDB_MODE online, or WANDB_MODE=online), or --trust"))
+        problems.append(
+            Problem(
+                mode,
+                "'online' would upload this run to W&B, chosen by a config from a checkpoint or run "
+                "folder: say so yourself (--LOGGING.WANDB_MODE online, or WANDB_MODE=online), or --trust",
+            )
+        )
     return problems
 
 
-def validate(cfg: dict[str, Any], source: str | None = None, origins: dict[tuple, str] | None = None,
-             trusted: bool | Trust = True) -> None:
+def validate(
+    cfg: dict[str, Any],
+    source: str | None = None,
+    origins: dict[tuple, str] | None = None,
+    trusted: bool | Trust = True,
+) -> None:
     """Raise one ConfigError listing every problem in `cfg` (with the file or flag each value came from).
     A config that is not `trusted` (from a checkpoint or run folder; a registry.Trust says how far) names
     only registered components and Lightning's own classes, with data for their arguments."""

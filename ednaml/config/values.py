@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -34,7 +35,7 @@ class _Delete:
     def __repr__(self) -> str:
         return "!delete"
 
-    def __deepcopy__(self, memo: dict) -> "_Delete":  # one marker, compared by identity
+    def __deepcopy__(self, memo: dict) -> _Delete:  # one marker, compared by identity
         return self
 
 
@@ -43,13 +44,17 @@ DELETE = _Delete()
 
 def _construct_replace(loader: yaml.SafeLoader, node: yaml.Node) -> Replace:
     if not isinstance(node, yaml.MappingNode):
-        raise yaml.constructor.ConstructorError(None, None, "!replace tags a mapping ({key: value, ...})", node.start_mark)
+        raise yaml.constructor.ConstructorError(
+            None, None, "!replace tags a mapping ({key: value, ...})", node.start_mark
+        )
     return Replace(loader.construct_mapping(node, deep=True))
 
 
 def _construct_delete(loader: yaml.SafeLoader, node: yaml.Node) -> _Delete:
     if not isinstance(node, yaml.ScalarNode) or node.value:
-        raise yaml.constructor.ConstructorError(None, None, "!delete takes no value (write `KEY: !delete`)", node.start_mark)
+        raise yaml.constructor.ConstructorError(
+            None, None, "!delete takes no value (write `KEY: !delete`)", node.start_mark
+        )
     return DELETE
 
 
@@ -78,7 +83,9 @@ def _check_nesting(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_CONFIG_DEPTH:
-                raise TooLarge(f"it nests more than {MAX_CONFIG_DEPTH} levels deep; a config nests at most {MAX_CONFIG_DEPTH}")
+                raise TooLarge(
+                    f"it nests more than {MAX_CONFIG_DEPTH} levels deep; a config nests at most {MAX_CONFIG_DEPTH}"
+                )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -101,7 +108,10 @@ def _check_expansion(data: Any) -> None:
         if walked:
             below = children(value)
             inner = [measured[id(c)] for c in below if isinstance(c, (dict, list))]
-            measured[key] = (1 + len(below) - len(inner) + sum(n for n, _ in inner), 1 + max((d for _, d in inner), default=0))
+            measured[key] = (
+                1 + len(below) - len(inner) + sum(n for n, _ in inner),
+                1 + max((d for _, d in inner), default=0),
+            )
             active.discard(key)
         elif key in active:
             raise TooLarge("an alias refers to a mapping or list that contains it")

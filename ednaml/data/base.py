@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import Dataset
@@ -28,8 +29,11 @@ def read_rows(path: Path, key: str) -> list[dict[str, Any]]:
                 return [json.loads(line) for line in handle if line.strip()]
             return list(csv.DictReader(handle))
     except UnicodeDecodeError as err:
-        raise DataError(key, f"{str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
-                             "save it as UTF-8") from None
+        raise DataError(
+            key,
+            f"{str(path)!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save it as UTF-8",
+        ) from None
     except json.JSONDecodeError as err:
         raise DataError(key, f"{str(path)!r} is not JSON Lines: {err}") from None
 
@@ -128,13 +132,19 @@ class DataReader:
         """New data at `path` (`ednaml predict --data PATH`): (id, what the dataset loads) per input, in order."""
         from ednaml.errors import DataError
 
-        raise DataError("--data", f"the {cls.__name__} reader does not read new data; predict with a reader of images, "
-                                  "texts or videos, or give the reader an `inputs(path)` classmethod")
+        raise DataError(
+            "--data",
+            f"the {cls.__name__} reader does not read new data; predict with a reader of images, "
+            "texts or videos, or give the reader an `inputs(path)` classmethod",
+        )
 
     @classmethod
     def example(cls) -> Any:
         """One raw input of this reader's kind (what its dataset's `load` returns), for tracing a model to export."""
         from ednaml.errors import DataError
 
-        raise DataError("EXECUTION.DATAREADER", f"the {cls.__name__} reader has no example input to export a model with; "
-                                                "give it an `example()` classmethod")
+        raise DataError(
+            "EXECUTION.DATAREADER",
+            f"the {cls.__name__} reader has no example input to export a model with; "
+            "give it an `example()` classmethod",
+        )

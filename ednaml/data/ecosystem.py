@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,17 @@ def _as_images(data: Any) -> list[np.ndarray]:
 class TorchvisionCrawler(Crawler):
     """A torchvision dataset's train and test parts from `root` (its own file layout); val: a seeded split."""
 
-    def __init__(self, name: str = "MNIST", root: Location = "data", download: bool = False, label_name: str = "label",
-                 dataset_kwargs: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.1,
-                 split_seed: int = 0):
+    def __init__(
+        self,
+        name: str = "MNIST",
+        root: Location = "data",
+        download: bool = False,
+        label_name: str = "label",
+        dataset_kwargs: dict[str, Any] | None = None,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
         super().__init__(val_fraction, split_seed)
         self.test_fraction = test_fraction
         self.name, self.root, self.download, self.label_name = name, root, download, label_name
@@ -60,7 +69,10 @@ class TorchvisionCrawler(Crawler):
         download = {"download": self.download} if "download" in accepts else {}
         try:
             return cls(self.root, **download, **which, **self.dataset_kwargs)
-        except (RuntimeError, FileNotFoundError) as err:  # torchvision: "Dataset not found. You can use download=True ..."
+        except (
+            RuntimeError,
+            FileNotFoundError,
+        ) as err:  # torchvision: "Dataset not found. You can use download=True ..."
             hint = "" if self.download or not download else " (set download: true to let torchvision fetch it)"
             raise DataError(f"{_ARGS}.root", f"{self.name} is not under {self.root!r}: {err}{hint}") from None
         except (TypeError, ValueError) as err:
@@ -74,9 +86,15 @@ class TorchvisionCrawler(Crawler):
             targets = targets.tolist()
         if targets is not None and targets and isinstance(targets[0], (list, tuple)):
             if self.name != "QMNIST":
-                raise DataError(f"{_ARGS}.name", f"{self.name} gives several targets per image, not one class: not read here")
+                raise DataError(
+                    f"{_ARGS}.name", f"{self.name} gives several targets per image, not one class: not read here"
+                )
             targets = [t[0] for t in targets]  # QMNIST: the digit, then its writer and other metadata
-        if data is not None and targets is not None and not (isinstance(data, (list, tuple)) and data and isinstance(data[0], str)):
+        if (
+            data is not None
+            and targets is not None
+            and not (isinstance(data, (list, tuple)) and data and isinstance(data[0], str))
+        ):
             images: list[Any] = _as_images(data)
         elif data is not None and targets is not None:  # file paths, read as the dataset serves them
             images = [str(path) for path in data]
@@ -91,8 +109,14 @@ class TorchvisionCrawler(Crawler):
         if not (inspect.isclass(cls) and issubclass(cls, datasets.VisionDataset)):
             from ednaml.errors import did_you_mean
 
-            names = [n for n in dir(datasets) if inspect.isclass(getattr(datasets, n)) and issubclass(getattr(datasets, n), datasets.VisionDataset)]
-            raise DataError(f"{_ARGS}.name", f"{self.name!r} is not a torchvision dataset" + did_you_mean(self.name, names))
+            names = [
+                n
+                for n in dir(datasets)
+                if inspect.isclass(getattr(datasets, n)) and issubclass(getattr(datasets, n), datasets.VisionDataset)
+            ]
+            raise DataError(
+                f"{_ARGS}.name", f"{self.name!r} is not a torchvision dataset" + did_you_mean(self.name, names)
+            )
         accepts = self._accepts(cls)
         if "train" in accepts:
             parts = {"train": {"train": True}, "test": {"train": False}}
@@ -104,7 +128,11 @@ class TorchvisionCrawler(Crawler):
         classes: list[str] | None = None
         for split, which in parts.items():
             part = self._part(cls, which)
-            classes = classes or [str(c) for c in getattr(part, "classes", None) or getattr(part, "categories", None) or []] or None
+            classes = (
+                classes
+                or [str(c) for c in getattr(part, "classes", None) or getattr(part, "categories", None) or []]
+                or None
+            )
             splits[split] = self._samples(part)
         if "all" in splits:
             train, test = seeded_split(splits.pop("all"), self.test_fraction, self.split_seed + 1)
@@ -135,23 +163,40 @@ def _load_hf(path: str, format: str | None, key: str, streaming: bool, cache_dir
     if source.is_dir():
         loaded = datasets.load_from_disk(str(source), keep_in_memory=not streaming)
         if isinstance(loaded, datasets.DatasetDict):
-            raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} holds several splits ({', '.join(loaded)}): give one split's "
-                                              "directory to each of path, val_path and test_path")
+            raise DataError(
+                f"{_ARGS}.{key}",
+                f"{str(source)!r} holds several splits ({', '.join(loaded)}): give one split's "
+                "directory to each of path, val_path and test_path",
+            )
         return loaded
-    kind = format or {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}.get(source.suffix.lower())
+    kind = format or {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}.get(
+        source.suffix.lower()
+    )
     if kind is None:
         raise DataError(f"{_ARGS}.{key}", f"{str(source)!r}: not a parquet, arrow, csv or json(l) file; give `format`")
     if kind == "arrow":
         return datasets.Dataset.from_file(str(source), in_memory=not streaming)
-    reader = {"parquet": datasets.Dataset.from_parquet, "csv": datasets.Dataset.from_csv, "json": datasets.Dataset.from_json}[kind]
+    reader = {
+        "parquet": datasets.Dataset.from_parquet,
+        "csv": datasets.Dataset.from_csv,
+        "json": datasets.Dataset.from_json,
+    }[kind]
     if streaming:
-        if cache_dir is not None and Path(cache_dir).expanduser().exists() and not Path(cache_dir).expanduser().is_dir():
-            raise DataError(f"{_ARGS}.cache_dir", f"{cache_dir!r} is a file: give a folder for the Arrow copy of {source.name}")
+        if (
+            cache_dir is not None
+            and Path(cache_dir).expanduser().exists()
+            and not Path(cache_dir).expanduser().is_dir()
+        ):
+            raise DataError(
+                f"{_ARGS}.cache_dir", f"{cache_dir!r} is a file: give a folder for the Arrow copy of {source.name}"
+            )
         try:
             return reader(str(source), cache_dir=cache_dir, keep_in_memory=False)
         except OSError as err:
-            raise DataError(f"{_ARGS}.{key}", f"{str(source)!r} could not be copied to Arrow in "
-                                              f"{cache_dir or 'the datasets cache'}: {err}") from None
+            raise DataError(
+                f"{_ARGS}.{key}",
+                f"{str(source)!r} could not be copied to Arrow in {cache_dir or 'the datasets cache'}: {err}",
+            ) from None
     with tempfile.TemporaryDirectory(prefix="ednaml-hf-") as cache:
         return reader(str(source), cache_dir=cache, keep_in_memory=True)
 
@@ -197,9 +242,20 @@ class HFCrawler(Crawler):
 
     input_kind = "text"
 
-    def __init__(self, path: Location, val_path: Location | None = None, test_path: Location | None = None, format: str | None = None,
-                 input_column: str | None = None, label_columns: Sequence[str] | str = ("label",), test_fraction: float = 0.2,
-                 val_fraction: float = 0.1, split_seed: int = 0, streaming: bool = False, cache_dir: Location | None = None):
+    def __init__(
+        self,
+        path: Location,
+        val_path: Location | None = None,
+        test_path: Location | None = None,
+        format: str | None = None,
+        input_column: str | None = None,
+        label_columns: Sequence[str] | str = ("label",),
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        streaming: bool = False,
+        cache_dir: Location | None = None,
+    ):
         super().__init__(val_fraction, split_seed)
         if cache_dir is not None and not streaming:
             raise DataError(f"{_ARGS}.cache_dir", "is used only with streaming: true (in memory, nothing is cached)")
@@ -220,37 +276,61 @@ class HFCrawler(Crawler):
         for split, source in self.paths.items():
             with problems.collected():
                 if source:
-                    parts[split] = _load_hf(source, self.format, "path" if split == "train" else f"{split}_path", self.streaming,
-                                            self.cache_dir)
+                    parts[split] = _load_hf(
+                        source,
+                        self.format,
+                        "path" if split == "train" else f"{split}_path",
+                        self.streaming,
+                        self.cache_dir,
+                    )
         names: dict[str, list[str]] = {}
         for split, part in parts.items():
-            for key, column in [("input_column", self.input_column)] + [("label_columns", c) for c in self.label_columns]:
+            for key, column in [("input_column", self.input_column)] + [
+                ("label_columns", c) for c in self.label_columns
+            ]:
                 if column not in part.column_names:
-                    problems.add(f"{_ARGS}.{key}", f"column {column!r} is not in {self.paths[split]!r}; its columns are "
-                                                   f"{part.column_names}")
+                    problems.add(
+                        f"{_ARGS}.{key}",
+                        f"column {column!r} is not in {self.paths[split]!r}; its columns are {part.column_names}",
+                    )
         problems.raise_any()
         for column in self.label_columns:
             kinds = {split: hasattr(part.features[column], "names") for split, part in parts.items()}
             if len(set(kinds.values())) > 1:
-                raise DataError(f"{_ARGS}.label_columns", f"column {column!r} is a ClassLabel in some files and not in others "
-                                                          f"({kinds}): give it the same type everywhere")
+                raise DataError(
+                    f"{_ARGS}.label_columns",
+                    f"column {column!r} is a ClassLabel in some files and not in others "
+                    f"({kinds}): give it the same type everywhere",
+                )
             feature = parts["train"].features[column]
             if hasattr(feature, "names"):  # a ClassLabel: its names, in its order
                 names[column] = list(feature.names)
                 continue
             kind = parts["train"].data.column(column).type
             if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-                raise DataError(f"{_ARGS}.label_columns", f"column {column!r} holds {kind} values: a label column holds one "
-                                                          "class per row (a ClassLabel, an integer or a string); give each "
-                                                          "label its own column in label_columns")
+                raise DataError(
+                    f"{_ARGS}.label_columns",
+                    f"column {column!r} holds {kind} values: a label column holds one "
+                    "class per row (a ClassLabel, an integer or a string); give each "
+                    "label its own column in label_columns",
+                )
             values = {v for part in parts.values() for v in part.data.column(column).unique().drop_null().to_pylist()}
             numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
             names[column] = [str(v) for v in sorted(values)] if numeric else sorted(str(v) for v in values)
         index = {c: {v: i for i, v in enumerate(values)} for c, values in names.items()}
         samples: dict[str, list[Sample]] = {}
         for split, part in parts.items():
-            codes = np.stack([_label_codes(part, c, None if hasattr(part.features[c], "names") else index[c])
-                              for c in self.label_columns], axis=1) if len(part) else np.zeros((0, len(self.label_columns)), int)
+            codes = (
+                np.stack(
+                    [
+                        _label_codes(part, c, None if hasattr(part.features[c], "names") else index[c])
+                        for c in self.label_columns
+                    ],
+                    axis=1,
+                )
+                if len(part)
+                else np.zeros((0, len(self.label_columns)), int)
+            )
             # a row without a label (ClassLabel -1, a missing value) is left out: nothing to learn or score
             rows = np.flatnonzero((codes >= 0).all(axis=1))
             column = Column(part, self.input_column, self.convert)
@@ -283,7 +363,9 @@ class HFImageCrawler(HFCrawler):
             except (OSError, ValueError, SyntaxError) as err:  # not an image, or a damaged one
                 raise DataError(f"{_ARGS}.input_column", f"an image cannot be read: {err}") from None
         elif isinstance(value, dict) and value.get("path"):
-            raise DataError(f"{_ARGS}.input_column", "images stored as file paths are not read; store their bytes (datasets.Image)")
+            raise DataError(
+                f"{_ARGS}.input_column", "images stored as file paths are not read; store their bytes (datasets.Image)"
+            )
         if hasattr(value, "mode") and value.mode not in ("L", "RGB"):  # a decoded PIL image: palette, alpha, 16-bit
             value = value.convert("L" if value.mode in ("1", "LA", "I", "I;16") else "RGB")
         return np.asarray(value)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ednaml.config.paths import Location
 from ednaml.data.base import Crawl, Crawler, DataReader, LabelledDataset, Sample, read_rows, seeded_split
@@ -32,7 +33,12 @@ class ImageDataset(LabelledDataset):
             try:
                 with Image.open(item) as image:
                     return image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB")
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # changed after the crawl checked it
+            except (
+                OSError,
+                ValueError,
+                SyntaxError,
+                Image.DecompressionBombError,
+            ) as err:  # changed after the crawl checked it
                 raise DataError("EXECUTION.DATAREADER", f"image {str(item)!r} cannot be read: {err}") from None
         return item
 
@@ -51,8 +57,10 @@ def check_images(paths: Sequence[str], key: str) -> None:
         else:
             try:
                 with Image.open(file) as image:
-                    image.size  # the header is parsed on open
-            except Image.DecompressionBombError:  # a header claiming more pixels than any image here: decoding would fill memory
+                    _ = image.size  # the header is parsed on open
+            except (
+                Image.DecompressionBombError
+            ):  # a header claiming more pixels than any image here: decoding would fill memory
                 bad.append(f"{path} (its header claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels)")
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
                 bad.append(f"{path} (not a readable image)")
@@ -72,7 +80,10 @@ def files_in(path: str, extensions: Sequence[str], kind: str) -> list[Path]:
     root = Path(path).expanduser()
     if root.is_file():
         if root.suffix.lower() not in extensions:
-            raise DataError("--data", f"{path!r} has none of the {kind} extensions ({', '.join(extensions)}); give such a file or a folder of them")
+            raise DataError(
+                "--data",
+                f"{path!r} has none of the {kind} extensions ({', '.join(extensions)}); give such a file or a folder of them",
+            )
         return [root]
     if not root.is_dir():
         raise DataError("--data", f"{path!r} does not exist")
@@ -157,7 +168,10 @@ class Digits(ImageReader):
 def _folder(data_folder: str) -> Path:
     root = Path(data_folder).expanduser()
     if not root.is_dir():
-        raise DataError(f"{_ARGS}.data_folder", f"folder {data_folder!r} does not exist" if not root.exists() else f"{data_folder!r} is not a folder")
+        raise DataError(
+            f"{_ARGS}.data_folder",
+            f"folder {data_folder!r} does not exist" if not root.exists() else f"{data_folder!r} is not a folder",
+        )
     return root
 
 
@@ -206,10 +220,15 @@ class ImageFolderCrawler(Crawler):
         parts = {s: _images_by_class(d, self.extensions, depth) for s, d in split_dirs.items()}
         classes = [sorted({key[level] for found in parts.values() for key in found}) for level in range(depth)]
         if not classes[0]:
-            raise DataError(f"{_ARGS}.data_folder", f"no images ({', '.join(self.extensions)}) in {depth} level(s) of class subfolders of {self.data_folder!r}")
+            raise DataError(
+                f"{_ARGS}.data_folder",
+                f"no images ({', '.join(self.extensions)}) in {depth} level(s) of class subfolders of {self.data_folder!r}",
+            )
         index = [{c: i for i, c in enumerate(level)} for level in classes]
-        samples = {s: [(f, tuple(index[lvl][k] for lvl, k in enumerate(key))) for key, files in found.items() for f in files]
-                   for s, found in parts.items()}
+        samples = {
+            s: [(f, tuple(index[lvl][k] for lvl, k in enumerate(key))) for key, files in found.items() for f in files]
+            for s, found in parts.items()
+        }
         splits = _with_test_split(samples["all"], self.test_fraction, self.split_seed) if "all" in samples else samples
         files = [f for split in samples.values() for f, _ in split]
         check_images(files, f"{_ARGS}.data_folder")
@@ -254,18 +273,34 @@ class CSVManifestCrawler(Crawler):
         problems = DataProblems()  # every problem of the manifest at once
         for key, column in wanted:
             if column not in columns:
-                problems.add(f"{_ARGS}.{key}", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}")
+                problems.add(
+                    f"{_ARGS}.{key}", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}"
+                )
         root = Path(self.root).expanduser() if self.root else path.parent
-        blank = [(i, c) for i, row in enumerate(rows, start=2) for c in self.label_columns if c in columns and not (row[c] or "").strip()]
+        blank = [
+            (i, c)
+            for i, row in enumerate(rows, start=2)
+            for c in self.label_columns
+            if c in columns and not (row[c] or "").strip()
+        ]
         if blank:
-            problems.add(f"{_ARGS}.label_columns", f"{len(blank)} blank label cells in {self.manifest!r}: {_lines(blank)}; "
-                                                   "a blank is not a class: fill them or remove those rows")
-        cells = {i: row[self.split_column] or "" for i, row in enumerate(rows, start=2)} if self.split_column in columns else {}
+            problems.add(
+                f"{_ARGS}.label_columns",
+                f"{len(blank)} blank label cells in {self.manifest!r}: {_lines(blank)}; "
+                "a blank is not a class: fill them or remove those rows",
+            )
+        cells = (
+            {i: row[self.split_column] or "" for i, row in enumerate(rows, start=2)}
+            if self.split_column in columns
+            else {}
+        )
         aliases = {"validation": "val", "valid": "val", "dev": "val"}
         split_of = {i: aliases.get(cell.strip().lower(), cell.strip().lower()) for i, cell in cells.items()}
         if wrong := [(i, repr(cells[i])) for i, split in split_of.items() if split not in ("train", "val", "test")]:
-            problems.add(f"{_ARGS}.split_column", f"{len(wrong)} values of column {self.split_column!r} are not train, val or test: "
-                                                  f"{_lines(wrong)}")
+            problems.add(
+                f"{_ARGS}.split_column",
+                f"{len(wrong)} values of column {self.split_column!r} are not train, val or test: {_lines(wrong)}",
+            )
         if self.path_column in columns:
             with problems.collected():
                 check_images([str(root / row[self.path_column]) for row in rows], f"{_ARGS}.manifest")

@@ -6,8 +6,9 @@ and travels with the run (run folder and checkpoints), so test and predict see t
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -65,13 +66,22 @@ class TextFilesCrawler(Crawler):
             columns = list(found[0]) if found else []
             for key, column in [("text_column", self.text_column)] + [("label_columns", c) for c in self.label_columns]:
                 if found and column not in columns:
-                    problems.add(f"{_ARGS}.{key}", f"column {column!r} is not in {self.files[split]!r}; its columns are {columns}")
+                    problems.add(
+                        f"{_ARGS}.{key}",
+                        f"column {column!r} is not in {self.files[split]!r}; its columns are {columns}",
+                    )
         problems.raise_any()
         classes = {c: sorted({str(r[c]) for found in rows.values() for r in found}) for c in self.label_columns}
         index = {c: {v: i for i, v in enumerate(values)} for c, values in classes.items()}
-        samples = {split: [(str(r[self.text_column]), tuple(index[c][str(r[c])] for c in self.label_columns)) for r in found]
-                   for split, found in rows.items()}
-        splits = samples if "test" in samples else {**samples, **_splits(samples["train"], self.test_fraction, self.split_seed)}
+        samples = {
+            split: [(str(r[self.text_column]), tuple(index[c][str(r[c])] for c in self.label_columns)) for r in found]
+            for split, found in rows.items()
+        }
+        splits = (
+            samples
+            if "test" in samples
+            else {**samples, **_splits(samples["train"], self.test_fraction, self.split_seed)}
+        )
         return Crawl(splits=splits, labels=classes, files=[f for f in self.files.values() if f])
 
 
@@ -94,8 +104,11 @@ class FortunesCrawler(Crawler):
 
     def find(self) -> Crawl:
         if not self.folder.is_dir():
-            raise DataError(f"{_ARGS}.folder", f"folder {str(self.folder)!r} does not exist; install Debian's fortunes "
-                                               "package (apt-get install fortunes) or point folder at its files")
+            raise DataError(
+                f"{_ARGS}.folder",
+                f"folder {str(self.folder)!r} does not exist; install Debian's fortunes "
+                "package (apt-get install fortunes) or point folder at its files",
+            )
         samples: list[Sample] = []
         for label, category in enumerate(self.categories):
             path = self.folder / category
@@ -104,16 +117,20 @@ class FortunesCrawler(Crawler):
                 raise DataError(f"{_ARGS}.categories", f"{category!r} is not a fortunes category; they are {known}")
             quotes = [q.strip() for q in path.read_text(encoding="utf-8", errors="replace").split("\n%\n")]
             samples += [(" ".join(q.split()), (label,)) for q in quotes if q and q != "%"]
-        return Crawl(splits=_splits(samples, self.test_fraction, self.split_seed),
-                     labels={self.label_name: list(self.categories)},
-                     files=[str(self.folder / c) for c in self.categories])
+        return Crawl(
+            splits=_splits(samples, self.test_fraction, self.split_seed),
+            labels={self.label_name: list(self.categories)},
+            files=[str(self.folder / c) for c in self.categories],
+        )
 
 
 class PolarityCrawler(Crawler):
     """Gensim's bundled movie-review sentences (Pang & Lee's polarity data, 200 sentences labelled
     negative or positive): installed by `pip install ednaml[text]`, no download."""
 
-    def __init__(self, label_name: str = "polarity", test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0):
+    def __init__(
+        self, label_name: str = "polarity", test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0
+    ):
         super().__init__(val_fraction, split_seed)
         self.label_name, self.test_fraction = label_name, test_fraction
 
@@ -122,18 +139,28 @@ class PolarityCrawler(Crawler):
 
         spec = importlib.util.find_spec("gensim")  # its data file only: importing gensim takes seconds
         if spec is None or not spec.submodule_search_locations:
-            raise DataError("EXECUTION.DATAREADER.DATAREADER", "PangLeePolarity reads gensim's bundled data: "
-                                                               "pip install 'ednaml[text]' (or pip install gensim)")
+            raise DataError(
+                "EXECUTION.DATAREADER.DATAREADER",
+                "PangLeePolarity reads gensim's bundled data: pip install 'ednaml[text]' (or pip install gensim)",
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data" / "pang_lee_polarity.cor"
         if not path.is_file():
-            raise DataError("EXECUTION.DATAREADER.DATAREADER", f"{str(path)!r} is missing from this gensim installation")
+            raise DataError(
+                "EXECUTION.DATAREADER.DATAREADER", f"{str(path)!r} is missing from this gensim installation"
+            )
         classes = ["negative", "positive"]
         samples: list[Sample] = []
-        for line in path.read_text(encoding="cp1252", errors="replace").splitlines():  # the original files are not UTF-8
+        for line in path.read_text(
+            encoding="cp1252", errors="replace"
+        ).splitlines():  # the original files are not UTF-8
             label, _, text = line.partition(" ")
             if label in ("__label__neg", "__label__pos") and text.strip():
                 samples.append((text.strip(), (int(label == "__label__pos"),)))
-        return Crawl(splits=_splits(samples, self.test_fraction, self.split_seed), labels={self.label_name: classes}, files=[str(path)])
+        return Crawl(
+            splits=_splits(samples, self.test_fraction, self.split_seed),
+            labels={self.label_name: classes},
+            files=[str(path)],
+        )
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> Any:
@@ -146,11 +173,15 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase:
     tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=lowercase)
     tokenizer.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
     trainer_cls = tk.trainers.WordPieceTrainer if kind == "wordpiece" else tk.trainers.BpeTrainer
-    tokenizer.train_from_iterator(texts, trainer=trainer_cls(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False))
+    tokenizer.train_from_iterator(
+        texts, trainer=trainer_cls(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    )
     if kind == "wordpiece":
         tokenizer.decoder = tk.decoders.WordPiece()
     tokenizer.post_processor = tk.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+    )
     return tokenizer
 
 
@@ -173,7 +204,13 @@ class TextEncoder:
     ):
         if masking not in (True, False, "train_only"):
             raise ValueError(f"TRANSFORMATION.ARGS.masking: {masking!r} is not true, false or train_only")
-        self.train, self.kind, self.vocab_size, self.lowercase, self.maxlen = train, tokenizer, vocab_size, lowercase, maxlen
+        self.train, self.kind, self.vocab_size, self.lowercase, self.maxlen = (
+            train,
+            tokenizer,
+            vocab_size,
+            lowercase,
+            maxlen,
+        )
         self.tokenizer_file, self.mlm_probability = tokenizer_file, mlm_probability
         self.mask = masking is True or (masking == "train_only" and train)
         self.tokenizer: Any = None
@@ -197,7 +234,9 @@ class TextEncoder:
     def _configure(self) -> None:
         self.tokenizer.enable_truncation(self.maxlen)
         self.tokenizer.no_padding()
-        self.special = {self.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS if self.tokenizer.token_to_id(t) is not None}
+        self.special = {
+            self.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS if self.tokenizer.token_to_id(t) is not None
+        }
 
     @property
     def info(self) -> dict[str, Any]:

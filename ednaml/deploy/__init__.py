@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -59,8 +60,12 @@ def write_records(path: Path, records: list[dict[str, Any]], kind: str) -> list[
             writer = csv.writer(handle)
             writer.writerow(columns)
             for record in records:
-                writer.writerow([json.dumps(v) if isinstance(v, (list, dict)) else "" if v is None else v
-                                 for v in (record.get(c) for c in columns)])
+                writer.writerow(
+                    [
+                        json.dumps(v) if isinstance(v, (list, dict)) else "" if v is None else v
+                        for v in (record.get(c) for c in columns)
+                    ]
+                )
     return columns
 
 

@@ -34,7 +34,9 @@ class BaseDeploy(Deploy):
             if scored.target is not None:
                 columns[f"{prefix}target"] = [scored.classes[i] for i in scored.target.tolist()]
             if self.top_k > 1:
-                columns[f"{prefix}top_k"] = [[{"class": scored.classes[i], "probability": round(p, 6)} for i, p in zip(ix, ps)]
-                                             for ix, ps in zip(indices, probabilities)]
+                columns[f"{prefix}top_k"] = [
+                    [{"class": scored.classes[i], "probability": round(p, 6)} for i, p in zip(ix, ps)]
+                    for ix, ps in zip(indices, probabilities)
+                ]
         size = len(next(iter(columns.values()))) if columns else 0
         return [{key: values[row] for key, values in columns.items()} for row in range(size)]

@@ -13,6 +13,15 @@ from ednaml.losses.metric_learning import (
 )
 
 __all__ = [
-    "CenterLoss", "ClusterLoss", "CompactContrastiveLoss", "ContrastiveLoss", "Criterion", "MarginLoss", "ProxyNCA",
-    "SoftmaxLabelSmooth", "SoftmaxLogitsLoss", "TorchLoss", "TripletLoss",
+    "CenterLoss",
+    "ClusterLoss",
+    "CompactContrastiveLoss",
+    "ContrastiveLoss",
+    "Criterion",
+    "MarginLoss",
+    "ProxyNCA",
+    "SoftmaxLabelSmooth",
+    "SoftmaxLogitsLoss",
+    "TorchLoss",
+    "TripletLoss",
 ]

@@ -33,12 +33,16 @@ class SoftmaxLabelSmooth(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.softmax_dimensions is not None and logits.shape[-1] != self.softmax_dimensions:
-            raise ValueError(f"SoftmaxLabelSmooth: softmax_dimensions is {self.softmax_dimensions} but the output has {logits.shape[-1]} classes")
+            raise ValueError(
+                f"SoftmaxLabelSmooth: softmax_dimensions is {self.softmax_dimensions} but the output has {logits.shape[-1]} classes"
+            )
         return F.cross_entropy(logits, target, label_smoothing=self.eps)
 
 
 def _torch_loss_classes() -> list[str]:
-    return sorted(n for n, obj in vars(nn).items() if n.endswith("Loss") and inspect.isclass(obj) and issubclass(obj, nn.Module))
+    return sorted(
+        n for n, obj in vars(nn).items() if n.endswith("Loss") and inspect.isclass(obj) and issubclass(obj, nn.Module)
+    )
 
 
 @register("loss", "TorchLoss")
@@ -63,8 +67,11 @@ class TorchLoss(nn.Module):
         if not isinstance(loss_kwargs, dict):
             return [("loss_kwargs", f"{loss_kwargs!r} is not a mapping")]
         accepted = inspect.signature(getattr(nn, name)).parameters
-        return [("loss_kwargs", f"torch.nn.{name} takes no argument {k!r}; it takes {', '.join(accepted)}")
-                for k in loss_kwargs if k not in accepted]
+        return [
+            ("loss_kwargs", f"torch.nn.{name} takes no argument {k!r}; it takes {', '.join(accepted)}")
+            for k in loss_kwargs
+            if k not in accepted
+        ]
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(logits, target)

@@ -108,7 +108,9 @@ class CompactContrastiveLoss(FeatureLoss):
         dist = pairwise_distances(features)
         positive, negative = pair_masks(labels)
         pull = (dist * positive).max(dim=1).values.pow(2)[positive.any(dim=1)]
-        push = F.relu(self.margin - dist.masked_fill(~negative, float("inf")).min(dim=1).values).pow(2)[negative.any(dim=1)]
+        push = F.relu(self.margin - dist.masked_fill(~negative, float("inf")).min(dim=1).values).pow(2)[
+            negative.any(dim=1)
+        ]
         terms = torch.cat([pull, push])
         return terms.mean() if len(terms) else features.sum() * 0
 
@@ -127,8 +129,12 @@ class ClusterLoss(FeatureLoss):
             return features.sum() * 0
         features = features.float()
         means = torch.stack([features[labels == c].mean(dim=0) for c in classes])
-        spread = torch.stack([(features[labels == c] - means[i]).pow(2).sum(dim=1).clamp_min(1e-12).sqrt().max()
-                              for i, c in enumerate(classes)])
+        spread = torch.stack(
+            [
+                (features[labels == c] - means[i]).pow(2).sum(dim=1).clamp_min(1e-12).sqrt().max()
+                for i, c in enumerate(classes)
+            ]
+        )
         between = distances(means, means) + torch.eye(len(classes), device=features.device) * 1e12
         return F.relu(spread - between.min(dim=1).values + self.margin).mean()
 

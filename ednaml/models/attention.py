@@ -14,11 +14,15 @@ class CBAM(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7):
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.channel = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.channel = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
+        )
         self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.sigmoid(self.channel(x.mean(dim=(2, 3), keepdim=True)) + self.channel(x.amax(dim=(2, 3), keepdim=True)))
+        weights = torch.sigmoid(
+            self.channel(x.mean(dim=(2, 3), keepdim=True)) + self.channel(x.amax(dim=(2, 3), keepdim=True))
+        )
         x = x * weights
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.spatial(pooled))

@@ -19,7 +19,9 @@ OUTPUT_SIZE_KWARGS = ("softmax_dimensions", "num_classes")
 @register("model_builder", "multiclassification_model_builder")
 @register("model_builder", "classification_model_builder")
 @register("model_builder", "ednaml_model_builder")
-def ednaml_model_builder(arch: type[nn.Module], base: str | None, normalization: str | None, kwargs: dict[str, Any]) -> nn.Module:
+def ednaml_model_builder(
+    arch: type[nn.Module], base: str | None, normalization: str | None, kwargs: dict[str, Any]
+) -> nn.Module:
     """Pass MODEL_BASE and MODEL_NORMALIZATION to the architecture when it takes them."""
     params = inspect.signature(arch).parameters
     given = {"base": base, "normalization": normalization}
@@ -39,12 +41,16 @@ def fill_output_sizes(value: Any, classes: dict[str, int]) -> Any:
         if size_key in filled and filled[size_key] is None and filled.get(label_key) is not None:
             label = filled[label_key]
             if label not in classes:
-                raise ValueError(f"MODEL.MODEL_KWARGS: label {label!r} is not a label of the data; its labels are {list(classes)}")
+                raise ValueError(
+                    f"MODEL.MODEL_KWARGS: label {label!r} is not a label of the data; its labels are {list(classes)}"
+                )
             filled[size_key] = classes[label]
     return filled
 
 
-def build_model(model: Any, classes: dict[str, int], target_label: str | None, data_info: dict[str, Any] | None = None) -> nn.Module:
+def build_model(
+    model: Any, classes: dict[str, int], target_label: str | None, data_info: dict[str, Any] | None = None
+) -> nn.Module:
     """Build MODEL, filling blanks from the data: `softmax_dimensions` with the classes of the target
     label, blank `dimensions` of outputs with the classes of their own label, and what the data
     reader knows (a tokenizer's `vocab_size`, `padding_idx`)."""

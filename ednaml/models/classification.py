@@ -44,7 +44,9 @@ class ClassificationHead(nn.Module):
     metric-learning losses (TripletLoss, CenterLoss, ...) read.
     """
 
-    def __init__(self, in_features: int, softmax_dimensions: int, embedding_dimensions: int | None, normalization: str | None):
+    def __init__(
+        self, in_features: int, softmax_dimensions: int, embedding_dimensions: int | None, normalization: str | None
+    ):
         super().__init__()
         self.embedding = nn.Linear(in_features, embedding_dimensions) if embedding_dimensions else nn.Identity()
         self.feature_dimensions = embedding_dimensions or in_features
@@ -77,9 +79,14 @@ class SmallCNN(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
         self.features = nn.Sequential(
-            *block(initial_channels, width), *block(width, width), nn.MaxPool2d(2),
-            *block(width, 2 * width), *block(2 * width, 2 * width),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+            *block(initial_channels, width),
+            *block(width, width),
+            nn.MaxPool2d(2),
+            *block(width, 2 * width),
+            *block(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
         )
         self.head = ClassificationHead(2 * width, softmax_dimensions, embedding_dimensions, normalization)
         self.feature_dimensions = self.head.feature_dimensions
@@ -103,8 +110,14 @@ def resnet_stages(base: str, initial_channels: int, attention_kind: str | None) 
         net.conv1 = nn.Conv2d(initial_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     layers = [net.layer1, net.layer2, net.layer3, net.layer4]
-    channels = [64] + [layer[-1].conv3.out_channels if hasattr(layer[-1], "conv3") else layer[-1].conv2.out_channels for layer in layers]
-    stages = [stem] + [nn.Sequential(layer, attention(attention_kind, c)) if attention_kind else layer for layer, c in zip(layers, channels[1:])]
+    channels = [64] + [
+        layer[-1].conv3.out_channels if hasattr(layer[-1], "conv3") else layer[-1].conv2.out_channels
+        for layer in layers
+    ]
+    stages = [stem] + [
+        nn.Sequential(layer, attention(attention_kind, c)) if attention_kind else layer
+        for layer, c in zip(layers, channels[1:])
+    ]
     return nn.ModuleList(stages), channels
 
 
@@ -123,7 +136,9 @@ class ClassificationResnet(nn.Module):
     ):
         super().__init__()
         if not softmax_dimensions:
-            raise ValueError("ClassificationResnet needs softmax_dimensions (left blank, it is taken from the data's label)")
+            raise ValueError(
+                "ClassificationResnet needs softmax_dimensions (left blank, it is taken from the data's label)"
+            )
         self.stages, channels = resnet_stages(base, initial_channels, attention)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = ClassificationHead(channels[-1], softmax_dimensions, embedding_dimensions, normalization)

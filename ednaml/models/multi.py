@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,14 +42,18 @@ class MultiClassificationResnet(nn.Module):
         attention: str | None = None,
     ):
         super().__init__()
-        problems = self.check_kwargs({"outputs": list(outputs), "number_outputs": number_outputs, "attention": attention})
+        problems = self.check_kwargs(
+            {"outputs": list(outputs), "number_outputs": number_outputs, "attention": attention}
+        )
         if problems:
             raise ValueError("; ".join(f"MODEL.MODEL_KWARGS.{k}: {m}" for k, m in problems))
         self.stages, channels = resnet_stages(base, initial_channels, attention)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.outputs = [{"name": o["name"], "label": o["label"]} for o in outputs]
         # a list, not a ModuleDict: output names such as "type" would clash with nn.Module's attributes
-        self.heads = nn.ModuleList(ClassificationHead(channels[-1], o["dimensions"], embedding_dimensions, normalization) for o in outputs)
+        self.heads = nn.ModuleList(
+            ClassificationHead(channels[-1], o["dimensions"], embedding_dimensions, normalization) for o in outputs
+        )
         self.feature_dimensions = {o["name"]: head.feature_dimensions for o, head in zip(self.outputs, self.heads)}
 
     @staticmethod
@@ -96,8 +101,16 @@ class MultiBranchResnet(nn.Module):
         soft_target_output_source: str | None = None,
     ):
         super().__init__()
-        given = dict(branches=list(branches), number_branches=number_branches, shared_block=shared_block, fuse=fuse,
-                     fuse_outputs=list(fuse_outputs), fuse_label=fuse_label, attention=attention, soft_targets=soft_targets)
+        given = dict(
+            branches=list(branches),
+            number_branches=number_branches,
+            shared_block=shared_block,
+            fuse=fuse,
+            fuse_outputs=list(fuse_outputs),
+            fuse_label=fuse_label,
+            attention=attention,
+            soft_targets=soft_targets,
+        )
         problems = self.check_kwargs(given)
         if problems:
             raise ValueError("; ".join(f"MODEL.MODEL_KWARGS.{k}: {m}" for k, m in problems))
@@ -117,7 +130,9 @@ class MultiBranchResnet(nn.Module):
                 self.outputs.append({"name": output["name"], "label": output["label"]})
         self.fuse_outputs = list(fuse_outputs) if fuse else []
         if fuse:
-            heads.append(ClassificationHead(width * len(self.fuse_outputs), fuse_dimensions, embedding_dimensions, normalization))
+            heads.append(
+                ClassificationHead(width * len(self.fuse_outputs), fuse_dimensions, embedding_dimensions, normalization)
+            )
             self.routes.append(None)
             self.outputs.append({"name": fuse_name, "label": fuse_label})
         self.heads = nn.ModuleList(heads)
@@ -140,7 +155,12 @@ class MultiBranchResnet(nn.Module):
         if count is not None and count != len(branches):
             problems.append(("number_branches", f"is {count} but branches lists {len(branches)}"))
         if not 0 <= int(kwargs.get("shared_block") or 0) <= 4:
-            problems.append(("shared_block", f"{kwargs.get('shared_block')!r} must be between 0 and 4 (layers of the ResNet shared)"))
+            problems.append(
+                (
+                    "shared_block",
+                    f"{kwargs.get('shared_block')!r} must be between 0 and 4 (layers of the ResNet shared)",
+                )
+            )
         if kwargs.get("fuse"):
             unknown = [b for b in kwargs.get("fuse_outputs") or [] if b not in names]
             if unknown or not kwargs.get("fuse_outputs"):
@@ -148,7 +168,9 @@ class MultiBranchResnet(nn.Module):
             if not kwargs.get("fuse_label"):
                 problems.append(("fuse_label", "the fused head needs the label it predicts"))
         if kwargs.get("soft_targets"):
-            problems.append(("soft_targets", "soft targets between branches are not supported in this version; set it to false"))
+            problems.append(
+                ("soft_targets", "soft targets between branches are not supported in this version; set it to false")
+            )
         return problems
 
     def forward(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

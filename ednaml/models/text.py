@@ -5,7 +5,8 @@ vocab_size and padding_idx left blank come from the run's tokenizer; softmax_dim
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,9 +36,17 @@ class _TextHead(nn.Module):
 class TextCNN(nn.Module):
     """Token embeddings, parallel 1-D convolutions of several widths, max over time (Kim, 2014)."""
 
-    def __init__(self, vocab_size: int | None = None, softmax_dimensions: int | None = None, padding_idx: int | None = 0,
-                 embedding_dim: int = 128, num_filters: int = 64, kernel_sizes: Sequence[int] = (3, 4, 5),
-                 dropout: float = 0.3, normalization: str | None = "none"):
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        softmax_dimensions: int | None = None,
+        padding_idx: int | None = 0,
+        embedding_dim: int = 128,
+        num_filters: int = 64,
+        kernel_sizes: Sequence[int] = (3, 4, 5),
+        dropout: float = 0.3,
+        normalization: str | None = "none",
+    ):
         super().__init__()
         _needs("TextCNN", vocab_size=vocab_size, softmax_dimensions=softmax_dimensions)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
@@ -48,7 +57,10 @@ class TextCNN(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.embedding(batch["input_ids"]).transpose(1, 2)
         mask = batch["attention_mask"].unsqueeze(1)
-        pooled = [torch.relu(conv(x))[..., : mask.shape[-1]].masked_fill(~mask, float("-inf")).amax(dim=-1) for conv in self.convs]
+        pooled = [
+            torch.relu(conv(x))[..., : mask.shape[-1]].masked_fill(~mask, float("-inf")).amax(dim=-1)
+            for conv in self.convs
+        ]
         return self.head(torch.cat(pooled, dim=-1))
 
 
@@ -56,9 +68,18 @@ class TextCNN(nn.Module):
 class TextLSTM(nn.Module):
     """Token embeddings through a (bidirectional) LSTM, mean-pooled over the text's tokens."""
 
-    def __init__(self, vocab_size: int | None = None, softmax_dimensions: int | None = None, padding_idx: int | None = 0,
-                 embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.3, normalization: str | None = "none"):
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        softmax_dimensions: int | None = None,
+        padding_idx: int | None = 0,
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.3,
+        normalization: str | None = "none",
+    ):
         super().__init__()
         _needs("TextLSTM", vocab_size=vocab_size, softmax_dimensions=softmax_dimensions)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
@@ -76,9 +97,20 @@ class TextLSTM(nn.Module):
 class TransformerClassifier(nn.Module):
     """A small Transformer encoder over token and position embeddings; pooling: cls (the first token) or mean."""
 
-    def __init__(self, vocab_size: int | None = None, softmax_dimensions: int | None = None, padding_idx: int | None = 0,
-                 d_model: int = 128, num_heads: int = 4, num_layers: int = 2, feedforward: int = 256, maxlen: int = 512,
-                 pooling: str = "cls", dropout: float = 0.1, normalization: str | None = "ln"):
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        softmax_dimensions: int | None = None,
+        padding_idx: int | None = 0,
+        d_model: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        feedforward: int = 256,
+        maxlen: int = 512,
+        pooling: str = "cls",
+        dropout: float = 0.1,
+        normalization: str | None = "ln",
+    ):
         super().__init__()
         _needs("TransformerClassifier", vocab_size=vocab_size, softmax_dimensions=softmax_dimensions)
         if pooling not in ("cls", "mean"):
@@ -107,8 +139,14 @@ class HFAutoModel(nn.Module):
     """Any Hugging Face `transformers` encoder, from a local folder (`path`) or built from a config with no
     weights (`config: {model_type: bert, ...}`); never downloads. Pools the first token."""
 
-    def __init__(self, softmax_dimensions: int | None = None, path: str | None = None, config: dict[str, Any] | None = None,
-                 vocab_size: int | None = None, dropout: float = 0.1):
+    def __init__(
+        self,
+        softmax_dimensions: int | None = None,
+        path: str | None = None,
+        config: dict[str, Any] | None = None,
+        vocab_size: int | None = None,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         _needs("HFAutoModel", softmax_dimensions=softmax_dimensions)
         transformers = require("transformers", "hf")
@@ -120,7 +158,9 @@ class HFAutoModel(nn.Module):
                 settings["vocab_size"] = vocab_size
             self.encoder = transformers.AutoModel.from_config(transformers.AutoConfig.for_model(**settings))
         else:
-            raise ValueError("MODEL.MODEL_KWARGS: HFAutoModel needs path (a local model folder) or config (e.g. {model_type: bert})")
+            raise ValueError(
+                "MODEL.MODEL_KWARGS: HFAutoModel needs path (a local model folder) or config (e.g. {model_type: bert})"
+            )
         self.feature_dimensions = self.encoder.config.hidden_size
         self.head = _TextHead(self.feature_dimensions, softmax_dimensions, "none", dropout)
 

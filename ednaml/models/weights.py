@@ -21,7 +21,9 @@ def load_weights(model: nn.Module, path: str) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same mistake: name the key
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"MODEL.WEIGHTS: {path!r} is not a readable weights file (a torch state dict or checkpoint): {first}") from None
+        raise ValueError(
+            f"MODEL.WEIGHTS: {path!r} is not a readable weights file (a torch state dict or checkpoint): {first}"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     if not isinstance(state, dict):

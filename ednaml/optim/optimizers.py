@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,7 +36,9 @@ class GroupRow:
         return asdict(self)
 
 
-def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]) -> dict[str, list[tuple[str, nn.Parameter]]]:
+def split_into_groups(
+    model: nn.Module, groups: list[str] | dict[str, list[str]]
+) -> dict[str, list[tuple[str, nn.Parameter]]]:
     """Every trainable parameter into exactly one MODEL.PARAMETER_GROUPS group.
 
     A list of names: the model decides (`model.parameter_groups(names)`), or one group holds everything.
@@ -47,22 +49,33 @@ def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]
         out: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in groups}
         unassigned = []
         for name, param in named:
-            best = max(((len(prefix), g) for g, prefixes in groups.items() for prefix in prefixes
-                        if name == prefix or name.startswith(prefix.rstrip(".") + ".")), default=None)
+            best = max(
+                (
+                    (len(prefix), g)
+                    for g, prefixes in groups.items()
+                    for prefix in prefixes
+                    if name == prefix or name.startswith(prefix.rstrip(".") + ".")
+                ),
+                default=None,
+            )
             if best is None:
                 unassigned.append(name)
             else:
                 out[best[1]].append((name, param))
         if unassigned:
-            raise ValueError(f"MODEL.PARAMETER_GROUPS: parameters in no group: {', '.join(unassigned[:5])}"
-                             f"{' ...' if len(unassigned) > 5 else ''}; add their module prefix to a group")
+            raise ValueError(
+                f"MODEL.PARAMETER_GROUPS: parameters in no group: {', '.join(unassigned[:5])}"
+                f"{' ...' if len(unassigned) > 5 else ''}; add their module prefix to a group"
+            )
         return out
     if len(groups) == 1:
         return {groups[0]: named}
     groups = list(groups)
     if not hasattr(model, "parameter_groups"):
-        raise ValueError(f"MODEL.PARAMETER_GROUPS names {len(groups)} groups but {type(model).__name__} defines no "
-                         "parameter_groups(); give the groups as 'name: [module prefixes]'")
+        raise ValueError(
+            f"MODEL.PARAMETER_GROUPS names {len(groups)} groups but {type(model).__name__} defines no "
+            "parameter_groups(); give the groups as 'name: [module prefixes]'"
+        )
     decided = model.parameter_groups(list(groups))
     counts: dict[str, int] = {}
     for group in decided.values():
@@ -71,18 +84,25 @@ def split_into_groups(model: nn.Module, groups: list[str] | dict[str, list[str]]
     missing = [n for n, _ in named if n not in counts]
     twice = [n for n, c in counts.items() if c > 1]
     if missing or twice or set(decided) != set(groups):
-        raise ValueError(f"{type(model).__name__}.parameter_groups({list(groups)}) must put every trainable parameter in "
-                         f"exactly one of those groups; returned groups {list(decided)}, missing {missing[:5]}, twice {twice[:5]}")
+        raise ValueError(
+            f"{type(model).__name__}.parameter_groups({list(groups)}) must put every trainable parameter in "
+            f"exactly one of those groups; returned groups {list(decided)}, missing {missing[:5]}, twice {twice[:5]}"
+        )
     return decided
 
 
 def norm_parameter_names(model: nn.Module) -> set[str]:
-    return {f"{m_name}.{p_name}" if m_name else p_name
-            for m_name, module in model.named_modules() if isinstance(module, NORM_LAYERS)
-            for p_name, _ in module.named_parameters(recurse=False)}
+    return {
+        f"{m_name}.{p_name}" if m_name else p_name
+        for m_name, module in model.named_modules()
+        if isinstance(module, NORM_LAYERS)
+        for p_name, _ in module.named_parameters(recurse=False)
+    }
 
 
-def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: "sections.OptimizerEntry", norm_names: set[str]) -> tuple[list[dict[str, Any]], list[GroupRow]]:
+def param_groups(
+    named: Iterable[tuple[str, nn.Parameter]], entry: sections.OptimizerEntry, norm_names: set[str]
+) -> tuple[list[dict[str, Any]], list[GroupRow]]:
     """Per-parameter (lr, weight decay) from one OPTIMIZER entry; tensors with equal values share a group."""
     base_lr, decay = float(entry.BASE_LR), float(entry.WEIGHT_DECAY)
     custom = entry.CUSTOM_KEYS or {}
@@ -109,8 +129,9 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: "sections.Opt
         group = by_values.setdefault((lr, wd), {"params": [], "lr": lr, "weight_decay": wd, "kinds": []})
         group["params"].extend(params)
         group["kinds"].append(kind)
-        rows.append(GroupRow(entry.OPTIMIZER_NAME, entry.OPTIMIZER, kind, len(params),
-                             sum(p.numel() for p in params), lr, wd))
+        rows.append(
+            GroupRow(entry.OPTIMIZER_NAME, entry.OPTIMIZER, kind, len(params), sum(p.numel() for p in params), lr, wd)
+        )
     groups = list(by_values.values())
     for group in groups:  # the name its learning rate is logged under: lr/<group>/<kinds>
         kinds = group.pop("kinds")
@@ -118,25 +139,36 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], entry: "sections.Opt
     return groups, rows
 
 
-def make_optimizer(named: list[tuple[str, nn.Parameter]], entry: "sections.OptimizerEntry", norm_names: set[str],
-                   at: tuple) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
+def make_optimizer(
+    named: list[tuple[str, nn.Parameter]], entry: sections.OptimizerEntry, norm_names: set[str], at: tuple
+) -> tuple[torch.optim.Optimizer, list[GroupRow]]:
     """The optimizer of one OPTIMIZER (or LOSS_OPTIMIZER) entry, the one at key path `at`, over `named` parameters."""
     torch_groups, rows = param_groups(named, entry, norm_names)
     if not torch_groups:
         raise ValueError(f"OPTIMIZER_NAME {entry.OPTIMIZER_NAME!r}: its parameter group has no trainable parameters")
-    optimizer = registry.build("optimizer", entry.OPTIMIZER, entry.OPTIMIZER_KWARGS, torch_groups, at=at + ("OPTIMIZER_KWARGS",),
-                               lr=float(entry.BASE_LR))
+    optimizer = registry.build(
+        "optimizer",
+        entry.OPTIMIZER,
+        entry.OPTIMIZER_KWARGS,
+        torch_groups,
+        at=at + ("OPTIMIZER_KWARGS",),
+        lr=float(entry.BASE_LR),
+    )
     return optimizer, rows
 
 
 @register("optimizer_builder", "ClassificationOptimizer")
-def build_optimizers(model: nn.Module, groups_cfg: Any, entries: tuple["sections.OptimizerEntry", ...]) -> tuple[dict[str, torch.optim.Optimizer], list[GroupRow]]:
+def build_optimizers(
+    model: nn.Module, groups_cfg: Any, entries: tuple[sections.OptimizerEntry, ...]
+) -> tuple[dict[str, torch.optim.Optimizer], list[GroupRow]]:
     """One optimizer per OPTIMIZER entry, over the parameter group named by its OPTIMIZER_NAME."""
     groups = split_into_groups(model, groups_cfg)
     norm_names = norm_parameter_names(model)
     optimizers, table = {}, []
     for i, entry in enumerate(entries):
-        optimizers[entry.OPTIMIZER_NAME], rows = make_optimizer(groups[entry.OPTIMIZER_NAME], entry, norm_names, ("OPTIMIZER", i))
+        optimizers[entry.OPTIMIZER_NAME], rows = make_optimizer(
+            groups[entry.OPTIMIZER_NAME], entry, norm_names, ("OPTIMIZER", i)
+        )
         table += rows
     return optimizers, table
 
@@ -155,8 +187,14 @@ class OptimizerSet(torch.optim.Optimizer):
     and tests/test_optim.py checks those names against torch's.
     """
 
-    HOOKS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
-             "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks", "_optimizer_load_state_dict_post_hooks")
+    HOOKS = (
+        "_optimizer_step_pre_hooks",
+        "_optimizer_step_post_hooks",
+        "_optimizer_state_dict_pre_hooks",
+        "_optimizer_state_dict_post_hooks",
+        "_optimizer_load_state_dict_pre_hooks",
+        "_optimizer_load_state_dict_post_hooks",
+    )
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
         self.optimizers = dict(optimizers)
@@ -202,5 +240,8 @@ class OptimizerSet(torch.optim.Optimizer):
 
 def format_table(rows: list[GroupRow]) -> str:
     header = ("group", "optimizer", "parameters", "tensors", "kind", "lr", "weight_decay")
-    lines = [header] + [(r.group, r.optimizer, f"{r.parameters:,}", str(r.tensors), r.kind, f"{r.lr:.6g}", f"{r.weight_decay:.6g}") for r in rows]
+    lines = [header] + [
+        (r.group, r.optimizer, f"{r.parameters:,}", str(r.tensors), r.kind, f"{r.lr:.6g}", f"{r.weight_decay:.6g}")
+        for r in rows
+    ]
     return text_table(lines)

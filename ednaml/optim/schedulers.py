@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
@@ -22,7 +23,13 @@ log = logging.getLogger("ednaml")
 class FineGrainedSteppedLR(LRScheduler):
     """Adds to or multiplies the learning rate at milestones: lr_ops [[milestone, '+' or '*', value], ...]."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, lr_ops: Sequence[Sequence[Any]] = (), relative: bool = False, last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr_ops: Sequence[Sequence[Any]] = (),
+        relative: bool = False,
+        last_epoch: int = -1,
+    ):
         ops = [(int(m), str(op), float(v)) for m, op, v in lr_ops]
         if [m for m, _, _ in ops] != sorted(m for m, _, _ in ops):
             raise ValueError("FineGrainedSteppedLR: lr_ops milestones must be in increasing order")
@@ -57,8 +64,11 @@ class Schedule:
     warmup_start: float
 
 
-def build_schedules(entries: tuple["sections.SchedulerEntry", ...], optimizers: dict[str, torch.optim.Optimizer],
-                    section: str = "SCHEDULER") -> list[Schedule]:
+def build_schedules(
+    entries: tuple[sections.SchedulerEntry, ...],
+    optimizers: dict[str, torch.optim.Optimizer],
+    section: str = "SCHEDULER",
+) -> list[Schedule]:
     """Each entry of `section` drives the optimizer its SCHEDULER_NAME names (blank: the only optimizer)."""
     schedules = []
     for i, entry in enumerate(entries):
@@ -67,8 +77,17 @@ def build_schedules(entries: tuple["sections.SchedulerEntry", ...], optimizers: 
         cls = registry.get("scheduler", entry.LR_SCHEDULER)
         monitor = entry.MONITOR or ("val/loss" if issubclass(cls, ReduceLROnPlateau) else None)
         scheduler = registry.build("scheduler", cls, entry.LR_KWARGS, optimizer, at=(section, i, "LR_KWARGS"))
-        schedules.append(Schedule(name, scheduler, optimizer, entry.INTERVAL, monitor,
-                                  int(entry.WARMUP_STEPS), float(entry.WARMUP_START_FACTOR)))
+        schedules.append(
+            Schedule(
+                name,
+                scheduler,
+                optimizer,
+                entry.INTERVAL,
+                monitor,
+                int(entry.WARMUP_STEPS),
+                float(entry.WARMUP_START_FACTOR),
+            )
+        )
     return schedules
 
 
@@ -142,7 +161,11 @@ class ScheduleRunner:
                 if value is None:
                     if schedule.monitor not in self.warned:
                         self.warned.add(schedule.monitor)
-                        log.warning("SCHEDULER %s: MONITOR %r was not logged; ReduceLROnPlateau not stepped", schedule.name, schedule.monitor)
+                        log.warning(
+                            "SCHEDULER %s: MONITOR %r was not logged; ReduceLROnPlateau not stepped",
+                            schedule.name,
+                            schedule.monitor,
+                        )
                     continue
                 schedule.scheduler.step(float(value))
             else:

@@ -52,7 +52,9 @@ class ModelPlugin(nn.Module):
         if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
             raise ValueError(f"warmup_epochs: {warmup_epochs!r} is not a whole number of at least 0")
         if not isinstance(start_epoch, int):
-            raise ValueError(f"start_epoch: {start_epoch!r} is not a whole number (negative: counted from the last epoch)")
+            raise ValueError(
+                f"start_epoch: {start_epoch!r} is not a whole number (negative: counted from the last epoch)"
+            )
         self.warmup_epochs, self.start_epoch, self.output = warmup_epochs, start_epoch, output
         self.register_buffer("warmed_epochs", torch.tensor(0))
         self.register_buffer("is_activated", torch.tensor(warmup_epochs == 0))

@@ -13,6 +13,7 @@ from ednaml.plugins import ModelPlugin, all_reduce_sum, broadcast
 from ednaml.registry import register
 from ednaml.steps import Output, OutputInfo
 
+
 @register("plugin", "ModelPlugin")
 class NoOpPlugin(ModelPlugin):
     """The base plugin under the original's name: watches nothing, gives nothing."""
@@ -29,8 +30,15 @@ class KMeansProxy(ModelPlugin):
     centers are averaged, weighted by how many inputs each process assigned to them.
     """
 
-    def __init__(self, clusters: int = 10, distance: str = "euclidean", seed: int = 0, warmup_epochs: int = 1,
-                 start_epoch: int = 0, output: str | None = None):
+    def __init__(
+        self,
+        clusters: int = 10,
+        distance: str = "euclidean",
+        seed: int = 0,
+        warmup_epochs: int = 1,
+        start_epoch: int = 0,
+        output: str | None = None,
+    ):
         super().__init__(warmup_epochs, start_epoch, output)
         if not isinstance(clusters, int) or clusters < 1:
             raise ValueError(f"clusters: {clusters!r} is not a whole number of at least 1")
@@ -41,7 +49,9 @@ class KMeansProxy(ModelPlugin):
     def bind(self, outputs: dict[str, OutputInfo], labels: dict[str, list[str]]) -> None:
         super().bind(outputs, labels)
         if not self.info.features:
-            raise ValueError(f"output: {self.output!r} gives no features (its model does not say their size), which KMeansProxy clusters")
+            raise ValueError(
+                f"output: {self.output!r} gives no features (its model does not say their size), which KMeansProxy clusters"
+            )
         self.register_buffer("centers", torch.zeros(self.clusters, self.info.features))
         self.register_buffer("counts", torch.zeros(self.clusters))  # inputs each center took in, over all processes
         self.register_buffer("votes", torch.zeros(self.clusters, len(self.classes)))  # predicted classes per cluster
@@ -64,7 +74,11 @@ class KMeansProxy(ModelPlugin):
         if not self.activated:
             return {}
         distance, cluster = torch.cdist(features, self.centers).min(dim=1)
-        return {"cluster": cluster, "label": [self.classes[i] for i in self.labels[cluster].tolist()], "distance": distance}
+        return {
+            "cluster": cluster,
+            "label": [self.classes[i] for i in self.labels[cluster].tolist()],
+            "distance": distance,
+        }
 
     def _seed_centers(self, features: torch.Tensor) -> torch.Tensor:
         """Greedy k-means++: a few candidates for each next center, drawn with probability proportional to
@@ -76,7 +90,9 @@ class KMeansProxy(ModelPlugin):
         for _ in range(1, self.clusters):
             weights = nearest if nearest.sum() > 0 else torch.ones(len(features))
             candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)
-            reach = torch.minimum(nearest[None], torch.cdist(features[candidates.to(features.device)], features).pow(2).cpu())
+            reach = torch.minimum(
+                nearest[None], torch.cdist(features[candidates.to(features.device)], features).pow(2).cpu()
+            )
             best = int(reach.sum(dim=1).argmin())
             picks.append(int(candidates[best]))
             nearest = reach[best]
@@ -84,8 +100,12 @@ class KMeansProxy(ModelPlugin):
 
     def _part(self) -> dict[str, torch.Tensor]:
         if self._epoch is None:
-            self._epoch = {"start": self.centers.clone(), "sums": torch.zeros_like(self.centers),
-                           "taken": torch.zeros_like(self.counts), "votes": torch.zeros_like(self.votes)}
+            self._epoch = {
+                "start": self.centers.clone(),
+                "sums": torch.zeros_like(self.centers),
+                "taken": torch.zeros_like(self.counts),
+                "votes": torch.zeros_like(self.votes),
+            }
         return self._epoch
 
     def _learn(self, features: torch.Tensor, predicted: torch.Tensor) -> None:
@@ -102,7 +122,9 @@ class KMeansProxy(ModelPlugin):
     def _means(self, sums: torch.Tensor, taken: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Each center as the mean of every input it took in: before this epoch (counts at `start`) and in it."""
         total = self.counts + taken
-        means = torch.where(total[:, None] > 0, (self.counts[:, None] * start + sums) / total.clamp(min=1)[:, None], start)
+        means = torch.where(
+            total[:, None] > 0, (self.counts[:, None] * start + sums) / total.clamp(min=1)[:, None], start
+        )
         return F.normalize(means, dim=1) if self.distance == "cosine" else means
 
     def sync(self) -> None:
@@ -137,7 +159,10 @@ class LogitConfidence(ModelPlugin):
         confidence, predicted = confidence.to(self.sums.device), predicted.to(self.sums.device)
         if learning:
             sums, counts = self._epoch or (torch.zeros_like(self.sums), torch.zeros_like(self.counts))
-            self._epoch = (sums.index_add_(0, predicted, confidence), counts.index_add_(0, predicted, torch.ones_like(confidence)))
+            self._epoch = (
+                sums.index_add_(0, predicted, confidence),
+                counts.index_add_(0, predicted, torch.ones_like(confidence)),
+            )
             return {}
         if not self.activated:
             return {}
@@ -151,4 +176,6 @@ class LogitConfidence(ModelPlugin):
         self._epoch = None
 
     def activate(self, model: nn.Module) -> None:
-        self.thresholds.copy_(torch.where(self.counts > 0, self.sums / self.counts.clamp(min=1), torch.ones_like(self.sums)))
+        self.thresholds.copy_(
+            torch.where(self.counts > 0, self.sums / self.counts.clamp(min=1), torch.ones_like(self.sums))
+        )

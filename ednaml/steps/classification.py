@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +19,9 @@ class ClassificationTrainer(StepLogic):
     def bind(self, model: nn.Module, labels: Sequence[str], target_label: str | None) -> dict[str, OutputInfo]:
         """Called once the data and model are known; returns the outputs the model gives, by name."""
         self.labels = list(labels)
-        self.outputs = {target_label: OutputInfo(target_label, target_label, getattr(model, "feature_dimensions", None))}
+        self.outputs = {
+            target_label: OutputInfo(target_label, target_label, getattr(model, "feature_dimensions", None))
+        }
         return self.outputs
 
     def outputs_of(self, result: Any) -> dict[str, Output]:
@@ -42,14 +45,18 @@ class MultiClassificationTrainer(ClassificationTrainer):
         self.labels = list(labels)
         declared = getattr(model, "outputs", None)
         if not declared:
-            raise ValueError(f"EXECUTION.TRAINER: {type(self).__name__} needs a multi-output model (with `outputs`), "
-                             f"not {type(model).__name__}")
+            raise ValueError(
+                f"EXECUTION.TRAINER: {type(self).__name__} needs a multi-output model (with `outputs`), "
+                f"not {type(model).__name__}"
+            )
         features = getattr(model, "feature_dimensions", {}) or {}
         self.outputs = {}
         for output in declared:
             if output["label"] not in self.labels:
-                raise ValueError(f"MODEL.MODEL_KWARGS: output {output['name']!r} tracks label {output['label']!r}, "
-                                 f"which the data does not have; its labels are {self.labels}")
+                raise ValueError(
+                    f"MODEL.MODEL_KWARGS: output {output['name']!r} tracks label {output['label']!r}, "
+                    f"which the data does not have; its labels are {self.labels}"
+                )
             size = features.get(output["name"]) if isinstance(features, dict) else features
             self.outputs[output["name"]] = OutputInfo(output["name"], output["label"], size)
         return self.outputs

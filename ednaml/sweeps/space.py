@@ -1,16 +1,16 @@
 """A sweep's search space, read from YAML: which config keys to vary, how, and what to optimise.
 
-    METRIC: val/accuracy          # a value the runs log; each trial's best value of it is its result
-    DIRECTION: maximize           # or minimize
-    TRIALS: 8                     # the study's size (`--trials` overrides it)
-    SAMPLER: tpe                  # tpe | random | grid
-    PRUNER: median                # none | median | percentile | hyperband | successive_halving | threshold,
-                                  # or {NAME: {arguments}}: {threshold: {lower: 0.5}}
-    SEED: 0                       # the sampler's seed
-    SWEEP:
-      OPTIMIZER.0.BASE_LR: {float: [1.0e-4, 1.0e-1], log: true}
-      LOSS.0.LOSSES: {choice: [[SoftmaxLogitsLoss], [SoftmaxLabelSmooth]]}
-      MODEL.MODEL_KWARGS.width: {int: [16, 64], step: 16}
+METRIC: val/accuracy          # a value the runs log; each trial's best value of it is its result
+DIRECTION: maximize           # or minimize
+TRIALS: 8                     # the study's size (`--trials` overrides it)
+SAMPLER: tpe                  # tpe | random | grid
+PRUNER: median                # none | median | percentile | hyperband | successive_halving | threshold,
+                              # or {NAME: {arguments}}: {threshold: {lower: 0.5}}
+SEED: 0                       # the sampler's seed
+SWEEP:
+  OPTIMIZER.0.BASE_LR: {float: [1.0e-4, 1.0e-1], log: true}
+  LOSS.0.LOSSES: {choice: [[SoftmaxLogitsLoss], [SoftmaxLabelSmooth]]}
+  MODEL.MODEL_KWARGS.width: {int: [16, 64], step: 16}
 """
 
 from __future__ import annotations
@@ -24,12 +24,24 @@ from ednaml.errors import ConfigError, Problem, did_you_mean
 
 SAMPLERS = ("tpe", "random", "grid")
 # PRUNER: a name, or {name: {its arguments}} (e.g. {threshold: {lower: 0.5}}, {median: {n_startup_trials: 2}})
-PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner", "hyperband": "HyperbandPruner",
-           "successive_halving": "SuccessiveHalvingPruner", "threshold": "ThresholdPruner"}
+PRUNERS = {
+    "none": "NopPruner",
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "hyperband": "HyperbandPruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "threshold": "ThresholdPruner",
+}
 DIRECTIONS = ("maximize", "minimize")
 KINDS = ("float", "int", "choice")
-DEFAULTS: dict[str, Any] = {"METRIC": "val/accuracy", "DIRECTION": "maximize", "TRIALS": 8, "SAMPLER": "tpe", "PRUNER": "median",
-                            "SEED": 0}
+DEFAULTS: dict[str, Any] = {
+    "METRIC": "val/accuracy",
+    "DIRECTION": "maximize",
+    "TRIALS": 8,
+    "SAMPLER": "tpe",
+    "PRUNER": "median",
+    "SEED": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,9 @@ class Param:
             index = trial.suggest_categorical(self.key, list(range(len(self.choices))))
             return self.choices[index]
         suggest = trial.suggest_float if self.kind == "float" else trial.suggest_int
-        return suggest(self.key, self.low, self.high, log=self.log, **({"step": self.step} if self.step is not None else {}))
+        return suggest(
+            self.key, self.low, self.high, log=self.log, **({"step": self.step} if self.step is not None else {})
+        )
 
     def value(self, stored: Any) -> Any:
         """The config value of what Optuna stored for this key (a choice's index -> the choice)."""
@@ -90,10 +104,21 @@ class Space:
 
     def describe(self) -> dict[str, Any]:
         """What defines the study (kept with it, so a resumed study is checked against its space)."""
-        return {"METRIC": self.metric, "DIRECTION": self.direction, "SAMPLER": self.sampler, "SEED": self.seed,
-                "PRUNER": {self.pruner: self.pruner_args} if self.pruner_args else self.pruner,
-                "SWEEP": {p.key: ({"choice": list(p.choices)} if p.kind == "choice" else
-                                  {p.kind: [p.low, p.high], "log": p.log, "step": p.step}) for p in self.params}}
+        return {
+            "METRIC": self.metric,
+            "DIRECTION": self.direction,
+            "SAMPLER": self.sampler,
+            "SEED": self.seed,
+            "PRUNER": {self.pruner: self.pruner_args} if self.pruner_args else self.pruner,
+            "SWEEP": {
+                p.key: (
+                    {"choice": list(p.choices)}
+                    if p.kind == "choice"
+                    else {p.kind: [p.low, p.high], "log": p.log, "step": p.step}
+                )
+                for p in self.params
+            },
+        }
 
 
 def _number(value: Any, kind: str) -> bool:
@@ -109,13 +134,22 @@ def _param(key: str, spec: Any, problems: list[Problem]) -> Param | None:
         return None
     kinds = [k for k in KINDS if isinstance(spec, dict) and k in spec]
     if len(kinds) != 1:
-        problems.append(Problem(where, f"{spec!r}: give one of {{float: [LOW, HIGH]}}, {{int: [LOW, HIGH]}} or {{choice: [A, B, ...]}}"))
+        problems.append(
+            Problem(
+                where, f"{spec!r}: give one of {{float: [LOW, HIGH]}}, {{int: [LOW, HIGH]}} or {{choice: [A, B, ...]}}"
+            )
+        )
         return None
     kind = kinds[0]
     extra = set(spec) - ({kind} if kind == "choice" else {kind, "log", "step"})
     if extra:
-        problems.append(Problem(where, f"unknown option(s) {sorted(map(str, extra))} for {kind}" +
-                                ("" if kind == "choice" else "; a range takes log and step")))
+        problems.append(
+            Problem(
+                where,
+                f"unknown option(s) {sorted(map(str, extra))} for {kind}"
+                + ("" if kind == "choice" else "; a range takes log and step"),
+            )
+        )
         return None
     if kind == "choice":
         choices = spec["choice"]
@@ -124,7 +158,12 @@ def _param(key: str, spec: Any, problems: list[Problem]) -> Param | None:
             return None
         return Param(key, kind, choices=tuple(choices))
     bounds, log, step = spec[kind], spec.get("log", False), spec.get("step")
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_number(b, kind) for b in bounds) and bounds[0] < bounds[1]):
+    if not (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(_number(b, kind) for b in bounds)
+        and bounds[0] < bounds[1]
+    ):
         problems.append(Problem(where + (kind,), f"{bounds!r}: [LOW, HIGH], two {kind}s with LOW < HIGH"))
         return None
     if not isinstance(log, bool) or (log and bounds[0] <= 0):
@@ -144,7 +183,13 @@ def read_space(path: str | os.PathLike, trials: int | None = None) -> Space:
     raw = read_yaml(path)
     problems: list[Problem] = []
     for key in set(raw) - set(DEFAULTS) - {"SWEEP"}:
-        problems.append(Problem((key,), "not a sweep key" + did_you_mean(key, [*DEFAULTS, "SWEEP"], f"; sweep keys are SWEEP, {', '.join(DEFAULTS)}")))
+        problems.append(
+            Problem(
+                (key,),
+                "not a sweep key"
+                + did_you_mean(key, [*DEFAULTS, "SWEEP"], f"; sweep keys are SWEEP, {', '.join(DEFAULTS)}"),
+            )
+        )
     values = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
     if trials is not None:
         values["TRIALS"] = trials
@@ -156,27 +201,51 @@ def read_space(path: str | os.PathLike, trials: int | None = None) -> Space:
     checks = [("DIRECTION", DIRECTIONS), ("SAMPLER", SAMPLERS), ("PRUNER", tuple(PRUNERS))]
     for key, allowed in checks:
         if values[key] not in allowed:
-            problems.append(Problem((key,), f"{values[key]!r}: one of {', '.join(allowed)}" + did_you_mean(values[key], allowed)))
+            problems.append(
+                Problem((key,), f"{values[key]!r}: one of {', '.join(allowed)}" + did_you_mean(values[key], allowed))
+            )
     for key in ("TRIALS", "SEED"):
         if not _number(values[key], "int") or values[key] < (1 if key == "TRIALS" else 0):
-            problems.append(Problem((key,), f"{values[key]!r}: a whole number" + (" of at least 1" if key == "TRIALS" else " (0 or more)")))
+            problems.append(
+                Problem(
+                    (key,),
+                    f"{values[key]!r}: a whole number" + (" of at least 1" if key == "TRIALS" else " (0 or more)"),
+                )
+            )
     if not isinstance(values["METRIC"], str) or "/" not in values["METRIC"]:
-        problems.append(Problem(("METRIC",), f"{values['METRIC']!r}: a value the runs log, e.g. val/accuracy or val/loss"))
+        problems.append(
+            Problem(("METRIC",), f"{values['METRIC']!r}: a value the runs log, e.g. val/accuracy or val/loss")
+        )
     sweep = raw.get("SWEEP")
     if not isinstance(sweep, dict) or not sweep:
-        problems.append(Problem(("SWEEP",), "the keys to search, e.g. {OPTIMIZER.0.BASE_LR: {float: [1.0e-4, 1.0e-1], log: true}}"))
+        problems.append(
+            Problem(("SWEEP",), "the keys to search, e.g. {OPTIMIZER.0.BASE_LR: {float: [1.0e-4, 1.0e-1], log: true}}")
+        )
         sweep = {}
     params = tuple(p for p in (_param(key, spec, problems) for key, spec in sweep.items()) if p is not None)
     if values["SAMPLER"] == "grid":
         for p in params:
             if p.grid() is None:
-                problems.append(Problem(("SWEEP", p.key), "SAMPLER grid needs a finite set: give the float range a step, or a choice"))
+                problems.append(
+                    Problem(
+                        ("SWEEP", p.key), "SAMPLER grid needs a finite set: give the float range a step, or a choice"
+                    )
+                )
     if not problems and (problem := _pruner_problem(values["PRUNER"], pruner_args)):
         problems.append(problem)
     if problems:
         raise ConfigError(problems, source)
-    return Space(params, values["METRIC"], values["DIRECTION"], values["TRIALS"], values["SAMPLER"], values["PRUNER"], values["SEED"],
-                 source, pruner_args)
+    return Space(
+        params,
+        values["METRIC"],
+        values["DIRECTION"],
+        values["TRIALS"],
+        values["SAMPLER"],
+        values["PRUNER"],
+        values["SEED"],
+        source,
+        pruner_args,
+    )
 
 
 def make_pruner(name: str, args: dict[str, Any]) -> Any:

@@ -54,13 +54,18 @@ def run_of_trial(run: str | os.PathLike, study: str, number: int) -> Path | None
 
     provenance = read_run(Path(run)).provenance
     record = provenance.get("sweep") if isinstance(provenance, dict) else None
-    return Path(run) if isinstance(record, dict) and record.get("study") == study and record.get("trial") == number else None
+    return (
+        Path(run)
+        if isinstance(record, dict) and record.get("study") == study and record.get("trial") == number
+        else None
+    )
 
 
 def _sampler(space: Space, seed: int) -> Any:
     import optuna
 
     if space.sampler == "grid":
+
         class Grid(optuna.samplers.GridSampler):
             """Optuna's grid sampler, without its `study.stop()` when the grid is done: that is for
             `study.optimize`; a sweep asks and tells, and stops at the grid's size itself (Space.limit)."""
@@ -122,30 +127,51 @@ class Sweep:
             joining = self.name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
             # processes that join a study sample with seeds of their own, or they would propose the same values
             seed = self.space.seed if not joining else self.space.seed + os.getpid()
-            self.study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
-                                             direction=self.space.direction, sampler=_sampler(self.space, seed),
-                                             pruner=make_pruner(self.space.pruner, self.space.pruner_args))
+            self.study = optuna.create_study(
+                study_name=self.name,
+                storage=storage,
+                load_if_exists=True,
+                direction=self.space.direction,
+                sampler=_sampler(self.space, seed),
+                pruner=make_pruner(self.space.pruner, self.space.pruner_args),
+            )
         except Exception as err:  # noqa: BLE001 - a bad URL, a missing driver, a database that does not answer
             from ednaml.tracking.secrets import scrub_text
 
-            raise UsageError(f"--storage {shown_storage(self.storage)}: cannot open the study there: "
-                             f"{scrub_text(str(err)).splitlines()[0] if str(err) else type(err).__name__}") from None
+            raise UsageError(
+                f"--storage {shown_storage(self.storage)}: cannot open the study there: "
+                f"{scrub_text(str(err)).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
         described = self.space.describe()
         recorded = self.study.user_attrs.get("space")
         if recorded is None:
             self.study.set_user_attr("space", described)
             self.study.set_user_attr("configs", [str(Path(f).resolve()) for f in self.files])
         elif recorded != described:
-            raise ConfigError([Problem(("SWEEP",), f"study {self.name!r} was made with another search space or METRIC, DIRECTION, "
-                                       "SAMPLER, PRUNER or SEED: give this one a new name with --study NAME")], self.space.source)
+            raise ConfigError(
+                [
+                    Problem(
+                        ("SWEEP",),
+                        f"study {self.name!r} was made with another search space or METRIC, DIRECTION, "
+                        "SAMPLER, PRUNER or SEED: give this one a new name with --study NAME",
+                    )
+                ],
+                self.space.source,
+            )
         if self.study.direction.name.lower() != self.space.direction:
-            raise ConfigError([Problem(("DIRECTION",), f"study {self.name!r} {self.study.direction.name.lower()}s")], self.space.source)
+            raise ConfigError(
+                [Problem(("DIRECTION",), f"study {self.name!r} {self.study.direction.name.lower()}s")],
+                self.space.source,
+            )
 
     def counted(self) -> int:
         from optuna.trial import TrialState
 
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                                                  TrialState.RUNNING)))
+        return len(
+            self.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+            )
+        )
 
     # ---- checking sampled configs ----
 
@@ -164,7 +190,9 @@ class Sweep:
                 try:
                     self.config_for({param.key: value})
                 except ConfigError as err:
-                    problems += [Problem(("SWEEP", param.key), f"{value!r} gives an invalid config: {p}") for p in err.problems]
+                    problems += [
+                        Problem(("SWEEP", param.key), f"{value!r} gives an invalid config: {p}") for p in err.problems
+                    ]
         if problems:
             raise ConfigError(problems, self.space.source)
 
@@ -173,25 +201,35 @@ class Sweep:
     def command(self, values: dict[str, Any], tags: list[str], resume: str | None = None) -> list[str]:
         """`ednaml fit` with the sweep's configs and overrides and the sampled values; continuing a stopped
         trial's run, the same with --resume (they equal its saved config, and give back any masked secret)."""
-        args = [a for f in self.files for a in ("--config", str(f))] + [a for i in self.imports for a in ("--import", i)]
-        args += [a for key, value in self.overrides for a in (f"--{key}", value if isinstance(value, str) else _yaml(value))]
+        args = [a for f in self.files for a in ("--config", str(f))] + [
+            a for i in self.imports for a in ("--import", i)
+        ]
+        args += [
+            a for key, value in self.overrides for a in (f"--{key}", value if isinstance(value, str) else _yaml(value))
+        ]
         args += [a for key, value in values.items() for a in (f"--{key}", _yaml(value))]
         args += ["--LOGGING.WANDB_GROUP", self.name, "--LOGGING.WANDB_TAGS", _yaml(tags)]
-        return ednaml_command("fit", "--trainer.enable_progress_bar", "false", *(["--resume", resume] if resume else []), *args)
+        return ednaml_command(
+            "fit", "--trainer.enable_progress_bar", "false", *(["--resume", resume] if resume else []), *args
+        )
 
     def trial_run(self, number: int) -> Path | None:
         """The run folder trial `number` recorded, where its provenance says it is that trial's run."""
         run = self._frozen(number).user_attrs.get("run")
         return run_of_trial(run, self.name, number) if run else None
 
-    def run_trial(self, number: int, values: dict[str, Any], slot: int, claim: int, resume: str | None = None) -> dict[str, Any]:
+    def run_trial(
+        self, number: int, values: dict[str, Any], slot: int, claim: int, resume: str | None = None
+    ) -> dict[str, Any]:
         """One trial's run in a child process; what it ended as: state, value, run folder, error. The child
         holds the trial's claim too, so the trial is not taken over while its run lives."""
         from optuna.trial import TrialState
 
         config = self.config_for(values)
         tags = [*map(str, config["LOGGING"]["WANDB_TAGS"]), f"sweep:{self.name}", f"trial:{number}"]
-        link = TrialLink(self.storage, self.name, number, self.space.metric, values, (self.space.pruner, self.space.pruner_args))
+        link = TrialLink(
+            self.storage, self.name, number, self.space.metric, values, (self.space.pruner, self.space.pruner_args)
+        )
         env = {**os.environ, TRIAL_ENV: link.to_env()}
         if self.parallel > 1 and self.devices:  # one GPU each
             env["CUDA_VISIBLE_DEVICES"] = self.devices[slot]
@@ -201,8 +239,14 @@ class Sweep:
             with self.lock:
                 if self.stopping:
                     return {"state": TrialState.RUNNING}
-                child = subprocess.Popen(self.command(values, tags, resume), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True, pass_fds=(claim,))  # signals reach it from this process only, once
+                child = subprocess.Popen(
+                    self.command(values, tags, resume),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(claim,),
+                )  # signals reach it from this process only, once
                 self.children[number] = child
             self.study._storage.set_trial_user_attr(self._trial_id(number), "child", child.pid)
             code = child.wait()
@@ -220,9 +264,21 @@ class Sweep:
             return {"state": TrialState.RUNNING, "run": run}
         if status == "finished":
             logged = sorted((summary.get("best") or {}) | (summary.get("final") or {}))
-            raise ConfigError([Problem(("METRIC",), f"{self.space.metric!r} is not a value the runs log"
-                                       + did_you_mean(self.space.metric, logged, f"; they log {', '.join(logged)}"))], self.space.source)
-        error = (summary.get("error") if status != "interrupted" else None) or _tail(logs / f"trial-{number}.txt") or f"exit code {code}"
+            raise ConfigError(
+                [
+                    Problem(
+                        ("METRIC",),
+                        f"{self.space.metric!r} is not a value the runs log"
+                        + did_you_mean(self.space.metric, logged, f"; they log {', '.join(logged)}"),
+                    )
+                ],
+                self.space.source,
+            )
+        error = (
+            (summary.get("error") if status != "interrupted" else None)
+            or _tail(logs / f"trial-{number}.txt")
+            or f"exit code {code}"
+        )
         return {"state": TrialState.FAIL, "run": run, "error": error}
 
     def finish(self, number: int, ended: dict[str, Any]) -> None:
@@ -233,8 +289,12 @@ class Sweep:
         if ended.get("error"):
             from ednaml.tracking.secrets import scrub_text
 
-            self.study._storage.set_trial_user_attr(self._trial_id(number), "error", scrub_text(str(ended["error"]))[-2000:])
-        self.study.tell(number, ended.get("value"), state=ended["state"] if ended["state"] != TrialState.COMPLETE else None)
+            self.study._storage.set_trial_user_attr(
+                self._trial_id(number), "error", scrub_text(str(ended["error"]))[-2000:]
+            )
+        self.study.tell(
+            number, ended.get("value"), state=ended["state"] if ended["state"] != TrialState.COMPLETE else None
+        )
 
     def _trial_id(self, number: int) -> int:
         return self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
@@ -370,19 +430,24 @@ def parallel_devices(parallel: int, config: dict[str, Any]) -> list[str]:
 
     if parallel == 1 or not torch.cuda.is_available():
         return []
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
-        [str(i) for i in range(torch.cuda.device_count())]
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or [
+        str(i) for i in range(torch.cuda.device_count())
+    ]
     if parallel > len(visible):
         raise UsageError(f"--parallel {parallel}: one GPU per trial, and {len(visible)} are visible")
     if str(config["trainer"].get("devices", "auto")) not in ("1", "auto", "-1"):
-        raise UsageError(f"--parallel gives each trial one GPU; trainer.devices {config['trainer']['devices']!r} asks for more")
+        raise UsageError(
+            f"--parallel gives each trial one GPU; trainer.devices {config['trainer']['devices']!r} asks for more"
+        )
     return visible[:parallel]
 
 
 def check_name(name: str, flag: str = "--study") -> str:
     """A study name, which names its folder under sweeps/: nothing that leads out of it."""
     if not NAME.fullmatch(name) or ".." in name:
-        raise UsageError(f"{flag} {name!r}: a study name of letters, digits, '.', '_' and '-' (it names the folder sweeps/NAME)")
+        raise UsageError(
+            f"{flag} {name!r}: a study name of letters, digits, '.', '_' and '-' (it names the folder sweeps/NAME)"
+        )
     return name
 
 
@@ -396,12 +461,19 @@ def default_name(files: list[str], sweep_file: str) -> str:
     return name or "sweep"
 
 
-def run_sweep(files: list[str], sweep_file: str, overrides: list[tuple[str, Any]], imports: list[str], trials: int | None,
-              storage: str | None, name: str | None, parallel: int) -> Sweep:
+def run_sweep(
+    files: list[str],
+    sweep_file: str,
+    overrides: list[tuple[str, Any]],
+    imports: list[str],
+    trials: int | None,
+    storage: str | None,
+    name: str | None,
+    parallel: int,
+) -> Sweep:
     """Check the space, open (or continue) the study, run trials until it has enough; write the results."""
     from ednaml.sweeps.results import write_results
     from ednaml.sweeps.space import read_space
-
     from ednaml.utils import require
 
     require("optuna", "sweep")
@@ -422,12 +494,18 @@ def run_sweep(files: list[str], sweep_file: str, overrides: list[tuple[str, Any]
             return
         state = ended["state"].name.lower()
         value = f" {space.metric} {ended['value']:.4f}" if ended.get("value") is not None else ""
-        print(f"trial {number} {state if state != 'running' else 'stopped (continues when the sweep does)'}:{value}"
-              f" {ended.get('run') or ''}".rstrip(), flush=True)
+        print(
+            f"trial {number} {state if state != 'running' else 'stopped (continues when the sweep does)'}:{value}"
+            f" {ended.get('run') or ''}".rstrip(),
+            flush=True,
+        )
         with sweep.lock:
             write_results(sweep)
 
-    previous = {s: signal.signal(s, lambda signum, frame: sweep.stop(signal.Signals(signum).name)) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        s: signal.signal(s, lambda signum, frame: sweep.stop(signal.Signals(signum).name))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         sweep.run(announce)
     finally:
@@ -435,8 +513,10 @@ def run_sweep(files: list[str], sweep_file: str, overrides: list[tuple[str, Any]
             signal.signal(s, handler)
         write_results(sweep)
     if sweep.stopping in ("SIGINT", "SIGTERM"):
-        stopped = RunStopped(f"{sweep.stopping}: sweep {name} stopped; its unfinished trials continue from their last checkpoint "
-                             f"when the same command runs again")
+        stopped = RunStopped(
+            f"{sweep.stopping}: sweep {name} stopped; its unfinished trials continue from their last checkpoint "
+            f"when the same command runs again"
+        )
         stopped.exit_code = 130 if sweep.stopping == "SIGINT" else 143
         raise stopped
     return sweep

@@ -29,7 +29,7 @@ class TrialLink:
     pruner: tuple[str, dict[str, Any]]  # Optuna keeps no pruner with a study: each process makes its own
 
     @classmethod
-    def from_env(cls) -> "TrialLink | None":
+    def from_env(cls) -> TrialLink | None:
         text = os.environ.get(TRIAL_ENV)
         if not text:
             return None
@@ -38,8 +38,10 @@ class TrialLink:
         except (ValueError, TypeError):
             from ednaml.errors import ConfigError
 
-            raise ConfigError(f"{TRIAL_ENV} is set but is not a sweep trial (`ednaml sweep` sets it for the runs it starts): "
-                              "unset it to run on your own") from None
+            raise ConfigError(
+                f"{TRIAL_ENV} is set but is not a sweep trial (`ednaml sweep` sets it for the runs it starts): "
+                "unset it to run on your own"
+            ) from None
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -59,7 +61,9 @@ class TrialLink:
 
         from ednaml.sweeps.space import make_pruner
 
-        study = optuna.load_study(study_name=self.study, storage=open_storage(self.storage), pruner=make_pruner(*self.pruner))
+        study = optuna.load_study(
+            study_name=self.study, storage=open_storage(self.storage), pruner=make_pruner(*self.pruner)
+        )
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.number)
         return optuna.trial.Trial(study, trial_id)
 
@@ -119,5 +123,9 @@ class SweepPruning(pl.Callback):
         if trainer.strategy.broadcast(prune):
             import optuna
 
-            raise optuna.TrialPruned(f"pruned by the sweep's pruner after epoch {trainer.current_epoch} "
-                                     f"({self.link.metric} {float(value):.4g})" if value is not None else "pruned by the sweep")
+            raise optuna.TrialPruned(
+                f"pruned by the sweep's pruner after epoch {trainer.current_epoch} "
+                f"({self.link.metric} {float(value):.4g})"
+                if value is not None
+                else "pruned by the sweep"
+            )

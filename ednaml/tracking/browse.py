@@ -67,7 +67,9 @@ def resolve_run(ref: str, root: str | Path = DEFAULT_ROOT) -> Path:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise ConfigError(f"run id {ref!r} is in several experiments under {str(root)!r}: {[str(m) for m in matches]}; give the path")
+        raise ConfigError(
+            f"run id {ref!r} is in several experiments under {str(root)!r}: {[str(m) for m in matches]}; give the path"
+        )
     known = [r.run_id for r in find_runs(root)]
     hint = did_you_mean(ref, known, f" (runs under {str(root)!r}: `ednaml runs {root}`)", cutoff=0.6)
     raise ConfigError(f"{ref!r} is neither a run folder nor a run id under {str(root)!r}{hint}")
@@ -91,7 +93,7 @@ def flatten(value: Any, path: tuple = ()) -> dict[str, Any]:
 def best_metric(run: Run) -> str:
     score = (run.summary.get("checkpoints") or {}).get("best_score") or {}
     if score:
-        (name, value), = score.items()
+        ((name, value),) = score.items()
         return f"{name}={value:.4f}" if isinstance(value, float) else f"{name}={value}"
     for name in ("val/accuracy", "val/loss"):
         if name in run.summary.get("best", {}):
@@ -100,7 +102,14 @@ def best_metric(run: Run) -> str:
 
 
 ABSENT = "(absent)"
-COMPARE = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+COMPARE = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 
 
 def run_value(run: Run, key: str, flat: dict[str, Any]) -> Any:
@@ -145,16 +154,30 @@ def run_status(run: Run) -> str:
 
 
 def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
-    return [{
-        "experiment": r.experiment, "run_id": r.run_id, "started": r.summary.get("started", ""),
-        "status": run_status(r) + (" (debug)" if r.summary.get("debug") else ""), "stage": r.summary.get("stage", ""), "epochs": r.summary.get("epochs", ""),
-        "best": best_metric(r), "final": final_metric(r), "wandb": wandb_place(r.summary.get("wandb") or {}), "path": str(r.path),
-    } for r in runs]
+    return [
+        {
+            "experiment": r.experiment,
+            "run_id": r.run_id,
+            "started": r.summary.get("started", ""),
+            "status": run_status(r) + (" (debug)" if r.summary.get("debug") else ""),
+            "stage": r.summary.get("stage", ""),
+            "epochs": r.summary.get("epochs", ""),
+            "best": best_metric(r),
+            "final": final_metric(r),
+            "wandb": wandb_place(r.summary.get("wandb") or {}),
+            "path": str(r.path),
+        }
+        for r in runs
+    ]
 
 
 def final_metric(run: Run) -> str:
     """The final test accuracy (or the first test value), as `ednaml runs` shows it."""
-    final = {k: v for k, v in (run.summary.get("final") or {}).items() if k.startswith("test/") and isinstance(v, (int, float))}
+    final = {
+        k: v
+        for k, v in (run.summary.get("final") or {}).items()
+        if k.startswith("test/") and isinstance(v, (int, float))
+    }
     name = "test/accuracy" if "test/accuracy" in final else next(iter(sorted(final)), None)
     return f"{name}={final[name]:.4f}" if name else ""
 
@@ -192,9 +215,14 @@ def side(ref: str, root: str | Path = DEFAULT_ROOT) -> Side:
     run = read_run(resolve_run(ref, root))
     if run.config is None:
         raise ConfigError(f"{str(run.path)!r} has no config.yaml; it is not a complete run folder")
-    config = {**run.config, "trainer": with_trainer_defaults(run.config["trainer"])} if "trainer" in run.config else run.config
-    return Side(run.run_id, config, run.provenance, run.summary.get("final", {}))  # an older run's config: Lightning's defaults filled in
-
+    config = (
+        {**run.config, "trainer": with_trainer_defaults(run.config["trainer"])}
+        if "trainer" in run.config
+        else run.config
+    )
+    return Side(
+        run.run_id, config, run.provenance, run.summary.get("final", {})
+    )  # an older run's config: Lightning's defaults filled in
 
 
 def changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -215,9 +243,12 @@ def diff(a: Side, b: Side) -> dict[str, Any]:
     if a.provenance and b.provenance:
         result["config"] = [change for change in config if change[0] not in PLACEMENT_KEYS]  # shown with the machine
         ca, cb = a.provenance.get("components", {}), b.provenance.get("components", {})
-        result["components"] = [(k, ca.get(k), cb.get(k)) for k in list(ca) + [k for k in cb if k not in ca]
-                                if (ca.get(k) or {}).get("class") != (cb.get(k) or {}).get("class")
-                                or (ca.get(k) or {}).get("source_sha256") != (cb.get(k) or {}).get("source_sha256")]
+        result["components"] = [
+            (k, ca.get(k), cb.get(k))
+            for k in list(ca) + [k for k in cb if k not in ca]
+            if (ca.get(k) or {}).get("class") != (cb.get(k) or {}).get("class")
+            or (ca.get(k) or {}).get("source_sha256") != (cb.get(k) or {}).get("source_sha256")
+        ]
         ma, mb = a.provenance.get("machine") or {}, b.provenance.get("machine") or {}
         result["machine"] = [(k, ma.get(k), mb.get(k)) for k in DECISIVE if ma.get(k) != mb.get(k)]
         result["placement"] = [change for change in config if change[0] in PLACEMENT_KEYS]
@@ -227,16 +258,25 @@ def diff(a: Side, b: Side) -> dict[str, Any]:
         pa, pb = set(a.provenance["versions"].get("packages", [])), set(b.provenance["versions"].get("packages", []))
         result["packages"] = {"only_a": sorted(pa - pb), "only_b": sorted(pb - pa)}
         da, db = a.provenance.get("data", {}), b.provenance.get("data", {})
-        result["data"] = changes({k: v for k, v in da.items() if k != "file_list"}, {k: v for k, v in db.items() if k != "file_list"})
+        result["data"] = changes(
+            {k: v for k, v in da.items() if k != "file_list"}, {k: v for k, v in db.items() if k != "file_list"}
+        )
     metrics = sorted(set(a.final) | set(b.final))
-    result["metrics"] = [(k, a.final.get(k), b.final.get(k)) for k in metrics if not _same_number(a.final.get(k), b.final.get(k))]
+    result["metrics"] = [
+        (k, a.final.get(k), b.final.get(k)) for k in metrics if not _same_number(a.final.get(k), b.final.get(k))
+    ]
     return result
 
 
 def _same_number(a: Any, b: Any) -> bool:
     """Equal, or numbers within 1e-6 of each other relative to their size: the float32 sums of one quantity
     taken in another order (over another number of processes) differ by about 1e-8, which is not a change."""
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
     return a == b
 
@@ -265,7 +305,10 @@ def format_diff(result: dict[str, Any]) -> str:
         lines.append("machine: differs" if machine or placement else "machine: same")
         lines += [f"  {k}: {_show(va)} -> {_show(vb)}" for k, va, vb in machine]
         if placement:  # the config keys that chose the processes: said with them, not as a change of what ran
-            lines.append("  as the trainer section placed it: " + ", ".join(f"{k} {_show(va)} -> {_show(vb)}" for k, va, vb in placement))
+            lines.append(
+                "  as the trainer section placed it: "
+                + ", ".join(f"{k} {_show(va)} -> {_show(vb)}" for k, va, vb in placement)
+            )
         versions, packages = result["versions"], result["packages"]
         changed = bool(versions or packages["only_a"] or packages["only_b"])
         lines.append("versions: differ" if changed else "versions: same")

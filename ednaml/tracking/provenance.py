@@ -36,8 +36,13 @@ def versions() -> dict[str, Any]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = None
-    return {"ednaml": __version__, "python": platform.python_version(), **found,
-            "packages_sha256": sha256("\n".join(packages).encode()), "packages": packages}
+    return {
+        "ednaml": __version__,
+        "python": platform.python_version(),
+        **found,
+        "packages_sha256": sha256("\n".join(packages).encode()),
+        "packages": packages,
+    }
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -55,8 +60,12 @@ def git_state(cwd: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
     diff = _git(["diff", "HEAD"], cwd) if status else None
-    state = {"commit": commit, "branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd), "dirty": bool(status),
-             "root": _git(["rev-parse", "--show-toplevel"], cwd)}
+    state = {
+        "commit": commit,
+        "branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd),
+        "dirty": bool(status),
+        "root": _git(["rev-parse", "--show-toplevel"], cwd),
+    }
     return state, diff
 
 
@@ -69,10 +78,17 @@ def machine() -> dict[str, Any]:
 
     from ednaml import allocator
 
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-                            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "thread_settings": {k: v for k in THREAD_SETTINGS if (v := os.environ.get(k)) is not None},
-                            "cuda": torch.version.cuda, "accelerators": [], "allocator": allocator.describe()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "thread_settings": {k: v for k in THREAD_SETTINGS if (v := os.environ.get(k)) is not None},
+        "cuda": torch.version.cuda,
+        "accelerators": [],
+        "allocator": allocator.describe(),
+    }
     if torch.cuda.is_available():
         info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
@@ -125,11 +141,20 @@ def describe_component(obj: Any) -> dict[str, Any]:
         file = inspect.getsourcefile(obj)
     except TypeError:
         file = None
-    if obj.__module__.startswith(registry.USER_MODULE) and file:  # a user's file: named by the file, whatever its module
-        return {"class": f"{Path(file).name}:{obj.__qualname__}", "file": file, "source_sha256": sha256(source.encode()) if source else None,
-                "file_sha256": sha256(Path(file).read_bytes())}
-    return {"class": f"{obj.__module__}.{obj.__qualname__}", "file": file,
-            "source_sha256": sha256(source.encode()) if source else None}
+    if (
+        obj.__module__.startswith(registry.USER_MODULE) and file
+    ):  # a user's file: named by the file, whatever its module
+        return {
+            "class": f"{Path(file).name}:{obj.__qualname__}",
+            "file": file,
+            "source_sha256": sha256(source.encode()) if source else None,
+            "file_sha256": sha256(Path(file).read_bytes()),
+        }
+    return {
+        "class": f"{obj.__module__}.{obj.__qualname__}",
+        "file": file,
+        "source_sha256": sha256(source.encode()) if source else None,
+    }
 
 
 def component_map(config: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +164,9 @@ def component_map(config: dict[str, Any]) -> dict[str, Any]:
         obj = registry.get(kind, name)
         entry = {"name": name, **describe_component(obj)}
         if kind == "datareader":
-            entry["parts"] = {part: describe_component(getattr(obj, part)) for part in ("crawler", "dataset", "transforms")}
+            entry["parts"] = {
+                part: describe_component(getattr(obj, part)) for part in ("crawler", "dataset", "transforms")
+            }
         found[format_path(path)] = entry
     return found
 
@@ -163,7 +190,9 @@ def imported_files(sources: list[str]) -> dict[str, str | None]:
     return {source: sha256(Path(source).read_bytes()) if Path(source).is_file() else None for source in sources}
 
 
-def build_provenance(config: dict[str, Any], crawl: Any, argv: list[str], cwd: Path, run_id: str) -> tuple[dict[str, Any], str | None]:
+def build_provenance(
+    config: dict[str, Any], crawl: Any, argv: list[str], cwd: Path, run_id: str
+) -> tuple[dict[str, Any], str | None]:
     """provenance.json's content (without the parameter table, added once optimizers exist), and the git diff."""
     git, diff = git_state(cwd)
     record = {
@@ -187,21 +216,48 @@ def build_provenance(config: dict[str, Any], crawl: Any, argv: list[str], cwd: P
 def parameter_counts(module: Any) -> dict[str, int]:
     params = list(module.model.parameters())
     loss_params = list(module.criterion.parameters())
-    return {"model": sum(p.numel() for p in params), "model_trainable": sum(p.numel() for p in params if p.requires_grad),
-            "losses": sum(p.numel() for p in loss_params)}
+    return {
+        "model": sum(p.numel() for p in params),
+        "model_trainable": sum(p.numel() for p in params if p.requires_grad),
+        "losses": sum(p.numel() for p in loss_params),
+    }
 
 
 PIPELINE_COLUMNS = ["step", "config key", "name", "class", "source sha256", "arguments"]
 # The fundamental steps in the order a run takes them, and the step each kind of component belongs to.
-PIPELINE_ORDER = ("load data", "preprocess", "model", "weights", "losses", "optimizers", "schedulers", "step logic", "evaluate",
-                  "plugins", "deploy", "save")
-_STEP_OF_KIND = {"datareader": "load data", "dataset": "load data", "model_builder": "model", "model": "model", "loss": "losses",
-                 "optimizer_builder": "optimizers", "optimizer": "optimizers", "scheduler": "schedulers", "trainer": "step logic",
-                 "metric": "evaluate", "plugin": "plugins", "deployment": "deploy"}
+PIPELINE_ORDER = (
+    "load data",
+    "preprocess",
+    "model",
+    "weights",
+    "losses",
+    "optimizers",
+    "schedulers",
+    "step logic",
+    "evaluate",
+    "plugins",
+    "deploy",
+    "save",
+)
+_STEP_OF_KIND = {
+    "datareader": "load data",
+    "dataset": "load data",
+    "model_builder": "model",
+    "model": "model",
+    "loss": "losses",
+    "optimizer_builder": "optimizers",
+    "optimizer": "optimizers",
+    "scheduler": "schedulers",
+    "trainer": "step logic",
+    "metric": "evaluate",
+    "plugin": "plugins",
+    "deployment": "deploy",
+}
 
 
 def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
     """The config's arguments of the component at `path`."""
+
     def get(*keys: Any) -> Any:
         value: Any = config
         for key in keys:
@@ -225,7 +281,11 @@ def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
     if kind == "loss":  # (LOSS, i, LOSSES, j)
         return get("LOSS", path[1], "KWARGS", path[3])
     if kind == "optimizer":
-        return {"lr": get(*section, "BASE_LR"), "weight_decay": get(*section, "WEIGHT_DECAY"), **(get(*section, "OPTIMIZER_KWARGS") or {})}
+        return {
+            "lr": get(*section, "BASE_LR"),
+            "weight_decay": get(*section, "WEIGHT_DECAY"),
+            **(get(*section, "OPTIMIZER_KWARGS") or {}),
+        }
     if kind == "scheduler":
         return get(*section, "LR_KWARGS")
     if kind == "trainer":
@@ -239,6 +299,7 @@ def pipeline_rows(config: dict[str, Any], components: dict[str, Any]) -> list[li
     """The run's pipeline, step by step: each component's config key, name, the class it resolved to, a hash
     of its source and its arguments (JSON), with the preprocessing, weights and checkpoints among them.
     The same table heads report.html and is logged to W&B, so two runs' pipelines compare side by side."""
+
     def row(step: str, key: str, name: Any, entry: dict[str, Any] | None, arguments: Any) -> list[str]:
         entry = entry or {}
         shown = json.dumps(arguments, sort_keys=True, default=str) if arguments not in (None, {}) else ""
@@ -251,12 +312,31 @@ def pipeline_rows(config: dict[str, Any], components: dict[str, Any]) -> list[li
         shown = f"{entry['class'].rsplit('.', 1)[-1]} (given from Python)" if entry.get("given") else name
         step = "deploy" if path[0] == "DEPLOYMENT" else _STEP_OF_KIND.get(kind, kind)
         rows.append(row(step, key, shown, entry, _arguments(config, path, kind)))
-        if kind == "datareader" and path[0] != "DEPLOYMENT" and (transforms := ((components.get(key) or {}).get("parts") or {}).get("transforms")):
-            rows.append(row("preprocess", "TRAIN_TRANSFORMATION.ARGS", transforms["class"].rsplit(".", 1)[-1], transforms,
-                            (config.get("TRAIN_TRANSFORMATION") or {}).get("ARGS")))
+        if (
+            kind == "datareader"
+            and path[0] != "DEPLOYMENT"
+            and (transforms := ((components.get(key) or {}).get("parts") or {}).get("transforms"))
+        ):
+            rows.append(
+                row(
+                    "preprocess",
+                    "TRAIN_TRANSFORMATION.ARGS",
+                    transforms["class"].rsplit(".", 1)[-1],
+                    transforms,
+                    (config.get("TRAIN_TRANSFORMATION") or {}).get("ARGS"),
+                )
+            )
     weights = (config.get("MODEL") or {}).get("WEIGHTS")
     rows.append(["weights", "MODEL.WEIGHTS", weights or "(random initialisation)", "", "", ""])
     save = config.get("SAVE") or {}
-    rows.append(["save", "SAVE", f"{save.get('MODEL_CORE_NAME')}-v{save.get('MODEL_VERSION')}", "lightning.pytorch.callbacks.ModelCheckpoint",
-                 "", json.dumps({k: save.get(k) for k in ("SAVE_FREQUENCY", "STEP_SAVE_FREQUENCY", "MONITOR")}, default=str)])
+    rows.append(
+        [
+            "save",
+            "SAVE",
+            f"{save.get('MODEL_CORE_NAME')}-v{save.get('MODEL_VERSION')}",
+            "lightning.pytorch.callbacks.ModelCheckpoint",
+            "",
+            json.dumps({k: save.get(k) for k in ("SAVE_FREQUENCY", "STEP_SAVE_FREQUENCY", "MONITOR")}, default=str),
+        ]
+    )
     return sorted(rows, key=lambda r: PIPELINE_ORDER.index(r[0]) if r[0] in PIPELINE_ORDER else len(PIPELINE_ORDER))

@@ -40,8 +40,13 @@ def _ticks(low: float, high: float, count: int = 4) -> list[float]:
     return [low + (high - low) * i / count for i in range(count + 1)]
 
 
-def svg_chart(title: str, lines: dict[str, list[tuple[float, float]]], baseline: float | None = None,
-              marks: list[float] = (), y_label: str = "") -> str:
+def svg_chart(
+    title: str,
+    lines: dict[str, list[tuple[float, float]]],
+    baseline: float | None = None,
+    marks: list[float] = (),
+    y_label: str = "",
+) -> str:
     """A line chart of several series over optimizer steps, as inline SVG: labelled axes with gridlines,
     the legend beside the plot, a validation value from before training (step 0) drawn as a hollow point
     apart from its line, an optional dashed baseline, and dotted vertical marks (where a run resumed)."""
@@ -59,23 +64,33 @@ def svg_chart(title: str, lines: dict[str, list[tuple[float, float]]], baseline:
     def py(y: float) -> float:
         return bottom - (y - y0) / (y1 - y0) * (bottom - TOP)
 
-    parts = [f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="{LEFT}" y="15" class="title">{html.escape(title)}</text>']
+    parts = [
+        f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
+        f'<text x="{LEFT}" y="15" class="title">{html.escape(title)}</text>',
+    ]
     for y in _ticks(y0, y1):
-        parts += [f'<line x1="{LEFT}" y1="{py(y):.1f}" x2="{right}" y2="{py(y):.1f}" class="grid"/>',
-                  f'<text x="{LEFT - 4}" y="{py(y) + 3:.1f}" class="tick" text-anchor="end">{y:.3g}</text>']
+        parts += [
+            f'<line x1="{LEFT}" y1="{py(y):.1f}" x2="{right}" y2="{py(y):.1f}" class="grid"/>',
+            f'<text x="{LEFT - 4}" y="{py(y) + 3:.1f}" class="tick" text-anchor="end">{y:.3g}</text>',
+        ]
     for x in _ticks(x0, x1):
-        parts += [f'<line x1="{px(x):.1f}" y1="{TOP}" x2="{px(x):.1f}" y2="{bottom}" class="grid"/>',
-                  f'<text x="{px(x):.1f}" y="{bottom + 12}" class="tick" text-anchor="middle">{x:.0f}</text>']
-    parts += [f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>',
-              f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" class="axis"/>',
-              f'<text x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 4}" class="label" text-anchor="middle">optimizer step</text>',
-              f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
-              f'{html.escape(y_label or title)}</text>']
+        parts += [
+            f'<line x1="{px(x):.1f}" y1="{TOP}" x2="{px(x):.1f}" y2="{bottom}" class="grid"/>',
+            f'<text x="{px(x):.1f}" y="{bottom + 12}" class="tick" text-anchor="middle">{x:.0f}</text>',
+        ]
+    parts += [
+        f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>',
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" class="axis"/>',
+        f'<text x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 4}" class="label" text-anchor="middle">optimizer step</text>',
+        f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
+        f"{html.escape(y_label or title)}</text>",
+    ]
     for step in marks:
         if x0 <= step <= x1:
-            parts += [f'<line x1="{px(step):.1f}" y1="{TOP}" x2="{px(step):.1f}" y2="{bottom}" class="resume"/>',
-                      f'<text x="{px(step) + 2:.1f}" y="{TOP + 9}" class="tick resume-label">resumed</text>']
+            parts += [
+                f'<line x1="{px(step):.1f}" y1="{TOP}" x2="{px(step):.1f}" y2="{bottom}" class="resume"/>',
+                f'<text x="{px(step) + 2:.1f}" y="{TOP + 9}" class="tick resume-label">resumed</text>',
+            ]
     legend = []
     for i, (name, values) in enumerate(lines.items()):
         color = COLORS[i % len(COLORS)]
@@ -84,15 +99,25 @@ def svg_chart(title: str, lines: dict[str, list[tuple[float, float]]], baseline:
         coords = [f"{px(x):.1f},{py(y):.1f}" for x, y in during]
         if len(coords) > 1:
             parts.append(f'<polyline points="{" ".join(coords)}" fill="none" stroke="{color}" stroke-width="1.8"/>')
-        parts += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.2" fill="{color}"/>' for c in coords[-60:]]
-        parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="#fff" stroke="{color}" stroke-width="1.5" class="before"/>'
-                  for x, y in before]
-        legend.append(f'<text x="{right + 10}" y="{TOP + 10 + 13 * i}" class="legend" fill="{color}">{html.escape(name)}</text>')
+        parts += [
+            f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.2" fill="{color}"/>' for c in coords[-60:]
+        ]
+        parts += [
+            f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="#fff" stroke="{color}" stroke-width="1.5" class="before"/>'
+            for x, y in before
+        ]
+        legend.append(
+            f'<text x="{right + 10}" y="{TOP + 10 + 13 * i}" class="legend" fill="{color}">{html.escape(name)}</text>'
+        )
     if baseline is not None:
         parts += [f'<line x1="{LEFT}" y1="{py(baseline):.1f}" x2="{right}" y2="{py(baseline):.1f}" class="baseline"/>']
-        legend.append(f'<text x="{right + 10}" y="{TOP + 10 + 13 * len(lines)}" class="legend baseline-label">majority baseline {baseline:.3g}</text>')
+        legend.append(
+            f'<text x="{right + 10}" y="{TOP + 10 + 13 * len(lines)}" class="legend baseline-label">majority baseline {baseline:.3g}</text>'
+        )
     if any(x == 0 and n.startswith("val/") for n, v in lines.items() for x, _ in v):
-        legend.append(f'<text x="{right + 10}" y="{TOP + 10 + 13 * (len(legend) + 1)}" class="legend note">○ before training</text>')
+        legend.append(
+            f'<text x="{right + 10}" y="{TOP + 10 + 13 * (len(legend) + 1)}" class="legend note">○ before training</text>'
+        )
     parts += legend + ["</svg>"]
     return "".join(parts)
 
@@ -110,8 +135,12 @@ def _charts(series: dict[str, list[tuple[float, float]]], baselines: dict[str, f
             groups.setdefault(name, {})[key] = values
         elif "/" in name and stage in ("train", "val") and not name.endswith("_step"):
             groups.setdefault(f"loss term {name}", {})[key] = values
-    order = ["loss"] + sorted(k for k in groups if k not in ("loss", "learning rate") and not k.startswith("loss term")) \
-        + sorted(k for k in groups if k.startswith("loss term")) + ["learning rate"]
+    order = (
+        ["loss"]
+        + sorted(k for k in groups if k not in ("loss", "learning rate") and not k.startswith("loss term"))
+        + sorted(k for k in groups if k.startswith("loss term"))
+        + ["learning rate"]
+    )
     return [svg_chart(name, groups[name], baselines.get(f"test/{name}"), marks) for name in order if name in groups]
 
 
@@ -134,8 +163,10 @@ def _confusion(name: str, matrix: list[list[int]], classes: list[str]) -> str:
     for label, row in zip(classes, matrix):
         cells = "".join(f'<td style="background: rgba(31,119,180,{0.08 + 0.9 * v / peak:.2f})">{v}</td>' for v in row)
         rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
-    return (f"<h3>{html.escape(name)}: true class (rows) × predicted class (columns)</h3>"
-            f'<table class="confusion"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return (
+        f"<h3>{html.escape(name)}: true class (rows) × predicted class (columns)</h3>"
+        f'<table class="confusion"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 STYLE = """
@@ -187,10 +218,19 @@ def _config_changes(config_text: str) -> list[str]:
     for key, before, after in changes(defaults, flat):
         if after == "(absent)" and before in ({}, []):  # a mapping or list that now has entries: they are listed
             continue
-        if key.startswith(("TRAIN_TRANSFORMATION.", "TEST_TRANSFORMATION.")) and flat.get("TRANSFORMATION." + key.split(".", 1)[1]) == after:
+        if (
+            key.startswith(("TRAIN_TRANSFORMATION.", "TEST_TRANSFORMATION."))
+            and flat.get("TRANSFORMATION." + key.split(".", 1)[1]) == after
+        ):
             continue  # the copy of a TRANSFORMATION value
-        rows.append([key, "(picked per run)" if key == "seed_everything" else "" if before == "(absent)" else before, after])
-    return [f"<p>{len(rows)} keys differ from the defaults:</p>", _table(rows, ["key", "default", "this run"])] if rows else []
+        rows.append(
+            [key, "(picked per run)" if key == "seed_everything" else "" if before == "(absent)" else before, after]
+        )
+    return (
+        [f"<p>{len(rows)} keys differ from the defaults:</p>", _table(rows, ["key", "default", "this run"])]
+        if rows
+        else []
+    )
 
 
 def build_report(run_dir: Path) -> str:
@@ -206,16 +246,21 @@ def build_report(run_dir: Path) -> str:
 
     status = summary.get("status", "?")
     final = summary.get("final", {})
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.get('experiment', ''))} "
-             f"{html.escape(summary.get('run_id', run_dir.name))}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(summary.get('experiment', run_dir.parent.name))} / {html.escape(summary.get('run_id', run_dir.name))}</h1>",
-             f"<p>{html.escape(summary.get('stage', ''))} · <b class='status-{html.escape(status)}'>{html.escape(status)}</b> · "
-             f"started {html.escape(summary.get('started', ''))} · {summary.get('epochs', '')} epochs, "
-             f"{summary.get('global_step', '')} steps · {summary.get('elapsed_seconds', '')} s"
-             f"{' · resumed ' + str(summary['resumed']) + '×' if summary.get('resumed') else ''}</p>",
-             *_pipeline(config_text, provenance),
-             "<h2>Final metrics</h2>",
-             _table([[k, v, (summary.get("best", {}).get(k) or {}).get("value")] for k, v in final.items()], ["metric", "final", "best"])]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.get('experiment', ''))} "
+        f"{html.escape(summary.get('run_id', run_dir.name))}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(summary.get('experiment', run_dir.parent.name))} / {html.escape(summary.get('run_id', run_dir.name))}</h1>",
+        f"<p>{html.escape(summary.get('stage', ''))} · <b class='status-{html.escape(status)}'>{html.escape(status)}</b> · "
+        f"started {html.escape(summary.get('started', ''))} · {summary.get('epochs', '')} epochs, "
+        f"{summary.get('global_step', '')} steps · {summary.get('elapsed_seconds', '')} s"
+        f"{' · resumed ' + str(summary['resumed']) + '×' if summary.get('resumed') else ''}</p>",
+        *_pipeline(config_text, provenance),
+        "<h2>Final metrics</h2>",
+        _table(
+            [[k, v, (summary.get("best", {}).get(k) or {}).get("value")] for k, v in final.items()],
+            ["metric", "final", "best"],
+        ),
+    ]
     marks = [float(r["step"]) for r in summary.get("resumes", []) if r.get("step") is not None]
     charts = _charts(_series(rows), summary.get("majority_baseline") or {}, marks)
     if charts:
@@ -224,34 +269,74 @@ def build_report(run_dir: Path) -> str:
         parts.append("<h2>Confusion matrix (test)</h2>")
         parts += [_confusion(name, entry["matrix"], entry["classes"]) for name, entry in confusion.items()]
     checkpoints = summary.get("checkpoints") or {}
-    listed = [["last", checkpoints.get("last")]] + [["best" + (f" ({_fmt(checkpoints.get('best_score'))})" if checkpoints.get("best_score") else ""),
-                                                     checkpoints.get("best")]]
+    listed = [["last", checkpoints.get("last")]] + [
+        [
+            "best" + (f" ({_fmt(checkpoints.get('best_score'))})" if checkpoints.get("best_score") else ""),
+            checkpoints.get("best"),
+        ]
+    ]
     listed += [["saved", path] for path in checkpoints.get("saved", [])] + [["weights only", checkpoints.get("model")]]
     if any(path for _, path in listed):
         parts += ["<h2>Checkpoints</h2>", _table([[kind, path] for kind, path in listed if path], ["", "file"])]
     if groups:
-        parts += ["<h2>Parameter groups</h2>",
-                  _table([[g["group"], g["optimizer"], g["kind"], g["tensors"], g["parameters"], g["lr"], g["weight_decay"]] for g in groups],
-                         ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight decay"])]
+        parts += [
+            "<h2>Parameter groups</h2>",
+            _table(
+                [
+                    [g["group"], g["optimizer"], g["kind"], g["tensors"], g["parameters"], g["lr"], g["weight_decay"]]
+                    for g in groups
+                ],
+                ["group", "optimizer", "kind", "tensors", "parameters", "lr", "weight decay"],
+            ),
+        ]
     if provenance:
         versions = provenance.get("versions", {})
         git = provenance.get("git") or {}
         data = provenance.get("data", {})
         machine = provenance.get("machine", {})
-        facts = [["command", " ".join(provenance.get("command") or []) or "(Python API)"],
-                 ["seed", provenance.get("seed")],
-                 ["versions", ", ".join(f"{k} {versions.get(k)}" for k in ("ednaml", "torch", "lightning", "python") if versions.get(k))],
-                 ["packages", f"{len(versions.get('packages', []))} (sha256 {str(versions.get('packages_sha256', ''))[:12]})"],
-                 ["git", f"{git.get('commit', '')[:12]} on {git.get('branch')}{' (dirty)' if git.get('dirty') else ''}" if git else "not a git working tree"],
-                 ["machine", f"{machine.get('platform', '')}, {machine.get('cpus', '')} CPUs, accelerators: {', '.join(machine.get('accelerators') or []) or 'none'}"],
-                 ["data", f"{data.get('samples')}, {data.get('files')} files, {data.get('bytes')} bytes, sha256 {str(data.get('sha256', ''))[:12]}"],
-                 ["parameters", provenance.get("parameters")]]
+        facts = [
+            ["command", " ".join(provenance.get("command") or []) or "(Python API)"],
+            ["seed", provenance.get("seed")],
+            [
+                "versions",
+                ", ".join(
+                    f"{k} {versions.get(k)}" for k in ("ednaml", "torch", "lightning", "python") if versions.get(k)
+                ),
+            ],
+            [
+                "packages",
+                f"{len(versions.get('packages', []))} (sha256 {str(versions.get('packages_sha256', ''))[:12]})",
+            ],
+            [
+                "git",
+                f"{git.get('commit', '')[:12]} on {git.get('branch')}{' (dirty)' if git.get('dirty') else ''}"
+                if git
+                else "not a git working tree",
+            ],
+            [
+                "machine",
+                f"{machine.get('platform', '')}, {machine.get('cpus', '')} CPUs, accelerators: {', '.join(machine.get('accelerators') or []) or 'none'}",
+            ],
+            [
+                "data",
+                f"{data.get('samples')}, {data.get('files')} files, {data.get('bytes')} bytes, sha256 {str(data.get('sha256', ''))[:12]}",
+            ],
+            ["parameters", provenance.get("parameters")],
+        ]
         parts += ["<h2>Provenance</h2>", _table(facts, ["", ""])]
         comps = provenance.get("components", {})
-        parts.append(_table([[k, v["name"], v["class"], (v.get("source_sha256") or "")[:12]] for k, v in comps.items()],
-                            ["config key", "name", "class", "source sha256"]))
-    parts += ["<h2>Config</h2>", *_config_changes(config_text),
-              f"<details><summary>the whole resolved config</summary><pre>{html.escape(config_text)}</pre></details>", "</body></html>"]
+        parts.append(
+            _table(
+                [[k, v["name"], v["class"], (v.get("source_sha256") or "")[:12]] for k, v in comps.items()],
+                ["config key", "name", "class", "source sha256"],
+            )
+        )
+    parts += [
+        "<h2>Config</h2>",
+        *_config_changes(config_text),
+        f"<details><summary>the whole resolved config</summary><pre>{html.escape(config_text)}</pre></details>",
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 

@@ -61,8 +61,11 @@ def links_out(folder: str | os.PathLike) -> list[tuple[str, str]]:
             if not path.is_symlink():
                 continue
             relative = path.relative_to(folder).as_posix()
-            if relative.startswith("wandb/") and (name == WANDB_CORE_LOG or relative not in WANDB_WRITES_IN
-                                                  and Path(os.path.realpath(path)).is_relative_to(inside)):
+            if relative.startswith("wandb/") and (
+                name == WANDB_CORE_LOG
+                or relative not in WANDB_WRITES_IN
+                and Path(os.path.realpath(path)).is_relative_to(inside)
+            ):
                 continue
             found.append((relative, os.readlink(path)))
     return found
@@ -119,7 +122,7 @@ class RunFolder:
     writer: bool
 
     @classmethod
-    def create(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> "RunFolder":
+    def create(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> RunFolder:
         """A new, empty run folder; an existing run is never reused or overwritten."""
         experiment = experiment_name(config)
         inherited = os.environ.get(RUN_ID_ENV)
@@ -141,7 +144,7 @@ class RunFolder:
         return cls(path=path, run_id=run_id, experiment=experiment, writer=writer)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "RunFolder":
+    def open(cls, path: str | os.PathLike) -> RunFolder:
         """An existing run folder, to resume the run it holds; refused (RunFolderLink) where it holds a link
         that a write could follow (see links_out)."""
         path = Path(path).absolute()
@@ -287,7 +290,9 @@ def read_run_text(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> str:
     try:
         return read_run_file(path, limit).decode("utf-8")
     except UnicodeDecodeError:
-        raise RunFolderError(f"{str(path)!r} is not UTF-8 text; EdnaML writes every text file of a run folder as UTF-8") from None
+        raise RunFolderError(
+            f"{str(path)!r} is not UTF-8 text; EdnaML writes every text file of a run folder as UTF-8"
+        ) from None
 
 
 def read_run_csv(path: Path) -> csv.DictReader:

@@ -17,17 +17,23 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_PASS)$|^(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUTH_?TOKEN|AUTHORIZATION|COOKIE",
-                         re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"(_KEY|_TOKEN|_PASS)$|^(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUTH_?TOKEN|AUTHORIZATION|COOKIE",
+    re.IGNORECASE,
+)
 # scheme://USERINFO@host, USERINFO being `user:password` (the password may hold `/` or `@`) or a token alone: up
 # to the authority's last `@`, so that `u:p@ss@host` and `https://TOKEN@host/x` keep nothing of it.
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
-                             r"(?P<credentials>[^\s/?#@:\"'<>]*:[^\s\"'<>]*?|[^\s/?#\"'<>]+?)"
-                             r"@(?![^\s/?#\"'<>]*@)")
+URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)"
+    r"(?P<credentials>[^\s/?#@:\"'<>]*:[^\s\"'<>]*?|[^\s/?#\"'<>]+?)"
+    r"@(?![^\s/?#\"'<>]*@)"
+)
 # NAME=VALUE, NAME: VALUE, "NAME": "VALUE", --NAME=VALUE, NAME = "VALUE", NAME: type = "VALUE": a name and what
 # separates it from its value, in a command line, YAML or JSON text, a URL's query, a log line or source code.
-ASSIGNMENT = re.compile(r"(?<![\w.\[\]])(?P<name>[A-Za-z_][\w.\[\]-]*)[\"']?"
-                        r"(?P<sep>[ \t]*:[ \t]*[A-Za-z_][\w\[\]., |]*?[ \t]*=[ \t]*(?=[\"'])|[ \t]*:[ \t]*|=[ \t]*|[ \t]+=[ \t]*)")
+ASSIGNMENT = re.compile(
+    r"(?<![\w.\[\]])(?P<name>[A-Za-z_][\w.\[\]-]*)[\"']?"
+    r"(?P<sep>[ \t]*:[ \t]*[A-Za-z_][\w\[\]., |]*?[ \t]*=[ \t]*(?=[\"'])|[ \t]*:[ \t]*|=[ \t]*|[ \t]+=[ \t]*)"
+)
 FLOW = re.compile(r"\[[^\[\]\n]*\]|\{[^{}\n]*\}")
 QUOTED = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
 UNQUOTED = re.compile(r"(?:(?:Bearer|Basic|Token)[ \t]+)?[^\s,;&}\])\"'<>]+", re.IGNORECASE)
@@ -66,8 +72,12 @@ def scrub_text(text: str, secrets: list[str] | None = None) -> str:
     if "=" in text or ":" in text:
         text = _mask_assignments(text)
     if "-" in text:  # --db.password VALUE in a command line written out as text
-        text = FLAG_TEXT.sub(lambda m: m[0][: m.start("value") - m.start()] + MASK if secret_name(m["name"]) and m["value"] != MASK
-                             else m[0], text)
+        text = FLAG_TEXT.sub(
+            lambda m: (
+                m[0][: m.start("value") - m.start()] + MASK if secret_name(m["name"]) and m["value"] != MASK else m[0]
+            ),
+            text,
+        )
     return URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text) if "://" in text else text
 
 
@@ -79,7 +89,7 @@ def _mask_assignments(text: str) -> str:
         if match.start() < done or not secret_name(match["name"]):
             continue
         if span := _value_after(text, match):
-            kept += [text[done:span[0]], MASK]
+            kept += [text[done : span[0]], MASK]
             done = span[1]
     return "".join(kept) + text[done:] if kept else text
 
@@ -119,8 +129,14 @@ def scrub(value: Any, secrets: list[str] | None = None, key: Any = None) -> Any:
         return MASK if value in secrets else scrub_text(value, secrets)
     if isinstance(value, Mapping):  # a dict, or a config section (read-only)
         return {k: scrub(v, secrets, k) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) and "=" not in value[0] \
-            and secret_name(value[0]) and isinstance(value[1], str):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and "=" not in value[0]
+        and secret_name(value[0])
+        and isinstance(value[1], str)
+    ):
         return type(value)([value[0], MASK])  # an override pair: (key path, value)
     if isinstance(value, (list, tuple)):
         out, previous = [], None

@@ -40,7 +40,7 @@ def _artifact_file(recorded: str, root: Path, trust: bool, offline: OfflineRun) 
     place of a moved run folder), else the recorded path where it is inside the run folder or trusted."""
     where = recorded.rfind(STAGED)
     if where >= 0:
-        here = root / "wandb" / "staging" / recorded[where + len(STAGED):]
+        here = root / "wandb" / "staging" / recorded[where + len(STAGED) :]
         if here.is_file() and _inside(here, root):
             offline.artifacts.append(here)
             if str(here) != recorded:
@@ -87,8 +87,10 @@ def _check_record(record: Any, directory: Path, root: Path, trust: bool, offline
         artifact = record.request.log_artifact.artifact
     if artifact is not None:
         if artifact.manifest.manifest_file_path:
-            offline.problems.append(f"an artifact manifest file {artifact.manifest.manifest_file_path} is named: not sent "
-                                    "(EdnaML's runs hold their manifests in the log)")
+            offline.problems.append(
+                f"an artifact manifest file {artifact.manifest.manifest_file_path} is named: not sent "
+                "(EdnaML's runs hold their manifests in the log)"
+            )
         for entry in artifact.manifest.contents:
             if entry.local_path:
                 _artifact_file(entry.local_path, root, trust, offline)
@@ -97,7 +99,9 @@ def _check_record(record: Any, directory: Path, root: Path, trust: bool, offline
             if not _inside(directory / "files" / item.path, root):
                 offline.problems.append(f"file {item.path!r} of the W&B log leads outside the run folder")
     elif kind == "tbrecord":
-        offline.problems.append(f"a TensorBoard folder {record.tbrecord.log_dir} is named: not sent (EdnaML's runs have none)")
+        offline.problems.append(
+            f"a TensorBoard folder {record.tbrecord.log_dir} is named: not sent (EdnaML's runs have none)"
+        )
 
 
 def sync_plan(run: Path, trust: bool = False) -> list[OfflineRun]:

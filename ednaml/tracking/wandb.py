@@ -7,8 +7,9 @@ import json
 import netrc
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 from ednaml.errors import Problem
@@ -34,17 +35,23 @@ def login_problem(config: dict[str, Any]) -> Problem | None:
     except (OSError, netrc.NetrcParseError):
         pass
     source = " (from the WANDB_MODE environment variable)" if os.environ.get("WANDB_MODE") else ""
-    return Problem(("LOGGING", "WANDB_MODE"), f"{mode!r}{source} needs a W&B login and none was found (no WANDB_API_KEY, "
-                   f"no {host} entry in ~/.netrc): run `wandb login`, or set WANDB_MODE=offline to log locally "
-                   "and `wandb sync` the run later")
+    return Problem(
+        ("LOGGING", "WANDB_MODE"),
+        f"{mode!r}{source} needs a W&B login and none was found (no WANDB_API_KEY, "
+        f"no {host} entry in ~/.netrc): run `wandb login`, or set WANDB_MODE=offline to log locally "
+        "and `wandb sync` the run later",
+    )
 
 
 def wandb_directories(run: RunFolder) -> dict[str, str]:
     """W&B's cache, artifact staging and download directories, inside the run folder: a run writes nothing
     under the home directory, and the run folder holds everything of its W&B run."""
     root = run.path / "wandb"
-    return {"WANDB_CACHE_DIR": str(root / "cache"), "WANDB_DATA_DIR": str(root / "staging"),
-            "WANDB_ARTIFACT_DIR": str(root / "artifacts")}  # not WANDB_CONFIG_DIR: the user's W&B settings are read there
+    return {
+        "WANDB_CACHE_DIR": str(root / "cache"),
+        "WANDB_DATA_DIR": str(root / "staging"),
+        "WANDB_ARTIFACT_DIR": str(root / "artifacts"),
+    }  # not WANDB_CONFIG_DIR: the user's W&B settings are read there
 
 
 def layout(run: RunFolder, config: dict[str, Any], stage: str, source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -54,20 +61,36 @@ def layout(run: RunFolder, config: dict[str, Any], stage: str, source: dict[str,
     save, logging_cfg = config["SAVE"], config["LOGGING"]
     from ednaml.adapters.trainer import debug_settings
 
-    tags = [f"model:{config['MODEL']['MODEL_ARCH']}", f"backbone:{save['MODEL_BACKBONE']}", f"qualifier:{save['MODEL_QUALIFIER']}",
-            f"data:{config['EXECUTION']['DATAREADER']['DATAREADER']}", f"stage:{stage}"]
+    tags = [
+        f"model:{config['MODEL']['MODEL_ARCH']}",
+        f"backbone:{save['MODEL_BACKBONE']}",
+        f"qualifier:{save['MODEL_QUALIFIER']}",
+        f"data:{config['EXECUTION']['DATAREADER']['DATAREADER']}",
+        f"stage:{stage}",
+    ]
     tags += [str(tag) for tag in logging_cfg["WANDB_TAGS"]] + (["debug"] if debug_settings(config["trainer"]) else [])
     chosen = {
         "project": logging_cfg["WANDB_PROJECT"] or str(save["MODEL_CORE_NAME"]),
         "group": logging_cfg["WANDB_GROUP"] or (source or {}).get("wandb", {}).get("group") or run.experiment,
         "job_type": stage,
-        "name": logging_cfg["WANDB_NAME"] or f"{save['MODEL_BACKBONE']}-{save['MODEL_QUALIFIER']}-{run.run_id.rsplit('-', 1)[-1][:6]}",
+        "name": logging_cfg["WANDB_NAME"]
+        or f"{save['MODEL_BACKBONE']}-{save['MODEL_QUALIFIER']}-{run.run_id.rsplit('-', 1)[-1][:6]}",
         "tags": [tag[:64] for tag in dict.fromkeys(tags)],  # W&B's limit on a tag
-        "notes": logging_cfg["WANDB_NOTES"] or (f"{stage} of run {source['run_id']} (its {source['checkpoint']}, step {source['global_step']})"
-                                                if source else None),
+        "notes": logging_cfg["WANDB_NOTES"]
+        or (
+            f"{stage} of run {source['run_id']} (its {source['checkpoint']}, step {source['global_step']})"
+            if source
+            else None
+        ),
     }
-    environment = {"project": "WANDB_PROJECT", "group": "WANDB_RUN_GROUP", "job_type": "WANDB_JOB_TYPE", "name": "WANDB_NAME",
-                   "tags": "WANDB_TAGS", "notes": "WANDB_NOTES"}
+    environment = {
+        "project": "WANDB_PROJECT",
+        "group": "WANDB_RUN_GROUP",
+        "job_type": "WANDB_JOB_TYPE",
+        "name": "WANDB_NAME",
+        "tags": "WANDB_TAGS",
+        "notes": "WANDB_NOTES",
+    }
     return {key: value for key, value in chosen.items() if not os.environ.get(environment[key])}
 
 
@@ -105,8 +128,12 @@ def record_summary(logger: Any, summary: dict[str, Any]) -> None:
     baseline, the checkpoints and the time spent."""
     if logger is None:
         return
-    keep = {"status": summary.get("status"), "elapsed_seconds": summary.get("elapsed_seconds"),
-            "checkpoints": summary.get("checkpoints") or {}, "majority_baseline": summary.get("majority_baseline") or {}}
+    keep = {
+        "status": summary.get("status"),
+        "elapsed_seconds": summary.get("elapsed_seconds"),
+        "checkpoints": summary.get("checkpoints") or {},
+        "majority_baseline": summary.get("majority_baseline") or {},
+    }
     keep.update({k: v for k, v in (summary.get("final") or {}).items() if k.startswith("test/") and v is not None})
     keep["best"] = summary.get("best") or {}  # each validation value's best with its epoch and step
     if summary.get("error"):
@@ -133,8 +160,9 @@ def without_pandas() -> Iterator[None]:
             util.pd_available = available
 
 
-def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None,
-                 stage: str = "fit") -> tuple[Any, dict[str, Any]]:
+def wandb_logger(
+    run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None, stage: str = "fit"
+) -> tuple[Any, dict[str, Any]]:
     """A Lightning WandbLogger writing under the run folder, and what summary.json records of it. Its W&B run
     id is the run id: a resumed run's process continues that W&B run (its rows after the earlier
     processes', see continue_steps; `ednaml sync` sends them oldest first). Its config is the resolved config, nested, with the list
@@ -155,17 +183,39 @@ def wandb_logger(run: RunFolder, config: dict[str, Any], provenance: dict[str, A
     source = (provenance or {}).get("source")
     where = scrub(layout(run, config, stage, source))  # the notes, name and tags as the config records them
     # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
-    settings = wandb.Settings(mode=mode, console="off", disable_git=True, disable_code=True, save_code=False,
-                              x_disable_meta=True, x_disable_stats=True, x_save_requirements=False)
-    logger = WandbLogger(save_dir=str(run.path), id=run.run_id, entity=logging_cfg["WANDB_ENTITY"], log_model=logging_cfg["WANDB_LOG_MODEL"],
-                         config=scrub({**config, **flat_config(config), "provenance": provenance} | ({"source_run": source} if source else {})),
-                         settings=settings, **where)
+    settings = wandb.Settings(
+        mode=mode,
+        console="off",
+        disable_git=True,
+        disable_code=True,
+        save_code=False,
+        x_disable_meta=True,
+        x_disable_stats=True,
+        x_save_requirements=False,
+    )
+    logger = WandbLogger(
+        save_dir=str(run.path),
+        id=run.run_id,
+        entity=logging_cfg["WANDB_ENTITY"],
+        log_model=logging_cfg["WANDB_LOG_MODEL"],
+        config=scrub(
+            {**config, **flat_config(config), "provenance": provenance} | ({"source_run": source} if source else {})
+        ),
+        settings=settings,
+        **where,
+    )
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
     if "project" not in where:  # Lightning passes its own default project; W&B's variable is meant to win
         logger._wandb_init.pop("project", None)
-    info: dict[str, Any] = {"id": run.run_id, "mode": mode, "dir": str(Path(logger.experiment.dir).parent),
-                            **{k: where.get(k) or os.environ.get(v) for k, v in
-                               (("project", "WANDB_PROJECT"), ("group", "WANDB_RUN_GROUP"), ("name", "WANDB_NAME"))}}
+    info: dict[str, Any] = {
+        "id": run.run_id,
+        "mode": mode,
+        "dir": str(Path(logger.experiment.dir).parent),
+        **{
+            k: where.get(k) or os.environ.get(v)
+            for k, v in (("project", "WANDB_PROJECT"), ("group", "WANDB_RUN_GROUP"), ("name", "WANDB_NAME"))
+        },
+    }
     return logger, info
 
 
@@ -201,8 +251,9 @@ def log_run_record(logger: Any, run: RunFolder) -> None:
         return
     import wandb
 
-    artifact = wandb.Artifact(f"run-{run.run_id}-record", type="run-record",
-                              description="the resolved config and provenance of this run")
+    artifact = wandb.Artifact(
+        f"run-{run.run_id}-record", type="run-record", description="the resolved config and provenance of this run"
+    )
     for name in ("config.yaml", "provenance.json"):
         if (run.path / name).exists():
             artifact.add_file(str(run.path / name))
@@ -222,12 +273,19 @@ def complete_offline(directory: str | None) -> None:
 
     files = Path(directory) / "files"
     files.mkdir(exist_ok=True)
-    write_atomic(files / "config.yaml", yaml.safe_dump({key: {"value": value} for key, value in run_config(log).items()}, sort_keys=False))
+    write_atomic(
+        files / "config.yaml",
+        yaml.safe_dump({key: {"value": value} for key, value in run_config(log).items()}, sort_keys=False),
+    )
     write_atomic(files / "wandb-summary.json", json.dumps(summary_tree(log), indent=2))
 
 
 def _earlier_logs(run: RunFolder, current_dir: str | None) -> list[Path]:
-    return [p for p in sorted(run.path.glob("wandb/*run-*/run-*.wandb")) if current_dir is None or str(p.parent) != current_dir]
+    return [
+        p
+        for p in sorted(run.path.glob("wandb/*run-*/run-*.wandb"))
+        if current_dir is None or str(p.parent) != current_dir
+    ]
 
 
 def continue_steps(logger: Any, run: RunFolder, current_dir: str | None) -> int:

@@ -12,8 +12,9 @@ import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 BLOCK = 32 * 1024
 RECORD_HEADER = 7  # crc32 (4), length (2), type (1)
@@ -38,8 +39,8 @@ def payloads(path: Path) -> tuple[bytes, list[bytes]]:
         if left < RECORD_HEADER:  # block trailer padding
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + RECORD_HEADER])
-        chunk = data[pos + RECORD_HEADER:pos + RECORD_HEADER + length]
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + RECORD_HEADER])
+        chunk = data[pos + RECORD_HEADER : pos + RECORD_HEADER + length]
         if len(chunk) < length:
             break
         pos += RECORD_HEADER + length
@@ -84,14 +85,18 @@ def write_log(path: Path, header: bytes, items: list[bytes]) -> None:
             if left < RECORD_HEADER:
                 out += bytes(left)
                 left = BLOCK
-            fragment, payload = payload[:left - RECORD_HEADER], payload[left - RECORD_HEADER:]
+            fragment, payload = payload[: left - RECORD_HEADER], payload[left - RECORD_HEADER :]
             kind = (FULL if not payload else FIRST) if first else (LAST if not payload else MIDDLE)
-            out += struct.pack("<IHB", zlib.crc32(fragment, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF, len(fragment), kind)
+            out += struct.pack(
+                "<IHB", zlib.crc32(fragment, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF, len(fragment), kind
+            )
             out += fragment
             first = False
             if not payload:
                 break
-    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file: no link planted there is followed
+    handle, staging = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}."
+    )  # a new file: no link planted there is followed
     try:
         with os.fdopen(handle, "wb") as out_file:
             out_file.write(out)
@@ -120,8 +125,15 @@ def run_info(path: Path) -> dict[str, Any]:
     for record in records(path):
         if record.WhichOneof("record_type") == "run":
             run = record.run
-            info = {"project": run.project, "group": run.run_group, "job_type": run.job_type, "name": run.display_name,
-                    "tags": list(run.tags), "notes": run.notes, "id": run.run_id}
+            info = {
+                "project": run.project,
+                "group": run.run_group,
+                "job_type": run.job_type,
+                "name": run.display_name,
+                "tags": list(run.tags),
+                "notes": run.notes,
+                "id": run.run_id,
+            }
     return info
 
 
@@ -172,7 +184,9 @@ def history(path: Path) -> list[dict[str, Any]]:
     rows = []
     for record in records(path):
         if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+            rows.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     return rows
 
 
