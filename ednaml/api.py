@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from ednaml.registry import Trust
     from ednaml.tracking.run_folder import RunFolder
 from ednaml.config.load import config_warning, deep_merge, normalize_legacy, noted
-from ednaml.config.migrate import default_loss_optimizers
 from ednaml.config.schema import PLACEMENT_KEYS, with_trainer_defaults
+from ednaml.migrate import default_loss_optimizers
 
 # What may change when a run is resumed: where it runs, not what it computes.
 RESUMABLE_CHANGES = {"ckpt_path", "trainer.default_root_dir", *PLACEMENT_KEYS, "trainer.enable_progress_bar"}
@@ -38,11 +38,13 @@ def prepare(
     except those the user's own `imports` stand for: the same module, or a file with the content `recorded`
     (the run's provenance: each import -> its file's SHA-256)."""
     from ednaml import registry
+    from ednaml.adapters.trainer import fill_machine_precision
     from ednaml.config.paths import anchor
-    from ednaml.config.validate import path_keys, validate
+    from ednaml.validation import path_keys, validate
 
     origins = {} if origins is None else origins
     config = resolve(files, list(overrides), dict(base) if base else None, origins, base_label)
+    fill_machine_precision(config)
     anchor(config, [("EXECUTION", "IMPORTS")], origins, files, config_warning)  # relative to the file that set it
     carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
     trust = registry.Trust.given(trusted, origins)

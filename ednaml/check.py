@@ -87,7 +87,8 @@ def check(config: dict[str, Any], trust: Trust = Trust()) -> tuple[list[str], li
             lines.append(f"  {split} batch: {shape_of(batches[split])}, {len(loader)} batches")
             if data.dropped:
                 lines.append(
-                    f"    {len(data.dropped)} sample(s) of it failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip)"
+                    f"    {len(data.dropped)} sample(s) of it failed to load and were skipped "
+                    "(EXECUTION.DATAREADER.BAD_SAMPLES: skip)"
                 )
         except Exception as err:  # noqa: BLE001
             problems += problems_from(err, ("EXECUTION", "DATAREADER"))

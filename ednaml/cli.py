@@ -72,7 +72,8 @@ usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [
        ednaml sweep --best NAME [--print_config]
        ednaml migrate OLD.yml [-o NEW.yml]
        ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
-       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--sweep NAME] [--where KEY=VALUE | METRIC>NUMBER ...] [--json]
+       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--sweep NAME] \
+[--where KEY=VALUE | METRIC>NUMBER ...] [--json]
        ednaml diff RUN_A RUN_B [--root ROOT] [--json]
        ednaml reproduce RUN [--root ROOT]
        ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run] [--trust]
@@ -216,7 +217,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
             match = re.fullmatch(r"\s*([^<>=!\s]+)\s*(>=|<=|!=|=|>|<)\s*(.*)", value)
             if not match:
                 raise UsageError(
-                    f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
+                    f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, "
+                    "e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
                     "or --where 'test/accuracy>0.9'"
                 )
             args["where"].append(match.groups())
@@ -258,29 +260,15 @@ def _trainer_help() -> str:
     return "\n".join(lines)
 
 
-# Where each kind's arguments go in a config, and the ones EdnaML passes itself.
-_ARGUMENTS = {
-    "model": [("MODEL.MODEL_KWARGS", None, ("base", "normalization"))],
-    "loss": [("LOSS[i].KWARGS[j]", None, ())],
-    "optimizer": [("OPTIMIZER[i].OPTIMIZER_KWARGS", None, ("params", "lr", "weight_decay"))],
-    "scheduler": [("SCHEDULER[i].LR_KWARGS", None, ("optimizer",))],
-    "plugin": [("MODEL_PLUGIN[i].PLUGIN_KWARGS", None, ())],
-    "trainer": [("EXECUTION.TRAINER_ARGS", None, ())],
-    "dataset": [("EXECUTION.DATAREADER.DATASET_ARGS", None, ("samples", "transform", "labels"))],
-    "datareader": [
-        ("EXECUTION.DATAREADER.CRAWLER_ARGS", "crawler", ()),
-        ("TRANSFORMATION.ARGS", "transforms", ("train",)),
-        ("EXECUTION.DATAREADER.DATASET_ARGS", "dataset", ("samples", "transform", "labels")),
-    ],
-}
-
-
 def _arguments(kind: str, obj: Any) -> list[str]:
     """The config keys a component's arguments go under, each argument with its type and default."""
     import inspect
 
     lines = []
-    for key, part, supplied in _ARGUMENTS.get(kind, [("arguments", None, ())]):
+    from ednaml import kinds
+
+    for key, part in kinds.KINDS[kind].kwargs_at or (("arguments", None),):
+        supplied = kinds.arguments(part or kind).supplied
         target = getattr(obj, part) if part else obj
         try:
             parameters = inspect.signature(target.__init__ if inspect.isclass(target) else target).parameters.values()
@@ -303,7 +291,7 @@ def _arguments(kind: str, obj: Any) -> list[str]:
 
 
 def _list(args: dict[str, Any]) -> int:
-    from ednaml import registry
+    from ednaml import kinds, registry
     from ednaml.config.load import read_yaml
     from ednaml.config.paths import anchor
 
@@ -327,13 +315,13 @@ def _list(args: dict[str, Any]) -> int:
             raise UsageError(f"--import: cannot import {err}") from None
     kind = args["positional"][0] if args["positional"] else None
     pattern = args["positional"][1] if len(args["positional"]) > 1 else "*"
-    if kind and kind not in registry.KINDS:
+    if kind and kind not in kinds.KINDS:
         if "*" in kind or kind[:1].isupper():
             kind, pattern = None, kind
         else:
             raise UsageError(
                 f"unknown kind {kind!r}"
-                + did_you_mean(kind, registry.KINDS, f"; kinds are {', '.join(registry.KINDS)}")
+                + did_you_mean(kind, list(kinds.KINDS), f"; kinds are {', '.join(kinds.KINDS)}")
             )
     if kind and len(args["positional"]) > 1 and not any(c in pattern for c in "*?["):  # one component: its arguments
         try:
@@ -577,7 +565,7 @@ def _sweep(args: dict[str, Any]) -> int:
 def _migrate(args: dict[str, Any]) -> int:
     from pathlib import Path
 
-    from ednaml.config.migrate import migrate
+    from ednaml.migrate import migrate
 
     if len(args["positional"]) != 1:
         raise UsageError("`ednaml migrate` takes one config file: ednaml migrate OLD.yml [-o NEW.yml]")
@@ -690,7 +678,8 @@ def _report(summary: dict[str, Any]) -> None:
         say(f"ednaml: warning: {error}", file=sys.stderr)
     if skipped := summary.get("skipped_samples"):
         say(
-            f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped (EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
+            f"ednaml: warning: {skipped['samples']} sample(s) failed to load and were skipped "
+            "(EXECUTION.DATAREADER.BAD_SAMPLES: skip); "
             f"summary.json lists them",
             file=sys.stderr,
         )

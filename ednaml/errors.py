@@ -212,7 +212,8 @@ class RunFolderLink(RunFolderError):
         said = "; ".join(f"{name} is a symbolic link to {target}" for name, target in links)
         super().__init__(
             f"run folder {folder}: {said}. EdnaML writes a run's files only inside its folder and never "
-            f"through a link: replace {'it' if len(links) == 1 else 'each'} with the file or folder itself, or remove it"
+            f"through a link: replace {'it' if len(links) == 1 else 'each'} with the file or folder itself, "
+            "or remove it"
         )
 
 

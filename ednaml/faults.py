@@ -10,10 +10,14 @@ def explain(err: BaseException, batch_size: int | None = None, where: str = "") 
     text = str(err)
     if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
         hint = f"; try TRANSFORMATION.BATCH_SIZE {max(1, batch_size // 2)}" if batch_size else ""
-        return f"TRANSFORMATION.BATCH_SIZE {batch_size}: a batch does not fit in memory{(' on ' + where) if where else ''}{hint} (or trainer.precision bf16-mixed)"
+        return (
+            f"TRANSFORMATION.BATCH_SIZE {batch_size}: a batch does not fit in memory"
+            f"{(' on ' + where) if where else ''}{hint} (or trainer.precision bf16-mixed)"
+        )
     if "Expected more than 1 value per channel when training" in text:
         return (
-            "a training batch of 1 sample reached a batch norm layer, which needs 2 or more: the training split leaves 1 "
+            "a training batch of 1 sample reached a batch norm layer, which needs 2 or more: "
+            "the training split leaves 1 "
             f"sample over TRANSFORMATION.BATCH_SIZE {batch_size} for the last batch of an epoch; set "
             "EXECUTION.DATAREADER.DATALOADER_ARGS.drop_last: true, or another BATCH_SIZE"
         )

@@ -10,102 +10,25 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from ednaml import kinds
 from ednaml.errors import did_you_mean
+from ednaml.kinds import Kind, Trust  # noqa: F401 - Trust: registry.get's trusted, for its callers
 
 ENTRY_POINT_GROUP = "ednaml.components"
 
-# kind -> the modules whose @register decorators define its built-ins; imported only when the kind is
-# first asked for. `ednaml list` reads their source instead (see `declared`), so it never pays for torch.
-_BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "datareader": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video", "ednaml.data.ecosystem"),
-    "dataset": ("ednaml.data.readers", "ednaml.data.text", "ednaml.data.video", "ednaml.data.ecosystem"),
-    "model": (
-        "ednaml.models.classification",
-        "ednaml.models.multi",
-        "ednaml.models.text",
-        "ednaml.models.video",
-        "ednaml.models.backbones",
-    ),
-    "model_builder": ("ednaml.models.builders",),
-    "trainer": ("ednaml.steps.classification",),
-    "loss": ("ednaml.losses.classification", "ednaml.losses.metric_learning"),
-    "optimizer": ("ednaml.optim.optimizers",),
-    "optimizer_builder": ("ednaml.optim.optimizers",),
-    "scheduler": ("ednaml.optim.schedulers",),
-    "metric": ("ednaml.metrics",),
-    "plugin": ("ednaml.plugins.builtin",),
-    "deployment": ("ednaml.deploy.classification",),
-}
-# kind -> the torch module whose public classes (its __all__) the kind also resolves
-_TORCH_MODULES = {"optimizer": "torch.optim", "scheduler": "torch.optim.lr_scheduler"}
-KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
-
-
-class LightningKind(NamedTuple):
-    """A kind the `trainer:` section names (LightningCLI's `class_path` form)."""
-
-    key: str  # the trainer key
-    words: bool  # whether a plain word there is one of Lightning's settings ("ddp", "simple"), not a class
-    bases: tuple[str, ...]  # what a class there must derive from
-    modules: tuple[str, ...]  # the Lightning modules whose public classes any config may name, a checkpoint's too
-
-
-LIGHTNING_KINDS: dict[str, LightningKind] = {
-    "callback": LightningKind(
-        "callbacks", False, ("lightning.pytorch.callbacks.Callback",), ("lightning.pytorch.callbacks",)
-    ),
-    "logger": LightningKind("logger", False, ("lightning.pytorch.loggers.Logger",), ("lightning.pytorch.loggers",)),
-    "strategy": LightningKind(
-        "strategy", True, ("lightning.pytorch.strategies.Strategy",), ("lightning.pytorch.strategies",)
-    ),
-    "accelerator": LightningKind(
-        "accelerator", True, ("lightning.pytorch.accelerators.Accelerator",), ("lightning.pytorch.accelerators",)
-    ),
-    "profiler": LightningKind(
-        "profiler", True, ("lightning.pytorch.profilers.Profiler",), ("lightning.pytorch.profilers",)
-    ),
-    "lightning_plugin": LightningKind(
-        "plugins",
-        True,
-        (
-            "lightning.pytorch.plugins.Precision",
-            "lightning.pytorch.plugins.CheckpointIO",
-            "lightning.pytorch.plugins.LayerSync",
-            "lightning.fabric.plugins.ClusterEnvironment",
-        ),
-        ("lightning.pytorch.plugins", "lightning.fabric.plugins.environments"),
-    ),
-}
-
-_components: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+# kind -> {name: component} of what is registered; a kind's built-ins (its Kind.builtins) are imported only
+# when the kind is first asked for. `ednaml list` reads their source instead (see `declared`), so it never
+# pays for torch.
+_components: dict[str, dict[str, Any]] = {}
 _loaded_kinds: set[str] = set()
 _entry_points_loaded = False
 
 
 class RegistryError(LookupError):
     """A component name that does not resolve."""
-
-
-@dataclass(frozen=True)
-class Trust:
-    """How far a config may name code: all of it (`whole`: the user's own files), or only the key paths the
-    user typed on the command line (`typed`), as for a config a checkpoint or run folder carries."""
-
-    whole: bool = True
-    typed: frozenset[tuple] = frozenset()
-
-    @classmethod
-    def given(cls, trusted: bool, origins: Mapping[tuple, str] | None = None) -> Trust:
-        """The trust of a config that is `trusted` or not, its flags (origins that start with `-`) the user's own."""
-        return cls(trusted, frozenset(path for path, origin in (origins or {}).items() if str(origin).startswith("-")))
-
-    def of(self, path: tuple) -> bool:
-        """Whether the value at `path` may name code."""
-        return self.whole or any(path[:n] in self.typed for n in range(1, len(path) + 1))
 
 
 def untrusted_message(name: str, what: str) -> str:
@@ -115,28 +38,65 @@ def untrusted_message(name: str, what: str) -> str:
     )
 
 
-def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
-    """Register a class or function under `name` (default: its own name) for `kind`."""
-    if kind not in _components:
-        raise ValueError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+def kind_of(kind: str) -> Kind:
+    """The declaration of `kind` (ednaml/kinds.py); an unknown kind raises RegistryError naming the kinds."""
+    if kind not in kinds.KINDS:
+        raise RegistryError(
+            f"unknown component kind {kind!r}"
+            + did_you_mean(kind, list(kinds.KINDS), f"; kinds are {', '.join(kinds.KINDS)}")
+        )
+    return kinds.KINDS[kind]
+
+
+def register(kind: str, name: str | None = None, *, override: bool = False) -> Callable[[Any], Any]:
+    """Register a class or function under `name` (default: its own name) for `kind`.
+
+    A name the kind already resolves (a built-in, torch's or another registration) is refused, unless
+    `override=True` says the new component is meant to replace it."""
+    declaration = kind_of(kind)
+    if not declaration.registered:
+        raise RegistryError(
+            f"{kind} components are Lightning's classes, named under trainer.{declaration.trainer_key} by their "
+            "dotted path; nothing is registered for them"
+        )
 
     def decorator(obj: Any) -> Any:
-        _components[kind][name or obj.__name__] = obj
+        key = name or obj.__name__
+        if getattr(obj, "__module__", None) not in declaration.builtins:
+            _load_builtins(kind)  # a user's component meets the built-ins it could shadow
+        existing = _components.setdefault(kind, {}).get(key, _public(kind).get(key))
+        if existing is not None and not override and _identity(existing) != _identity(obj):
+            raise RegistryError(
+                f"{declaration.label} {key!r} is already {_identity(existing)}; {_where(obj)} registers "
+                f"{_identity(obj)} under the same name: choose another name, or register it with "
+                f"override=True to replace it"
+            )
+        _components[kind][key] = obj
         return obj
 
     return decorator
 
 
+def _identity(obj: Any) -> str:
+    """A component as a name: module and qualified name (the same class imported twice is one component)."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _where(obj: Any) -> str:
+    source = getattr(sys.modules.get(getattr(obj, "__module__", "")), "__file__", None)
+    return f"{source}" if source else "a component"
+
+
 class _Registrar:
     """`@ednaml.register.loss("CenterLoss")` — one attribute per kind."""
 
-    def __call__(self, kind: str, name: str | None = None) -> Callable[[Any], Any]:
-        return register(kind, name)
+    def __call__(self, kind: str, name: str | None = None, *, override: bool = False) -> Callable[[Any], Any]:
+        return register(kind, name, override=override)
 
     def __getattr__(self, kind: str) -> Callable[..., Callable[[Any], Any]]:
-        if kind not in _components:
-            raise AttributeError(f"no component kind {kind!r}; kinds are {', '.join(KINDS)}")
-        return lambda name=None: register(kind, name)
+        if kind not in kinds.registered():
+            raise AttributeError(f"no component kind {kind!r}; kinds are {', '.join(kinds.registered())}")
+        return lambda name=None, *, override=False: register(kind, name, override=override)
 
 
 registrar = _Registrar()
@@ -145,7 +105,7 @@ registrar = _Registrar()
 def _load_builtins(kind: str) -> None:
     if kind not in _loaded_kinds:
         _loaded_kinds.add(kind)
-        for module in _BUILTIN_MODULES[kind]:
+        for module in kind_of(kind).builtins:
             importlib.import_module(module)
     _load_entry_points()
 
@@ -193,6 +153,9 @@ def import_sources(sources: Iterable[str], trusted: bool = True) -> list[str]:
             sys.path.insert(0, str(path.parent.resolve()))
             try:
                 spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]  # a file that failed is imported afresh when it is given again
+                raise
             finally:
                 sys.path.remove(str(path.parent.resolve()))
         else:
@@ -220,139 +183,79 @@ def _import_dotted(path: str) -> Any:
         return None
 
 
-def _fallback(kind: str, name: str) -> Any:
-    """Names that resolve outside the registry: every torch.optim and lr_scheduler class."""
-    if kind == "optimizer":
-        import torch.optim
+def _public(kind: str) -> dict[str, Any]:
+    """`{name: class}` of the public classes of `kind`'s `public` modules (their `__all__`) that derive from its
+    bases, by short and by dotted name: every torch.optim optimizer, every Lightning callback."""
+    declaration = kind_of(kind)
+    if not declaration.public:
+        return {}
+    if kind not in _public_classes:
+        bases = _bases(kind)
+        found: dict[str, Any] = {}
+        for module_name in declaration.public:
+            module = importlib.import_module(module_name)
+            for attr in getattr(module, "__all__", ()):
+                obj = getattr(module, attr, None)
+                if inspect.isclass(obj) and issubclass(obj, bases):
+                    for spelling in (attr, f"{module_name}.{attr}", f"{obj.__module__}.{obj.__qualname__}"):
+                        found.setdefault(spelling, obj)
+        _public_classes[kind] = found
+    return _public_classes[kind]
 
-        obj = getattr(torch.optim, name, None)
-        return obj if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) else None
-    if kind == "scheduler":
-        import torch.optim.lr_scheduler as sched
 
-        obj = getattr(sched, name, None)
-        return obj if inspect.isclass(obj) and issubclass(obj, sched.LRScheduler) else None
-    return None
+_public_classes: dict[str, dict[str, Any]] = {}
 
 
 def names(kind: str) -> list[str]:
-    """Every name `kind` resolves, built-ins and registered ones, sorted."""
-    _load_builtins(kind)
-    found = set(_components[kind])
-    if kind == "optimizer":
-        import torch.optim
-
-        found |= {n for n in dir(torch.optim) if _fallback(kind, n) is not None}
-    if kind == "scheduler":
-        import torch.optim.lr_scheduler as sched
-
-        found |= {n for n in dir(sched) if not n.startswith("_") and _fallback(kind, n) is not None}
-    return sorted(found)
+    """Every name `kind` resolves without a dotted path, built-ins and registered ones, sorted."""
+    if kind_of(kind).registered:
+        _load_builtins(kind)
+    return sorted(set(_components.get(kind, {})) | {n for n in _public(kind) if "." not in n})
 
 
-def _kind_bases(kind: str) -> tuple[type, ...]:
+def _bases(kind: str) -> tuple[type, ...]:
     """The classes a component of `kind` named by a dotted path must derive from (none: register it instead)."""
-    import torch
-
-    if kind in ("model", "loss"):
-        return (torch.nn.Module,)
-    if kind == "optimizer":
-        return (torch.optim.Optimizer,)
-    if kind == "scheduler":
-        return (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    if kind == "dataset":
-        return (torch.utils.data.Dataset,)
-    if kind == "datareader":
-        from ednaml.data.base import DataReader
-
-        return (DataReader,)
-    if kind == "trainer":
-        from ednaml.steps import StepLogic
-
-        return (StepLogic,)
-    if kind == "metric":
-        from torchmetrics import Metric
-
-        return (Metric,)
-    if kind == "deployment":
-        from ednaml.deploy import Deploy
-
-        return (Deploy,)
-    if kind == "plugin":
-        from ednaml.plugins import ModelPlugin
-
-        return (ModelPlugin,)
-    return ()
+    return tuple(_import_dotted(base) for base in kind_of(kind).bases)
 
 
 def get(kind: str, name: str, trusted: bool = True) -> Any:
-    """Resolve a component by registered name or dotted import path; raise RegistryError with a suggestion.
+    """Resolve a component by name or dotted import path; raise RegistryError with a suggestion.
 
-    Every name a config gives becomes a Python object here (the `trainer:` section's `class_path`s too, see
-    LIGHTNING_KINDS). A dotted path resolves only to a class of its kind (an nn.Module for a model, an
-    Optimizer, ...); from a config that is not `trusted` (one a checkpoint or run folder carries) it is not
-    imported at all: only registered components and Lightning's own classes are named then.
+    Every name a config gives becomes a Python object here, the `trainer:` section's `class_path`s too. The
+    order is the kind's (kinds.Kind): registered, then public, then a dotted path, which resolves only to a
+    subclass of the kind's bases (an nn.Module for a model, an Optimizer, a Lightning Callback) and from a
+    config that is not `trusted` (one a checkpoint or run folder carries) is not imported at all.
     """
-    if kind in LIGHTNING_KINDS:
-        return _lightning_class(kind, name, trusted)
-    _load_builtins(kind)
-    if name in _components[kind]:
-        return _components[kind][name]
-    obj = _fallback(kind, name)
-    if obj is None and "." in name:
-        label = kind.replace("_", " ")
-        if not trusted:
-            raise RegistryError(untrusted_message(name, f"a registered {label}"))
-        obj = _import_dotted(name)
-        bases = _kind_bases(kind)
-        if obj is not None and not (inspect.isclass(obj) and bases and issubclass(obj, bases)):
-            wanted = " or ".join(f"{b.__module__}.{b.__qualname__}" for b in bases)
-            raise RegistryError(
-                f"{name!r} is not a {label}: a dotted path must name a subclass of {wanted}"
-                if bases
-                else f"{name!r}: a {label} is found by its registered name only; register it with "
-                f"@ednaml.register.{kind} in a file given to --import"
-            )
-    if obj is None:
-        raise RegistryError(unknown_name_message(kind, name))
-    return obj
-
-
-def _lightning_public(kind: str) -> dict[str, Any]:
-    """`{name: class}` of the public classes of `kind` in Lightning's own modules, by short and dotted name."""
-    found: dict[str, Any] = {}
-    for module_name in LIGHTNING_KINDS[kind].modules:
-        module = importlib.import_module(module_name)
-        for attr in getattr(module, "__all__", ()):
-            obj = getattr(module, attr, None)
-            if inspect.isclass(obj):
-                for spelling in (attr, f"{module_name}.{attr}", f"{obj.__module__}.{obj.__qualname__}"):
-                    found.setdefault(spelling, obj)
-    return found
-
-
-def _lightning_class(kind: str, name: str, trusted: bool) -> Any:
-    """A `trainer:` section's class by name: Lightning's own by short or dotted name; any other dotted path
-    only where `trusted`, and then only a subclass of the kind's Lightning base."""
-    label = kind.replace("lightning_", "Lightning ").replace("_", " ")
-    public = _lightning_public(kind)
+    declaration = kind_of(kind)
+    if declaration.registered:
+        _load_builtins(kind)
+        if name in _components.get(kind, {}):
+            return _components[kind][name]
+    public = _public(kind)
     if name in public:
         return public[name]
     if "." not in name:
-        shown = sorted(n for n in public if "." not in n)
-        raise RegistryError(
-            f"{name!r} is not one of Lightning's {label}s" + did_you_mean(name, shown, f"; they are {', '.join(shown)}")
-        )
+        raise RegistryError(unknown_name_message(kind, name))
+    what = (
+        f"a registered {declaration.label}"
+        if declaration.registered
+        else f"one of Lightning's own {declaration.label}s"
+    )
     if not trusted:
-        raise RegistryError(untrusted_message(name, f"one of Lightning's own {label}s"))
-    bases = tuple(_import_dotted(base) for base in LIGHTNING_KINDS[kind].bases)
+        raise RegistryError(untrusted_message(name, what))
     obj = _import_dotted(name)
     if obj is None:
-        raise RegistryError(f"{name!r} cannot be imported")
-    if not (inspect.isclass(obj) and issubclass(obj, bases)):
         raise RegistryError(
-            f"{name!r} is not a {label}: it must be a subclass of " + " or ".join(LIGHTNING_KINDS[kind].bases)
+            unknown_name_message(kind, name) if declaration.registered else f"{name!r} cannot be imported"
         )
+    if not (bases := _bases(kind)):
+        raise RegistryError(
+            f"{name!r}: {declaration.a} is found by its registered name only; register it with "
+            f"@ednaml.register.{kind} in a file given to --import"
+        )
+    if not (inspect.isclass(obj) and issubclass(obj, bases)):
+        wanted = " or ".join(declaration.bases)
+        raise RegistryError(f"{name!r} is not {declaration.a}: a dotted path must name a subclass of {wanted}")
     return obj
 
 
@@ -376,9 +279,27 @@ def unknown_name_message(kind: str, name: str) -> str:
 
     if isinstance(name, str) and (outside := outside_message(kind, name)):  # the original's, not a misspelling
         return outside
-    return f"{name!r} is not a known {kind.replace('_', ' ')}" + did_you_mean(
+    return f"{name!r} is not a known {kind_of(kind).label}" + did_you_mean(
         name, names(kind), f" (see `ednaml list {kind}`)"
     )
+
+
+def kinds_table() -> str:
+    """The kinds as a markdown table (docs/components.md holds it): each kind, what it is, the config keys that
+    name one (the schema's marks, or the `trainer:` key), what a class named by a dotted path derives from."""
+    from ednaml.config.schema import component_keys
+
+    def format_path(path: tuple) -> str:
+        indices = iter("ij")
+        return "".join(f"[{next(indices)}]" if part == "*" else f".{part}" for part in path).lstrip(".")
+
+    named = component_keys()
+    rows = ["| kind | what it is | named by | a dotted path names a subclass of |", "|---|---|---|---|"]
+    for name, kind in kinds.KINDS.items():
+        keys = [f"trainer.{kind.trainer_key}"] if kind.trainer_key else [format_path(k) for k in named.get(name, [])]
+        bases = " or ".join(f"`{b}`" for b in kind.bases) or "(registered names only)"
+        rows.append(f"| `{name}` | {kind.doc} | {', '.join(f'`{k}`' for k in keys)} | {bases} |")
+    return "\n".join(rows)
 
 
 def describe(obj: Any) -> str:
@@ -393,21 +314,19 @@ def catalogue(kind: str | None = None, pattern: str = "*") -> dict[str, list[tup
     components registered at run time or by installed packages are imported and described as well.
     """
     _load_entry_points()
-    kinds = [kind] if kind else list(KINDS)
     listing = {}
-    for k in kinds:
+    for k in [kind] if kind else list(kinds.KINDS):
         rows = dict(declared(k))
-        rows.update((n, describe(obj)) for n, obj in _components[k].items())
+        rows.update((n, describe(obj)) for n, obj in _components.get(k, {}).items())
         listing[k] = sorted((n, d) for n, d in rows.items() if fnmatch.fnmatchcase(n, pattern))
     return listing
 
 
 def declared(kind: str) -> list[tuple[str, str]]:
     """(name, first docstring line) of every built-in of `kind`, read from source, nothing imported."""
-    rows = [(name, doc) for module in _BUILTIN_MODULES[kind] for k, name, doc in _registrations(module) if k == kind]
-    if kind in _TORCH_MODULES:
-        rows += [(name, f"{_TORCH_MODULES[kind]}.{name}") for name in _torch_public(_TORCH_MODULES[kind])]
-    return rows
+    declaration = kind_of(kind)
+    rows = [(name, doc) for module in declaration.builtins for k, name, doc in _registrations(module) if k == kind]
+    return rows + [(name, f"{module}.{name}") for module in declaration.public for name in _public_names(module)]
 
 
 def _source(module: str) -> Path:
@@ -433,8 +352,8 @@ def _registrations(module: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def _torch_public(module: str) -> list[str]:
-    """The classes a torch module exports (the capitalised names of its literal __all__)."""
+def _public_names(module: str) -> list[str]:
+    """The classes a module exports (the capitalised names of its literal __all__), read from its source."""
     for node in ast.parse(_source(module).read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
             return [name for name in ast.literal_eval(node.value) if name[:1].isupper()]

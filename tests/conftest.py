@@ -1,68 +1,11 @@
-"""Shared helpers: run the real `ednaml` command in a subprocess, find run folders."""
+"""Fixtures and hooks shared by the tests; the plain helpers and constants they import live in helpers.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-EDNAML = Path(sys.executable).parent / "ednaml"
-
-
-def _glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-GLIBC = _glibc()  # the C library ednaml.allocator tunes
-
-
-def run_ednaml(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`ednaml ARGS...` as a user would run it, W&B offline unless `env` says otherwise."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
-    return subprocess.run([str(EDNAML), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
-
-
-def stopped_at_a_checkpoint(
-    args: list[str], cwd: Path, pattern: str = "runs/*/*/checkpoints/*_epoch1_step25.ckpt", timeout: float = 300
-) -> tuple[subprocess.Popen, str, str]:
-    """`ednaml ARGS...` started, sent SIGTERM once a checkpoint matching `pattern` exists; the process and its
-    output once it has ended."""
-    import signal
-    import time
-
-    process = subprocess.Popen(
-        [str(EDNAML), *args],
-        cwd=cwd,
-        env={**os.environ, "WANDB_MODE": "offline"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + timeout
-    while not list(cwd.glob(pattern)):
-        assert process.poll() is None and time.time() < deadline, "the run ended first"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=timeout)
-    return process, out, err
-
-
-def run_folders(root: Path) -> list[Path]:
-    """Every <root>/<experiment>/<run_id> folder."""
-    return sorted(p for p in root.glob("*/*") if p.is_dir())
-
-
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -85,16 +28,22 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def _registry_as_it_was():
-    """Components a test registers are gone after it (built-ins it happened to load first stay)."""
-    from ednaml import registry
+    """Components and kinds a test registers or declares are gone after it (built-ins it happened to load first
+    stay)."""
+    from ednaml import kinds, registry
 
     saved = {kind: dict(found) for kind, found in registry._components.items()}
+    declared = dict(kinds.KINDS)
     yield
+    kinds.KINDS.clear()
+    kinds.KINDS.update(declared)
+    for kind in [k for k in registry._components if k not in declared]:
+        del registry._components[kind]
     for kind, found in registry._components.items():
         for name in [
             n
             for n, obj in found.items()
-            if n not in saved[kind] and getattr(obj, "__module__", None) not in registry._BUILTIN_MODULES[kind]
+            if n not in saved.get(kind, {}) and getattr(obj, "__module__", None) not in kinds.KINDS[kind].builtins
         ]:
             del found[name]
-        found.update(saved[kind])
+        found.update(saved.get(kind, {}))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GLIBC
+from helpers import GLIBC
 
 PROBE = """
 import ctypes, json

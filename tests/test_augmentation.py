@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CONFIGS
+from helpers import CONFIGS
 
 from ednaml.adapters.datamodule import EdnaDataModule, EpochSeeded
 from ednaml.config import resolve

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS
+from helpers import CONFIGS
 from PIL import Image
 from torch import nn
 

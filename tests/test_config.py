@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import CONFIGS
 
 from ednaml.config import ConfigError, ConfigWarning, dump, parse_key_path, resolve
 
@@ -185,7 +186,7 @@ def test_a_chosen_seed_is_recorded_in_the_resolved_config():
 
 
 def test_printed_config_loads_again_as_the_same_config(tmp_path):
-    source = Path(__file__).resolve().parents[1] / "configs" / "digits.yml"
+    source = CONFIGS / "digits.yml"
     first = resolve([source], [("EXECUTION.EPOCHS", "2"), ("OPTIMIZER.0.BASE_LR", "0.01")])
     printed = write(tmp_path, "printed.yml", dump(first))
     assert resolve([printed]) == first
@@ -315,7 +316,7 @@ def test_the_command_line_swaps_a_component_whatever_the_order_of_its_flags(tmp_
 
 
 def test_an_override_of_transformation_reaches_both_splits_of_a_resolved_config(tmp_path):
-    resolved = write(tmp_path, "resolved.yml", dump(resolve([Path(__file__).parent.parent / "configs" / "digits.yml"])))
+    resolved = write(tmp_path, "resolved.yml", dump(resolve([CONFIGS / "digits.yml"])))
     cfg = resolve([resolved], [("TRANSFORMATION.BATCH_SIZE", "32"), ("TRANSFORMATION.ARGS.i_shape", "[16, 16]")])
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):
         assert cfg[section]["BATCH_SIZE"] == 32 and cfg[section]["ARGS"]["i_shape"] == [16, 16], section
@@ -325,9 +326,7 @@ def test_an_override_of_transformation_reaches_both_splits_of_a_resolved_config(
         16,
         64,
     )
-    assert resolve([resolved]) == resolve(
-        [Path(__file__).parent.parent / "configs" / "digits.yml"]
-    )  # still the same config
+    assert resolve([resolved]) == resolve([CONFIGS / "digits.yml"])  # still the same config
 
 
 # ---- where each value came from ----

@@ -7,7 +7,7 @@ import csv
 import json
 
 import pytest
-from conftest import CONFIGS, run_ednaml, run_folders, summary
+from helpers import CONFIGS, run_ednaml, run_folders, summary
 
 from ednaml.tracking import wandb_log
 from ednaml.tracking.browse import Side, diff, format_diff
@@ -126,8 +126,8 @@ def test_diff_names_the_process_and_thread_counts_first_and_not_float32_noise():
     )
     shown = format_diff(diff(a, b))
     assert (
-        'machine: differs\n  processes: 1 -> 2\n  torch_threads: 2 -> 1\n  thread_settings: {} -> {"OMP_NUM_THREADS": "1"}'
-        in shown
+        "machine: differs\n  processes: 1 -> 2\n  torch_threads: 2 -> 1\n"
+        '  thread_settings: {} -> {"OMP_NUM_THREADS": "1"}' in shown
     )
     assert "final metrics: same" in shown and "cpus" not in shown
     c = _side(

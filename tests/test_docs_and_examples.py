@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONFIGS, ROOT, run_ednaml, run_folders, summary
+from helpers import CONFIGS, ROOT, run_ednaml, run_folders, summary
 
 from ednaml.config.schema import LIGHTNING_KEYS, SCHEMA, ListOf, Section
 

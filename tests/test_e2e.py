@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import yaml
-from conftest import CONFIGS, run_ednaml, run_folders, summary
+from helpers import CONFIGS, run_ednaml, run_folders, summary
 
 from ednaml.tracking import wandb_log as wandb_records
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, run_ednaml, run_folders, summary
+from helpers import CONFIGS, run_ednaml, run_folders, summary
 
 from ednaml.errors import DataError
 
@@ -282,7 +282,7 @@ def peak_memory_of_ednaml(args: list[str], cwd: Path) -> tuple[int, int]:
     """`ednaml ARGS...` run to its end: its exit status and its own peak resident memory in bytes."""
     import os
 
-    from conftest import EDNAML
+    from helpers import EDNAML
 
     from bench.peak import wait_for_peak
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, summary
+from helpers import CONFIGS, EDNAML, run_ednaml, run_folders, summary
 
 pytestmark = pytest.mark.e2e
 QUIET = ["--trainer.enable_progress_bar", "false"]

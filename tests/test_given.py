@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import CONFIGS, run_ednaml, run_folders
+from helpers import CONFIGS, run_ednaml, run_folders
 from torch import nn
 
 from ednaml import EdnaML

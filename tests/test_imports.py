@@ -4,6 +4,7 @@ later inside a function (imports for type checkers only aside)."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import ednaml
@@ -52,3 +53,40 @@ def test_no_module_imports_one_that_imports_it_back():
 
     cycles = sorted(name for name in edges if name in reaches(name))
     assert cycles == []
+
+
+# What config/ may import: itself and the modules below it (errors, kinds), the standard library and YAML.
+CONFIG_MAY_IMPORT = {"ednaml.config", "ednaml.errors", "ednaml.kinds"}
+
+
+def _imports_anywhere(path: Path) -> list[str]:
+    """Every module a file imports, at the top, inside a function or for type checkers alike."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names if node.module == "ednaml"]
+    return found
+
+
+def test_config_is_plain_data_it_imports_no_torch_lightning_or_a_layer_above_it():
+    files = sorted((PACKAGE / "config").rglob("*.py"))
+    assert len(files) >= 8
+    wrong = []
+    for path in files:
+        for module in _imports_anywhere(path):
+            top = module.partition(".")[0]
+            if top == "ednaml":
+                ok = module == "ednaml" or any(module == m or module.startswith(m + ".") for m in CONFIG_MAY_IMPORT)
+            else:
+                ok = top in sys.stdlib_module_names or top == "yaml"
+            if not ok:
+                wrong.append(f"{path.relative_to(PACKAGE)}: {module}")
+    assert wrong == []
+
+
+def test_the_layer_rule_catches_an_import_inside_a_function(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    import torch\n    from ednaml import registry\n")
+    assert _imports_anywhere(planted) == ["torch", "ednaml", "ednaml.registry"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_ednaml, run_folders
+from helpers import run_ednaml, run_folders
 
 ORIGINAL = Path(__file__).parent / "legacy_configs" / "digits-original-style.yml"
 NOTES = [
@@ -68,7 +68,8 @@ def test_the_originals_projects_components_are_named_as_such_not_misspellings(tm
     result = run_ednaml("check", "--config", str(config), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
-        "EXECUTION.TRAINER: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, and is not part of EdnaML: "
+        "EXECUTION.TRAINER: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, "
+        "and is not part of EdnaML: "
         "register it with IMPORTS" in result.stderr
     )
     assert "MODEL.MODEL_ARCH: 'Resnet' is the original's re-identification ResNet" in result.stderr

@@ -1,4 +1,5 @@
-"""Every loss in the catalogue gives its reference value on a fixed batch and decreases when it trains a small model on real data."""
+"""Every loss in the catalogue gives its reference value on a fixed batch and decreases when it trains a small model
+on real data."""
 
 from __future__ import annotations
 

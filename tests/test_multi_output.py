@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import CONFIGS, run_ednaml, run_folders, summary
+from helpers import CONFIGS, run_ednaml, run_folders, summary
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS
+from helpers import CONFIGS
 from torch import nn
 
 from ednaml import EdnaML
@@ -238,7 +238,7 @@ def test_the_logged_learning_rate_of_every_step_is_warmup_then_cosine_by_hand_wi
     import csv
     import math
 
-    from conftest import run_ednaml, run_folders
+    from helpers import run_ednaml, run_folders
 
     base, start, warmup, horizon = 0.01, 0.1, 3, 6
     result = run_ednaml(

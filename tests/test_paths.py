@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, run_ednaml, run_folders
+from helpers import CONFIGS, run_ednaml, run_folders
 
 from ednaml import registry
 from ednaml.config import resolve
 from ednaml.config.paths import anchor, location_arguments
-from ednaml.config.validate import path_keys
+from ednaml.validation import path_keys
 
 
 def _reader_paths() -> list[tuple[str, str, str]]:
-    """(reader, kwargs section, argument) for every path argument of every registered reader's crawler and transforms."""
+    """(reader, kwargs section, argument) for every path argument of every registered reader's crawler and
+    transforms."""
     found = []
     for name in registry.names("datareader"):
         try:

@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import CONFIGS, run_ednaml
+from helpers import CONFIGS, run_ednaml
 
 import ednaml
 from ednaml.adapters.plugins import PluginRunner
@@ -74,6 +74,7 @@ def fit(module: Any, data: Any, hooks: str, tmp_path: Any, epochs: int = 2) -> p
     return trainer
 
 
+@pytest.mark.e2e
 def test_hooks_run_in_order_and_a_plugin_learns_only_from_training_batches_of_its_warmup_epochs(tmp_path):
     data, module = module_with([{"PLUGIN_NAME": "r", "PLUGIN": "Recorder", "PLUGIN_KWARGS": {"start_epoch": -1}}])
     fit(module, data, "always", tmp_path)
@@ -94,6 +95,7 @@ def test_hooks_run_in_order_and_a_plugin_learns_only_from_training_batches_of_it
     assert module.plugins["r"].activated and int(module.plugins["r"].warmed_epochs) == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "hooks, runs", [("always", {"done", "warming"}), ("warmup", {"warming"}), ("activated", {"done"})]
 )
@@ -112,6 +114,7 @@ def test_hooks_mode_chooses_which_plugins_run(tmp_path, hooks, runs):
     )  # an activated plugin's outputs, from the latest forward
 
 
+@pytest.mark.e2e
 def test_plugin_state_travels_in_checkpoints_and_is_not_shared_between_models(tmp_path):
     entries = [
         {"PLUGIN_NAME": "k", "PLUGIN": "KMeansProxy", "PLUGIN_KWARGS": {"clusters": 4}},
@@ -208,7 +211,8 @@ def test_plugin_mistakes_name_their_key_in_check_and_fit(tmp_path):
         ("{output: parity}", "MODEL_PLUGIN[0].PLUGIN_KWARGS.output: 'parity' is not an output of the model"),
         (
             "{clustres: 3}",
-            "MODEL_PLUGIN[0].PLUGIN_KWARGS.clustres: KMeansProxy takes no argument 'clustres'; did you mean 'clusters'?",
+            "MODEL_PLUGIN[0].PLUGIN_KWARGS.clustres: KMeansProxy takes no argument 'clustres'; "
+            "did you mean 'clusters'?",
         ),
     ):
         plugins = f"[{{PLUGIN_NAME: k, PLUGIN: KMeansProxy, PLUGIN_KWARGS: {kwargs}}}]"

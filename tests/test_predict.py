@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, run_ednaml
+from helpers import CONFIGS, run_ednaml
 from PIL import Image
 from test_validation import problems
 

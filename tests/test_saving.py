@@ -10,7 +10,7 @@ from pathlib import Path
 import fsspec
 import pytest
 import torch
-from conftest import CONFIGS, run_folders
+from helpers import CONFIGS, run_folders
 
 from ednaml import EdnaML
 

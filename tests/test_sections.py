@@ -1,4 +1,5 @@
-"""Config sections: typed, read-only views generated from the schema; `registry.build` checks kwargs as validation does."""
+"""Config sections: typed, read-only views generated from the schema; `registry.build` checks kwargs as validation
+does."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import CONFIGS
+from helpers import CONFIGS
 from torch import nn
 
 from ednaml import registry
@@ -16,9 +17,9 @@ from ednaml.adapters.module import EdnaModule
 from ednaml.config import resolve
 from ednaml.config.schema import SCHEMA, Key, ListOf
 from ednaml.config.sections import FrozenDict, LossEntry, ModelSection, section_class, sections
-from ednaml.config.validate import validate
 from ednaml.errors import ConfigError
 from ednaml.optim.optimizers import build_optimizers
+from ednaml.validation import validate
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONFIGS, EDNAML, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
+from helpers import CONFIGS, EDNAML, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
 
 from ednaml.errors import ConfigError
 from ednaml.sweeps.space import read_space

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, run_ednaml, run_folders, summary
+from helpers import CONFIGS, run_ednaml, run_folders, summary
 
 from ednaml.data.text import FortunesCrawler, PolarityCrawler, TextEncoder, TextFilesCrawler, pad_batch
 from ednaml.data.video import BundledClipsCrawler, VideoTransform, sample_frames, split_in_time, windows

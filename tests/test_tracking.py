@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, EDNAML, GLIBC, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
+from helpers import CONFIGS, EDNAML, GLIBC, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
 
 from ednaml.tracking import wandb_log
 
@@ -617,9 +617,11 @@ from types import SimpleNamespace
 import wandb
 from ednaml.tracking.wandb import log_tables, record_summary
 run = wandb.init(dir=sys.argv[1], project="tables", mode="offline")
-log_tables(SimpleNamespace(experiment=run), [("pipeline", ["step", "name"], [["model", "SmallCNN"], ["loss", 1.5]]), ("empty", ["a"], [])])
+log_tables(SimpleNamespace(experiment=run), [("pipeline", ["step", "name"], [["model", "SmallCNN"], ["loss", 1.5]]), \
+("empty", ["a"], [])])
 record_summary(SimpleNamespace(experiment=run), {"status": "finished", "checkpoints": {"saved": ["a.ckpt", "b.ckpt"]},
-                                                 "final": {"test/loss": 0.25}, "best": {"val/loss": {"value": 0.2, "epoch": 1}}})
+                                                 "final": {"test/loss": 0.25}, \
+"best": {"val/loss": {"value": 0.2, "epoch": 1}}})
 print(json.dumps({"pandas": "pandas" in sys.modules, "pd_available": wandb.util.pd_available}))
 wandb.finish()
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, ROOT, run_ednaml, run_folders, summary
+from helpers import CONFIGS, ROOT, run_ednaml, run_folders, summary
 
 from ednaml.config import resolve
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import CONFIGS
+from helpers import CONFIGS
 
 LEGACY = Path(__file__).parent / "legacy_configs" / "digits-original-style.yml"
 
@@ -33,6 +34,7 @@ def python_m_ednaml(*args: str, cwd: Path, env: dict | None = None) -> subproces
     )
 
 
+@pytest.mark.e2e
 def test_python_m_ednaml_imports_nothing_from_the_working_directory_unless_pythonpath_names_it(tmp_path):
     marker = plant(tmp_path, "inspect")  # a standard module the package's own import needs
     result = python_m_ednaml("--version", cwd=tmp_path)
@@ -43,6 +45,7 @@ def test_python_m_ednaml_imports_nothing_from_the_working_directory_unless_pytho
     assert marker.exists()
 
 
+@pytest.mark.e2e
 def test_python_m_ednaml_sweep_imports_its_optuna_not_one_in_the_working_directory(tmp_path):
     marker = plant(tmp_path, "optuna")  # imported lazily, once the sweep starts
     space = tmp_path / "space.yml"
@@ -52,6 +55,7 @@ def test_python_m_ednaml_sweep_imports_its_optuna_not_one_in_the_working_directo
     assert result.returncode == 2 and "SWEEP" in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.e2e
 def test_a_sweeps_trial_process_imports_ednaml_not_a_package_of_that_name_in_the_working_directory(
     tmp_path, monkeypatch
 ):
@@ -89,7 +93,7 @@ def original_config(folder: Path, imports: list[str], replace: dict[str, str] | 
 
 
 def test_migrate_imports_none_of_the_configs_imports(tmp_path, monkeypatch):
-    from ednaml.config.migrate import migrate
+    from ednaml.migrate import migrate
 
     monkeypatch.syspath_prepend(str(tmp_path))  # importable, were anything to import them
     file_marker, module_marker = plant(tmp_path, "my_losses_for_migrate"), plant(tmp_path, "my_module_for_migrate")
@@ -100,7 +104,7 @@ def test_migrate_imports_none_of_the_configs_imports(tmp_path, monkeypatch):
 
 
 def test_migrate_imports_no_dotted_component_or_trainer_class_path(tmp_path, monkeypatch):
-    from ednaml.config.migrate import migrate
+    from ednaml.migrate import migrate
 
     monkeypatch.syspath_prepend(str(tmp_path))
     arch_marker, callback_marker = plant(tmp_path, "my_arch_for_migrate"), plant(tmp_path, "my_callback_for_migrate")
@@ -121,7 +125,7 @@ def test_migrate_imports_no_dotted_component_or_trainer_class_path(tmp_path, mon
 
 
 def test_migrate_leaves_a_component_its_imports_would_register_as_written_with_a_note(tmp_path):
-    from ednaml.config.migrate import migrate
+    from ednaml.migrate import migrate
 
     (tmp_path / "my_loss_for_migrate.py").write_text(
         "import torch\nimport ednaml\n\n\n@ednaml.register.loss('MyLossForMigrate')\nclass MyLoss(torch.nn.Module):\n"
@@ -143,6 +147,7 @@ def test_migrate_leaves_a_component_its_imports_would_register_as_written_with_a
     )  # not reported as a misspelling
 
 
+@pytest.mark.e2e
 def test_python_m_ednaml_migrate_imports_nothing(tmp_path):
     file_marker, module_marker = plant(tmp_path, "my_file_for_migrate"), plant(tmp_path, "my_module_for_migrate")
     config = original_config(tmp_path, ["my_file_for_migrate.py", "my_module_for_migrate"])

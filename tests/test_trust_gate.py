@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS
+from helpers import CONFIGS
 
-from ednaml import registry
+from ednaml import kinds, registry
 from ednaml.cli import main
 from ednaml.config import resolve
 from ednaml.config.load import set_path
@@ -56,7 +56,7 @@ def _name_keys() -> list[tuple]:
     of the `trainer:` section, and a callable inside a Lightning callback's init_args."""
     found = [path for path, _, _ in component_paths(_full_config())]
     found.append(("EXECUTION", "IMPORTS"))
-    found += [("trainer", entry.key) for entry in registry.LIGHTNING_KINDS.values()]
+    found += [("trainer", entry.trainer_key) for entry in kinds.lightning().values()]
     found.append(("trainer", "callbacks", "init_args"))
     return found
 
@@ -279,7 +279,8 @@ def test_where_a_run_is_sent_is_never_chosen_by_a_checkpoint(tmp_path, monkeypat
         ("profiler", "{class_path: SimpleProfiler, init_args: {dirpath: /tmp/elsewhere, filename: p}}"),
         (
             "strategy",
-            '{class_path: "lightning\\x2epytorch\\x2estrategies\\x2eDDPStrategy", init_args: {ddp_comm_hook: "planted\\x2ehook"}}',
+            '{class_path: "lightning\\x2epytorch\\x2estrategies\\x2eDDPStrategy", '
+            'init_args: {ddp_comm_hook: "planted\\x2ehook"}}',
         ),
         ("accelerator", "planted\\x2eThing"),
         ("plugins", ["{class_path: planted.Thing}"]),

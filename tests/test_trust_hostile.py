@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS
+from helpers import CONFIGS
 
 from ednaml.cli import main
 
@@ -70,8 +70,8 @@ def test_a_decompression_bomb_png_is_named_as_a_bad_image(workdir, capsys, comma
     )
     assert code == 2, output
     assert (
-        f"EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: 1 of 9 images cannot be used: {bomb} (its header claims more than"
-        in output
+        "EXECUTION.DATAREADER.CRAWLER_ARGS.data_folder: 1 of 9 images cannot be used: "
+        f"{bomb} (its header claims more than" in output
     )
     assert not (workdir / "runs").exists()
 

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
+from helpers import CONFIGS, run_ednaml, run_folders, stopped_at_a_checkpoint, summary
 
 from ednaml.errors import RunFolderLink
 from ednaml.tracking.run_folder import links_out, open_no_link, refuse_links, write_atomic

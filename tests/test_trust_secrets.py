@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, run_ednaml, run_folders
+from helpers import CONFIGS, run_ednaml, run_folders
 
 from ednaml.tracking.run_folder import RunFolder
 from ednaml.tracking.secrets import MASK, ScrubFilter, scrub, scrub_text

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import yaml
-from conftest import CONFIGS, run_ednaml
+from helpers import CONFIGS, run_ednaml
 
 from ednaml.api import prepare
 from ednaml.config import ConfigError

@@ -328,7 +328,10 @@ class Backup(Callback):
                     fs.rm_file(partial)
                 except (OSError, ValueError):
                     pass
-            self.error = f"SAVE.CHECKPOINT_DIRECTORY {self.target!r}: backup failed ({type(err).__name__}: {err}); the local files in {self.run.path} are kept"
+            self.error = (
+                f"SAVE.CHECKPOINT_DIRECTORY {self.target!r}: backup failed ({type(err).__name__}: {err}); "
+                f"the local files in {self.run.path} are kept"
+            )
             log.error(self.error)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

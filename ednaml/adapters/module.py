@@ -135,7 +135,8 @@ class TrainingLosses:
         names = list(first.values)
         bad = [name for name, ok in zip(names[1:], finite[row, 1:].tolist()) if not ok] or ["loss"]
         return (
-            f"the loss is {first.values['loss'].item()} at step {first.step} (epoch {first.epoch}, batch {first.batch}); "
+            f"the loss is {first.values['loss'].item()} at step {first.step} "
+            f"(epoch {first.epoch}, batch {first.batch}); "
             f"non-finite terms: {', '.join(bad)}. The run stopped; its last checkpoint holds the last good weights."
         )
 

@@ -22,7 +22,8 @@ import torch
 import yaml
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
-from ednaml import registry
+from ednaml import kinds, registry
+from ednaml.config.load import fp16_precision
 from ednaml.errors import ConfigError, Problem, show
 from ednaml.tracking.run_folder import open_no_link
 
@@ -45,9 +46,12 @@ def _reason(err: Exception) -> str:
 
 # ---- the trust gate: what a `trainer:` section names, and what a config from elsewhere may give ----
 
+
 # The trainer keys that name classes, and whether a plain word there is a Lightning setting ("ddp", "simple").
-_CLASS_KEYS = {entry.key: kind for kind, entry in registry.LIGHTNING_KINDS.items()}
-_WORDS = {entry.key for entry in registry.LIGHTNING_KINDS.values() if entry.words}
+def _class_keys() -> dict[str, str]:
+    return {entry.trainer_key: name for name, entry in kinds.lightning().items()}
+
+
 _DATA = (type(None), bool, int, float, str, bytes, PurePath, datetime.timedelta, enum.Enum)
 _CONTAINERS = (
     list,
@@ -134,19 +138,22 @@ def _names_a_class(item: Any) -> bool:
 
 def trainer_classes(trainer: Mapping[str, Any]) -> list[tuple[tuple, str, str, Mapping[str, Any]]]:
     """(key path, kind, class name, init_args) of each class the `trainer:` section names: a `class_path`, or
-    any string but a plain word of Lightning's settings ("ddp", "simple") in the keys of registry.LIGHTNING_KINDS."""
+    any string but a plain word of Lightning's settings ("ddp", "simple") in the keys of the Lightning kinds
+    (kinds.lightning())."""
     found = []
-    for key in [k for k in _CLASS_KEYS if k in trainer]:
+    class_keys = _class_keys()
+    for key in [k for k in class_keys if k in trainer]:
+        words = kinds.KINDS[class_keys[key]].words
         for at, item in _items(key, trainer[key]):
-            if isinstance(item, str) and not (key in _WORDS and re.fullmatch(r"[\w-]+", item)):
-                found.append((at, _CLASS_KEYS[key], item, {}))
+            if isinstance(item, str) and not (words and re.fullmatch(r"[\w-]+", item)):
+                found.append((at, class_keys[key], item, {}))
             elif isinstance(item, Mapping) and isinstance(item.get("class_path"), str):
                 init_args = item.get("init_args") or {}
                 extra = {k: v for k, v in item.items() if k not in ("class_path", "init_args")}
                 found.append(
                     (
                         at + ("class_path",),
-                        _CLASS_KEYS[key],
+                        class_keys[key],
                         item["class_path"],
                         {**extra, **init_args} if isinstance(init_args, Mapping) else {"init_args": init_args},
                     )
@@ -161,7 +168,7 @@ def gate(trainer: Mapping[str, Any], trust: registry.Trust = registry.Trust()) -
     What the user typed (`trust.typed`) is theirs, down to one argument."""
     problems: list[Problem] = []
     for key, value in trainer.items():
-        if key not in _CLASS_KEYS:
+        if key not in _class_keys():
             problems += [Problem(p.path, p.message + _ONLY_DATA) for p in _data(value, ("trainer", key), trust)]
             continue
         # what names no class here is data all through (jsonargparse would build a class_path inside)
@@ -221,7 +228,7 @@ def in_run_folder(trainer: Mapping[str, Any], root_dir: str, trust: registry.Tru
         }
 
     section = dict(trainer)
-    for key in [k for k in _CLASS_KEYS if k in section]:
+    for key in [k for k in _class_keys() if k in section]:
         entries = [moved(item, at) for at, item in _items(key, section[key])]
         section[key] = entries if isinstance(section[key], (list, tuple)) else entries[0]
     return section
@@ -332,6 +339,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote: fsspec's own transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
         save_atomically(checkpoint, Path(str(path)))
+
+
+def fill_machine_precision(cfg: dict[str, Any]) -> None:
+    """EXECUTION.FP16 with no trainer.precision, where only this machine can say which (config.load leaves it):
+    16-mixed with CUDA, else bf16-mixed."""
+    execution, trainer = cfg.get("EXECUTION"), cfg.get("trainer")
+    if isinstance(execution, dict) and isinstance(trainer, dict) and execution.get("FP16") is True:
+        if trainer.get("precision") is None:
+            cuda = os.environ.get("CUDA_VISIBLE_DEVICES") != "" and torch.cuda.is_available()
+            trainer["precision"] = fp16_precision(trainer.get("accelerator", "auto"), cuda)
 
 
 def build_trainer(

@@ -5,38 +5,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from ednaml import kinds
 from ednaml.errors import Problem, did_you_mean, show
-
-
-@dataclass(frozen=True)
-class Arguments:
-    """What EdnaML passes a component of one kind itself (a config may not set these), and the required
-    arguments it fills from the data when a config leaves them out. `filled` None: required arguments are
-    not checked (the component's builder fills them)."""
-
-    supplied: tuple[str, ...] = ()
-    filled: tuple[str, ...] | None = None
-
-
-# Per kind of component, and per part of a data reader (its crawler, transforms) and the DataLoader.
-ARGUMENTS: dict[str, Arguments] = {
-    "trainer": Arguments(),
-    "crawler": Arguments(filled=()),
-    "dataset": Arguments(("samples", "transform", "labels")),
-    "transforms": Arguments(("train",), filled=()),
-    "dataloader": Arguments(("dataset", "batch_size", "num_workers", "shuffle")),
-    "model": Arguments(("base", "normalization")),
-    "loss": Arguments(filled=("num_classes", "feat_dim")),
-    "optimizer": Arguments(("params", "lr", "weight_decay"), filled=()),
-    "scheduler": Arguments(("optimizer",), filled=()),
-    "plugin": Arguments(),
-    "deployment": Arguments(),
-    "metric": Arguments(("num_classes",)),
-    "lightning": Arguments(),  # lightning.Trainer itself, for the `trainer:` section
-}
 
 
 def parameters(obj: Any) -> tuple[list[str], bool, list[str]]:
@@ -53,12 +25,12 @@ def parameters(obj: Any) -> tuple[list[str], bool, list[str]]:
 
 
 def check_arguments(kind: str, obj: Any, kwargs: Any, path: tuple) -> list[Problem]:
-    """The problems of `kwargs` for `obj`, a component of `kind` (see ARGUMENTS): each must be a parameter
+    """The problems of `kwargs` for `obj`, a component of `kind` (or a part, see kinds.PARTS): each must be a parameter
     that EdnaML does not pass itself, and (where the kind checks them) every required parameter is given
     or filled. A component's own `check_kwargs(kwargs) -> [(key, message)]` rules come first."""
     if not isinstance(kwargs, Mapping):
         return [Problem(path, f"{show(kwargs)} is not a mapping of kwargs")]
-    arguments = ARGUMENTS[kind]
+    arguments = kinds.arguments(kind)
     problems = []
     own_check = getattr(obj, "check_kwargs", None)
     if callable(own_check):

@@ -133,7 +133,8 @@ def outside_message(kind: str, name: str) -> str | None:
     if name == "Resnet" and kind == "model":
         return (
             "'Resnet' is the original's re-identification ResNet (input and part attention), which its own later "
-            "versions dropped too and which is not part of EdnaML: ClassificationResnet or TorchvisionModel (MODEL_BASE "
+            "versions dropped too and which is not part of EdnaML: "
+            "ClassificationResnet or TorchvisionModel (MODEL_BASE "
             "resnet18/34/50/...) is a plain ResNet classifier; or register the original's with IMPORTS"
         )
     if kind == "datareader" and name in DATASET_READERS:
@@ -146,7 +147,8 @@ def outside_message(kind: str, name: str) -> str | None:
     if project is None:
         return None
     return (
-        f"{name!r} belongs to {project}, built on the original EdnaML, and is not part of EdnaML: register it with IMPORTS "
+        f"{name!r} belongs to {project}, built on the original EdnaML, and is not part of EdnaML: "
+        "register it with IMPORTS "
         f"(see docs/components.md)"
     )
 

@@ -21,6 +21,7 @@ from ednaml.config.schema import (
     Key,
     ListOf,
     Section,
+    component_arguments,
     deployment_reader,
     with_trainer_defaults,
 )
@@ -336,24 +337,11 @@ def _linked() -> list[tuple[list, list]]:
     return [(parse_key_path(a), parse_key_path(b)) for a, b in LINKED_KEYS]
 
 
-# A layer that names another component than the layers below it drops the arguments they gave the old one.
-COMPONENT_ARGUMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("EXECUTION.DATAREADER.DATAREADER", ("EXECUTION.DATAREADER.CRAWLER_ARGS", "EXECUTION.DATAREADER.DATASET_ARGS")),
-    ("EXECUTION.DATAREADER.GENERATOR", ("EXECUTION.DATAREADER.GENERATOR_ARGS",)),
-    ("MODEL.MODEL_ARCH", ("MODEL.MODEL_KWARGS",)),
-    ("OPTIMIZER.*.OPTIMIZER", ("OPTIMIZER.*.OPTIMIZER_KWARGS",)),
-    ("LOSS_OPTIMIZER.*.OPTIMIZER", ("LOSS_OPTIMIZER.*.OPTIMIZER_KWARGS",)),
-    ("SCHEDULER.*.LR_SCHEDULER", ("SCHEDULER.*.LR_KWARGS",)),
-    ("LOSS_SCHEDULER.*.LR_SCHEDULER", ("LOSS_SCHEDULER.*.LR_KWARGS",)),
-    ("MODEL_PLUGIN.*.PLUGIN", ("MODEL_PLUGIN.*.PLUGIN_KWARGS",)),
-)
-
-
 def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer: str) -> None:
     """`named`: the component names a layer sets, by key path. Where one differs from the name below it,
-    the arguments below it are removed, so that the layer's own arguments (if any) stand alone."""
-    for name_key, argument_keys in COMPONENT_ARGUMENTS:
-        pattern = name_key.split(".")
+    the arguments below it (schema.component_arguments) are removed, so that the layer's own arguments (if
+    any) stand alone."""
+    for pattern, argument_keys in component_arguments():
         for path, new in named.items():
             if len(path) != len(pattern) or not all(
                 p == q or (p == "*" and isinstance(q, int)) for p, q in zip(pattern, path)
@@ -363,7 +351,7 @@ def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer
             if old is None or old == new:
                 continue
             for argument_key in argument_keys:
-                argument_path = [path[i] if part == "*" else part for i, part in enumerate(argument_key.split("."))]
+                argument_path = [path[i] if part == "*" else part for i, part in enumerate(argument_key)]
                 parent, last = get_path(merged, argument_path[:-1]), argument_path[-1]
                 if isinstance(parent, dict) and parent.get(last):
                     del parent[last]
@@ -374,11 +362,11 @@ def _drop_stale_arguments(merged: dict[str, Any], named: dict[tuple, Any], layer
 
 def _named_components(layer: dict[str, Any]) -> dict[tuple, Any]:
     named = {}
-    for name_key, _ in COMPONENT_ARGUMENTS:
-        if "*" not in name_key:  # a list in a file replaces the list below it, arguments and all
-            value = get_path(layer, parse_key_path(name_key))
+    for path, _ in component_arguments():
+        if "*" not in path:  # a list in a file replaces the list below it, arguments and all
+            value = get_path(layer, list(path))
             if value is not None:
-                named[tuple(parse_key_path(name_key))] = value
+                named[path] = value
     return named
 
 
@@ -505,25 +493,24 @@ def resolve(
     return cfg
 
 
+def fp16_precision(accelerator: Any, cuda: bool | None) -> str | None:
+    """The precision EXECUTION.FP16 stands for: bf16-mixed on a CPU, 16-mixed on CUDA; None where the machine
+    decides and `cuda` (whether it has CUDA) is not known (the run fills it in: adapters.trainer)."""
+    if str(accelerator) == "cpu" or cuda is False:
+        return "bf16-mixed"
+    return "16-mixed" if cuda else None
+
+
 def _resolve_precision(cfg: dict[str, Any]) -> None:
     execution, trainer = cfg.get("EXECUTION"), cfg.get("trainer")
     if not isinstance(execution, dict) or not isinstance(trainer, dict):
         return
     precision = trainer.get("precision")
     if precision is None:
-        if execution.get("FP16") is True:
-            accelerator = str(trainer.get("accelerator", "auto"))
-            trainer["precision"] = "bf16-mixed" if accelerator == "cpu" or not _cuda_available() else "16-mixed"
+        if execution.get("FP16") is True and (chosen := fp16_precision(trainer.get("accelerator", "auto"), None)):
+            trainer["precision"] = chosen
     else:
         execution["FP16"] = str(precision) in ("16-mixed", "bf16-mixed", "16", "bf16", "16-true", "bf16-true")
-
-
-def _cuda_available() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _resolve_seed(cfg: dict[str, Any]) -> None:

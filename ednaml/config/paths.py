@@ -97,8 +97,9 @@ def _anchored(value: str, key: tuple, base: Path, cwd: Path, warn: Callable[[str
 
         old = Path(os.path.abspath(cwd / value))
         warn(
-            f"{format_path(key)}: {value!r} is read from the working directory ({old}): a relative path is relative to the "
-            f"config file that sets it ({read}, which does not exist); move the data there or write the path from the file"
+            f"{format_path(key)}: {value!r} is read from the working directory ({old}): a relative path is "
+            f"relative to the config file that sets it ({read}, which does not exist); move the data there or "
+            "write the path from the file"
         )
         return str(old)
     return str(read)

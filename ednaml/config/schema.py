@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ANY = object  # a key that accepts any YAML value
+OUTPUT_FORMATS = ("csv", "jsonl", "parquet")  # DEPLOYMENT.OUTPUT_ARGS.format: how predictions are written
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,15 @@ class Key:
     dead: bool = False  # accepted for old configs, warned about, not used
     choices: tuple[Any, ...] = ()
     optional: bool = False  # may be null
+    names: str | None = None  # the kind of component the key names (ednaml/kinds.py); a list key names one per entry
+    kwargs: tuple[str, ...] = ()  # the keys beside it that hold its component's kwargs
 
 
 @dataclass(frozen=True)
 class Section:
     keys: dict[str, Key | Section]
     doc: str = ""
+    used_when_set: tuple[str, ...] = ()  # sections in it that count only where a config changes one of their values
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,18 @@ def _dead(doc: str) -> Key:
 
 DATAREADER = Section(
     {
-        "DATAREADER": _k("Digits", str, "data reader (crawler + dataset + transforms for one source)"),
+        "DATAREADER": _k(
+            "Digits",
+            str,
+            "data reader (crawler + dataset + transforms for one source)",
+            names="datareader",
+            kwargs=("CRAWLER_ARGS", "DATASET_ARGS"),
+        ),
         "CRAWLER_ARGS": _k({}, dict, "kwargs of the reader's crawler (where the data is, how it splits)"),
         "DATASET_ARGS": _k({}, dict, "kwargs of the reader's dataset"),
-        "GENERATOR": _opt(None, str, "dataset class replacing the reader's own"),
+        "GENERATOR": _opt(
+            None, str, "dataset class replacing the reader's own", names="dataset", kwargs=("GENERATOR_ARGS",)
+        ),
         "GENERATOR_ARGS": _k({}, dict, "more dataset kwargs, merged over DATASET_ARGS"),
         "DATALOADER_ARGS": _k({}, dict, "kwargs passed to every torch DataLoader"),
         "BAD_SAMPLES": _k(
@@ -82,17 +94,22 @@ EXECUTION = Section(
         "EPOCHS": _k(10, int, "train exactly this many epochs (linked to trainer.max_epochs)"),
         "TEST_FREQUENCY": _k(1, int, "validate every N epochs (trainer.check_val_every_n_epoch)"),
         "SKIPEVAL": _k(False, bool, "when false, one full validation pass runs before training"),
-        "TRAINER": _k("ClassificationTrainer", str, "step logic: how a batch becomes outputs, losses, metrics"),
+        "TRAINER": _k(
+            "ClassificationTrainer", str, "step logic: how a batch becomes outputs, losses, metrics", names="trainer"
+        ),
         "TRAINER_ARGS": _k(
             {"accumulation_steps": 1},
             dict,
             "kwargs of the step logic; accumulation_steps -> trainer.accumulate_grad_batches",
         ),
-        "OPTIMIZER_BUILDER": _k("ClassificationOptimizer", str, "how OPTIMIZER entries become optimizers"),
+        "OPTIMIZER_BUILDER": _k(
+            "ClassificationOptimizer", str, "how OPTIMIZER entries become optimizers", names="optimizer_builder"
+        ),
         "METRICS": _k(
             ["accuracy", "f1_micro", "f1_weighted"],
             list,
             "metrics of every output on val and test, by name (kind metric)",
+            names="metric",
         ),
         "FP16": _k(
             False, bool, "mixed precision (16-mixed on CUDA, bf16-mixed on CPU) unless trainer.precision is set"
@@ -151,8 +168,8 @@ TRANSFORMATION = Section(
 
 MODEL = Section(
     {
-        "BUILDER": _k("ednaml_model_builder", str, "how the model is built from MODEL_ARCH"),
-        "MODEL_ARCH": _k("SmallCNN", str, "the model class"),
+        "BUILDER": _k("ednaml_model_builder", str, "how the model is built from MODEL_ARCH", names="model_builder"),
+        "MODEL_ARCH": _k("SmallCNN", str, "the model class", names="model", kwargs=("MODEL_KWARGS",)),
         "MODEL_BASE": _opt(None, str, "backbone of the architecture (e.g. resnet18)"),
         "MODEL_NORMALIZATION": _opt(
             "bn", str, "feature normalization: bn | ln | gn | l2 | none", choices=("bn", "ln", "gn", "l2", "none")
@@ -167,7 +184,7 @@ MODEL = Section(
 
 LOSS_ENTRY = Section(
     {
-        "LOSSES": _k(["SoftmaxLogitsLoss"], list, "loss names"),
+        "LOSSES": _k(["SoftmaxLogitsLoss"], list, "loss names", names="loss"),
         "KWARGS": _k([{}], list, "one kwargs mapping per loss"),
         "LAMBDAS": _k([1.0], list, "one weight per loss, normalised to sum 1 within the entry"),
         "LABEL": _opt(None, str, "the label this entry targets"),
@@ -178,7 +195,13 @@ LOSS_ENTRY = Section(
 OPTIMIZER_ENTRY = Section(
     {
         "OPTIMIZER_NAME": _k("opt-1", str, "the parameter group it optimizes"),
-        "OPTIMIZER": _k("Adam", str, "a torch.optim class, a registered or a dotted-path one"),
+        "OPTIMIZER": _k(
+            "Adam",
+            str,
+            "a torch.optim class, a registered or a dotted-path one",
+            names="optimizer",
+            kwargs=("OPTIMIZER_KWARGS",),
+        ),
         "OPTIMIZER_KWARGS": _k({}, dict, "more kwargs of the optimizer"),
         "BASE_LR": _k(0.001, (float, int), "learning rate"),
         "WEIGHT_DECAY": _k(0.0005, (float, int), "weight decay"),
@@ -193,7 +216,13 @@ OPTIMIZER_ENTRY = Section(
 SCHEDULER_ENTRY = Section(
     {
         "SCHEDULER_NAME": _opt(None, str, "the OPTIMIZER_NAME it drives (default: the only optimizer)"),
-        "LR_SCHEDULER": _k("StepLR", str, "a torch.optim.lr_scheduler class or a registered one"),
+        "LR_SCHEDULER": _k(
+            "StepLR",
+            str,
+            "a torch.optim.lr_scheduler class or a registered one",
+            names="scheduler",
+            kwargs=("LR_KWARGS",),
+        ),
         "LR_KWARGS": _k({"step_size": 20}, dict, "kwargs of the scheduler"),
         "INTERVAL": _k("epoch", str, "step the scheduler every epoch or every step", choices=("epoch", "step")),
         "MONITOR": _opt(None, str, "metric for ReduceLROnPlateau (default val/loss)"),
@@ -205,14 +234,16 @@ SCHEDULER_ENTRY = Section(
 PLUGIN_ENTRY = Section(
     {
         "PLUGIN_NAME": _k("mp-1", str, "unique name of the plugin"),
-        "PLUGIN": _k("ModelPlugin", str, "plugin class"),
+        "PLUGIN": _k("ModelPlugin", str, "plugin class", names="plugin", kwargs=("PLUGIN_KWARGS",)),
         "PLUGIN_KWARGS": _k({}, dict, "kwargs of the plugin"),
     }
 )
 
 DEPLOYMENT = Section(
     {
-        "DEPLOY": _k("BaseDeploy", str, "deployment class: turns a batch's outputs into one record per input"),
+        "DEPLOY": _k(
+            "BaseDeploy", str, "deployment class: turns a batch's outputs into one record per input", names="deployment"
+        ),
         "DEPLOYMENT_ARGS": _k({}, dict, "kwargs of the deployment class (BaseDeploy: top_k)"),
         "OUTPUT_ARGS": _k(
             {}, dict, "output options: format (csv, jsonl or parquet) of predictions written in the run folder"
@@ -222,6 +253,7 @@ DEPLOYMENT = Section(
         "PLUGIN": PLUGIN_HOOKS,
     },
     "prediction",
+    used_when_set=("DATAREADER",),  # a reader of its own for `ednaml predict --data`
 )
 
 LOGGING = Section(
@@ -315,39 +347,38 @@ PLACEMENT_KEYS: tuple[str, ...] = ("trainer.devices", "trainer.accelerator", "tr
 def trainer_defaults() -> dict[str, Any]:
     """Every argument of the installed lightning.Trainer with its default, in its order: the `trainer:` section
     of every resolved config holds them all (as LightningCLI prints them), so a run's config says every value
-    it ran with. Read from Lightning's source, whose defaults are literals, without importing torch (`ednaml
-    diff` and `runs` stay fast); from the signature where a default is not a literal."""
+    it ran with. Read from Lightning's source as data, without importing it (`ednaml diff` and `runs` stay
+    fast); a default that is not a literal is left to Lightning (tests/test_config.py checks there is none)."""
     spec = importlib.util.find_spec("lightning")
-    source = (
-        Path(next(iter(spec.submodule_search_locations or ()), "")) / "pytorch" / "trainer" / "trainer.py"
-        if spec
-        else None
-    )
+    source = Path(next(iter(spec.submodule_search_locations or ()), "")) if spec else None
     try:
-        tree = ast.parse(source.read_text(encoding="utf-8"))
-        init = next(
+        tree = ast.parse((source / "pytorch" / "trainer" / "trainer.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, TypeError):
+        return {}
+    init = next(
+        (
             node
             for cls in tree.body
             if isinstance(cls, ast.ClassDef) and cls.name == "Trainer"
             for node in cls.body
             if isinstance(node, ast.FunctionDef) and node.name == "__init__"
-        )
-        args = init.args
-        positional = args.posonlyargs + args.args
-        pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults)) + [
-            (arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults) if default is not None
-        ]
-        return {arg.arg: ast.literal_eval(default) for arg, default in pairs}
-    except (AttributeError, OSError, SyntaxError, StopIteration, ValueError):
-        import inspect
-
-        import lightning.pytorch as pl
-
-        return {
-            name: p.default
-            for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty
-        }
+        ),
+        None,
+    )
+    if init is None:
+        return {}
+    args = init.args
+    positional = args.posonlyargs + args.args
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults)) + [
+        (arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults) if default is not None
+    ]
+    defaults = {}
+    for arg, default in pairs:
+        try:
+            defaults[arg.arg] = ast.literal_eval(default)
+        except ValueError:
+            continue
+    return defaults
 
 
 def with_trainer_defaults(trainer: Any) -> Any:
@@ -369,66 +400,76 @@ def deployment_reader(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
     reader = deployment.get("DATAREADER") if isinstance(deployment, Mapping) else None
     if not isinstance(reader, Mapping):
         return None
-    defaults = {name: key.default for name, key in DATAREADER.keys.items() if isinstance(key, Key)}
-    return reader if any(reader.get(name, default) != default for name, default in defaults.items()) else None
+    return reader if changed(DATAREADER, reader) else None
 
 
 def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
-    """(key path, kind, name) of every component a config names, in document order. Validation, provenance
-    and `check` all walk a config's components with this; a malformed section is passed over (validation
-    reports it), so the rest are still found."""
-
-    def section(*keys: Any) -> Any:
-        value: Any = config
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        return value
-
-    def entries(name: str) -> list[tuple[int, dict[str, Any]]]:
-        value = config.get(name)
-        return [(i, e) for i, e in enumerate(value) if isinstance(e, dict)] if isinstance(value, list) else []
-
+    """(key path, kind, name) of every component a config names: each schema key marked with the kind it names
+    (`Key.names`), in schema order. Validation, provenance and `check` all walk a config's components with
+    this; a malformed section is passed over (validation reports it), so the rest are still found. An optional
+    key left null names nothing; any other is listed with what it holds, for validation to judge."""
     found: list[tuple[tuple, str, Any]] = []
-    for path, kind in (
-        (("EXECUTION", "TRAINER"), "trainer"),
-        (("EXECUTION", "OPTIMIZER_BUILDER"), "optimizer_builder"),
-        (("EXECUTION", "DATAREADER", "DATAREADER"), "datareader"),
-        (("EXECUTION", "DATAREADER", "GENERATOR"), "dataset"),
-        (("MODEL", "BUILDER"), "model_builder"),
-        (("MODEL", "MODEL_ARCH"), "model"),
-    ):
-        name = section(*path)
-        if name is not None or kind != "dataset":  # GENERATOR is optional; every other one must be named
-            found.append((path, kind, name))
-    for i, entry in entries("LOSS"):
-        losses = entry.get("LOSSES")
-        found += [
-            (("LOSS", i, "LOSSES", j), "loss", name)
-            for j, name in enumerate(losses if isinstance(losses, list) else [])
-        ]
-    for optimizers, schedulers in (("OPTIMIZER", "SCHEDULER"), ("LOSS_OPTIMIZER", "LOSS_SCHEDULER")):
-        found += [
-            ((optimizers, i, "OPTIMIZER"), "optimizer", entry.get("OPTIMIZER")) for i, entry in entries(optimizers)
-        ]
-        found += [
-            ((schedulers, i, "LR_SCHEDULER"), "scheduler", entry.get("LR_SCHEDULER"))
-            for i, entry in entries(schedulers)
-        ]
-    found += [(("MODEL_PLUGIN", i, "PLUGIN"), "plugin", entry.get("PLUGIN")) for i, entry in entries("MODEL_PLUGIN")]
-    found.append((("DEPLOYMENT", "DEPLOY"), "deployment", section("DEPLOYMENT", "DEPLOY")))
-    if deployment_reader(config) is not None:  # a reader of its own for `ednaml predict --data`
-        found.append(
-            (
-                ("DEPLOYMENT", "DATAREADER", "DATAREADER"),
-                "datareader",
-                section("DEPLOYMENT", "DATAREADER", "DATAREADER"),
-            )
-        )
-        if (generator := section("DEPLOYMENT", "DATAREADER", "GENERATOR")) is not None:
-            found.append((("DEPLOYMENT", "DATAREADER", "GENERATOR"), "dataset", generator))
-    metrics = section("EXECUTION", "METRICS")
-    found += [
-        (("EXECUTION", "METRICS", i), "metric", name)
-        for i, name in enumerate(metrics if isinstance(metrics, list) else [])
-    ]
+
+    def walk(section: Section, value: Any, path: tuple) -> None:
+        for name, key in section.keys.items():
+            held = value.get(name) if isinstance(value, Mapping) else None
+            if isinstance(key, Section):
+                if name not in section.used_when_set or changed(key, held):
+                    walk(key, held, path + (name,))
+            elif isinstance(key, ListOf):
+                for i, entry in enumerate(held if isinstance(held, list) else []):
+                    if isinstance(entry, Mapping):
+                        walk(key.entry, entry, path + (name, i))
+            elif key.names and list in key.types:
+                found.extend(
+                    (path + (name, j), key.names, n) for j, n in enumerate(held if isinstance(held, list) else [])
+                )
+            elif key.names and (held is not None or not key.optional):
+                found.append((path + (name,), key.names, held))
+
+    walk(Section(SCHEMA), config, ())
+    return found
+
+
+def component_keys() -> dict[str, list[tuple]]:
+    """{kind: the key paths that name one}, a list section's entries as `*` and a list of names as `[j]`."""
+    found: dict[str, list[tuple]] = {}
+
+    def walk(section: Section, path: tuple) -> None:
+        for name, key in section.keys.items():
+            if isinstance(key, Section):
+                walk(key, path + (name,))
+            elif isinstance(key, ListOf):
+                walk(key.entry, path + (name, "*"))
+            elif key.names:
+                found.setdefault(key.names, []).append(path + ((name, "*") if list in key.types else (name,)))
+
+    walk(Section(SCHEMA), ())
+    return found
+
+
+def changed(section: Section, value: Any) -> bool:
+    """Whether a config's `value` for `section` sets one of its keys away from the default."""
+    if not isinstance(value, Mapping):
+        return False
+    return any(
+        value.get(name, key.default) != key.default for name, key in section.keys.items() if isinstance(key, Key)
+    )
+
+
+def component_arguments() -> list[tuple[tuple, tuple[tuple, ...]]]:
+    """(key path, the key paths of its kwargs) of each key that names a component with kwargs beside it, a list
+    section's entries as `*`: a config layer that names another component drops the kwargs given the old one."""
+    found: list[tuple[tuple, tuple[tuple, ...]]] = []
+
+    def walk(section: Section, path: tuple) -> None:
+        for name, key in section.keys.items():
+            if isinstance(key, Section):
+                walk(key, path + (name,))
+            elif isinstance(key, ListOf):
+                walk(key.entry, path + (name, "*"))
+            elif key.names and key.kwargs:
+                found.append((path + (name,), tuple(path + (kwarg,) for kwarg in key.kwargs)))
+
+    walk(Section(SCHEMA), ())
     return found

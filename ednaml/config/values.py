@@ -147,7 +147,8 @@ def get_path(cfg: dict[str, Any], path: Sequence[str | int], default: Any = None
 
 
 def as_mapping(value: Any) -> Any:
-    """A string holding a dict ('{"step_size": 20}', as old configs wrote kwargs) as the dict; anything else as it is."""
+    """A string holding a dict ('{"step_size": 20}', as old configs wrote kwargs) as the dict; anything else as
+    it is."""
     if isinstance(value, str):
         for loader in (json.loads, parse_yaml):
             try:

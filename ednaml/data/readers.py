@@ -82,7 +82,8 @@ def files_in(path: str, extensions: Sequence[str], kind: str) -> list[Path]:
         if root.suffix.lower() not in extensions:
             raise DataError(
                 "--data",
-                f"{path!r} has none of the {kind} extensions ({', '.join(extensions)}); give such a file or a folder of them",
+                f"{path!r} has none of the {kind} extensions ({', '.join(extensions)}); "
+                "give such a file or a folder of them",
             )
         return [root]
     if not root.is_dir():
@@ -222,7 +223,8 @@ class ImageFolderCrawler(Crawler):
         if not classes[0]:
             raise DataError(
                 f"{_ARGS}.data_folder",
-                f"no images ({', '.join(self.extensions)}) in {depth} level(s) of class subfolders of {self.data_folder!r}",
+                f"no images ({', '.join(self.extensions)}) in {depth} level(s) of class subfolders "
+                f"of {self.data_folder!r}",
             )
         index = [{c: i for i, c in enumerate(level)} for level in classes]
         samples = {

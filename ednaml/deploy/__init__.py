@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ednaml.config.schema import OUTPUT_FORMATS
+
 if TYPE_CHECKING:
     import torch
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+FORMATS = {f".{name}": name for name in OUTPUT_FORMATS}
 
 
 @dataclass

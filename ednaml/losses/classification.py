@@ -34,7 +34,8 @@ class SoftmaxLabelSmooth(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.softmax_dimensions is not None and logits.shape[-1] != self.softmax_dimensions:
             raise ValueError(
-                f"SoftmaxLabelSmooth: softmax_dimensions is {self.softmax_dimensions} but the output has {logits.shape[-1]} classes"
+                f"SoftmaxLabelSmooth: softmax_dimensions is {self.softmax_dimensions} "
+                f"but the output has {logits.shape[-1]} classes"
             )
         return F.cross_entropy(logits, target, label_smoothing=self.eps)
 

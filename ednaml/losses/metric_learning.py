@@ -98,7 +98,8 @@ class ContrastiveLoss(FeatureLoss):
 
 @register("loss", "CompactContrastiveLoss")
 class CompactContrastiveLoss(FeatureLoss):
-    """Contrastive loss with hard mining: each anchor's farthest positive pulled in, nearest negative pushed past the margin."""
+    """Contrastive loss with hard mining: each anchor's farthest positive pulled in, nearest negative pushed \
+past the margin."""
 
     def __init__(self, margin: float = 1.0, normalize: bool = False):
         super().__init__(margin, normalize)
@@ -117,7 +118,8 @@ class CompactContrastiveLoss(FeatureLoss):
 
 @register("loss", "ClusterLoss")
 class ClusterLoss(FeatureLoss):
-    """Cluster loss: each class's farthest member must be nearer its class mean than the nearest other mean, by a margin."""
+    """Cluster loss: each class's farthest member must be nearer its class mean than the nearest other mean, \
+by a margin."""
 
     def __init__(self, margin: float = 0.3, normalize: bool = False):
         super().__init__(margin, normalize)

@@ -217,7 +217,8 @@ class TimmModel(BackboneClassifier):
         )
         if refused:  # timm would load (or fetch) weights by itself, not as a run reads files
             raise ValueError(
-                f"MODEL.MODEL_KWARGS.model_kwargs: {', '.join(refused)} not taken here: `weights: FILE` or `pretrained: true`"
+                f"MODEL.MODEL_KWARGS.model_kwargs: {', '.join(refused)} not taken here: "
+                "`weights: FILE` or `pretrained: true`"
             )
         kwargs = {"num_classes": 0, "in_chans": initial_channels, **(model_kwargs or {})}
         if pretrained and not weights:

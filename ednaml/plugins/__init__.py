@@ -90,7 +90,8 @@ class ModelPlugin(nn.Module):
         pass
 
     def sync(self) -> None:
-        """Combine what each process learned this epoch (with `all_reduce_sum`); every process then holds the same state."""
+        """Combine what each process learned this epoch (with `all_reduce_sum`); every process then holds the
+        same state."""
 
     def activate(self, model: nn.Module) -> None:
         """Warm-up is over: prepare what post_forward needs to give outputs."""

@@ -26,8 +26,8 @@ class KMeansProxy(ModelPlugin):
 
     A cluster's proxy label is the class the model predicted most often for the inputs it took in during
     warm-up. `distance`: euclidean, or cosine (features and centers on the unit sphere). With several
-    processes every process starts from the first one's centers (k-means++ on its first batch), and at each warm-up epoch's end the
-    centers are averaged, weighted by how many inputs each process assigned to them.
+    processes every process starts from the first one's centers (k-means++ on its first batch), and at each warm-up
+    epoch's end the centers are averaged, weighted by how many inputs each process assigned to them.
     """
 
     def __init__(
@@ -50,7 +50,8 @@ class KMeansProxy(ModelPlugin):
         super().bind(outputs, labels)
         if not self.info.features:
             raise ValueError(
-                f"output: {self.output!r} gives no features (its model does not say their size), which KMeansProxy clusters"
+                f"output: {self.output!r} gives no features (its model does not say their size), "
+                "which KMeansProxy clusters"
             )
         self.register_buffer("centers", torch.zeros(self.clusters, self.info.features))
         self.register_buffer("counts", torch.zeros(self.clusters))  # inputs each center took in, over all processes

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from ednaml.sweeps.study import Sweep
 
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 420, 240, 56, 16, 24, 48
-TRIALS_STYLE = "table.trials td:last-child, table.best td:last-child { text-align: left; overflow-wrap: anywhere; max-width: 380px; }"
+TRIALS_STYLE = (
+    "table.trials td:last-child, table.best td:last-child { text-align: left; overflow-wrap: anywhere; "
+    "max-width: 380px; }"
+)
 STATE_COLORS = {"complete": COLORS[0], "pruned": "#999999", "fail": COLORS[1], "running": COLORS[4]}
 
 
@@ -134,7 +137,8 @@ def svg_scatter(param: Param, metric: str, rows: list[dict[str, Any]]) -> str:
 
     title = param.key
     parts = [
-        f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
+        f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{html.escape(title)}">',
         f'<text x="{LEFT}" y="15" class="title">{html.escape(title)}</text>',
     ]
     for y in _ticks(y0, y1):
@@ -149,14 +153,16 @@ def svg_scatter(param: Param, metric: str, rows: list[dict[str, Any]]) -> str:
     for x, label in ticks:
         parts += [
             f'<line x1="{px(x):.1f}" y1="{TOP}" x2="{px(x):.1f}" y2="{bottom}" class="grid"/>',
-            f'<text x="{px(x):.1f}" y="{bottom + 12}" class="tick" text-anchor="middle">{html.escape(label[:24])}</text>',
+            f'<text x="{px(x):.1f}" y="{bottom + 12}" class="tick" text-anchor="middle">'
+            f"{html.escape(label[:24])}</text>",
         ]
     parts += [
         f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" class="axis"/>',
         f'<text x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 18}" class="label" text-anchor="middle">'
         f"{html.escape(param.key)}{' (log)' if param.log else ''}</text>",
-        f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
+        f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
         f"{html.escape(metric)}</text>",
     ]
     for value, result, state, number in points:

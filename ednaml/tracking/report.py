@@ -65,7 +65,8 @@ def svg_chart(
         return bottom - (y - y0) / (y1 - y0) * (bottom - TOP)
 
     parts = [
-        f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{html.escape(title)}">',
+        f'<svg class="chart" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{html.escape(title)}">',
         f'<text x="{LEFT}" y="15" class="title">{html.escape(title)}</text>',
     ]
     for y in _ticks(y0, y1):
@@ -82,7 +83,8 @@ def svg_chart(
         f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" class="axis"/>',
         f'<text x="{(LEFT + right) / 2:.0f}" y="{HEIGHT - 4}" class="label" text-anchor="middle">optimizer step</text>',
-        f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
+        f'<text x="12" y="{(TOP + bottom) / 2:.0f}" class="label" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(TOP + bottom) / 2:.0f})">'
         f"{html.escape(y_label or title)}</text>",
     ]
     for step in marks:
@@ -103,7 +105,8 @@ def svg_chart(
             f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.2" fill="{color}"/>' for c in coords[-60:]
         ]
         parts += [
-            f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="#fff" stroke="{color}" stroke-width="1.5" class="before"/>'
+            f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="#fff" stroke="{color}" '
+            'stroke-width="1.5" class="before"/>'
             for x, y in before
         ]
         legend.append(
@@ -112,11 +115,13 @@ def svg_chart(
     if baseline is not None:
         parts += [f'<line x1="{LEFT}" y1="{py(baseline):.1f}" x2="{right}" y2="{py(baseline):.1f}" class="baseline"/>']
         legend.append(
-            f'<text x="{right + 10}" y="{TOP + 10 + 13 * len(lines)}" class="legend baseline-label">majority baseline {baseline:.3g}</text>'
+            f'<text x="{right + 10}" y="{TOP + 10 + 13 * len(lines)}" class="legend baseline-label">'
+            f"majority baseline {baseline:.3g}</text>"
         )
     if any(x == 0 and n.startswith("val/") for n, v in lines.items() for x, _ in v):
         legend.append(
-            f'<text x="{right + 10}" y="{TOP + 10 + 13 * (len(legend) + 1)}" class="legend note">○ before training</text>'
+            f'<text x="{right + 10}" y="{TOP + 10 + 13 * (len(legend) + 1)}" class="legend note">'
+            "○ before training</text>"
         )
     parts += legend + ["</svg>"]
     return "".join(parts)
@@ -147,7 +152,10 @@ def _charts(series: dict[str, list[tuple[float, float]]], baselines: dict[str, f
 def _table(rows: list[list[Any]], header: list[str], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f"<table{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -172,16 +180,22 @@ def _confusion(name: str, matrix: list[list[int]], classes: list[str]) -> str:
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1120px; color: #222; }
 h1 { font-size: 20px; } h2 { font-size: 16px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 28px; }
-table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+table { border-collapse: collapse; margin: 8px 0; } \
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f5f5f5; } td:first-child { text-align: left; } .confusion td { min-width: 28px; text-align: center; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; } .chart { border: 1px solid #eee; background: #fff; }
-.chart .axis { stroke: #888; } .chart .title { font-weight: 600; font-size: 13px; } .chart .tick { font-size: 10px; fill: #666; }
+.chart .axis { stroke: #888; } .chart .title { font-weight: 600; font-size: 13px; } \
+.chart .tick { font-size: 10px; fill: #666; }
 .chart .grid { stroke: #eee; } .chart .label { font-size: 10px; fill: #444; } .chart .legend { font-size: 10px; }
-.chart .baseline { stroke: #555; stroke-dasharray: 5 4; } .chart .baseline-label { fill: #555; } .chart .note { fill: #666; }
+.chart .baseline { stroke: #555; stroke-dasharray: 5 4; } .chart .baseline-label { fill: #555; } \
+.chart .note { fill: #666; }
 .chart .resume { stroke: #d62728; stroke-dasharray: 2 3; } .chart .resume-label { fill: #d62728; }
 details summary { cursor: pointer; color: #555; }
-table.pipeline td, table.pipeline th { text-align: left; } table.pipeline td:nth-child(4), table.pipeline td:nth-child(6) {
-  font: 11px/1.35 ui-monospace, monospace; } table.pipeline td:last-child { max-width: 360px; overflow-wrap: anywhere; } pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
+table.pipeline td, table.pipeline th { text-align: left; } \
+table.pipeline td:nth-child(4), table.pipeline td:nth-child(6) {
+  font: 11px/1.35 ui-monospace, monospace; } \
+table.pipeline td:last-child { max-width: 360px; overflow-wrap: anywhere; } \
+pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
 .status-finished { color: #2ca02c; } .status-failed, .status-interrupted { color: #d62728; }
 """
 
@@ -249,8 +263,10 @@ def build_report(run_dir: Path) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.get('experiment', ''))} "
         f"{html.escape(summary.get('run_id', run_dir.name))}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{html.escape(summary.get('experiment', run_dir.parent.name))} / {html.escape(summary.get('run_id', run_dir.name))}</h1>",
-        f"<p>{html.escape(summary.get('stage', ''))} · <b class='status-{html.escape(status)}'>{html.escape(status)}</b> · "
+        f"<h1>{html.escape(summary.get('experiment', run_dir.parent.name))} / "
+        f"{html.escape(summary.get('run_id', run_dir.name))}</h1>",
+        f"<p>{html.escape(summary.get('stage', ''))} · "
+        f"<b class='status-{html.escape(status)}'>{html.escape(status)}</b> · "
         f"started {html.escape(summary.get('started', ''))} · {summary.get('epochs', '')} epochs, "
         f"{summary.get('global_step', '')} steps · {summary.get('elapsed_seconds', '')} s"
         f"{' · resumed ' + str(summary['resumed']) + '×' if summary.get('resumed') else ''}</p>",
@@ -315,11 +331,13 @@ def build_report(run_dir: Path) -> str:
             ],
             [
                 "machine",
-                f"{machine.get('platform', '')}, {machine.get('cpus', '')} CPUs, accelerators: {', '.join(machine.get('accelerators') or []) or 'none'}",
+                f"{machine.get('platform', '')}, {machine.get('cpus', '')} CPUs, "
+                f"accelerators: {', '.join(machine.get('accelerators') or []) or 'none'}",
             ],
             [
                 "data",
-                f"{data.get('samples')}, {data.get('files')} files, {data.get('bytes')} bytes, sha256 {str(data.get('sha256', ''))[:12]}",
+                f"{data.get('samples')}, {data.get('files')} files, {data.get('bytes')} bytes, "
+                f"sha256 {str(data.get('sha256', ''))[:12]}",
             ],
             ["parameters", provenance.get("parameters")],
         ]

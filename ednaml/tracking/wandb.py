@@ -165,9 +165,9 @@ def wandb_logger(
 ) -> tuple[Any, dict[str, Any]]:
     """A Lightning WandbLogger writing under the run folder, and what summary.json records of it. Its W&B run
     id is the run id: a resumed run's process continues that W&B run (its rows after the earlier
-    processes', see continue_steps; `ednaml sync` sends them oldest first). Its config is the resolved config, nested, with the list
-    sections also flattened (see flat_config), plus the provenance and, for a run started from another run's
-    checkpoint, `source_run`."""
+    processes', see continue_steps; `ednaml sync` sends them oldest first). Its config is the resolved config,
+    nested, with the list sections also flattened (see flat_config), plus the provenance and, for a run started
+    from another run's checkpoint, `source_run`."""
     mode = wandb_mode(config)
     if mode == "disabled":
         return None, {"mode": "disabled"}

@@ -97,7 +97,7 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     dropped; the notes; and what `ednaml check` would still report (components that are not here, and
     those that only importing the config's EXECUTION.IMPORTS or a dotted path could resolve: migrate
     translates text and runs none of the user's code)."""
-    from ednaml.config.validate import validate
+    from ednaml.validation import validate
 
     with noted(show=False) as notes:
         raw = read_yaml(path)
@@ -122,7 +122,8 @@ def migrate(path: str) -> tuple[str, list[str], list[str]]:
     if isinstance(deployment_reader, dict) and deployment_reader.get("CRAWLER_ARGS"):
         deployment_reader["CRAWLER_ARGS"] = {}
         notes.append(
-            "DEPLOYMENT.DATAREADER.CRAWLER_ARGS: dropped (not used: `ednaml predict --data PATH` says where the new data is)"
+            "DEPLOYMENT.DATAREADER.CRAWLER_ARGS: dropped "
+            "(not used: `ednaml predict --data PATH` says where the new data is)"
         )
     notes += [f"{path}: dropped (accepted but not used)" for path in _drop_dead(config)]
     head = [
