@@ -10,7 +10,7 @@ from typing import Any
 from ednaml import registry
 from ednaml.config.arguments import check_arguments
 from ednaml.config.paths import SCHEMA_PATHS, location_arguments
-from ednaml.config.schema import LINKED_KEYS, OUTPUT_FORMATS, component_paths
+from ednaml.config.schema import OUTPUT_FORMATS, component_paths
 from ednaml.config.validate import check_structure, destinations_are_the_users
 from ednaml.errors import ConfigError, Problem, did_you_mean, locate, show
 from ednaml.kinds import Trust
@@ -197,24 +197,10 @@ def check_components(cfg: dict[str, Any], trust: Trust | None = None) -> list[Pr
         except (KeyError, TypeError, AttributeError, IndexError, ValueError):
             continue
     if isinstance(cfg.get("trainer"), dict):
+        from ednaml.adapters.trainer import check_trainer_keys
+
         problems += check_trainer_keys(cfg["trainer"], trust)
     return problems
-
-
-def check_trainer_keys(trainer: dict[str, Any], trust: Trust) -> list[Problem]:
-    """Names against lightning.Trainer's signature, the classes it names through the trust gate, then each
-    value against its type (only values the gate let through reach jsonargparse, which imports classes)."""
-    from lightning.pytorch import Trainer
-
-    from ednaml.adapters.trainer import check_trainer_values, gate
-
-    problems = check_arguments("lightning", Trainer, trainer, ("trainer",))
-    problems += gate({k: v for k, v in trainer.items() if not any(p.path == ("trainer", k) for p in problems)}, trust)
-    linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
-    known = {
-        k: v for k, v in trainer.items() if k not in linked and not any(p.path[:2] == ("trainer", k) for p in problems)
-    }
-    return problems + check_trainer_values(known)
 
 
 def validate(

@@ -90,3 +90,17 @@ def test_the_layer_rule_catches_an_import_inside_a_function(tmp_path):
     planted = tmp_path / "planted.py"
     planted.write_text("def f():\n    import torch\n    from ednaml import registry\n")
     assert _imports_anywhere(planted) == ["torch", "ednaml", "ednaml.registry"]
+
+
+def test_lightning_is_imported_only_by_the_adapters_and_the_command_line():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE)
+        if where.parts[0] == "adapters" or where == Path("cli.py"):
+            continue
+        wrong += [
+            f"{where}: {m}"
+            for m in _imports_anywhere(path)
+            if m.partition(".")[0] in ("lightning", "pytorch_lightning")
+        ]
+    assert wrong == []

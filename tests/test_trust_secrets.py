@@ -176,7 +176,7 @@ def test_a_logged_exceptions_message_and_traceback_keep_no_secret(tmp_path):
 
 def test_wandb_notes_keep_no_secret(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from ednaml.tracking.wandb import wandb_logger
+    from ednaml.adapters.loggers import wandb_logger
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -214,7 +214,7 @@ def test_a_sweep_storage_that_cannot_be_opened_is_named_without_its_credentials(
     from ednaml.errors import UsageError
     from ednaml.sweeps.space import read_space
     from ednaml.sweeps.study import Sweep
-    from ednaml.sweeps.trial import shown_storage
+    from ednaml.tracking.trial import shown_storage
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "space.yml").write_text("SWEEP: {OPTIMIZER.0.BASE_LR: {float: [0.001, 0.1]}}\n")

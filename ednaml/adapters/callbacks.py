@@ -18,6 +18,7 @@ from ednaml.tracking.run_folder import RunFolder, better, lower_is_better, plain
 
 if TYPE_CHECKING:
     from ednaml.config import sections
+    from ednaml.tracking.trial import TrialLink
 
 log = logging.getLogger("ednaml")
 
@@ -193,7 +194,7 @@ class RunSummary(Callback):
 
 def ended_as(err: BaseException) -> str:
     """How an exception ends a run: interrupted (a signal; it can be resumed), pruned (a sweep's pruner
-    stopped it: optuna's TrialPruned, from sweeps.trial.SweepPruning) or failed."""
+    stopped it: optuna's TrialPruned, from SweepPruning) or failed."""
     if isinstance(err, (KeyboardInterrupt, Interrupted)):
         return "interrupted"
     return "pruned" if type(err).__name__ == "TrialPruned" else "failed"
@@ -434,3 +435,36 @@ def progress(trainer: Any, every: int, stream: Any = None) -> list[Callback]:
     ):
         return []
     return [] if stream.isatty() else [LineProgress(every, stream)]
+
+
+class SweepPruning(pl.Callback):
+    """Optuna's Lightning pruning contract (report METRIC at each epoch's end, stop when the pruner says so),
+    for every strategy and storage: the first process reports and decides, and the decision is broadcast,
+    so all processes of a multi-device trial stop together. Passes outside fitting (the validation pass
+    before training) are not reported."""
+
+    def __init__(self, link: TrialLink):
+        self.link = link
+        self._trial: Any = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        value = trainer.callback_metrics.get(self.link.metric)
+        prune = False
+        if trainer.is_global_zero and value is not None:
+            if self._trial is None:
+                self._trial = self.link.trial()
+            self._trial.report(float(value), step=trainer.current_epoch)
+            prune = self._trial.should_prune()
+        if trainer.strategy.broadcast(prune):
+            import optuna
+
+            raise optuna.TrialPruned(
+                f"pruned by the sweep's pruner after epoch {trainer.current_epoch} "
+                f"({self.link.metric} {float(value):.4g})"
+                if value is not None
+                else "pruned by the sweep"
+            )

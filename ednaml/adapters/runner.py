@@ -25,6 +25,7 @@ from ednaml.adapters.callbacks import (
 )
 from ednaml.adapters.datamodule import EdnaDataModule, NewData
 from ednaml.adapters.given import Given
+from ednaml.adapters.loggers import CommitMetrics, RunLogger, wandb_logger
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.plugins import PluginRunner
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
@@ -35,11 +36,10 @@ from ednaml.config import sections
 from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
 from ednaml.faults import explain
 from ednaml.registry import Trust
-from ednaml.sweeps.trial import sweep_trial
-from ednaml.tracking.metrics import CommitMetrics, RunLogger
 from ednaml.tracking.provenance import build_provenance, parameter_counts, record_given
 from ednaml.tracking.report import write_report
 from ednaml.tracking.run_folder import RUN_ID_ENV, RunBusy, RunFolder
+from ednaml.tracking.trial import sweep_trial
 from ednaml.tracking.wandb import (
     Table,
     backfill,
@@ -52,7 +52,6 @@ from ednaml.tracking.wandb import (
     record_devices,
     record_summary,
     wandb_directories,
-    wandb_logger,
 )
 
 log = logging.getLogger("ednaml")
@@ -362,7 +361,7 @@ class RunSession:
         if self.backup is not None:
             common.append(self.backup)
         if self.stage == "fit" and (trial := sweep_trial()) is not None:
-            from ednaml.sweeps.trial import SweepPruning
+            from ednaml.adapters.callbacks import SweepPruning
 
             common.append(SweepPruning(trial))
         return common

@@ -23,7 +23,9 @@ import yaml
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from ednaml import kinds, registry
+from ednaml.config.arguments import check_arguments
 from ednaml.config.load import fp16_precision
+from ednaml.config.schema import LINKED_KEYS
 from ednaml.errors import ConfigError, Problem, show
 from ednaml.tracking.run_folder import open_no_link
 
@@ -339,6 +341,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote: fsspec's own transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
         save_atomically(checkpoint, Path(str(path)))
+
+
+def check_trainer_keys(trainer: dict[str, Any], trust: registry.Trust) -> list[Problem]:
+    """Names against lightning.Trainer's signature, the classes it names through the trust gate, then each
+    value against its type (only values the gate let through reach jsonargparse, which imports classes)."""
+    problems = check_arguments("lightning", pl.Trainer, trainer, ("trainer",))
+    problems += gate({k: v for k, v in trainer.items() if not any(p.path == ("trainer", k) for p in problems)}, trust)
+    linked = {b.split(".", 1)[1] for _, b in LINKED_KEYS}  # typed by their EdnaML twin already
+    known = {
+        k: v for k, v in trainer.items() if k not in linked and not any(p.path[:2] == ("trainer", k) for p in problems)
+    }
+    return problems + check_trainer_values(known)
 
 
 def fill_machine_precision(cfg: dict[str, Any]) -> None:

@@ -11,10 +11,10 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from ednaml.sweeps.trial import shown_storage
 from ednaml.tracking.report import COLORS, STYLE, _fmt, _table, _ticks
 from ednaml.tracking.run_folder import write_atomic
 from ednaml.tracking.secrets import scrub
+from ednaml.tracking.trial import shown_storage
 
 if TYPE_CHECKING:
     from ednaml.sweeps.space import Param

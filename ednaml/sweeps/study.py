@@ -3,8 +3,8 @@
 The sweep process asks Optuna for a trial, checks the sampled config, and runs `ednaml fit` with the
 sampled values as overrides (in a child process, so a trial gets the Trainer flags given, multi-device
 included, and a trial that fails takes nothing else down). The run reports to the trial itself (see
-sweeps.trial). Several sweep processes, here (`--parallel K`) or on other machines sharing a storage,
-ask the same study for trials; Optuna numbers them.
+tracking/trial.py and adapters.callbacks.SweepPruning). Several sweep processes, here (`--parallel K`) or on
+other machines sharing a storage, ask the same study for trials; Optuna numbers them.
 
 A sweep stopped by Ctrl-C or SIGTERM stops its runs the way a run stops (last.ckpt saved) and leaves
 their trials running; the same command again continues each one from its checkpoint and goes on.
@@ -27,7 +27,7 @@ import yaml
 from ednaml.errors import ConfigError, Problem, RunStopped, UsageError, did_you_mean
 from ednaml.startup import ednaml_command
 from ednaml.sweeps.space import Space, make_pruner
-from ednaml.sweeps.trial import TRIAL_ENV, TrialLink, open_storage, shown_storage
+from ednaml.tracking.trial import TRIAL_ENV, TrialLink, open_storage, shown_storage
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SWEEPS = Path("sweeps")

@@ -160,65 +160,6 @@ def without_pandas() -> Iterator[None]:
             util.pd_available = available
 
 
-def wandb_logger(
-    run: RunFolder, config: dict[str, Any], provenance: dict[str, Any] | None, stage: str = "fit"
-) -> tuple[Any, dict[str, Any]]:
-    """A Lightning WandbLogger writing under the run folder, and what summary.json records of it. Its W&B run
-    id is the run id: a resumed run's process continues that W&B run (its rows after the earlier
-    processes', see continue_steps; `ednaml sync` sends them oldest first). Its config is the resolved config,
-    nested, with the list sections also flattened (see flat_config), plus the provenance and, for a run started
-    from another run's checkpoint, `source_run`."""
-    mode = wandb_mode(config)
-    if mode == "disabled":
-        return None, {"mode": "disabled"}
-    if not run.writer:  # one W&B run, made by the process that writes the run folder
-        return None, {"id": run.run_id, "mode": mode}
-    try:
-        import wandb
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:
-        return None, {"mode": "unavailable"}
-    os.environ.setdefault("WANDB_SILENT", "true")
-    logging_cfg = config["LOGGING"]
-    source = (provenance or {}).get("source")
-    where = scrub(layout(run, config, stage, source))  # the notes, name and tags as the config records them
-    # EdnaML records code, git state and packages in provenance.json; W&B's own copies are off.
-    settings = wandb.Settings(
-        mode=mode,
-        console="off",
-        disable_git=True,
-        disable_code=True,
-        save_code=False,
-        x_disable_meta=True,
-        x_disable_stats=True,
-        x_save_requirements=False,
-    )
-    logger = WandbLogger(
-        save_dir=str(run.path),
-        id=run.run_id,
-        entity=logging_cfg["WANDB_ENTITY"],
-        log_model=logging_cfg["WANDB_LOG_MODEL"],
-        config=scrub(
-            {**config, **flat_config(config), "provenance": provenance} | ({"source_run": source} if source else {})
-        ),
-        settings=settings,
-        **where,
-    )
-    logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
-    if "project" not in where:  # Lightning passes its own default project; W&B's variable is meant to win
-        logger._wandb_init.pop("project", None)
-    info: dict[str, Any] = {
-        "id": run.run_id,
-        "mode": mode,
-        "dir": str(Path(logger.experiment.dir).parent),
-        **{
-            k: where.get(k) or os.environ.get(v)
-            for k, v in (("project", "WANDB_PROJECT"), ("group", "WANDB_RUN_GROUP"), ("name", "WANDB_NAME"))
-        },
-    }
-    return logger, info
-
-
 Table = tuple[str, list[str], list[list[Any]]]  # key, columns, rows
 
 

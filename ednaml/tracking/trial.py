@@ -1,6 +1,6 @@
 """The run side of a sweep trial: an `ednaml fit` started by `ednaml sweep` learns its study and trial
 from the EDNAML_SWEEP_TRIAL environment variable, records its run folder with the trial, and reports its
-METRIC to Optuna after each epoch's validation, which may prune it.
+METRIC to Optuna after each epoch's validation (adapters.callbacks.SweepPruning), which may prune it.
 
 The variable holds the storage's address, which may carry credentials: it is never written to the run
 folder (provenance records the study and trial number only).
@@ -13,8 +13,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import lightning.pytorch as pl
 
 TRIAL_ENV = "EDNAML_SWEEP_TRIAL"
 
@@ -96,36 +94,3 @@ def shown_storage(address: str) -> str:
 def sweep_trial() -> TrialLink | None:
     """The trial this process runs, where `ednaml sweep` started it."""
     return TrialLink.from_env()
-
-
-class SweepPruning(pl.Callback):
-    """Optuna's Lightning pruning contract (report METRIC at each epoch's end, stop when the pruner says so),
-    for every strategy and storage: the first process reports and decides, and the decision is broadcast,
-    so all processes of a multi-device trial stop together. Passes outside fitting (the validation pass
-    before training) are not reported."""
-
-    def __init__(self, link: TrialLink):
-        self.link = link
-        self._trial: Any = None
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from lightning.pytorch.trainer.states import TrainerFn
-
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
-            return
-        value = trainer.callback_metrics.get(self.link.metric)
-        prune = False
-        if trainer.is_global_zero and value is not None:
-            if self._trial is None:
-                self._trial = self.link.trial()
-            self._trial.report(float(value), step=trainer.current_epoch)
-            prune = self._trial.should_prune()
-        if trainer.strategy.broadcast(prune):
-            import optuna
-
-            raise optuna.TrialPruned(
-                f"pruned by the sweep's pruner after epoch {trainer.current_epoch} "
-                f"({self.link.metric} {float(value):.4g})"
-                if value is not None
-                else "pruned by the sweep"
-            )
