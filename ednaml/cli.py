@@ -7,35 +7,11 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ednaml.errors import UsageError, did_you_mean
-
-STAGES = ("fit", "validate", "test", "predict")
-COMMANDS = STAGES + ("check", "sweep", "migrate", "list", "runs", "diff", "reproduce", "sync", "export")
-FLAGS_WITH_VALUE = (
-    "--config",
-    "--ckpt_path",
-    "--seed_everything",
-    "--import",
-    "--resume",
-    "--root",
-    "--experiment",
-    "--status",
-    "--where",
-    "--data",
-    "--output",
-    "--format",
-    "--sweep",
-    "--trials",
-    "--storage",
-    "--study",
-    "--parallel",
-    "--best",
-)
-BARE_FLAGS = ("--print_config", "--debug", "--help", "--json", "--trust", "--dry-run")
-
 
 # C0 and C1 control characters but tab and newline (an escape sequence can clear the screen or retitle the
 # terminal; a carriage return hides what came before it), and the bidirectional overrides that reorder text
@@ -63,189 +39,345 @@ def say(*values: Any, file: Any = None, end: str = "\n", flush: bool = False) ->
     print(shown(" ".join(str(v) for v in values)), file=file, end=end, flush=flush)
 
 
-USAGE = """\
-usage: ednaml {fit,validate,test,predict} --config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...]
-       ednaml fit --resume RUN
-       ednaml predict RUN_OR_CKPT [--data PATH] [--output FILE] [options]
-       ednaml check --config CFG.yml [...]
-       ednaml sweep --config CFG.yml --sweep SPACE.yml [--trials N] [--study NAME] [--storage URL] [--parallel K] [...]
-       ednaml sweep --best NAME [--print_config]
-       ednaml migrate OLD.yml [-o NEW.yml]
-       ednaml list [KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)
-       ednaml runs [ROOT] [--experiment PATTERN] [--status STATUS] [--sweep NAME] \
-[--where KEY=VALUE | METRIC>NUMBER ...] [--json]
-       ednaml diff RUN_A RUN_B [--root ROOT] [--json]
-       ednaml reproduce RUN [--root ROOT]
-       ednaml sync RUN [RUN ...] [--root ROOT] [--dry-run] [--trust]
-       ednaml export RUN_OR_CKPT --format torchscript|onnx [--output DIR]
+STAGES = ("fit", "validate", "test", "predict")
 
-Run an experiment described by an EdnaML config on a Lightning Trainer.
 
-commands:
-  fit        train (after one validation pass unless EXECUTION.SKIPEVAL), then test
-  validate   evaluate on the validation split
-  test       evaluate on the test split (--ckpt_path alone: the checkpoint's own config)
-  predict    one record per input (DEPLOYMENT.DEPLOY: class, probability, top-k) for new data (--data:
-             an image, text or video file or folder, no labels needed) or the test split, from a run's
-             best (else last) checkpoint or a checkpoint file; a manifest names what produced them
-  check      build everything and try one batch, one backward and one optimizer step, without
-             training; print the data, model, parameter groups, learning-rate schedule, checkpoint
-             plan and run folder; exit 0 when ready to train, 2 otherwise
-  sweep      an Optuna study over config keys (SPACE.yml: SWEEP, METRIC, DIRECTION, TRIALS, SAMPLER,
-             PRUNER); each trial an `ednaml fit` run with the sampled values; results in sweeps/NAME
-             (sweep.json, trials.csv, report.html); the same command again continues the study;
-             --storage: an Optuna RDB URL or journal file shared by sweeps on several machines;
-             --parallel K: K trials at a time, one GPU each; --best NAME: the best trial (its config)
-  migrate    a config written for the original EdnaML as this version's, with a comment for each key
-             that changed or was dropped and what `check` would still report (-o NEW.yml: to a file,
-             never over one)
-  list       the registered components, by kind (datareader, model, loss, ...)
-  runs       the runs under ROOT (default ./runs), newest first
-  diff       what differs between two runs (folders or run ids) or configs: config, components,
-             versions, data, final metrics
-  reproduce  a new run from RUN's resolved config and seed, then its diff against RUN
-  export     the model of a run (its best, else last checkpoint) or checkpoint as TorchScript or ONNX,
-             runnable without EdnaML, with model.json (inputs, outputs, label names, preprocessing)
-             and the tokenizer beside it; checked against the checkpoint on an example input
-  sync       upload offline W&B runs (every process of a resumed run) with `wandb sync`, also from a
-             run folder moved to another machine; only files inside the run folder are sent; --dry-run
-             lists what would be sent
+@dataclass(frozen=True)
+class Flag:
+    """One option of the command line: `metavar` None is a switch; `repeat` gathers every use into a list;
+    `override` makes the value a config key's (--ckpt_path, --seed_everything), joining the overrides."""
 
-options:
-  -c, --config FILE        a config file; several merge left to right (mappings merge, lists replace;
-                           see docs/config.md for !replace, !delete and swapping a component)
-  --print_config           print the resolved config (it loads again as the same config) and exit
-  --ckpt_path PATH         checkpoint to start from (fit) or to evaluate
-  --resume RUN             continue an interrupted run (its folder or run id) from its last checkpoint
-  --data PATH              predict: new inputs (a file or folder) instead of the test split
-  --output FILE            predict: write the records here (.csv, .jsonl, .parquet), never over a file
-  --seed_everything N      seed for every RNG (default: one is picked and recorded)
-  --import FILE|MODULE     import custom components before names are resolved (repeatable)
-  --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision bf16-mixed)
-  --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR 0.01)
-  SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)
-  ~SECTION.KEY             remove a key the config files set (~MODEL.MODEL_KWARGS.width)
-  --trust                  let a config from a checkpoint or run folder name code (EXECUTION.IMPORTS, dotted
-                           component paths, trainer class_paths and callables) and choose where the run
-                           goes (runs root, backups, W&B online); without it such a config is data only
-                           (docs/trust.md). sync: send artifact files that a run's W&B log names outside
-                           its run folder
-  --debug                  show Python tracebacks
-  -h, --help               show this help (with a stage: also every --trainer.* argument)
+    help: str
+    metavar: str | None = None
+    repeat: bool = False
+    short: str | None = None
+    override: bool = False
 
-Values are read as YAML 1.2: 3 and 3e-3 are numbers, [8, 8] a list, null nothing.
-"""
+
+FLAGS: dict[str, Flag] = {
+    "config": Flag(
+        "a config file; several merge left to right (mappings merge, lists replace; see docs/config.md for "
+        "!replace, !delete and swapping a component)",
+        "FILE",
+        repeat=True,
+        short="-c",
+    ),
+    "print_config": Flag("print the resolved config (it loads again as the same config) and exit"),
+    "ckpt_path": Flag("checkpoint to start from (fit) or to evaluate", "PATH", override=True),
+    "resume": Flag("continue an interrupted run (its folder or run id) from its last checkpoint", "RUN"),
+    "data": Flag("new inputs (a file or folder) instead of the test split", "PATH"),
+    "output": Flag("where to write: predict's records (.csv, .jsonl, .parquet), never over a file", "FILE", short="-o"),
+    "seed_everything": Flag("seed for every RNG (default: one is picked and recorded)", "N", override=True),
+    "import": Flag("import custom components before names are resolved (repeatable)", "FILE|MODULE", repeat=True),
+    "trust": Flag(
+        "let a config from a checkpoint or run folder name code (EXECUTION.IMPORTS, dotted component paths, "
+        "trainer class_paths and callables) and choose where the run goes (runs root, backups, W&B online); "
+        "without it such a config is data only (docs/trust.md). sync: send artifact files that a run's W&B "
+        "log names outside its run folder"
+    ),
+    "root": Flag("the runs folder runs and run ids are found in (default ./runs)", "ROOT"),
+    "experiment": Flag("runs of experiments matching this wildcard pattern", "PATTERN"),
+    "status": Flag("runs with this status (running, finished, failed, interrupted)", "STATUS"),
+    "where": Flag("runs whose config has KEY=VALUE, or whose final METRIC>NUMBER (repeatable)", "COND", repeat=True),
+    "json": Flag("print JSON"),
+    "dry-run": Flag("list what would be sent, send nothing"),
+    "format": Flag("export as torchscript or onnx", "FORMAT"),
+    "sweep": Flag("the search space (SPACE.yml); runs: only the trials of this sweep", "SPACE"),
+    "trials": Flag("trials to run (default: the space's TRIALS)", "N"),
+    "storage": Flag("an Optuna RDB URL or journal file shared by sweeps on several machines", "URL"),
+    "study": Flag("the study's name (default: from the config)", "NAME"),
+    "parallel": Flag("trials at a time, one GPU each", "K"),
+    "best": Flag("the best trial of sweep NAME (its config with --print_config)", "NAME"),
+    "debug": Flag("show Python tracebacks"),
+}
+
+_RUN = ("config", "print_config", "ckpt_path", "seed_everything", "import", "trust", "debug")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its usage, what it does, the flags it takes, what its words are (None: it takes none),
+    whether it takes config overrides (--KEY.PATH VALUE, KEY=VALUE, ~KEY), and the function that runs it."""
+
+    usage: str
+    help: str
+    flags: tuple[str, ...]
+    words: str | None = None
+    overrides: bool = False
+    run: str | Callable[[dict[str, Any]], int] = "_run"  # a function of this module by name, or any function
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command(
+        "--config CFG.yml [--config MORE.yml] [options] [--KEY.PATH VALUE ...] | --resume RUN",
+        "train (after one validation pass unless EXECUTION.SKIPEVAL), then test",
+        _RUN + ("resume", "root"),
+        overrides=True,
+    ),
+    "validate": Command("--config CFG.yml [options]", "evaluate on the validation split", _RUN, overrides=True),
+    "test": Command(
+        "--config CFG.yml [options]",
+        "evaluate on the test split (--ckpt_path alone: the checkpoint's own config)",
+        _RUN,
+        overrides=True,
+    ),
+    "predict": Command(
+        "RUN_OR_CKPT [--data PATH] [--output FILE] [options]",
+        "one record per input (DEPLOYMENT.DEPLOY: class, probability, top-k) for new data (--data: an image, "
+        "text or video file or folder, no labels needed) or the test split, from a run's best (else last) "
+        "checkpoint or a checkpoint file; a manifest names what produced them",
+        _RUN + ("data", "output", "root"),
+        words="RUN_OR_CKPT",
+        overrides=True,
+    ),
+    "check": Command(
+        "--config CFG.yml [...]",
+        "build everything and try one batch, one backward and one optimizer step, without training; print the "
+        "data, model, parameter groups, learning-rate schedule, checkpoint plan and run folder; exit 0 when "
+        "ready to train, 2 otherwise",
+        ("config", "import", "debug"),
+        overrides=True,
+        run="_check",
+    ),
+    "sweep": Command(
+        "--config CFG.yml --sweep SPACE.yml [--trials N] [--study NAME] [--storage URL] [--parallel K] [...] | "
+        "--best NAME [--print_config]",
+        "an Optuna study over config keys (SPACE.yml: SWEEP, METRIC, DIRECTION, TRIALS, SAMPLER, PRUNER); each "
+        "trial an `ednaml fit` run with the sampled values; results in sweeps/NAME (sweep.json, trials.csv, "
+        "report.html); the same command again continues the study; --storage: shared by sweeps on several "
+        "machines; --parallel K: K trials at a time, one GPU each; --best NAME: the best trial (its config)",
+        ("config", "import", "sweep", "trials", "storage", "study", "parallel", "best", "print_config", "debug"),
+        overrides=True,
+        run="_sweep",
+    ),
+    "migrate": Command(
+        "OLD.yml [-o NEW.yml]",
+        "a config written for the original EdnaML as this version's, with a comment for each key that changed "
+        "or was dropped and what `check` would still report (-o NEW.yml: to a file, never over one)",
+        ("output", "debug"),
+        words="OLD.yml",
+        run="_migrate",
+    ),
+    "list": Command(
+        "[KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)",
+        "the registered components, by kind (datareader, model, loss, ...)",
+        ("import", "config", "debug"),
+        words="KIND PATTERN",
+        run="_list",
+    ),
+    "runs": Command(
+        "[ROOT] [--experiment PATTERN] [--status STATUS] [--sweep NAME] [--where KEY=VALUE | METRIC>NUMBER ...] "
+        "[--json]",
+        "the runs under ROOT (default ./runs), newest first",
+        ("root", "experiment", "status", "sweep", "where", "json", "debug"),
+        words="ROOT",
+        run="_runs",
+    ),
+    "diff": Command(
+        "RUN_A RUN_B [--root ROOT] [--json]",
+        "what differs between two runs (folders or run ids) or configs: config, components, versions, data, "
+        "final metrics",
+        ("root", "json", "debug"),
+        words="RUN_A RUN_B",
+        run="_diff",
+    ),
+    "reproduce": Command(
+        "RUN [--root ROOT]",
+        "a new run from RUN's resolved config and seed, then its diff against RUN",
+        ("root", "import", "trust", "debug"),
+        words="RUN",
+        run="_reproduce",
+    ),
+    "sync": Command(
+        "RUN [RUN ...] [--root ROOT] [--dry-run] [--trust]",
+        "upload offline W&B runs (every process of a resumed run) with `wandb sync`, also from a run folder "
+        "moved to another machine; only files inside the run folder are sent; --dry-run lists what would be sent",
+        ("root", "dry-run", "trust", "debug"),
+        words="RUN",
+        run="_sync",
+    ),
+    "export": Command(
+        "RUN_OR_CKPT --format torchscript|onnx [--output DIR]",
+        "the model of a run (its best, else last checkpoint) or checkpoint as TorchScript or ONNX, runnable "
+        "without EdnaML, with model.json (inputs, outputs, label names, preprocessing) and the tokenizer beside "
+        "it; checked against the checkpoint on an example input",
+        ("format", "output", "root", "import", "trust", "debug"),
+        words="RUN_OR_CKPT",
+        run="_export",
+    ),
+}
+
+OVERRIDES_HELP = "\n".join(
+    (
+        "  --trainer.NAME VALUE     any lightning.Trainer argument (--trainer.devices 2, --trainer.precision "
+        "bf16-mixed)",
+        "  --SECTION.KEY VALUE      any config key by its dotted path (--EXECUTION.EPOCHS 3, --OPTIMIZER.0.BASE_LR "
+        "0.01)",
+        "  SECTION.KEY=VALUE        the same, as Hydra writes it (EXECUTION.EPOCHS=3)",
+        "  ~SECTION.KEY             remove a key the config files set (~MODEL.MODEL_KWARGS.width)",
+        "",
+        "Values are read as YAML 1.2: 3 and 3e-3 are numbers, [8, 8] a list, null nothing.",
+    )
+)
+
+
+def _wrapped(text: str, indent: int, width: int = 110) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width - indent) or [""]
+
+
+def usage() -> str:
+    """`ednaml --help`, made from COMMANDS and FLAGS (without importing the parser: it stays instant)."""
+    commands = enumerate(COMMANDS.items())
+    lines = [f"{'usage:' if i == 0 else '      '} ednaml {name} {c.usage}" for i, (name, c) in commands]
+    lines += ["", "Run an experiment described by an EdnaML config on a Lightning Trainer.", "", "commands:"]
+    for name, command in COMMANDS.items():
+        text = _wrapped(command.help, 13)
+        lines += [f"  {name:<10} {text[0]}"] + [f"{'':13}{line}" for line in text[1:]]
+    lines += ["", "options (`ednaml COMMAND --help`: the ones COMMAND takes):"]
+    for name, flag in FLAGS.items():
+        lines += _flag_lines(name, flag)
+    lines += ["  -h, --help               show this help (with a command: its own, for a stage every --trainer.*)"]
+    return "\n".join([*lines, "", OVERRIDES_HELP])
+
+
+def _flag_lines(name: str, flag: Flag) -> list[str]:
+    head = (f"{flag.short}, " if flag.short else "") + f"--{name}" + (f" {flag.metavar}" if flag.metavar else "")
+    text = _wrapped(flag.help, 27)
+    first = f"  {head:<24} {text[0]}" if len(head) <= 24 else f"  {head}\n{'':27}{text[0]}"
+    return [first] + [f"{'':27}{line}" for line in text[1:]]
+
+
+def command_help(name: str) -> str:
+    """`ednaml COMMAND --help`: its usage, what it does and its options, from its declaration."""
+    command = COMMANDS[name]
+    lines = [f"usage: ednaml {name} {command.usage}", "", *_wrapped(command.help, 0), "", "options:"]
+    for flag in command.flags:
+        lines += _flag_lines(flag, FLAGS[flag])
+    lines += ["  -h, --help               show this help"]
+    return "\n".join(lines + (["", OVERRIDES_HELP] if command.overrides else []))
+
+
+def _parser(name: str) -> Any:
+    """The jsonargparse parser of one subcommand, declared by COMMANDS[name] and FLAGS."""
+    from jsonargparse import ArgumentParser
+
+    command = COMMANDS[name]
+    parser = ArgumentParser(prog=f"ednaml {name}", exit_on_error=False, print_config=None, add_help=False)
+    for flag in command.flags:
+        declared = FLAGS[flag]
+        names = [f"--{flag}"] + ([declared.short] if declared.short else [])
+        dest = _dest(flag).replace("-", "_")
+        if declared.metavar is None:
+            parser.add_argument(*names, dest=dest, action="store_true", help=declared.help)
+        elif declared.repeat:
+            parser.add_argument(*names, dest=dest, action="append", type=str, default=[], metavar=declared.metavar)
+        else:
+            parser.add_argument(*names, dest=dest, type=str, default=None, metavar=declared.metavar)
+    return parser
+
+
+def _is_override(key: str) -> bool:
+    """A flag that sets a config key (--EXECUTION.EPOCHS, --trainer.devices), not an option of the command."""
+    return "." in key or key.isupper() or key == "trainer"
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
-    """Split argv into the command, config files, overrides (dotted path, value) and flags."""
+    """The command, its flags (by COMMANDS' declaration, parsed by jsonargparse), its words and the config
+    overrides (dotted path, value), in the order given."""
     if not argv or argv[0] in ("-h", "--help"):
         return {"command": "help"}
     if argv[0] in ("--version", "version"):
         return {"command": "version"}
-    command, rest = argv[0], list(argv[1:])
-    if command not in COMMANDS:
+    name, rest = argv[0], list(argv[1:])
+    if name not in COMMANDS:
         raise UsageError(
-            f"unknown command {command!r}" + did_you_mean(command, COMMANDS, f"; commands are {', '.join(COMMANDS)}")
+            f"unknown command {name!r}" + did_you_mean(name, list(COMMANDS), f"; commands are {', '.join(COMMANDS)}")
         )
-    args: dict[str, Any] = {
-        "command": command,
-        "config": [],
-        "overrides": [],
-        "imports": [],
-        "print_config": False,
-        "debug": False,
-        "help": False,
-        "json": False,
-        "trust": False,
-        "positional": [],
-        "where": [],
-        "resume": None,
-        "root": None,
-        "experiment": None,
-        "status": None,
-        "dry-run": False,
-        "data": None,
-        "output": None,
-        "format": None,
-        "sweep": None,
-        "trials": None,
-        "storage": None,
-        "study": None,
-        "parallel": None,
-        "best": None,
-    }
+    command = COMMANDS[name]
+    flags, overrides, words, helped = _split(name, rest)
+    parsed = _parser(name).parse_args(flags).as_dict()
+    args: dict[str, Any] = {_dest(flag): [] if f.repeat else None if f.metavar else False for flag, f in FLAGS.items()}
+    args |= {_dest(flag): parsed[_dest(flag).replace("-", "_")] for flag in command.flags}
+    where = []
+    for value in args["where"]:
+        match = re.fullmatch(r"\s*([^<>=!\s]+)\s*(>=|<=|!=|=|>|<)\s*(.*)", value)
+        if not match:
+            raise UsageError(
+                f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
+                "or --where 'test/accuracy>0.9'"
+            )
+        where.append(match.groups())
+    return args | {"command": name, "overrides": overrides, "help": helped, "where": where, "positional": words}
+
+
+def _dest(flag: str) -> str:
+    """The key a flag's value is under in parse_args' result: --import's `imports`, else its name."""
+    return "imports" if flag == "import" else flag
+
+
+def _split(name: str, rest: list[str]) -> tuple[list[str], list[tuple[str, Any]], list[str], bool]:
+    """argv after the command as (the command's own flags, for its parser; config overrides; words; whether
+    --help was asked), each flag checked against the command's declaration."""
+    command = COMMANDS[name]
+    flags: list[str] = []
+    overrides: list[tuple[str, Any]] = []
+    words: list[str] = []
+    helped = False
+    shorts = {FLAGS[f].short: f"--{f}" for f in command.flags if FLAGS[f].short}
     i = 0
     while i < len(rest):
         token = rest[i]
         i += 1
         if token in ("-h", "--help"):
-            args["help"] = True
-            continue
-        if not token.startswith("-"):
+            helped = True
+        elif not token.startswith("-"):
             override = re.fullmatch(r"([A-Za-z_][\w.\[\]]*)=(.*)", token, re.S)
-            deletion = re.fullmatch(r"~[A-Za-z_][\w.\[\]]*", token)
-            if command in STAGES + ("check", "sweep") and (override or deletion or command != "predict"):
-                # Hydra's KEY=VALUE is an override; any other word a mistake (but predict's RUN_OR_CKPT)
-                if deletion:  # Hydra's ~KEY deletes a key
-                    args["overrides"].append((token[1:], "!delete"))
-                    continue
-                if not override:
-                    raise UsageError(
-                        f"unexpected argument {token!r}: write an override as --KEY.PATH VALUE or "
-                        "KEY.PATH=VALUE, and a config as --config FILE"
-                    )
-                args["overrides"].append(override.groups())
-                continue
-            args["positional"].append(token)
-            continue
-        name, eq, value = token.partition("=")
-        name = {"-c": "--config", "-o": "--output"}.get(name, name)
-        if name in BARE_FLAGS:
-            args[name[2:]] = True
-            continue
-        if not eq:
-            if i >= len(rest) or (rest[i].startswith("--") and len(rest[i]) > 2):
-                raise UsageError(f"{name} needs a value")
-            value, i = rest[i], i + 1
-        key = name[2:]
-        if name == "--config":
-            args["config"].append(value)
-        elif name == "--import":
-            args["imports"].append(value)
-        elif name == "--where":
-            match = re.fullmatch(r"\s*([^<>=!\s]+)\s*(>=|<=|!=|=|>|<)\s*(.*)", value)
-            if not match:
+            if command.overrides and re.fullmatch(r"~[A-Za-z_][\w.\[\]]*", token):  # Hydra's ~KEY deletes a key
+                overrides.append((token[1:], "!delete"))
+            elif command.overrides and override:  # Hydra's KEY=VALUE
+                overrides.append(override.groups())
+            elif command.words:
+                words.append(token)
+            else:
                 raise UsageError(
-                    f"--where {value!r}: write it as KEY=VALUE or METRIC>NUMBER, "
-                    "e.g. --where OPTIMIZER.0.BASE_LR=0.001 "
-                    "or --where 'test/accuracy>0.9'"
+                    f"unexpected argument {token!r}: write an override as --KEY.PATH VALUE or KEY.PATH=VALUE, "
+                    "and a config as --config FILE"
+                    if command.overrides
+                    else f"unexpected argument {token!r}: `ednaml {name}` takes no words"
                 )
-            args["where"].append(match.groups())
-        elif name in (
-            "--resume",
-            "--root",
-            "--experiment",
-            "--status",
-            "--data",
-            "--output",
-            "--format",
-            "--sweep",
-            "--trials",
-            "--storage",
-            "--study",
-            "--parallel",
-            "--best",
-        ):
-            args[key] = value
-        elif name in ("--ckpt_path", "--seed_everything"):
-            args["overrides"].append((key, value))
-        elif "." in key or key.isupper() or key in ("trainer",):
-            args["overrides"].append((key, value))
         else:
-            options = [f[2:] for f in FLAGS_WITH_VALUE + BARE_FLAGS] + ["trainer.<arg>", "SECTION.KEY"]
-            raise UsageError(f"unknown option --{key}" + did_you_mean(key, options, form=lambda option: f"--{option}"))
-    return args
+            flag, eq, value = token.partition("=")
+            flag = shorts.get(flag, flag)
+            key = flag[2:]
+            declared = FLAGS.get(key) if key in command.flags else None
+            if declared is None and not (command.overrides and _is_override(key)):
+                raise UsageError(_unknown_option(name, key))
+            if declared is not None and declared.metavar is None:
+                if eq:
+                    raise UsageError(f"{flag} takes no value")
+                flags.append(flag)
+                continue
+            if not eq:
+                if i >= len(rest) or (rest[i].startswith("--") and len(rest[i]) > 2):
+                    raise UsageError(f"{flag} needs a value")
+                value, i = rest[i], i + 1
+            if declared is None or declared.override:
+                overrides.append((key, value))
+            else:
+                flags.append(f"{flag}={value}")
+    return flags, overrides, words, helped
+
+
+def _unknown_option(name: str, key: str) -> str:
+    """The message for an option `ednaml NAME` does not take: another command's, or a misspelling."""
+    command = COMMANDS[name]
+    if key in FLAGS:
+        takes = ", ".join(f"--{f}" for f in command.flags)
+        return f"`ednaml {name}` does not take --{key} (it takes {takes})"
+    options = list(command.flags) + (["trainer.<arg>", "SECTION.KEY"] if command.overrides else [])
+    return f"unknown option --{key}" + did_you_mean(key, options, form=lambda option: f"--{option}")
 
 
 def _trainer_help() -> str:
@@ -499,11 +631,7 @@ def _sweep(args: dict[str, Any]) -> int:
 
     from ednaml.sweeps.study import SWEEPS, check_name, run_of_trial, run_sweep
 
-    unused = [
-        f"--{flag}"
-        for flag in ("resume", "data", "output", "format", "root", "experiment", "status", "json", "trust", "dry-run")
-        if args[flag]
-    ] + (["--where"] if args["where"] else [])
+    unused = []  # the flags of the other form (COMMANDS refuses those no form takes)
     if args["best"]:
         unused += [
             f"--{flag}"
@@ -611,12 +739,7 @@ def _run(args: dict[str, Any]) -> int:
     from ednaml.api import EdnaML
     from ednaml.config import dump
 
-    if args["help"]:
-        print(USAGE + _trainer_help())  # ours, not a value: never masked
-        return 0
     ckpt = dict(args["overrides"]).get("ckpt_path")
-    if (args["data"] or args["output"]) and args["command"] != "predict":
-        raise UsageError(f"--{'data' if args['data'] else 'output'} is for `ednaml predict`")
     if args["positional"]:  # predict RUN_OR_CKPT
         from ednaml.checkpoints import trained_checkpoint
 
@@ -624,8 +747,6 @@ def _run(args: dict[str, Any]) -> int:
             raise UsageError("`ednaml predict` takes one run folder, run id or checkpoint (or --ckpt_path)")
         ckpt = str(trained_checkpoint(args["positional"][0], args["root"] or "runs"))
     if args["resume"]:
-        if args["command"] != "fit":
-            raise UsageError("--resume continues training: use it with `ednaml fit`")
         experiment = EdnaML.resume(
             args["resume"],
             *args["config"],
@@ -723,26 +844,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # they are frozen (adapters.runner.frozen_for_the_run).
             gc.disable()
         if args["command"] == "help":
-            print(USAGE)  # ours, not a value: never masked
+            print(usage())  # ours, not a value: never masked
             return 0
         if args["command"] == "version":
             from ednaml.version import __version__
 
             say(f"ednaml {__version__}")
             return 0
+        if args["help"]:  # ours too
+            print(command_help(args["command"]) + (_trainer_help() if args["command"] in STAGES else ""))
+            return 0
         args["argv"] = argv
-        commands = {
-            "check": _check,
-            "sweep": _sweep,
-            "migrate": _migrate,
-            "list": _list,
-            "runs": _runs,
-            "diff": _diff,
-            "reproduce": _reproduce,
-            "sync": _sync,
-            "export": _export,
-        }
-        return commands.get(args["command"], _run)(args)
+        run = COMMANDS[args["command"]].run
+        return (run if callable(run) else globals()[run])(args)
     except UsageError as err:
         say(f"ednaml: error: {err}\n(see `ednaml --help`)", file=sys.stderr)
         return 2
