@@ -84,7 +84,7 @@ def _identity(obj: Any) -> str:
 
 def _where(obj: Any) -> str:
     source = getattr(sys.modules.get(getattr(obj, "__module__", "")), "__file__", None)
-    return f"{source}" if source else "a component"
+    return source or "a component"
 
 
 class _Registrar:

@@ -431,9 +431,9 @@ def component_paths(config: dict[str, Any]) -> list[tuple[tuple, str, Any]]:
     return found
 
 
-def component_keys() -> dict[str, list[tuple]]:
-    """{kind: the key paths that name one}, a list section's entries as `*` and a list of names as `[j]`."""
-    found: dict[str, list[tuple]] = {}
+def _marked() -> tuple[tuple[tuple, Key], ...]:
+    """(key path, key) of every schema key marked with the kind it names, a list section's entries as `*`."""
+    found: list[tuple[tuple, Key]] = []
 
     def walk(section: Section, path: tuple) -> None:
         for name, key in section.keys.items():
@@ -442,9 +442,17 @@ def component_keys() -> dict[str, list[tuple]]:
             elif isinstance(key, ListOf):
                 walk(key.entry, path + (name, "*"))
             elif key.names:
-                found.setdefault(key.names, []).append(path + ((name, "*") if list in key.types else (name,)))
+                found.append((path + (name,), key))
 
     walk(Section(SCHEMA), ())
+    return tuple(found)
+
+
+def component_keys() -> dict[str, list[tuple]]:
+    """{kind: the key paths that name one}, a list section's entries as `*` and a list of names as `[j]`."""
+    found: dict[str, list[tuple]] = {}
+    for path, key in _marked():
+        found.setdefault(key.names, []).append(path + (("*",) if list in key.types else ()))
     return found
 
 
@@ -460,16 +468,4 @@ def changed(section: Section, value: Any) -> bool:
 def component_arguments() -> list[tuple[tuple, tuple[tuple, ...]]]:
     """(key path, the key paths of its kwargs) of each key that names a component with kwargs beside it, a list
     section's entries as `*`: a config layer that names another component drops the kwargs given the old one."""
-    found: list[tuple[tuple, tuple[tuple, ...]]] = []
-
-    def walk(section: Section, path: tuple) -> None:
-        for name, key in section.keys.items():
-            if isinstance(key, Section):
-                walk(key, path + (name,))
-            elif isinstance(key, ListOf):
-                walk(key.entry, path + (name, "*"))
-            elif key.names and key.kwargs:
-                found.append((path + (name,), tuple(path + (kwarg,) for kwarg in key.kwargs)))
-
-    walk(Section(SCHEMA), ())
-    return found
+    return [(path, tuple(path[:-1] + (kwarg,) for kwarg in key.kwargs)) for path, key in _marked() if key.kwargs]
