@@ -14,8 +14,8 @@ from ednaml.errors import ConfigError, Problem, locate
 if TYPE_CHECKING:
     from ednaml.registry import Trust
     from ednaml.tracking.run_folder import RunFolder
-from ednaml.config.load import config_warning, deep_merge, normalize_legacy, noted
-from ednaml.config.schema import PLACEMENT_KEYS, with_trainer_defaults
+from ednaml.config.load import as_recorded_now, config_warning, noted
+from ednaml.config.schema import PLACEMENT_KEYS
 from ednaml.migrate import default_loss_optimizers
 
 # What may change when a run is resumed: where it runs, not what it computes.
@@ -26,7 +26,7 @@ def prepare(
     files: Sequence[str | os.PathLike] = (),
     overrides: Iterable[tuple[str, Any]] = (),
     imports: Sequence[str] = (),
-    base: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     origins: dict[tuple, str] | None = None,
     base_label: str = "the given config",
     trusted: bool = True,
@@ -43,7 +43,7 @@ def prepare(
     from ednaml.validation import path_keys, validate
 
     origins = {} if origins is None else origins
-    config = resolve(files, list(overrides), dict(base) if base else None, origins, base_label)
+    config = resolve(files, list(overrides), base, origins, base_label)
     fill_machine_precision(config)
     anchor(config, [("EXECUTION", "IMPORTS")], origins, files, config_warning)  # relative to the file that set it
     carried = list(config["EXECUTION"].get("IMPORTS") or []) if isinstance(config.get("EXECUTION"), dict) else []
@@ -152,13 +152,10 @@ class EdnaML:
         file in `imports` with the content its run recorded (`recorded_imports`, a checkpoint's own by
         default) stands for that run's import of it."""
         files = [c for c in configs if not isinstance(c, Mapping)]
-        base: dict[str, Any] = {}
-        for c in configs:
-            if isinstance(c, Mapping):
-                base = deep_merge(normalize_legacy(base), normalize_legacy(dict(c)))
+        base: list[Mapping[str, Any]] = [c for c in configs if isinstance(c, Mapping)]  # below the files, in order
         label, recorded = "the given config", recorded_imports
         if ckpt_path and not configs:
-            base, label = config_from_checkpoint(ckpt_path), f"the config in {ckpt_path}"
+            base, label = [config_from_checkpoint(ckpt_path)], f"the config in {ckpt_path}"
             provenance = read_checkpoint(ckpt_path).get("provenance")
             recorded = provenance.get("imports") if isinstance(provenance, Mapping) else None
         pairs = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
@@ -239,9 +236,7 @@ class EdnaML:
                 f"run {path.name} has no checkpoint to resume from yet ({path / 'checkpoints' / 'last.ckpt'})"
             )
         status = (read_run(path).summary or {}).get("status")
-        saved = load_yaml(path / "config.yaml")
-        if isinstance(saved.get("trainer"), dict):  # a run folder written before its config held Lightning's defaults
-            saved["trainer"] = with_trainer_defaults(saved["trainer"])
+        saved = as_recorded_now(load_yaml(path / "config.yaml"))  # a run folder an earlier version wrote, too
         recorded = (read_run(path).provenance or {}).get("imports")
         experiment = cls(
             *(configs or (saved,)),

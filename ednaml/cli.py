@@ -65,8 +65,15 @@ FLAGS: dict[str, Flag] = {
     "print_config": Flag("print the resolved config (it loads again as the same config) and exit"),
     "ckpt_path": Flag("checkpoint to start from (fit) or to evaluate", "PATH", override=True),
     "resume": Flag("continue an interrupted run (its folder or run id) from its last checkpoint", "RUN"),
-    "data": Flag("new inputs (a file or folder) instead of the test split", "PATH"),
-    "output": Flag("where to write: predict's records (.csv, .jsonl, .parquet), never over a file", "FILE", short="-o"),
+    "data": Flag(
+        "predict: new inputs (a file or folder) instead of the test split; init: the data to configure", "PATH"
+    ),
+    "output": Flag(
+        "where to write: predict's records (.csv, .jsonl, .parquet) and migrate's config, never over a file; "
+        "schema's JSON",
+        "FILE",
+        short="-o",
+    ),
     "seed_everything": Flag("seed for every RNG (default: one is picked and recorded)", "N", override=True),
     "import": Flag("import custom components before names are resolved (repeatable)", "FILE|MODULE", repeat=True),
     "trust": Flag(
@@ -157,6 +164,21 @@ COMMANDS: dict[str, Command] = {
         ("output", "debug"),
         words="OLD.yml",
         run="_migrate",
+    ),
+    "init": Command(
+        "--data FOLDER|MANIFEST.csv [-o cfg.yml]",
+        "a commented starter config for a folder of images (a subfolder per class, or train/ val/ test/ of them) "
+        "or a CSV manifest: its reader, classes, input size, a model and a schedule sized to the data; checked as "
+        "`ednaml check` checks it (-o cfg.yml: to a new file, never over one)",
+        ("data", "output", "debug"),
+        run="_init",
+    ),
+    "schema": Command(
+        "[-o ednaml.schema.json] [--import FILE]",
+        "the JSON Schema of a config, for the editor: every section and key, the names each key may give and each "
+        "component's arguments, the `trainer:` section (-o FILE: to a file, over an earlier schema only)",
+        ("output", "import", "debug"),
+        run="_schema",
     ),
     "list": Command(
         "[KIND] [PATTERN] [--import FILE]   (ednaml list KIND NAME: its arguments)",
@@ -447,6 +469,7 @@ def _list(args: dict[str, Any]) -> int:
             raise UsageError(f"--import: cannot import {err}") from None
     kind = args["positional"][0] if args["positional"] else None
     pattern = args["positional"][1] if len(args["positional"]) > 1 else "*"
+    kind = kinds.RENAMED_KINDS.get(kind, kind)  # `ednaml list trainer`, the original's name for step logic
     if kind and kind not in kinds.KINDS:
         if "*" in kind or kind[:1].isupper():
             kind, pattern = None, kind
@@ -716,6 +739,63 @@ def _migrate(args: dict[str, Any]) -> int:
                 else "; `ednaml check` finds no problem"
             )
         )
+    return 0
+
+
+def _init(args: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    from ednaml.init import starter
+
+    if not args["data"]:
+        raise UsageError("`ednaml init` needs --data: a folder of images or a CSV manifest")
+    target = Path(args["output"]) if args["output"] else None
+    if target is not None and (target.exists() or target.is_symlink()):
+        raise UsageError(f"-o {target}: the file exists; give a new name (init never writes over a file)")
+    if target is not None and not target.parent.is_dir():
+        raise UsageError(f"-o {target}: the folder {target.parent} does not exist")
+    text, found = starter(args["data"], target)
+    if target is None:
+        say(text, end="")
+        return 0
+    with open(target, "x", encoding="utf-8") as handle:
+        handle.write(text)
+    counts = ", ".join(f"{split} {n}" for split, n in found.samples.items())
+    say(
+        f"wrote {target}: {found.reader} ({counts}; {sum(map(len, found.labels.values()))} classes); "
+        f"`ednaml check --config {target}` finds no problem. For the editor: `ednaml schema -o "
+        f"{target.parent / 'ednaml.schema.json'}`"
+    )
+    return 0
+
+
+def _schema(args: dict[str, Any]) -> int:
+    import json
+    from pathlib import Path
+
+    from ednaml import registry
+    from ednaml.json_schema import TITLE, config_schema, dump
+
+    try:
+        registry.import_sources(args["imports"])
+    except (ImportError, FileNotFoundError, SyntaxError, registry.RegistryError) as err:
+        raise UsageError(f"--import: cannot import {err}") from None
+    text = dump(config_schema())
+    if not args["output"]:
+        say(text, end="")
+        return 0
+    target = Path(args["output"])
+    if not target.parent.is_dir():
+        raise UsageError(f"-o {target}: the folder {target.parent} does not exist")
+    if target.exists() or target.is_symlink():
+        try:
+            earlier = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else None
+        except (OSError, UnicodeDecodeError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and earlier.get("title") == TITLE) or target.is_symlink():
+            raise UsageError(f"-o {target}: the file exists and is not an EdnaML schema; give a new name")
+    target.write_text(text, encoding="utf-8")
+    say(f"wrote {target}: start a config with `# yaml-language-server: $schema={target}` (docs/config.md)")
     return 0
 
 

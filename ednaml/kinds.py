@@ -40,6 +40,7 @@ class Kind:
     kwargs_at: tuple[tuple[str, str | None], ...] = ()  # (config key, part of the component) its kwargs go under
     trainer_key: str | None = None  # a Lightning kind: its key in the `trainer:` section
     words: bool = False  # a Lightning kind whose plain words there are Lightning's settings ("ddp"), not classes
+    step: str = ""  # the step of a run's pipeline its components take (the pipeline table of provenance and W&B)
 
     @property
     def label(self) -> str:
@@ -62,6 +63,10 @@ _DATASET_ARGUMENTS = Arguments(("samples", "transform", "labels"))
 
 KINDS: dict[str, Kind] = {}
 
+# Kinds the original EdnaML named otherwise, read as this version's: its step logic was a "trainer", the word
+# that here means Lightning's Trainer (the `trainer:` section).
+RENAMED_KINDS = {"trainer": "step_logic"}
+
 
 def declare(kind: Kind) -> Kind:
     """Add a kind: from here on the registry, validation, the trust gate and `ednaml list` know it."""
@@ -82,6 +87,7 @@ for _kind in (
             ("TRANSFORMATION.ARGS", "transforms"),
             ("EXECUTION.DATAREADER.DATASET_ARGS", "dataset"),
         ),
+        step="load data",
     ),
     Kind(
         "dataset",
@@ -90,6 +96,7 @@ for _kind in (
         ("torch.utils.data.Dataset",),
         arguments=_DATASET_ARGUMENTS,
         kwargs_at=(("EXECUTION.DATAREADER.DATASET_ARGS", None),),
+        step="load data",
     ),
     Kind(
         "model",
@@ -104,15 +111,17 @@ for _kind in (
         ("torch.nn.Module",),
         arguments=Arguments(("base", "normalization")),
         kwargs_at=(("MODEL.MODEL_KWARGS", None),),
+        step="model",
     ),
-    Kind("model_builder", "how MODEL becomes a model", ("ednaml.models.builders",)),
+    Kind("model_builder", "how MODEL becomes a model", ("ednaml.models.builders",), step="model"),
     Kind(
-        "trainer",
+        "step_logic",
         "step logic: a batch becomes named outputs and targets",
         ("ednaml.steps.classification",),
         ("ednaml.steps.StepLogic",),
         arguments=Arguments(),
-        kwargs_at=(("EXECUTION.TRAINER_ARGS", None),),
+        kwargs_at=(("EXECUTION.STEP_LOGIC_ARGS", None),),
+        step="step logic",
     ),
     Kind(
         "loss",
@@ -121,6 +130,7 @@ for _kind in (
         ("torch.nn.Module",),
         arguments=Arguments(filled=("num_classes", "feat_dim")),
         kwargs_at=(("LOSS[i].KWARGS[j]", None),),
+        step="losses",
     ),
     Kind(
         "optimizer",
@@ -130,8 +140,11 @@ for _kind in (
         ("torch.optim",),
         Arguments(("params", "lr", "weight_decay"), filled=()),
         (("OPTIMIZER[i].OPTIMIZER_KWARGS", None),),
+        step="optimizers",
     ),
-    Kind("optimizer_builder", "how OPTIMIZER entries become optimizers", ("ednaml.optim.optimizers",)),
+    Kind(
+        "optimizer_builder", "how OPTIMIZER entries become optimizers", ("ednaml.optim.optimizers",), step="optimizers"
+    ),
     Kind(
         "scheduler",
         "a learning-rate scheduler",
@@ -140,6 +153,7 @@ for _kind in (
         ("torch.optim.lr_scheduler",),
         Arguments(("optimizer",), filled=()),
         (("SCHEDULER[i].LR_KWARGS", None),),
+        step="schedulers",
     ),
     Kind(
         "metric",
@@ -147,6 +161,7 @@ for _kind in (
         ("ednaml.metrics",),
         ("torchmetrics.Metric",),
         arguments=Arguments(("num_classes",)),
+        step="evaluate",
     ),
     Kind(
         "plugin",
@@ -154,6 +169,7 @@ for _kind in (
         ("ednaml.plugins.builtin",),
         ("ednaml.plugins.ModelPlugin",),
         kwargs_at=(("MODEL_PLUGIN[i].PLUGIN_KWARGS", None),),
+        step="plugins",
     ),
     Kind(
         "deployment",
@@ -161,6 +177,7 @@ for _kind in (
         ("ednaml.deploy.classification",),
         ("ednaml.deploy.Deploy",),
         kwargs_at=(("DEPLOYMENT.DEPLOYMENT_ARGS", None),),
+        step="deploy",
     ),
     Kind(
         "callback",

@@ -39,7 +39,9 @@ def untrusted_message(name: str, what: str) -> str:
 
 
 def kind_of(kind: str) -> Kind:
-    """The declaration of `kind` (ednaml/kinds.py); an unknown kind raises RegistryError naming the kinds."""
+    """The declaration of `kind` (ednaml/kinds.py; the original's name of a kind, kinds.RENAMED_KINDS, is read
+    as this version's); an unknown kind raises RegistryError naming the kinds."""
+    kind = kinds.RENAMED_KINDS.get(kind, kind)
     if kind not in kinds.KINDS:
         raise RegistryError(
             f"unknown component kind {kind!r}"
@@ -54,6 +56,7 @@ def register(kind: str, name: str | None = None, *, override: bool = False) -> C
     A name the kind already resolves (a built-in, torch's or another registration) is refused, unless
     `override=True` says the new component is meant to replace it."""
     declaration = kind_of(kind)
+    kind = declaration.name
     if not declaration.registered:
         raise RegistryError(
             f"{kind} components are Lightning's classes, named under trainer.{declaration.trainer_key} by their "
@@ -208,6 +211,7 @@ _public_classes: dict[str, dict[str, Any]] = {}
 
 def names(kind: str) -> list[str]:
     """Every name `kind` resolves without a dotted path, built-ins and registered ones, sorted."""
+    kind = kind_of(kind).name
     if kind_of(kind).registered:
         _load_builtins(kind)
     return sorted(set(_components.get(kind, {})) | {n for n in _public(kind) if "." not in n})
@@ -227,6 +231,7 @@ def get(kind: str, name: str, trusted: bool = True) -> Any:
     config that is not `trusted` (one a checkpoint or run folder carries) is not imported at all.
     """
     declaration = kind_of(kind)
+    kind = declaration.name
     if declaration.registered:
         _load_builtins(kind)
         if name in _components.get(kind, {}):
@@ -315,7 +320,7 @@ def catalogue(kind: str | None = None, pattern: str = "*") -> dict[str, list[tup
     """
     _load_entry_points()
     listing = {}
-    for k in [kind] if kind else list(kinds.KINDS):
+    for k in [kind_of(kind).name] if kind else list(kinds.KINDS):
         rows = dict(declared(k))
         rows.update((n, describe(obj)) for n, obj in _components.get(k, {}).items())
         listing[k] = sorted((n, d) for n, d in rows.items() if fnmatch.fnmatchcase(n, pattern))

@@ -75,14 +75,14 @@ def argument_targets(cfg: dict[str, Any], resolved: Resolved) -> list[Target]:
             for section in ("TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION")
         ]
 
-    if (step_logic := resolved.get(("EXECUTION", "TRAINER"))) is not None:
+    if (step_logic := resolved.get(("EXECUTION", "STEP_LOGIC"))) is not None:
         add(
             lambda: [
                 (
-                    "trainer",
+                    "step_logic",
                     step_logic,
-                    ("EXECUTION", "TRAINER_ARGS"),
-                    {k: v for k, v in cfg["EXECUTION"]["TRAINER_ARGS"].items() if k != "accumulation_steps"},
+                    ("EXECUTION", "STEP_LOGIC_ARGS"),
+                    {k: v for k, v in cfg["EXECUTION"]["STEP_LOGIC_ARGS"].items() if k != "accumulation_steps"},
                 )
             ]
         )
@@ -215,12 +215,10 @@ def validate(
     trust = trusted if isinstance(trusted, Trust) else Trust.given(trusted, origins)
     problems = check_structure(cfg, origins) + check_components(cfg, trust)
     problems += [] if problems else destinations_are_the_users(cfg, trust)
-    if not problems:  # every value well-formed: what the Trainer itself refuses (an accelerator it cannot use)
-        from ednaml.adapters.trainer import check_trainer_build
+    if not problems:  # every value well-formed (what the Trainer itself refuses, build_trainer says as it builds it)
         from ednaml.tracking.wandb import login_problem
 
-        problems = check_trainer_build(cfg["trainer"], trust)
-        problems += [p for p in [login_problem(cfg)] if p]
+        problems = [p for p in [login_problem(cfg)] if p]
     if problems:
         first: dict[tuple, Problem] = {}
         for problem in locate(problems, origins or {}):  # one message per key path

@@ -79,7 +79,10 @@ def test_linked_keys_show_the_effective_value_in_both_places(tmp_path):
     path = write(
         tmp_path,
         "a.yml",
-        {"EXECUTION": {"TEST_FREQUENCY": 2, "TRAINER_ARGS": {"accumulation_steps": 4}}, "LOGGING": {"STEP_VERBOSE": 7}},
+        {
+            "EXECUTION": {"TEST_FREQUENCY": 2, "STEP_LOGIC_ARGS": {"accumulation_steps": 4}},
+            "LOGGING": {"STEP_VERBOSE": 7},
+        },
     )
     trainer = resolve([path])["trainer"]
     assert trainer["check_val_every_n_epoch"] == 2

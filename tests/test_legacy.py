@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_ednaml, run_folders
+from helpers import CONFIGS, run_ednaml, run_folders, summary
 
 ORIGINAL = Path(__file__).parent / "legacy_configs" / "digits-original-style.yml"
 NOTES = [
@@ -21,7 +21,8 @@ NOTES = [
     "TRANSFORMATION.INSTANCES: the original's identity sampler",
     "LOSS[0].KWARGS[0].soft_dim: the original's spelling, read as softmax_dimensions",
     "MODEL.MODEL_NORMALIZATION: '' (no normalization in the original), read as none",
-    "EXECUTION.TRAINER: the original's 'BaseTrainer', read as ClassificationTrainer",
+    "EXECUTION.TRAINER: the original's spelling, read as EXECUTION.STEP_LOGIC",
+    "EXECUTION.STEP_LOGIC: the original's 'BaseTrainer', read as ClassificationTrainer",
     "EXECUTION.OPTIMIZER_BUILDER: the original's 'ReIDOptimizerBuilder', read as ClassificationOptimizer",
     "LOSS[0]: CenterLoss learns parameters and has no LOSS_OPTIMIZER entry: one was added",
 ]
@@ -68,7 +69,7 @@ def test_the_originals_projects_components_are_named_as_such_not_misspellings(tm
     result = run_ednaml("check", "--config", str(config), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
-        "EXECUTION.TRAINER: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, "
+        "EXECUTION.STEP_LOGIC: 'CarzamTrainer' belongs to CarZam, built on the original EdnaML, "
         "and is not part of EdnaML: "
         "register it with IMPORTS" in result.stderr
     )
@@ -145,3 +146,66 @@ def test_migrate_leaves_out_what_resolving_derives(tmp_path):
     assert "trainer" not in config  # no max_epochs to outvote EXECUTION.EPOCHS, no precision of this machine
     missing = run_ednaml("migrate", str(ORIGINAL), "-o", str(tmp_path / "no" / "such" / "x.yml"), cwd=tmp_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_originals_trainer_is_read_as_step_logic_in_files_overrides_and_registrations(tmp_path):
+    from ednaml import registry
+    from ednaml.config.load import noted, resolve
+    from ednaml.steps import StepLogic
+
+    old = tmp_path / "old.yml"
+    old.write_text(
+        "EXECUTION:\n  TRAINER: MultiClassificationTrainer\n  TRAINER_ARGS:\n    accumulation_steps: 3\n"
+        "  TRAIN_MODE: full\n"
+    )
+    with noted(show=False) as notes:
+        config = resolve([old])
+    execution = config["EXECUTION"]
+    assert execution["STEP_LOGIC"] == "MultiClassificationTrainer" and "TRAINER" not in execution
+    assert execution["STEP_LOGIC_ARGS"] == {"accumulation_steps": 3, "train_mode": "full"}
+    assert config["trainer"]["accumulate_grad_batches"] == 3  # the linked Lightning key follows
+    assert "EXECUTION.TRAINER_ARGS: the original's spelling, read as EXECUTION.STEP_LOGIC_ARGS" in notes
+    flags = [("EXECUTION.TRAINER_ARGS.accumulation_steps", "5"), ("EXECUTION.TRAINER", "ClassificationTrainer")]
+    overridden = resolve([old], flags)
+    assert overridden["EXECUTION"]["STEP_LOGIC"] == "ClassificationTrainer"
+    assert overridden["EXECUTION"]["STEP_LOGIC_ARGS"]["accumulation_steps"] == 5
+    assert overridden["trainer"]["accumulate_grad_batches"] == 5
+
+    class OldStyleSteps(StepLogic):
+        pass
+
+    try:
+        registry.register("trainer", "OldStyleSteps")(OldStyleSteps)  # the original's kind name
+        assert registry.get("step_logic", "OldStyleSteps") is OldStyleSteps
+        assert registry.get("trainer", "OldStyleSteps") is OldStyleSteps
+        assert "OldStyleSteps" in dict(registry.catalogue("trainer")["step_logic"])
+    finally:
+        registry._components["step_logic"].pop("OldStyleSteps", None)
+
+
+@pytest.mark.e2e
+def test_a_run_folder_recorded_with_the_originals_trainer_keys_resumes_and_diffs_as_its_own(tmp_path):
+    quick = [
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "1",
+    ]
+    env = {"WANDB_MODE": "disabled"}
+    for _ in range(2):
+        fit = run_ednaml(
+            "fit", "--config", str(CONFIGS / "digits.yml"), "--EXECUTION.EPOCHS", "1", *quick, cwd=tmp_path, env=env
+        )
+        assert fit.returncode == 0, fit.stderr[-3000:]
+    older, newer = run_folders(tmp_path / "runs")
+    recorded = yaml.safe_load((older / "config.yaml").read_text())  # as a version before STEP_LOGIC recorded it
+    recorded["EXECUTION"]["TRAINER"] = recorded["EXECUTION"].pop("STEP_LOGIC")
+    recorded["EXECUTION"]["TRAINER_ARGS"] = recorded["EXECUTION"].pop("STEP_LOGIC_ARGS")
+    (older / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    compared = run_ednaml("diff", str(older), str(newer), cwd=tmp_path)
+    assert compared.returncode == 0 and "TRAINER" not in compared.stdout and "STEP_LOGIC" not in compared.stdout
+    resumed = run_ednaml("fit", "--resume", older.name, "--EXECUTION.EPOCHS", "2", *quick, cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert summary(older)["status"] == "finished" and summary(older)["epochs"] == 2

@@ -141,7 +141,7 @@ def test_several_optimizers_train_with_accumulation_mixed_precision_and_clipping
     # (1e35s or NaN on the taps that only see padding), whatever EdnaML does
     overrides = {
         **SHORT,
-        "EXECUTION.TRAINER_ARGS.accumulation_steps": 2,
+        "EXECUTION.STEP_LOGIC_ARGS.accumulation_steps": 2,
         "EXECUTION.FP16": True,
         "trainer.gradient_clip_val": 1.0,
         "TRANSFORMATION.ARGS.i_shape": [24, 24],
@@ -247,7 +247,7 @@ def test_the_logged_learning_rate_of_every_step_is_warmup_then_cosine_by_hand_wi
         str(CONFIGS / "digits.yml"),
         "--EXECUTION.EPOCHS",
         "1",
-        "--EXECUTION.TRAINER_ARGS.accumulation_steps",
+        "--EXECUTION.TRAINER_ARGS.accumulation_steps",  # the original's spelling of STEP_LOGIC_ARGS
         "2",
         "--trainer.limit_train_batches",
         "12",

@@ -217,9 +217,9 @@ def test_new_data_with_no_inputs_is_named(tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(DataError, match="empty.txt' holds no inputs to predict on"):
         EdnaDataModule(
-            prepare([CONFIGS / "polarity-text.yml"]),
+            prepare([CONFIGS / "analogies-text.yml"]),
             None,
-            NewData(str(tmp_path / "empty.txt"), {"polarity": ["neg", "pos"]}),
+            NewData(str(tmp_path / "empty.txt"), {"category": ["family", "currency"]}),
         )
 
 

@@ -95,7 +95,7 @@ def test_ednaml_list_prints_the_catalogue_by_kind(tmp_path):
     assert "loss:" in result.stdout
     assert re.search(r"^  SoftmaxLabelSmooth +Cross-entropy against label-smoothed targets", result.stdout, re.M)
     everything = run_ednaml("list", cwd=tmp_path).stdout
-    for kind in ("datareader:", "model:", "trainer:", "optimizer:", "scheduler:", "metric:"):
+    for kind in ("datareader:", "model:", "step_logic:", "optimizer:", "scheduler:", "metric:"):
         assert kind in everything
     assert "Digits" in everything and "ClassificationResnet" in everything
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 from pathlib import Path
@@ -12,7 +13,14 @@ import torch
 import yaml
 from helpers import CONFIGS, run_ednaml, run_folders, summary
 
-from ednaml.data.text import FortunesCrawler, PolarityCrawler, TextEncoder, TextFilesCrawler, pad_batch
+from ednaml.data.text import (
+    AnalogiesCrawler,
+    FortunesCrawler,
+    PolarityCrawler,
+    TextEncoder,
+    TextFilesCrawler,
+    pad_batch,
+)
 from ednaml.data.video import BundledClipsCrawler, VideoTransform, sample_frames, split_in_time, windows
 
 FORTUNES = Path("/usr/share/games/fortunes")
@@ -133,14 +141,13 @@ def majority(run: Path) -> float:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("config", ["polarity-text.yml", pytest.param("fortunes-text.yml", marks=needs_fortunes)])
+@pytest.mark.parametrize("config", ["analogies-text.yml", pytest.param("fortunes-text.yml", marks=needs_fortunes)])
 def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
     result = run_ednaml("fit", "--config", str(CONFIGS / config), cwd=tmp_path, env={"WANDB_MODE": "disabled"})
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_folders(tmp_path / "runs")
     accuracy = summary(run)["final"]["test/accuracy"]
-    if config == "fortunes-text.yml":  # 2,378 quotations; the 200 polarity sentences are too few to learn much from
-        assert accuracy >= majority(run) + 0.1, (accuracy, majority(run))
+    assert accuracy >= majority(run) + 0.1, (accuracy, majority(run))
     losses = [float(row["train/loss"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
     assert losses[-1] < losses[0], losses  # it learns the training split, at least
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -162,7 +169,7 @@ def test_a_text_example_trains_and_its_tokenizer_travels(tmp_path, config):
 
     # the test split's texts as new data (a CSV with id and text): the checkpoint's tokenizer gives the same predictions
     saved = yaml.safe_load((run / "config.yaml").read_text())["EXECUTION"]["DATAREADER"]
-    crawler = {"PangLeePolarity": PolarityCrawler, "Fortunes": FortunesCrawler}[saved["DATAREADER"]]
+    crawler = {"Analogies": AnalogiesCrawler, "Fortunes": FortunesCrawler}[saved["DATAREADER"]]
     texts = [text for text, _ in crawler(**saved["CRAWLER_ARGS"]).crawl().splits["test"]]
     with (tmp_path / "texts.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([("id", "text")] + [(f"t{i}", text) for i, text in enumerate(texts)])
@@ -203,3 +210,16 @@ def test_the_video_example_beats_the_majority_baseline(tmp_path):
     (entry,) = classes.values()
     assert [r["input"] for r in rows] == sorted(str(p) for p in videos.glob("*.mp4"))
     assert all(r["prediction"] in entry["classes"] for r in rows)
+
+
+def test_the_text_data_gensim_ships_is_read_whole_and_drawn_per_category():
+    polarity = PolarityCrawler().crawl()
+    assert sum(map(len, polarity.splits.values())) == 200 and polarity.labels == {"polarity": ["negative", "positive"]}
+    every = AnalogiesCrawler(per_class=None).crawl()
+    assert sum(map(len, every.splits.values())) == 19544 and len(every.labels["category"]) == 14
+    drawn = AnalogiesCrawler(per_class=50, split_seed=3).crawl()
+    counts = collections.Counter(label for split in drawn.splits.values() for _, (label,) in split)
+    assert sorted(counts.values()) == [50] * 14
+    assert drawn.splits == AnalogiesCrawler(per_class=50, split_seed=3).crawl().splits  # the same draw again
+    with pytest.raises(ValueError, match=r"CRAWLER_ARGS.per_class: 0 is not a whole number"):
+        AnalogiesCrawler(per_class=0)

@@ -311,7 +311,7 @@ def test_a_checkpoint_s_relative_paths_are_built_inside_the_run_folder_and_a_typ
         ],
     }
     typed = registry.Trust(whole=False, typed=frozenset({("trainer", "callbacks", 1, "init_args", "dirpath")}))
-    trainer = build_trainer(section, str(tmp_path / "run"), [], [], typed)
+    trainer = build_trainer(section, str(tmp_path / "run"), [], typed)
     dirs = [c.dirpath for c in trainer.callbacks if type(c).__name__ == "ModelCheckpoint" and c.dirpath]
     assert str(tmp_path / "run" / "extra") in dirs and str(tmp_path / "mine") in dirs
 

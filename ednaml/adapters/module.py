@@ -260,7 +260,7 @@ class EdnaModule(pl.LightningModule):
         self.given_record = self.given.described(config.LOSS)  # provenance and every checkpoint record it
         classes = {name: len(values) for name, values in labels.items()}
         execution = config.EXECUTION
-        step_cls = registry.get("trainer", execution.TRAINER)
+        step_cls = registry.get("step_logic", execution.STEP_LOGIC)
         if getattr(step_cls, "multi_output", False):  # each output names its own label
             target = config.LOSS[0].LABEL if config.LOSS[0].LABEL in labels else None
         else:
@@ -276,8 +276,8 @@ class EdnaModule(pl.LightningModule):
         if config.LOGGING.INPUT_SIZE:  # lets Lightning's model summary show input and output shapes
             self.example_input_array = torch.zeros(*config.LOGGING.INPUT_SIZE)
 
-        step_args = {k: v for k, v in execution.TRAINER_ARGS.items() if k != "accumulation_steps"}
-        self.step_logic = registry.build("trainer", step_cls, step_args, at=("EXECUTION", "TRAINER_ARGS"))
+        step_args = {k: v for k, v in execution.STEP_LOGIC_ARGS.items() if k != "accumulation_steps"}
+        self.step_logic = registry.build("step_logic", step_cls, step_args, at=("EXECUTION", "STEP_LOGIC_ARGS"))
         self.outputs = self.step_logic.bind(self.model, list(labels), target)
         self.criterion = Criterion(config.LOSS, self.outputs, classes, self.given.losses)
         deployment = config.DEPLOYMENT
@@ -288,7 +288,7 @@ class EdnaModule(pl.LightningModule):
         if len(self.plugins) and type(self.step_logic).outputs_of is StepLogic.outputs_of:
             raise ValueError(
                 f"MODEL_PLUGIN: plugins see the model's outputs through the step logic's `outputs_of`, which "
-                f"EXECUTION.TRAINER {type(self.step_logic).__name__} does not define"
+                f"EXECUTION.STEP_LOGIC {type(self.step_logic).__name__} does not define"
             )
         self.plugin_outputs: dict[
             str, dict[str, Any]
@@ -303,6 +303,7 @@ class EdnaModule(pl.LightningModule):
         self.parameter_table: list[GroupRow] = []
         self.schedules = ScheduleRunner([])
         self._pending_schedule_state: list[dict[str, Any]] | None = None
+        self._built: Any = None  # the OptimizerSet build_optimizers made, until Lightning takes it
         self.provenance: dict[str, Any] | None = None  # set by the runner; every checkpoint carries it
         self.train_losses = TrainingLosses()
         self.eval_losses = EvaluationLosses(
@@ -408,8 +409,9 @@ class EdnaModule(pl.LightningModule):
 
     # ---- optimizers and schedulers ----
 
-    def configure_optimizers(self) -> Any:
-        """One optimizer per OPTIMIZER and LOSS_OPTIMIZER entry, stepped together as one OptimizerSet."""
+    def build_optimizers(self) -> Any:
+        """One optimizer per OPTIMIZER and LOSS_OPTIMIZER entry, stepped together as one OptimizerSet, and their
+        schedules: built here once, before the run (preflight), and handed to Lightning by configure_optimizers."""
         config = self.config
         builder = registry.get("optimizer_builder", config.EXECUTION.OPTIMIZER_BUILDER)
         optimizers, self.parameter_table = builder(self.model, config.MODEL.PARAMETER_GROUPS, config.OPTIMIZER)
@@ -431,15 +433,29 @@ class EdnaModule(pl.LightningModule):
                 f"LOSS entries {untrained} learn parameters: add a LOSS_OPTIMIZER entry with OPTIMIZER_NAME "
                 f"{untrained[0]!r} for each"
             )
-        log.info("parameter groups:\n%s", format_table(self.parameter_table))
         self.schedules = ScheduleRunner(
             build_schedules(config.SCHEDULER, optimizers)
             + build_schedules(config.LOSS_SCHEDULER, loss_optimizers, "LOSS_SCHEDULER")
         )
+        self._built = OptimizerSet({**optimizers, **{f"loss:{k}": v for k, v in loss_optimizers.items()}})
+        return self._built
+
+    def configure_optimizers(self) -> Any:
+        """The optimizers build_optimizers made, where they hold exactly the parameters this module trains now;
+        built anew where the strategy replaced them (FSDP and DeepSpeed wrap the model before this call)."""
+        built, self._built = self._built, None  # handed over once: a later fit builds its own
+        if built is None or not self._holds_current_parameters(built):
+            built = self.build_optimizers()
+            self._built = None
+        log.info("parameter groups:\n%s", format_table(self.parameter_table))
         if self._pending_schedule_state is not None:
             self.schedules.load_state_dict(self._pending_schedule_state)
             self._pending_schedule_state = None
-        return OptimizerSet({**optimizers, **{f"loss:{k}": v for k, v in loss_optimizers.items()}})
+        return built
+
+    def _holds_current_parameters(self, built: Any) -> bool:
+        current = {id(p) for p in self.parameters()}
+        return all(id(p) in current for group in built.param_groups for p in group["params"])
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.schedules.warm(self.trainer.global_step)

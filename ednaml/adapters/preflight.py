@@ -14,6 +14,15 @@ from ednaml.faults import explain
 KEY_PATH = re.compile(r"^((?:[A-Z_]+|trainer)(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\[\d+\])?)*): (.*)$", re.S)
 
 
+def seed(config: Any) -> None:
+    """The random number generators seeded as `seed_everything` says (false: not seeded), before anything is
+    built: a run, and `check`, draw the same weights, batches and augmentations."""
+    if config.seed_everything is not False:
+        import lightning.pytorch as pl
+
+        pl.seed_everything(int(config.seed_everything), workers=True, verbose=False)
+
+
 def problem_from(err: BaseException, default: tuple) -> Problem:
     """A Problem at the key path the message starts with ('MODEL.MODEL_KWARGS: ...'), else at `default`."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)  # KeyError quotes its message
@@ -105,11 +114,11 @@ def monitor_problems(module: Any, has_val: bool) -> list[Problem]:
 
 def preflight(module: Any, data: Any) -> list[Problem]:
     """What `fit` tries before it makes a run folder, as `check` does: the parameter groups and optimizers
-    build, and the model takes two training samples and gives one score per class. Nothing is changed:
-    evaluation mode, no gradients, the random number generators as they were."""
+    build (once: Lightning is handed these), and the model takes two training samples and gives one score per
+    class. Nothing else is changed: evaluation mode, no gradients, the random number generators as they were."""
     problems: list[Problem] = []
     try:
-        module.configure_optimizers()
+        module.build_optimizers()
     except Exception as err:  # noqa: BLE001 - every failure becomes a reported problem
         problems += problems_from(err, ("OPTIMIZER",))
     problems += monitor_problems(module, data.has("val"))

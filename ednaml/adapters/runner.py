@@ -29,8 +29,8 @@ from ednaml.adapters.loggers import CommitMetrics, RunLogger, wandb_logger
 from ednaml.adapters.module import EdnaModule
 from ednaml.adapters.plugins import PluginRunner
 from ednaml.adapters.predictions import PredictionWriter, PredictRequest
-from ednaml.adapters.preflight import preflight, problem_from
-from ednaml.adapters.trainer import build_trainer, debug_settings, save_atomically
+from ednaml.adapters.preflight import preflight, problem_from, seed
+from ednaml.adapters.trainer import add_run_parts, build_trainer, debug_settings, save_atomically
 from ednaml.checkpoints import checkpoint_step, data_state, plugin_state, read_checkpoint, source_run
 from ednaml.config import sections
 from ednaml.errors import BuildError, ConfigError, DataError, Problem, RunStopped
@@ -256,7 +256,8 @@ class RunSession:
         config: sections.Config,
         module: EdnaModule,
         datamodule: EdnaDataModule,
-        resume: RunFolder | None,
+        run: RunFolder,
+        resuming: bool,
         invocation: dict[str, Any] | None,
         ckpt_path: str | None,
         request: PredictRequest | None = None,
@@ -265,20 +266,18 @@ class RunSession:
         self.request = request or PredictRequest()
         self.writer: PredictionWriter | None = None
         self.plugin_runner: PluginRunner | None = None
-        self.resume, self.invocation = resume, invocation or {}
-        self.ckpt_path = str(resume.checkpoints / "last.ckpt") if resume is not None else ckpt_path
-        self.trainer: pl.Trainer | None = None
+        self.run, self.resuming, self.invocation = run, resuming, invocation or {}
+        self.ckpt_path = str(run.checkpoints / "last.ckpt") if resuming else ckpt_path
+        self.trainer: pl.Trainer | None = None  # built before the session is entered, from trainer_callbacks()
+        self.built_with: list[pl.Callback] = []
         self.summary: RunSummary | None = None
         self.backup: Backup | None = None
         self.tables: list[Table] = []  # for W&B as the run ends (see log_tables)
 
-    @property
-    def resuming(self) -> bool:
-        return self.resume is not None
-
     def __enter__(self) -> RunSession:
-        config = self.config
-        run = self.run = self.resume or RunFolder.create(config.trainer.get("default_root_dir") or "runs", config)
+        config, run = self.config, self.run
+        if not self.resuming:
+            run.make()
         with contextlib.ExitStack() as stack:  # undone in reverse if anything below fails, else when the session ends
             try:
                 run.lock()
@@ -322,6 +321,7 @@ class RunSession:
                 stack.callback(self._last_backup)
             if run.writer:
                 stack.callback(write_report, run.path)
+            add_run_parts(self.trainer, config.trainer, self.built_with, self.callbacks(), [self.logger])
             self._cleanup = stack.pop_all()
         return self
 
@@ -333,18 +333,26 @@ class RunSession:
             self.run.write_json("provenance.json", self.provenance)
         record_devices(self.wandb, count, self.provenance)
 
-    def callbacks(self) -> list[pl.Callback]:
-        """The stage's callbacks: summary.json and metrics always; then what the stage writes."""
-        run, summary = self.run, self.summary
-        common: list[pl.Callback] = [
-            summary,
-            CommitMetrics(self.logger),
-            *progress(self.config.trainer, self.config.LOGGING.STEP_VERBOSE),
-        ]
+    def trainer_callbacks(self) -> list[pl.Callback]:
+        """The stage's callbacks the Trainer is built with, which need no more than the run folder's path: the
+        checkpoints (where a Trainer without them would add its own), the progress display, step metrics."""
+        built: list[pl.Callback] = [*progress(self.config.trainer, self.config.LOGGING.STEP_VERBOSE)]
         if self.stage == "fit":
-            common = checkpoint_callbacks(self.config.SAVE, run, self.datamodule.has("val")) + [
+            built = [
                 StepMetrics(),
-                *common,
+                *built,
+                *checkpoint_callbacks(self.config.SAVE, self.run, self.datamodule.has("val")),
+            ]
+        self.built_with = built
+        return built
+
+    def callbacks(self) -> list[pl.Callback]:
+        """The stage's callbacks made with its folder: summary.json and metrics always; then what the stage
+        writes."""
+        run, summary = self.run, self.summary
+        common: list[pl.Callback] = [summary, CommitMetrics(self.logger)]
+        if self.stage == "fit":
+            common += [
                 RecordParameters(run, self.provenance, self.tables),
                 StopOnSignal(run),
                 ExportWeights(run, summary),
@@ -513,8 +521,7 @@ def run_stage(
     config = sections.sections(config)
     with frozen_for_the_run():
         _quiet_lightning()
-        if config.seed_everything is not False:
-            pl.seed_everything(int(config.seed_everything), workers=True, verbose=False)
+        seed(config)
         datamodule, module = instantiate(
             config,
             resume.checkpoints / "last.ckpt" if resume is not None else ckpt_path,
@@ -522,10 +529,11 @@ def run_stage(
             given,
         )
         before_run(stage, config.SAVE, module, datamodule, resume is not None)
-        with RunSession(stage, config, module, datamodule, resume, invocation, ckpt_path, request) as session:
-            session.trainer = trainer = build_trainer(
-                config.trainer, str(session.run.path), session.callbacks(), [session.logger], trust
-            )
+        run = resume or RunFolder.new(config.trainer.get("default_root_dir") or "runs", config)
+        session = RunSession(stage, config, module, datamodule, run, resume is not None, invocation, ckpt_path, request)
+        # the one Trainer of the run, before its folder is made: what Lightning refuses leaves nothing behind
+        session.trainer = trainer = build_trainer(config.trainer, str(run.path), session.trainer_callbacks(), trust)
+        with session:
             session.record_processes(trainer.world_size)
             gc.freeze()  # the data, model and Trainer live as long as the run (see frozen_for_the_run)
             session.tables.append(pipeline_table(config.as_dict(), session.provenance))

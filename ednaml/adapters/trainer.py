@@ -9,6 +9,7 @@ import datetime
 import enum
 import functools
 import inspect
+import json
 import os
 import re
 import types
@@ -21,6 +22,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
+from lightning.pytorch.callbacks import BatchSizeFinder, Checkpoint, LearningRateFinder
 
 from ednaml import kinds, registry
 from ednaml.config.arguments import check_arguments
@@ -236,8 +238,17 @@ def in_run_folder(trainer: Mapping[str, Any], root_dir: str, trust: registry.Tru
     return section
 
 
-def check_trainer_values(trainer: dict[str, Any]) -> list[Problem]:
-    """Each Trainer argument against its type, one problem per bad argument (after the gate: it imports)."""
+def check_trainer_values(trainer: dict[str, Any], section: dict[str, Any] | None = None) -> list[Problem]:
+    """Each Trainer argument against its type, one problem per bad argument (after the gate: it imports).
+    `section`, the whole section these arguments are of and all of it through the gate, is parsed as the
+    Trainer will be built from it (once: build_trainer reuses the parse); only where that fails is each
+    argument parsed on its own, to name every bad one."""
+    if section is not None:
+        try:
+            _parsed(_runnable(section))
+            return []
+        except Exception:  # noqa: BLE001 - named below, argument by argument
+            pass
     parser = trainer_parser()
     problems = []
     for key, value in trainer.items():
@@ -271,49 +282,40 @@ def debug_settings(trainer: dict[str, Any]) -> list[str]:
     return found
 
 
-def check_trainer_build(trainer: dict[str, Any], trust: registry.Trust = registry.Trust()) -> list[Problem]:
-    """What lightning.Trainer itself refuses once the types are right (an accelerator it does not know,
-    devices it cannot use, a strategy that does not fit them), reported at the key that was written."""
-    import logging
-
-    quiet = logging.getLogger("lightning.pytorch")
-    level, quiet.level = quiet.level, logging.WARNING  # not the device banner of a throwaway Trainer
-    try:
-        kwargs = trainer_kwargs(
-            {k: v for k, v in trainer.items() if k not in ("default_root_dir", "logger", "callbacks")}, trust
-        )
-        pl.Trainer(
-            **{
-                "enable_progress_bar": False,
-                "enable_model_summary": False,
-                **kwargs,
-                "logger": False,
-                "enable_checkpointing": False,
-            }
-        )
-    except Exception as err:  # noqa: BLE001 - Lightning raises several kinds for a setting it cannot use
-        text = " ".join(str(err).split())
+def refused(err: Exception, trainer: Mapping[str, Any]) -> list[Problem]:
+    """What lightning.Trainer refused once the types were right (an accelerator it does not know, devices it
+    cannot use, a strategy that does not fit them, a callback that cannot be made), at the key it names."""
+    text = " ".join(str(err).split())
+    named = [k for k in trainer if re.search(rf"\b{re.escape(k)}=", text)]  # Lightning's `Trainer(devices=0)`
+    if len(named) != 1:
         named = [k for k in trainer if re.search(rf"\b{re.escape(k)}\b", text)]
-        if len(named) == 1:
-            return [Problem(("trainer", named[0]), f"{show(trainer[named[0]])} is not valid here: {text}")]
-        return [Problem(("trainer",), text)]
-    finally:
-        quiet.setLevel(level)
-    return []
+    if len(named) == 1:
+        return [Problem(("trainer", named[0]), f"{show(trainer[named[0]])} is not valid here: {text}")]
+    return [Problem(("trainer",), text)]
 
 
-def trainer_kwargs(trainer: dict[str, Any], trust: registry.Trust = registry.Trust()) -> dict[str, Any]:
-    """Trainer arguments with `{class_path, init_args}` callbacks, loggers and plugins instantiated, after
-    the gate: a section that names more than its `trust` allows raises ConfigError, nothing imported."""
-    if problems := gate(trainer, trust):
-        raise ConfigError(problems)
-    return _instantiated(trainer)
+def _runnable(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The section as the Trainer is built from it: its default_root_dir is the run folder's."""
+    return {k: v for k, v in trainer.items() if k != "default_root_dir"}
+
+
+_PARSED: dict[str, Any] = {}  # canonical section -> its parse, so that a run parses its section once
+
+
+def _parsed(trainer: Mapping[str, Any]) -> Any:
+    """The section parsed by jsonargparse (which imports what a class_path names: only after the gate)."""
+    key = json.dumps(trainer, sort_keys=True, default=repr)
+    if key not in _PARSED:
+        # a copy: jsonargparse turns `{class_path: ...}` mappings into Namespaces in place
+        namespace = trainer_parser().parse_object({"trainer": copy.deepcopy(dict(trainer))}, defaults=False)
+        _PARSED.clear()  # one section is in use at a time
+        _PARSED[key] = namespace
+    return _PARSED[key]
 
 
 def _instantiated(trainer: Mapping[str, Any]) -> dict[str, Any]:
-    """The section parsed by jsonargparse (which imports what a class_path names: only after the gate)."""
-    parser = trainer_parser()
-    namespace = parser.instantiate(parser.parse_object({"trainer": copy.deepcopy(dict(trainer))}, defaults=False))
+    """The section's Trainer arguments, its callbacks, loggers and plugins made (new objects on every call)."""
+    namespace = trainer_parser().instantiate(copy.deepcopy(_parsed(trainer)))
     return dict(namespace.trainer) if namespace.get("trainer") is not None else {}
 
 
@@ -352,7 +354,7 @@ def check_trainer_keys(trainer: dict[str, Any], trust: registry.Trust) -> list[P
     known = {
         k: v for k, v in trainer.items() if k not in linked and not any(p.path[:2] == ("trainer", k) for p in problems)
     }
-    return problems + check_trainer_values(known)
+    return problems + check_trainer_values(known, None if problems else trainer)
 
 
 def fill_machine_precision(cfg: dict[str, Any]) -> None:
@@ -366,26 +368,66 @@ def fill_machine_precision(cfg: dict[str, Any]) -> None:
 
 
 def build_trainer(
-    trainer: Mapping[str, Any], root_dir: str, callbacks: list, loggers: list, trust: registry.Trust = registry.Trust()
+    trainer: Mapping[str, Any], root_dir: str, callbacks: list, trust: registry.Trust = registry.Trust()
 ) -> pl.Trainer:
-    """The Trainer of the `trainer:` section, with EdnaML's callbacks and loggers added to the user's own; where
-    the config may not name code, the files its classes write go into the run folder `root_dir`."""
-    given = {k: v for k, v in trainer.items() if k != "default_root_dir"}
+    """The one Trainer of a run, from the `trainer:` section, with EdnaML's `callbacks` that need no run folder
+    yet (the rest, and the run's loggers, join it with add_run_parts once the folder exists); where the config
+    may not name code, the files its classes write go into the run folder `root_dir`. What Lightning refuses
+    is a ConfigError at the key it names, raised before anything is written."""
+    import logging
+
+    given = _runnable(trainer)
     if problems := gate(given, trust):
         raise ConfigError(problems)
-    kwargs = _instantiated(in_run_folder(given, root_dir, trust))  # gated as given: its relative paths moved in
-    user_callbacks = kwargs.pop("callbacks", None) or []
-    if not isinstance(user_callbacks, list):
-        user_callbacks = [user_callbacks]
-    user_logger = kwargs.pop("logger", None)
-    if user_logger is False:
-        loggers = []
-    elif user_logger not in (None, True):
-        loggers = loggers + (user_logger if isinstance(user_logger, list) else [user_logger])
-    plugins = kwargs.pop("plugins", None) or []
-    plugins = plugins if isinstance(plugins, list) else [plugins]
-    if not any(isinstance(p, CheckpointIO) for p in plugins):
-        plugins.append(AtomicCheckpointIO())
-    return pl.Trainer(
-        default_root_dir=root_dir, callbacks=callbacks + user_callbacks, logger=loggers, plugins=plugins, **kwargs
-    )
+    quiet = logging.getLogger("lightning.pytorch")
+    level, quiet.level = quiet.level, logging.WARNING  # the device banner: provenance.json records the machine
+    try:
+        kwargs = _instantiated(in_run_folder(given, root_dir, trust))  # gated as given: its relative paths moved in
+        user_callbacks = kwargs.pop("callbacks", None) or []
+        user_logger = kwargs.pop("logger", None)
+        plugins = kwargs.pop("plugins", None) or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return pl.Trainer(
+            default_root_dir=root_dir,
+            callbacks=callbacks + (user_callbacks if isinstance(user_callbacks, list) else [user_callbacks]),
+            logger=[] if user_logger in (None, True, False) else user_logger,
+            plugins=plugins,
+            **kwargs,
+        )
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Lightning raises several kinds for a setting it cannot use
+        raise ConfigError(refused(err, given)) from err
+    finally:
+        quiet.setLevel(level)
+
+
+def add_run_parts(
+    trainer: pl.Trainer, section: Mapping[str, Any], built_with: list, callbacks: list, loggers: list
+) -> None:
+    """The run's callbacks and loggers, made with its folder, joined to the Trainer built before it (with
+    EdnaML's callbacks `built_with`) where they would be had it been given them: the callbacks after
+    EdnaML's own and before the user's (the checkpoint callbacks stay last, as Lightning orders them), the
+    loggers before the user's unless the section says `logger: false`."""
+    ours = {id(c) for c in built_with if not isinstance(c, Checkpoint)}
+    before = [
+        i
+        for i, c in enumerate(trainer.callbacks)
+        if id(c) in ours or isinstance(c, (BatchSizeFinder, LearningRateFinder))  # tuners first, as Lightning has it
+    ]
+    at = max(before, default=-1) + 1
+    trainer.callbacks[at:at] = callbacks
+    if section.get("logger") is not False:
+        trainer.loggers = loggers + trainer.loggers
+
+
+def trainer_schema() -> dict[str, Any]:
+    """The JSON Schema of the `trainer:` section: lightning.Trainer's arguments, each with its type and default
+    (callbacks, loggers and plugins in LightningCLI's `class_path`/`init_args` form are any mapping)."""
+    from ednaml.config.json_types import of_signature
+
+    schema = of_signature(pl.Trainer)
+    schema["description"] = "lightning.Trainer's arguments, as `--trainer.KEY VALUE` sets them on the command line"
+    return schema

@@ -30,8 +30,14 @@ RENAMED: list[tuple[tuple, tuple]] = [
     (("EXECUTION", "CRAWLER_ARGS"), ("EXECUTION", "DATAREADER", "CRAWLER_ARGS")),
     (("EXECUTION", "GENERATOR"), ("EXECUTION", "DATAREADER", "GENERATOR")),
     (("EXECUTION", "GENERATOR_ARGS"), ("EXECUTION", "DATAREADER", "GENERATOR_ARGS")),
-    (("EXECUTION", "TRAIN_MODE"), ("EXECUTION", "TRAINER_ARGS", "train_mode")),  # read by the step logic that wants it
-    (("EXECUTION", "TEST_MODE"), ("EXECUTION", "TRAINER_ARGS", "test_mode")),
+    # the step logic was the original's "trainer", a word that here means Lightning's (the `trainer:` section)
+    (("EXECUTION", "TRAINER"), ("EXECUTION", "STEP_LOGIC")),
+    (("EXECUTION", "TRAINER_ARGS"), ("EXECUTION", "STEP_LOGIC_ARGS")),
+    (
+        ("EXECUTION", "TRAIN_MODE"),
+        ("EXECUTION", "STEP_LOGIC_ARGS", "train_mode"),
+    ),  # read by the step logic that wants it
+    (("EXECUTION", "TEST_MODE"), ("EXECUTION", "STEP_LOGIC_ARGS", "test_mode")),
 ]
 
 # Keys the original read that this version has no use for: dropped, with what that changes.
@@ -66,7 +72,7 @@ LOSS_ARGUMENTS: dict[str, dict[str, tuple[str | None, Any]]] = {
 
 # The original's names that are this version's components under another name (kind -> {old: new}).
 RENAMED_COMPONENTS: dict[str, dict[str, str]] = {
-    "trainer": {"BaseTrainer": "ClassificationTrainer", "SimpleTrainer": "ClassificationTrainer"},
+    "step_logic": {"BaseTrainer": "ClassificationTrainer", "SimpleTrainer": "ClassificationTrainer"},
     "optimizer_builder": {
         "ReIDOptimizerBuilder": "ClassificationOptimizer",
         "BaseOptimizer": "ClassificationOptimizer",
@@ -112,12 +118,13 @@ _OUTSIDE = {name: project for project, names in OUTSIDE.items() for name in name
 
 
 def renamed_override(path: list, warn: Callable[[str], None]) -> list:
-    """A command-line override's key path written the original's way (--LOSS.0.LOSS_KWARGS), as this
-    version's, so that its value wins as an override should."""
+    """A command-line override's key path written the original's way (--LOSS.0.LOSS_KWARGS, or a key inside
+    one: --EXECUTION.TRAINER_ARGS.accumulation_steps), as this version's, so that its value wins as an
+    override should."""
     for old, new in RENAMED:
-        if len(path) == len(old) and all(o == "*" and isinstance(p, int) or o == p for o, p in zip(old, path)):
-            renamed = [path[i] if part == "*" else part for i, part in enumerate(new)]
-            note(tuple(path), f"the original's spelling, read as {format_path(renamed)}", warn)
+        if len(path) >= len(old) and all(o == "*" and isinstance(p, int) or o == p for o, p in zip(old, path)):
+            renamed = [path[i] if part == "*" else part for i, part in enumerate(new)] + list(path[len(old) :])
+            note(tuple(path[: len(old)]), f"the original's spelling, read as {format_path(renamed[: len(new)])}", warn)
             return renamed
     return path
 
@@ -201,12 +208,21 @@ def _container(cfg: dict[str, Any], path: tuple) -> dict[str, Any] | None:
     return node
 
 
-def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any]:
-    """`raw` (one config layer, or the merged config) with the original's spellings rewritten; each
-    rewrite noted through `warn`. Rewriting twice changes nothing."""
+Warn = Callable[[str], None]
+
+
+def translate(raw: dict[str, Any], warn: Warn) -> dict[str, Any]:
+    """`raw` (one config layer) with the original's spellings rewritten, one rewrite after another (REWRITES);
+    each rewrite noted through `warn`. Rewriting twice changes nothing."""
     import copy
 
     cfg = copy.deepcopy(raw)
+    for rewrite in REWRITES:
+        rewrite(cfg, warn)
+    return cfg
+
+
+def _top_level_datareader(cfg: dict[str, Any], warn: Warn) -> None:
     if (
         isinstance(cfg.get("DATAREADER"), dict)
         and isinstance(cfg.get("EXECUTION") or {}, dict)
@@ -215,66 +231,73 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         cfg["EXECUTION"] = cfg.get("EXECUTION") or {}
         cfg["EXECUTION"]["DATAREADER"] = cfg.pop("DATAREADER")
         note(("DATAREADER",), "the original's later top-level section, read as EXECUTION.DATAREADER", warn)
+
+
+def _crawler(cfg: dict[str, Any], warn: Warn) -> None:
     execution = cfg.get("EXECUTION")
-    if isinstance(execution, dict) and isinstance(execution.get("CRAWLER"), str):
-        crawler = execution.pop("CRAWLER")
-        reader = crawler.removesuffix("DataCrawler").removesuffix("Crawler") or crawler
-        datareader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
-        if datareader is not None and datareader.get("DATAREADER") in (None, ""):
-            datareader["DATAREADER"] = reader
-            note(
-                ("EXECUTION", "CRAWLER"),
-                f"the original named the crawler ({crawler}); a data reader holds it here: read as "
-                f"EXECUTION.DATAREADER.DATAREADER: {reader}",
-                warn,
-            )
-        else:
-            note(
-                ("EXECUTION", "CRAWLER"),
-                f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER names the data reader",
-                warn,
-            )
+    if not (isinstance(execution, dict) and isinstance(execution.get("CRAWLER"), str)):
+        return
+    crawler = execution.pop("CRAWLER")
+    reader = crawler.removesuffix("DataCrawler").removesuffix("Crawler") or crawler
+    datareader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
+    if datareader is not None and datareader.get("DATAREADER") in (None, ""):
+        datareader["DATAREADER"] = reader
+        note(
+            ("EXECUTION", "CRAWLER"),
+            f"the original named the crawler ({crawler}); a data reader holds it here: read as "
+            f"EXECUTION.DATAREADER.DATAREADER: {reader}",
+            warn,
+        )
+    else:
+        note(
+            ("EXECUTION", "CRAWLER"),
+            f"the original's crawler ({crawler}); dropped: EXECUTION.DATAREADER.DATAREADER names the data reader",
+            warn,
+        )
+
+
+def _renamed_keys(cfg: dict[str, Any], warn: Warn) -> None:
     for old, new in RENAMED:
         for old_path, new_path in _moves(cfg, old, new):
-            holder = get_path(cfg, old_path[:-1])
-            value = holder[old_path[-1]]
-            if value in ("", None) and "MODEL_KWARGS" in new_path:  # blank: the model's own default
-                holder.pop(old_path[-1])
-                note(
-                    old_path,
-                    "blank; dropped"
-                    + (
-                        " (an output size left out is taken from the data)"
-                        if new_path[-1].endswith("dimensions")
-                        else ""
-                    ),
-                    warn,
-                )
-                continue
-            if new_path == ("MODEL", "WEIGHTS") and not isinstance(value, str):
-                holder.pop(old_path[-1])
-                note(
-                    old_path,
-                    f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file",
-                    warn,
-                )
-                continue
-            target = _container(cfg, new_path)
-            if target is None:
-                continue  # left under its old name, which validation names
-            holder.pop(old_path[-1])
-            if new_path[-1] in target:
-                note(old_path, f"the original's spelling of {format_path(new_path)}, which is set too: dropped", warn)
-                continue
-            target[new_path[-1]] = value
-            note(old_path, f"the original's spelling, read as {format_path(new_path)}", warn)
+            _move(cfg, old_path, new_path, warn)
+
+
+def _move(cfg: dict[str, Any], old_path: tuple, new_path: tuple, warn: Warn) -> None:
+    holder = get_path(cfg, old_path[:-1])
+    value = holder[old_path[-1]]
+    if value in ("", None) and "MODEL_KWARGS" in new_path:  # blank: the model's own default
+        holder.pop(old_path[-1])
+        size = " (an output size left out is taken from the data)" if new_path[-1].endswith("dimensions") else ""
+        note(old_path, "blank; dropped" + size, warn)
+        return
+    if new_path == ("MODEL", "WEIGHTS") and not isinstance(value, str):
+        holder.pop(old_path[-1])
+        note(
+            old_path,
+            f"{value!r}: the original's switch for pretrained weights; dropped: MODEL.WEIGHTS names a file",
+            warn,
+        )
+        return
+    target = _container(cfg, new_path)
+    if target is None:
+        return  # left under its old name, which validation names
+    holder.pop(old_path[-1])
+    if new_path[-1] in target:
+        note(old_path, f"the original's spelling of {format_path(new_path)}, which is set too: dropped", warn)
+        return
+    target[new_path[-1]] = value
+    note(old_path, f"the original's spelling, read as {format_path(new_path)}", warn)
+
+
+def _dropped_keys(cfg: dict[str, Any], warn: Warn) -> None:
     for path, message in DROPPED.items():
         holder = get_path(cfg, path[:-1])
         if isinstance(holder, dict) and path[-1] in holder:
             holder.pop(path[-1])
             note(path, message, warn)
-    _loss_arguments(cfg, warn)
-    _plugin_arguments(cfg, warn)
+
+
+def _output_arguments(cfg: dict[str, Any], warn: Warn) -> None:
     output = get_path(cfg, ("DEPLOYMENT", "OUTPUT_ARGS"))
     if isinstance(output, dict):
         for key in [k for k in output if k in OLD_OUTPUT_ARGS]:
@@ -284,54 +307,60 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
                 "the original's deployment output files; dropped: `ednaml predict --output` says where the records go",
                 warn,
             )
+
+
+def _dataset_preload(cfg: dict[str, Any], warn: Warn) -> None:
     execution = cfg.get("EXECUTION")
-    if isinstance(execution, dict) and isinstance(execution.get("DATASET_PRELOAD"), str):
-        name = execution.pop("DATASET_PRELOAD")
-        reader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
-        arguments = _container(cfg, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS", "name")) if reader is not None else None
-        if (
-            reader is not None
-            and arguments is not None
-            and reader.get("DATAREADER") in (None, "", "TorchvisionDataset")
-        ):
-            reader["DATAREADER"] = "TorchvisionDataset"
-            arguments.setdefault("name", name)
-            note(
-                ("EXECUTION", "DATASET_PRELOAD"),
-                f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
-                f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)",
-                warn,
-            )
-        else:
-            note(
-                ("EXECUTION", "DATASET_PRELOAD"),
-                f"the original's torchvision dataset ({name}); dropped: EXECUTION.DATAREADER names the data reader",
-                warn,
-            )
-        for key in [
-            k
-            for k in list(execution)
-            if isinstance(k, str) and k.startswith("DATASET_") and k.endswith("PRELOAD_CLASS")
-        ]:
+    if not (isinstance(execution, dict) and isinstance(execution.get("DATASET_PRELOAD"), str)):
+        return
+    name = execution.pop("DATASET_PRELOAD")
+    reader = _container(cfg, ("EXECUTION", "DATAREADER", "DATAREADER"))
+    arguments = _container(cfg, ("EXECUTION", "DATAREADER", "CRAWLER_ARGS", "name")) if reader is not None else None
+    if reader is not None and arguments is not None and reader.get("DATAREADER") in (None, "", "TorchvisionDataset"):
+        reader["DATAREADER"] = "TorchvisionDataset"
+        arguments.setdefault("name", name)
+        note(
+            ("EXECUTION", "DATASET_PRELOAD"),
+            f"the original's torchvision dataset; read as EXECUTION.DATAREADER "
+            f"TorchvisionDataset with CRAWLER_ARGS.name {name} (CRAWLER_ARGS.root says where its files are)",
+            warn,
+        )
+    else:
+        note(
+            ("EXECUTION", "DATASET_PRELOAD"),
+            f"the original's torchvision dataset ({name}); dropped: EXECUTION.DATAREADER names the data reader",
+            warn,
+        )
+    for key in [k for k in list(execution) if isinstance(k, str) and k.startswith("DATASET_")]:
+        if key.endswith("PRELOAD_CLASS"):
             execution.pop(key)
             note(
                 ("EXECUTION", key),
                 "a subset of the dataset's classes is not supported: dropped, every class is used",
                 warn,
             )
+
+
+def _blank_model_keys(cfg: dict[str, Any], warn: Warn) -> None:
     model = cfg.get("MODEL")
     if isinstance(model, dict) and model.get("MODEL_NORMALIZATION") == "":
         model["MODEL_NORMALIZATION"] = "none"
         note(("MODEL", "MODEL_NORMALIZATION"), "'' (no normalization in the original), read as none", warn)
     if isinstance(model, dict) and model.get("MODEL_KWARGS") == "":
         model["MODEL_KWARGS"] = {}
+
+
+def _reader_comments(cfg: dict[str, Any], warn: Warn) -> None:
     reader = get_path(cfg, ("EXECUTION", "DATAREADER"))
     if isinstance(reader, dict):
         for key in [k for k in reader if isinstance(k, str) and k.endswith("_comment")]:
             reader.pop(key)
             note(("EXECUTION", "DATAREADER", key), "a comment in the original's config; dropped", warn)
+
+
+def _renamed_components(cfg: dict[str, Any], warn: Warn) -> None:
     for kind, path in (
-        ("trainer", ("EXECUTION", "TRAINER")),
+        ("step_logic", ("EXECUTION", "STEP_LOGIC")),
         ("optimizer_builder", ("EXECUTION", "OPTIMIZER_BUILDER")),
         ("model_builder", ("MODEL", "BUILDER")),
     ):
@@ -339,7 +368,6 @@ def translate(raw: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any
         if isinstance(name, str) and name in RENAMED_COMPONENTS[kind]:
             holder[path[-1]] = RENAMED_COMPONENTS[kind][name]
             note(path, f"the original's {name!r}, read as {RENAMED_COMPONENTS[kind][name]}, its counterpart here", warn)
-    return cfg
 
 
 def _loss_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
@@ -392,3 +420,19 @@ def _plugin_arguments(cfg: dict[str, Any], warn: Callable[[str], None]) -> None:
                     f"the original's spelling, read as {new}" + (f": {kwargs[new]}" if kwargs[new] != value else ""),
                     warn,
                 )
+
+
+# The rewrites of `translate`, in order: sections and keys move before the keys inside them are read.
+REWRITES: list[Callable[[dict[str, Any], Warn], None]] = [
+    _top_level_datareader,
+    _crawler,
+    _renamed_keys,
+    _dropped_keys,
+    _loss_arguments,
+    _plugin_arguments,
+    _output_arguments,
+    _dataset_preload,
+    _blank_model_keys,
+    _reader_comments,
+    _renamed_components,
+]

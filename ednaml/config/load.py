@@ -8,7 +8,7 @@ import os
 import random
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -410,11 +410,13 @@ def flatten_keys(value: Any, path: tuple = ()) -> Iterable[tuple]:
 def resolve(
     files: Sequence[str | os.PathLike] = (),
     overrides: Iterable[tuple[str, Any]] = (),
-    base: dict[str, Any] | None = None,
+    base: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     origins: dict[tuple, str] | None = None,
     base_label: str = "the given config",
 ) -> dict[str, Any]:
-    """Defaults < base < files (left to right) < Lightning keys < overrides -> the resolved config.
+    """Defaults < base (one mapping or several, left to right) < files (left to right) < Lightning keys <
+    overrides -> the resolved config. Each layer is read in the original EdnaML's older forms too, and
+    translated once, as it is read.
 
     Mappings merge key by key; lists and other values replace. `!replace` and `!delete` (`~KEY.PATH` on the
     command line) replace a mapping or remove a key; a layer that names another component drops the old
@@ -422,28 +424,44 @@ def resolve(
     `origins`, where given, is filled with the file or flag each key path was last set by.
     """
     origins = {} if origins is None else origins
+    bases = [base] if isinstance(base, Mapping) else list(base or [])
+    merged = _merged_layers([(base_label, dict(b)) for b in bases if b] + [(str(f), f) for f in files], origins)
+    links = _linked()
+    _trainer_keys_win(merged, links, origins)
+    _command_line(merged, overrides, links, origins)
+    return _completed(fill_defaults(merged), links)
+
+
+def _merged_layers(layers: list[tuple[str, Any]], origins: dict[tuple, str]) -> dict[str, Any]:
+    """The layers (label, mapping or file) merged in order; each canonical as it is read, so what they merge
+    into is canonical too."""
     merged: dict[str, Any] = {}
-    layers = ([(base_label, base)] if base else []) + [(str(f), f) for f in files]
     for label, source in layers:
         layer = _inherit_transformations(
             normalize_legacy(read_yaml(source) if not isinstance(source, dict) else copy.deepcopy(source))
         )
-        merged = normalize_legacy(merged)
         _drop_stale_arguments(merged, _named_components(layer), label)
         merged = deep_merge(merged, layer)
         origins.update({path: label for path in flatten_keys(layer)})
-    merged = normalize_legacy(merged)
     _materialize_lists(merged)
+    return merged
 
-    links = _linked()
-    # Layer 3: a Trainer argument in a file wins over the EdnaML key it mirrors.
+
+def _trainer_keys_win(merged: dict[str, Any], links: list[tuple[list, list]], origins: dict[tuple, str]) -> None:
+    """A Trainer argument in a file wins over the EdnaML key it mirrors."""
     for ednaml_path, trainer_path in links:
         value = get_path(merged, trainer_path)
         if value is not None:
             set_path(merged, ednaml_path, value, format_path(ednaml_path))
             if tuple(trainer_path) in origins:
                 origins[tuple(ednaml_path)] = WrittenAs(origins[tuple(trainer_path)], trainer_path)
-    # Layer 4: the command line, one layer: overrides left to right; a linked key sets its twin too.
+
+
+def _command_line(
+    merged: dict[str, Any], overrides: Iterable[tuple[str, Any]], links: list[tuple[list, list]], origins: dict
+) -> None:
+    """The command line, one layer: overrides left to right (the original's spellings read as this version's);
+    a linked key sets its twin too."""
     from ednaml.config.legacy import renamed_override
 
     parsed = [
@@ -474,13 +492,16 @@ def resolve(
                 set_path(merged, a, value, dotted)
                 origins[tuple(a)] = WrittenAs(flag, b)
 
-    cfg = fill_defaults(merged)
+
+def _completed(cfg: dict[str, Any], links: list[tuple[list, list]]) -> dict[str, Any]:
+    """The config with its defaults filled: each linked Trainer argument the section leaves out from its EdnaML
+    twin, then the rest of Lightning's defaults; the precision, the seed and the loss names settled."""
     if (reader := deployment_reader(cfg)) is not None and reader.get("CRAWLER_ARGS"):
         config_warning(
             "DEPLOYMENT.DATAREADER.CRAWLER_ARGS: not used; `ednaml predict --data PATH` says where the new data is"
         )
-    if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("TRAINER_ARGS"), dict):
-        cfg["EXECUTION"]["TRAINER_ARGS"].setdefault("accumulation_steps", 1)
+    if isinstance(cfg["EXECUTION"], dict) and isinstance(cfg["EXECUTION"].get("STEP_LOGIC_ARGS"), dict):
+        cfg["EXECUTION"]["STEP_LOGIC_ARGS"].setdefault("accumulation_steps", 1)
     trainer = cfg["trainer"] if isinstance(cfg["trainer"], dict) else {}
     for ednaml_path, trainer_path in links:
         value = get_path(cfg, ednaml_path)
@@ -491,6 +512,19 @@ def resolve(
     _resolve_seed(cfg)
     _resolve_loss_names(cfg)
     return cfg
+
+
+def as_recorded_now(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config an earlier version recorded (a run folder's config.yaml), in this version's form: its
+    older spellings translated (silently: they are the record's, not the user's) and Lightning's defaults
+    filled into its `trainer:` section, so that it compares key by key with a config resolved now."""
+    if not isinstance(config, dict):
+        return config
+    with noted(show=False):
+        current = normalize_legacy(config)
+    if isinstance(current.get("trainer"), dict):
+        current["trainer"] = with_trainer_defaults(current["trainer"])
+    return current
 
 
 def fp16_precision(accelerator: Any, cuda: bool | None) -> str | None:

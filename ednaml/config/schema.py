@@ -94,13 +94,17 @@ EXECUTION = Section(
         "EPOCHS": _k(10, int, "train exactly this many epochs (linked to trainer.max_epochs)"),
         "TEST_FREQUENCY": _k(1, int, "validate every N epochs (trainer.check_val_every_n_epoch)"),
         "SKIPEVAL": _k(False, bool, "when false, one full validation pass runs before training"),
-        "TRAINER": _k(
-            "ClassificationTrainer", str, "step logic: how a batch becomes outputs, losses, metrics", names="trainer"
+        "STEP_LOGIC": _k(
+            "ClassificationTrainer",
+            str,
+            "step logic: how a batch becomes outputs, losses, metrics (the original's EXECUTION.TRAINER)",
+            names="step_logic",
         ),
-        "TRAINER_ARGS": _k(
+        "STEP_LOGIC_ARGS": _k(
             {"accumulation_steps": 1},
             dict,
-            "kwargs of the step logic; accumulation_steps -> trainer.accumulate_grad_batches",
+            "kwargs of the step logic (the original's TRAINER_ARGS); "
+            "accumulation_steps -> trainer.accumulate_grad_batches",
         ),
         "OPTIMIZER_BUILDER": _k(
             "ClassificationOptimizer", str, "how OPTIMIZER entries become optimizers", names="optimizer_builder"
@@ -314,7 +318,7 @@ LIGHTNING_KEYS: dict[str, Key] = {
 LINKED_KEYS: tuple[tuple[str, str], ...] = (
     ("EXECUTION.EPOCHS", "trainer.max_epochs"),
     ("EXECUTION.TEST_FREQUENCY", "trainer.check_val_every_n_epoch"),
-    ("EXECUTION.TRAINER_ARGS.accumulation_steps", "trainer.accumulate_grad_batches"),
+    ("EXECUTION.STEP_LOGIC_ARGS.accumulation_steps", "trainer.accumulate_grad_batches"),
     ("LOGGING.STEP_VERBOSE", "trainer.log_every_n_steps"),
 )
 

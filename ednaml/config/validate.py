@@ -169,12 +169,12 @@ def counts_are_positive(cfg: dict[str, Any]) -> list[Problem]:
         for key in ("EPOCHS", "TEST_FREQUENCY")
         if _number(cfg["EXECUTION"][key]) and cfg["EXECUTION"][key] < 1
     ]
-    arguments = cfg["EXECUTION"]["TRAINER_ARGS"]
+    arguments = cfg["EXECUTION"]["STEP_LOGIC_ARGS"]
     steps = arguments.get("accumulation_steps") if isinstance(arguments, dict) else None
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         problems.append(
             Problem(
-                ("EXECUTION", "TRAINER_ARGS", "accumulation_steps"), f"{show(steps)} is not an integer of at least 1"
+                ("EXECUTION", "STEP_LOGIC_ARGS", "accumulation_steps"), f"{show(steps)} is not an integer of at least 1"
             )
         )
     for section in ("TRANSFORMATION", "TRAIN_TRANSFORMATION", "TEST_TRANSFORMATION"):

@@ -135,19 +135,7 @@ class PolarityCrawler(Crawler):
         self.label_name, self.test_fraction = label_name, test_fraction
 
     def find(self) -> Crawl:
-        import importlib.util
-
-        spec = importlib.util.find_spec("gensim")  # its data file only: importing gensim takes seconds
-        if spec is None or not spec.submodule_search_locations:
-            raise DataError(
-                "EXECUTION.DATAREADER.DATAREADER",
-                "PangLeePolarity reads gensim's bundled data: pip install 'ednaml[text]' (or pip install gensim)",
-            )
-        path = Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data" / "pang_lee_polarity.cor"
-        if not path.is_file():
-            raise DataError(
-                "EXECUTION.DATAREADER.DATAREADER", f"{str(path)!r} is missing from this gensim installation"
-            )
+        path = gensim_data("pang_lee_polarity.cor", "PangLeePolarity")
         classes = ["negative", "positive"]
         samples: list[Sample] = []
         for line in path.read_text(
@@ -156,6 +144,70 @@ class PolarityCrawler(Crawler):
             label, _, text = line.partition(" ")
             if label in ("__label__neg", "__label__pos") and text.strip():
                 samples.append((text.strip(), (int(label == "__label__pos"),)))
+        return Crawl(
+            splits=_splits(samples, self.test_fraction, self.split_seed),
+            labels={self.label_name: classes},
+            files=[str(path)],
+        )
+
+
+def gensim_data(name: str, reader: str) -> Path:
+    """A data file gensim ships with its tests (found without importing gensim, which takes seconds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "EXECUTION.DATAREADER.DATAREADER",
+            f"{reader} reads gensim's bundled data: pip install 'ednaml[text]' (or pip install gensim)",
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "test" / "test_data" / name
+    if not path.is_file():
+        raise DataError("EXECUTION.DATAREADER.DATAREADER", f"{str(path)!r} is missing from this gensim installation")
+    return path
+
+
+class AnalogiesCrawler(Crawler):
+    """The word analogies gensim ships (Mikolov et al.'s questions-words.txt: 19,544 lines of four words in 14
+    categories, capital-common-countries to gram9-plural-verbs): which category a line is from. `per_class`
+    lines of each category, drawn with `split_seed` (null: every line); installed by `pip install ednaml[text]`,
+    no download."""
+
+    def __init__(
+        self,
+        label_name: str = "category",
+        per_class: int | None = 200,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+    ):
+        super().__init__(val_fraction, split_seed)
+        if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
+            raise ValueError(f"{_ARGS}.per_class: {per_class!r} is not a whole number of at least 1 (or null)")
+        self.label_name, self.per_class, self.test_fraction = label_name, per_class, test_fraction
+
+    def find(self) -> Crawl:
+        import random
+
+        path = gensim_data("questions-words.txt", "Analogies")
+        lines: dict[str, list[str]] = {}
+        category = None
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(":"):
+                category = line[1:].strip()
+                lines[category] = []
+            elif category is not None and line.strip():
+                lines[category].append(line.strip())
+        classes = list(lines)
+        draw = random.Random(self.split_seed)
+        samples: list[Sample] = []
+        for index, name in enumerate(classes):
+            chosen = (
+                lines[name]
+                if self.per_class is None
+                else draw.sample(lines[name], min(self.per_class, len(lines[name])))
+            )
+            samples += [(text, (index,)) for text in chosen]
         return Crawl(
             splits=_splits(samples, self.test_fraction, self.split_seed),
             labels={self.label_name: classes},
@@ -306,6 +358,13 @@ class Fortunes(TextReader):
     """Debian's fortunes (apt-get install fortunes): which category file a quotation comes from."""
 
     crawler = FortunesCrawler
+
+
+@register("datareader", "Analogies")
+class Analogies(TextReader):
+    """Word analogies in 14 categories (gensim's bundled questions-words.txt): which category a line is from."""
+
+    crawler = AnalogiesCrawler
 
 
 @register("datareader", "PangLeePolarity")

@@ -1,8 +1,9 @@
 """Step logic: how a batch becomes named model outputs and named targets.
 
-Lightning owns the loop; the EdnaModule turns outputs and targets into losses and metrics. Step logic is
-registered as kind "trainer" and chosen by EXECUTION.TRAINER, the original EdnaML's name for it; the
-built-ins are in `ednaml.steps.classification`.
+Lightning owns the loop (its Trainer, the `trainer:` section); the EdnaModule turns outputs and targets
+into losses and metrics. Step logic is registered as kind "step_logic" and chosen by EXECUTION.STEP_LOGIC
+(the original EdnaML called it a trainer: EXECUTION.TRAINER and `@register("trainer", ...)` are read as
+these); the built-ins are in `ednaml.steps.classification`.
 """
 
 from __future__ import annotations

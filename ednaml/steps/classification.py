@@ -12,7 +12,7 @@ from ednaml.registry import register
 from ednaml.steps import Output, OutputInfo, StepLogic, split_result
 
 
-@register("trainer", "ClassificationTrainer")
+@register("step_logic", "ClassificationTrainer")
 class ClassificationTrainer(StepLogic):
     """Single-output classification: the model's logits (and features), scored against one label."""
 
@@ -34,7 +34,7 @@ class ClassificationTrainer(StepLogic):
         return self.outputs_of(model(x)), self.targets(y)
 
 
-@register("trainer", "MultiClassificationTrainer")
+@register("step_logic", "MultiClassificationTrainer")
 class MultiClassificationTrainer(ClassificationTrainer):
     """Several outputs, each scored against its own label: the model returns {name: (logits, features)}
     and lists its outputs as `model.outputs = [{name, label}, ...]`."""
@@ -46,7 +46,7 @@ class MultiClassificationTrainer(ClassificationTrainer):
         declared = getattr(model, "outputs", None)
         if not declared:
             raise ValueError(
-                f"EXECUTION.TRAINER: {type(self).__name__} needs a multi-output model (with `outputs`), "
+                f"EXECUTION.STEP_LOGIC: {type(self).__name__} needs a multi-output model (with `outputs`), "
                 f"not {type(model).__name__}"
             )
         features = getattr(model, "feature_dimensions", {}) or {}
@@ -69,7 +69,7 @@ class MultiClassificationTrainer(ClassificationTrainer):
         return outputs
 
 
-@register("trainer", "MultiBranchTrainer")
+@register("step_logic", "MultiBranchTrainer")
 class MultiBranchTrainer(MultiClassificationTrainer):
     """Branches with their own outputs and an optional fused head (MultiBranchResnet): every output scored
     against its own label."""

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ednaml.config.schema import PLACEMENT_KEYS, with_trainer_defaults
+from ednaml.config.load import as_recorded_now
+from ednaml.config.schema import PLACEMENT_KEYS
 from ednaml.errors import ConfigError, did_you_mean, format_path
 from ednaml.tracking.run_folder import held, load_yaml, read_run_text
 from ednaml.utils import text_table
@@ -215,14 +216,8 @@ def side(ref: str, root: str | Path = DEFAULT_ROOT) -> Side:
     run = read_run(resolve_run(ref, root))
     if run.config is None:
         raise ConfigError(f"{str(run.path)!r} has no config.yaml; it is not a complete run folder")
-    config = (
-        {**run.config, "trainer": with_trainer_defaults(run.config["trainer"])}
-        if "trainer" in run.config
-        else run.config
-    )
-    return Side(
-        run.run_id, config, run.provenance, run.summary.get("final", {})
-    )  # an older run's config: Lightning's defaults filled in
+    # an older run's config in this version's spellings, Lightning's defaults filled in
+    return Side(run.run_id, as_recorded_now(run.config), run.provenance, run.summary.get("final", {}))
 
 
 def changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ednaml import registry
+from ednaml import kinds, registry
 from ednaml.config.schema import component_paths
 from ednaml.errors import format_path
 from ednaml.version import __version__
@@ -224,7 +224,7 @@ def parameter_counts(module: Any) -> dict[str, int]:
 
 
 PIPELINE_COLUMNS = ["step", "config key", "name", "class", "source sha256", "arguments"]
-# The fundamental steps in the order a run takes them, and the step each kind of component belongs to.
+# The fundamental steps in the order a run takes them (each kind of component declares its own: kinds.Kind.step).
 PIPELINE_ORDER = (
     "load data",
     "preprocess",
@@ -239,20 +239,12 @@ PIPELINE_ORDER = (
     "deploy",
     "save",
 )
-_STEP_OF_KIND = {
-    "datareader": "load data",
-    "dataset": "load data",
-    "model_builder": "model",
-    "model": "model",
-    "loss": "losses",
-    "optimizer_builder": "optimizers",
-    "optimizer": "optimizers",
-    "scheduler": "schedulers",
-    "trainer": "step logic",
-    "metric": "evaluate",
-    "plugin": "plugins",
-    "deployment": "deploy",
-}
+
+
+def _step_of(kind: str) -> str:
+    """The pipeline step of a kind (a run folder an earlier version wrote may name a kind the original's way)."""
+    declared = kinds.KINDS.get(kinds.RENAMED_KINDS.get(kind, kind))
+    return declared.step if declared is not None and declared.step else kind
 
 
 def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
@@ -288,8 +280,8 @@ def _arguments(config: dict[str, Any], path: tuple, kind: str) -> Any:
         }
     if kind == "scheduler":
         return get(*section, "LR_KWARGS")
-    if kind == "trainer":
-        return get("EXECUTION", "TRAINER_ARGS")
+    if kind == "step_logic":
+        return get("EXECUTION", "STEP_LOGIC_ARGS")
     if kind == "plugin":
         return get(*section, "PLUGIN_KWARGS")
     return None
@@ -310,7 +302,7 @@ def pipeline_rows(config: dict[str, Any], components: dict[str, Any]) -> list[li
         key = format_path(path)
         entry = components.get(key) or {}
         shown = f"{entry['class'].rsplit('.', 1)[-1]} (given from Python)" if entry.get("given") else name
-        step = "deploy" if path[0] == "DEPLOYMENT" else _STEP_OF_KIND.get(kind, kind)
+        step = "deploy" if path[0] == "DEPLOYMENT" else _step_of(kind)
         rows.append(row(step, key, shown, entry, _arguments(config, path, kind)))
         if (
             kind == "datareader"

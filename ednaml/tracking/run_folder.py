@@ -124,24 +124,35 @@ class RunFolder:
     @classmethod
     def create(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> RunFolder:
         """A new, empty run folder; an existing run is never reused or overwritten."""
+        run = cls.new(root, config)
+        run.make()
+        return run
+
+    @classmethod
+    def new(cls, root: str | os.PathLike, config: Mapping[str, Any]) -> RunFolder:
+        """The folder a new run will have, nothing made yet (make() makes it): the path is known to what is
+        built before it (the Trainer), and a run that fails before it starts leaves no folder."""
         experiment = experiment_name(config)
         inherited = os.environ.get(RUN_ID_ENV)
         writer = is_rank_zero()
-        run_id = inherited if inherited and not writer else new_run_id()
         root = Path(root).absolute()
+        run_id = inherited if inherited and not writer else new_run_id()
+        while writer and (root / experiment / run_id).exists():
+            run_id = new_run_id()
         path = root / experiment / run_id
         if path.resolve().parent.parent != root.resolve():  # validation allows only safe names; this is the backstop
             raise ValueError(f"SAVE: the run folder {str(path)!r} would not be a folder of the runs root {str(root)!r}")
-        if writer:
-            while True:
-                try:
-                    path.mkdir(parents=True, exist_ok=False)
-                    break
-                except FileExistsError:
-                    run_id = new_run_id()
-                    path = root / experiment / run_id
-            (path / "checkpoints").mkdir()
         return cls(path=path, run_id=run_id, experiment=experiment, writer=writer)
+
+    def make(self) -> None:
+        """The folder of a new run, and its checkpoints/ (by the writing process); a folder of that name made
+        since new() chose it is another run's, never written into."""
+        if self.writer:
+            try:
+                self.path.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                raise RunFolderError(f"the run folder {self.path} was made by another process meanwhile") from None
+            (self.path / "checkpoints").mkdir()
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunFolder:
