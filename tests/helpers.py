@@ -3,6 +3,7 @@ run folders. Fixtures and hooks stay in conftest.py."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -62,3 +63,30 @@ def run_folders(root: Path) -> list[Path]:
 
 def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
+
+
+CLASSES = ["zero", "one", "two", "three"]
+
+
+def digit_images(root: Path, every: int = 3, splits: bool = False) -> Path:
+    """Digits 0-3 as 24x24 PNGs in one folder per class (under train/ and test/ with `splits`); their manifest."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rows = []
+    for i, (image, target) in enumerate(zip(digits.images, digits.target)):
+        if target >= len(CLASSES) or i % every:
+            continue
+        split = ("test" if i % 5 == 0 else "train") if splits else ""
+        folder = root / split / CLASSES[target]
+        folder.mkdir(parents=True, exist_ok=True)
+        name = folder / f"{i}.png"
+        Image.fromarray((image / 16 * 255).astype(np.uint8)).resize((24, 24), Image.NEAREST).save(name)
+        rows.append({"file": str(name.relative_to(root)), "digit": CLASSES[target], "part": split or "train"})
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["file", "digit", "part"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root

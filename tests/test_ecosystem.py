@@ -4,7 +4,6 @@ local files only, and real runs from configs/."""
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 from helpers import CONFIGS, run_ednaml, run_folders, summary
 
+from bench.examples import digits_as_mnist
 from ednaml.errors import DataError
 
 SHORT = [
@@ -25,27 +25,6 @@ SHORT = [
     "--trainer.limit_test_batches",
     "2",
 ]
-
-
-def digits_as_mnist(root: Path, train: int = 1400) -> None:
-    """scikit-learn's digits, enlarged to 28 x 28, written in MNIST's own files (torchvision's raw layout)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.pad(
-        np.kron((digits.images * 255 / 16).round().astype("uint8"), np.ones((3, 3), dtype="uint8")),
-        ((0, 0), (2, 2), (2, 2)),
-    )
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, part, labels in (
-        ("train", images[:train], digits.target[:train]),
-        ("t10k", images[train:], digits.target[train:]),
-    ):
-        (raw / f"{name}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, len(part), 28, 28) + part.tobytes())
-        (raw / f"{name}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 2049, len(labels)) + labels.astype("uint8").tobytes()
-        )
 
 
 def reviews(count: int = 300, seed: int = 0) -> dict[str, list]:

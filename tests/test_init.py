@@ -4,40 +4,11 @@ scikit-learn's bundled handwritten digits, four classes, written as PNG files.""
 
 from __future__ import annotations
 
-import csv
-
-import numpy as np
 import pytest
 import yaml
-from helpers import run_ednaml, run_folders, summary
-from PIL import Image
+from helpers import digit_images, run_ednaml, run_folders, summary
 
 pytestmark = pytest.mark.e2e
-
-CLASSES = ["zero", "one", "two", "three"]
-
-
-def digit_images(root, every=3, splits=False):
-    """Digits 0-3 as 24x24 PNGs in one folder per class (under train/ and test/ with `splits`); their manifest."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    rows = []
-    for i, (image, target) in enumerate(zip(digits.images, digits.target)):
-        if target >= len(CLASSES) or i % every:
-            continue
-        split = ("test" if i % 5 == 0 else "train") if splits else ""
-        folder = root / split / CLASSES[target]
-        folder.mkdir(parents=True, exist_ok=True)
-        name = folder / f"{i}.png"
-        Image.fromarray((image / 16 * 255).astype(np.uint8)).resize((24, 24), Image.NEAREST).save(name)
-        rows.append({"file": str(name.relative_to(root)), "digit": CLASSES[target], "part": split or "train"})
-    with open(root / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["file", "digit", "part"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
-
 
 SHORT = ["--EXECUTION.EPOCHS", "4"]  # the starter's own epochs take a minute; four beat the baseline already
 
