@@ -13,6 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 EDNAML = Path(sys.executable).parent / "ednaml"
+FEW_BATCHES = [  # a run of a few batches per stage
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+]
 
 
 def _glibc() -> bool:

@@ -35,24 +35,16 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from helpers import CONFIGS, EDNAML, ROOT, digit_images
+import torch
+from helpers import CONFIGS, EDNAML, FEW_BATCHES, ROOT, digit_images
 
 pytestmark = pytest.mark.e2e
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SHORT = [
-    "--EXECUTION.EPOCHS",
-    "1",
-    "--trainer.limit_train_batches",
-    "3",
-    "--trainer.limit_val_batches",
-    "2",
-    "--trainer.limit_test_batches",
-    "2",
-]
+SHORT = ["--EXECUTION.EPOCHS", "1", *FEW_BATCHES]
 TRAINS = {"fit", "sweep", "validate", "test"}
 FILE_LINE = re.compile(r"^# ([\w./-]+\.(?:py|ya?ml))$")
-GPU = __import__("torch").cuda.is_available()
+GPU = torch.cuda.is_available()
 NOT_RUN = {("sweeps.md", "a SLURM cluster with GPUs and a PostgreSQL server")}
 
 

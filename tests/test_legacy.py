@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CONFIGS, run_ednaml, run_folders, summary
+from helpers import CONFIGS, FEW_BATCHES, run_ednaml, run_folders, summary
 
 ORIGINAL = Path(__file__).parent / "legacy_configs" / "digits-original-style.yml"
 NOTES = [
@@ -185,14 +185,7 @@ def test_the_originals_trainer_is_read_as_step_logic_in_files_overrides_and_regi
 
 @pytest.mark.e2e
 def test_a_run_folder_recorded_with_the_originals_trainer_keys_resumes_and_diffs_as_its_own(tmp_path):
-    quick = [
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--trainer.limit_test_batches",
-        "1",
-    ]
+    quick = FEW_BATCHES
     env = {"WANDB_MODE": "disabled"}
     for _ in range(2):
         fit = run_ednaml(
